@@ -1,0 +1,34 @@
+// common.wgsl — prepended to every kernel file.
+//
+// Every kernel runs in workgroups of 64 threads. Large dispatches are laid out by the host as
+// a 2-D or 3-D grid of workgroups (each dimension at most the device's
+// max_compute_workgroups_per_dimension); these helpers rebuild the linear indices.
+
+const WORKGROUP_SIZE: u32 = 64u;
+
+// Linear index of a workgroup in a grid of `nwg` workgroups.
+fn workgroup_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return (wid.z * nwg.y + wid.y) * nwg.x + wid.x;
+}
+
+// Linear index of a thread in a grid of 64-thread workgroups.
+fn thread_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return workgroup_index(wid, nwg) * WORKGROUP_SIZE + lid;
+}
+
+// Arguments of every elementwise kernel: `count` elements of tensors with `sample` elements
+// per batch item; view k's element i lives at off_k + (i / sample) * bs_k + i % sample.
+struct Elementwise {
+    count: u32,
+    sample: u32,
+    accumulate: u32, // 1: the destination is added to (dst += value), 0: overwritten
+    _pad: u32,
+    off0: u32, bs0: u32,
+    off1: u32, bs1: u32,
+    off2: u32, bs2: u32,
+    _pad1: u32, _pad2: u32,
+}
+
+fn view_index(i: u32, sample: u32, off: u32, bs: u32) -> u32 {
+    return off + (i / sample) * bs + i % sample;
+}

@@ -1,0 +1,33 @@
+// relu.wgsl — ReLU and its gradient on strided views.
+//
+// Contract (Elementwise args at binding 0; views as in common.wgsl):
+//   relu_forward:  out[view2] = max(x[view0], 0)                     bindings 1: x, 3: out
+//   relu_backward: grad_x[view2] (=|+=) grad_out[view1] * (x[view0] > 0)
+//                                                   bindings 1: x, 2: grad_out, 3: grad_x
+// The gradient at x = 0 is 0, as in PyTorch. One thread per element.
+
+@group(0) @binding(0) var<uniform> args: Elementwise;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> grad_out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(64)
+fn relu_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(wid, nwg, lid);
+    if i >= args.count { return; }
+    let v = max(x[view_index(i, args.sample, args.off0, args.bs0)], 0.0);
+    let o = view_index(i, args.sample, args.off2, args.bs2);
+    if args.accumulate != 0u { out[o] += v; } else { out[o] = v; }
+}
+
+@compute @workgroup_size(64)
+fn relu_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(wid, nwg, lid);
+    if i >= args.count { return; }
+    let pass_through = x[view_index(i, args.sample, args.off0, args.bs0)] > 0.0;
+    let g = select(0.0, grad_out[view_index(i, args.sample, args.off1, args.bs1)], pass_through);
+    let o = view_index(i, args.sample, args.off2, args.bs2);
+    if args.accumulate != 0u { out[o] += g; } else { out[o] = g; }
+}

@@ -1,0 +1,260 @@
+//! Reference cases: a `.safetensors` file holds one op's inputs and PyTorch's float64 results
+//! (format: `tests/vectors/README.md`). [`run_case`] runs the op forward and backward on the
+//! GPU and compares every output and gradient with the stored numbers.
+
+use std::path::Path;
+
+use crate::error::Result;
+use crate::memory::Purpose;
+use crate::ops::{self, conv2d::Conv2dParams};
+use crate::record::Recording;
+use crate::tensor::{shape4, Tensor};
+use crate::weights::{HostTensor, TensorFile};
+use crate::Gpu;
+
+/// How close a result must be to the reference.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Tolerance {
+    /// Bit-exact (relu, add, concat move or add f32 values exactly).
+    Exact,
+    /// `|err| <= rel * (1 + |ref|)` for every element (conv-based ops).
+    Relative(f64),
+}
+
+/// The tolerance for conv-based ops and blocks.
+pub const CONV_TOLERANCE: Tolerance = Tolerance::Relative(1e-4);
+
+/// One output or gradient compared with its reference.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Comparison {
+    /// Tensor name as in the case file (`out`, `grad_x`, …).
+    pub name: String,
+    /// Largest `|gpu - ref|`.
+    pub max_abs_err: f64,
+    /// Largest `|gpu - ref| / |ref|` over elements with `ref != 0`.
+    pub max_rel_err: f64,
+    /// Whether every element is within the tolerance.
+    pub passed: bool,
+}
+
+/// Compares `got` with `want` element by element.
+pub fn compare(name: &str, got: &[f32], want: &[f32], tol: Tolerance) -> Comparison {
+    let mut c = Comparison {
+        name: name.to_string(),
+        max_abs_err: 0.0,
+        max_rel_err: 0.0,
+        passed: got.len() == want.len(),
+    };
+    for (&g, &w) in got.iter().zip(want) {
+        let (g, w) = (g as f64, w as f64);
+        let err = (g - w).abs();
+        if err.is_nan() || !g.is_finite() {
+            c.passed = false;
+            c.max_abs_err = f64::NAN;
+            continue;
+        }
+        c.max_abs_err = c.max_abs_err.max(err);
+        if w != 0.0 {
+            c.max_rel_err = c.max_rel_err.max(err / w.abs());
+        }
+        let ok = match tol {
+            Tolerance::Exact => g == w,
+            Tolerance::Relative(r) => err <= r * (1.0 + w.abs()),
+        };
+        c.passed &= ok;
+    }
+    c
+}
+
+/// A case's outcome: the comparisons, or why it could not run.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CaseReport {
+    /// Case name (file stem).
+    pub case: String,
+    /// The `op` metadata, if it could be read.
+    pub op: String,
+    /// One entry per output and gradient.
+    pub comparisons: Vec<Comparison>,
+    /// Why the case failed before any comparison (unreadable file, unknown op, bad shapes).
+    pub error: Option<String>,
+}
+
+impl CaseReport {
+    /// Whether the case ran and every comparison passed.
+    pub fn passed(&self) -> bool {
+        self.error.is_none()
+            && !self.comparisons.is_empty()
+            && self.comparisons.iter().all(|c| c.passed)
+    }
+}
+
+/// Loads `path` and runs it; never fails: every problem becomes the report's `error`.
+pub fn run_case_file(gpu: &Gpu, path: &Path) -> CaseReport {
+    let case = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string());
+    let mut report = CaseReport {
+        case,
+        op: String::new(),
+        comparisons: Vec::new(),
+        error: None,
+    };
+    match TensorFile::read(path) {
+        Err(e) => report.error = Some(e.to_string()),
+        Ok(file) => {
+            report.op = file.metadata.get("op").cloned().unwrap_or_default();
+            match run_case(gpu, &file) {
+                Ok(c) => report.comparisons = c,
+                Err(e) => report.error = Some(e),
+            }
+        }
+    }
+    report
+}
+
+/// Output tensors of a GPU run, by the names the case file uses for the references.
+pub type Outputs = Vec<(String, Tensor)>;
+
+/// Runs a loaded case on the GPU and compares every output and gradient.
+pub fn run_case(gpu: &Gpu, file: &TensorFile) -> std::result::Result<Vec<Comparison>, String> {
+    let op = file
+        .metadata
+        .get("op")
+        .ok_or("missing metadata \"op\"")?
+        .as_str();
+    let (outputs, tol) = match op {
+        "conv2d" => (run_conv2d(gpu, file)?, CONV_TOLERANCE),
+        "relu" => (run_relu(gpu, file)?, Tolerance::Exact),
+        "add" => (run_add(gpu, file)?, Tolerance::Exact),
+        "concat" => (run_concat(gpu, file)?, Tolerance::Exact),
+        other => return Err(format!("unsupported op {other:?}")),
+    };
+    let mut comparisons = Vec::with_capacity(outputs.len());
+    for (name, tensor) in outputs {
+        let want = file.tensor(&name)?;
+        let got = tensor.to_vec(gpu).map_err(|e| e.to_string())?;
+        comparisons.push(compare(&name, &got, &want.data, tol));
+    }
+    Ok(comparisons)
+}
+
+/// Uploads a named tensor of the case.
+pub fn upload(
+    gpu: &Gpu,
+    file: &TensorFile,
+    name: &str,
+    purpose: Purpose,
+) -> std::result::Result<Tensor, String> {
+    let t: &HostTensor = file.tensor(name)?;
+    let shape = shape4(&t.shape).map_err(|e| format!("{name}: {e}"))?;
+    Tensor::from_slice(gpu, shape, &t.data, purpose).map_err(|e| format!("{name}: {e}"))
+}
+
+fn gpu_err(e: crate::Error) -> String {
+    e.to_string()
+}
+
+/// Conv parameters from a case's metadata.
+pub fn conv_params(file: &TensorFile) -> std::result::Result<Conv2dParams, String> {
+    let m = |k: &str| file.meta_usize(k);
+    Ok(Conv2dParams {
+        stride: [m("stride_h")?, m("stride_w")?],
+        padding: [m("pad_h")?, m("pad_w")?],
+        dilation: [m("dilation_h")?, m("dilation_w")?],
+        groups: m("groups")?,
+    })
+}
+
+fn run_conv2d(gpu: &Gpu, file: &TensorFile) -> std::result::Result<Outputs, String> {
+    let p = conv_params(file)?;
+    let has_bias = file.meta_usize("has_bias")? != 0;
+    let x = upload(gpu, file, "x", Purpose::Activation)?;
+    let w = upload(gpu, file, "weight", Purpose::Parameter)?;
+    let b = if has_bias {
+        Some(upload(gpu, file, "bias", Purpose::Parameter)?)
+    } else {
+        None
+    };
+    let go = upload(gpu, file, "grad_out", Purpose::Gradient)?;
+    let run = || -> Result<Outputs> {
+        let mut rec = Recording::new(gpu);
+        let out = ops::conv2d::conv2d(&mut rec, &x, &w, b.as_ref(), &p)?;
+        let g = ops::conv2d::conv2d_backward(&mut rec, &x, &w, has_bias, &go, &p)?;
+        rec.finish()?;
+        let mut outs = vec![
+            ("out".to_string(), out),
+            ("grad_x".to_string(), g.grad_x),
+            ("grad_weight".to_string(), g.grad_weight),
+        ];
+        if let Some(gb) = g.grad_bias {
+            outs.push(("grad_bias".to_string(), gb));
+        }
+        Ok(outs)
+    };
+    run().map_err(gpu_err)
+}
+
+fn run_relu(gpu: &Gpu, file: &TensorFile) -> std::result::Result<Outputs, String> {
+    let x = upload(gpu, file, "x", Purpose::Activation)?;
+    let go = upload(gpu, file, "grad_out", Purpose::Gradient)?;
+    let run = || -> Result<Outputs> {
+        let mut rec = Recording::new(gpu);
+        let out = ops::relu::relu(&mut rec, &x)?;
+        let gx = ops::relu::relu_backward(&mut rec, &x, &go)?;
+        rec.finish()?;
+        Ok(vec![("out".into(), out), ("grad_x".into(), gx)])
+    };
+    run().map_err(gpu_err)
+}
+
+fn run_add(gpu: &Gpu, file: &TensorFile) -> std::result::Result<Outputs, String> {
+    let a = upload(gpu, file, "a", Purpose::Activation)?;
+    let b = upload(gpu, file, "b", Purpose::Activation)?;
+    let go = upload(gpu, file, "grad_out", Purpose::Gradient)?;
+    let run = || -> Result<Outputs> {
+        let mut rec = Recording::new(gpu);
+        let out = ops::add::add(&mut rec, &a, &b)?;
+        // The backward of an add routes grad_out to both operands: accumulate it into each
+        // operand's (here fresh, zero) gradient buffer.
+        let ga = Tensor::zeros(gpu, a.shape(), Purpose::Gradient)?;
+        let gb = Tensor::zeros(gpu, b.shape(), Purpose::Gradient)?;
+        ops::add::accumulate(&mut rec, &go, &ga)?;
+        ops::add::accumulate(&mut rec, &go, &gb)?;
+        rec.finish()?;
+        Ok(vec![
+            ("out".into(), out),
+            ("grad_a".into(), ga),
+            ("grad_b".into(), gb),
+        ])
+    };
+    run().map_err(gpu_err)
+}
+
+fn run_concat(gpu: &Gpu, file: &TensorFile) -> std::result::Result<Outputs, String> {
+    let n = file.meta_usize("n_inputs")?;
+    if file.meta_usize("dim")? != 1 {
+        return Err("only concatenation along channels (dim = 1) is supported".into());
+    }
+    let xs = (0..n)
+        .map(|i| upload(gpu, file, &format!("x{i}"), Purpose::Activation))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let go = upload(gpu, file, "grad_out", Purpose::Gradient)?;
+    let run = || -> Result<Outputs> {
+        let mut rec = Recording::new(gpu);
+        let refs: Vec<&Tensor> = xs.iter().collect();
+        let out = ops::concat::concat(&mut rec, &refs)?;
+        let channels: Vec<usize> = xs.iter().map(|x| x.shape()[1]).collect();
+        let grads = ops::concat::concat_backward(&mut rec, &go, &channels)?;
+        rec.finish()?;
+        let mut outs = vec![("out".to_string(), out)];
+        outs.extend(
+            grads
+                .into_iter()
+                .enumerate()
+                .map(|(i, g)| (format!("grad_x{i}"), g)),
+        );
+        Ok(outs)
+    };
+    run().map_err(gpu_err)
+}

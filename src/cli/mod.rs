@@ -1,0 +1,43 @@
+//! The `skipgrad` command line: one module per subcommand. Nothing in the library knows it.
+
+pub mod check;
+pub mod info;
+
+use skipgrad::{Gpu, Result};
+
+/// Opens the GPU: `--backend` wins over `SKIPGRAD_BACKEND`.
+pub fn open_gpu(backend: Option<&str>) -> Result<Gpu> {
+    match backend {
+        Some(b) => Gpu::with_backend(Some(b)),
+        None => Gpu::new(),
+    }
+}
+
+/// One line naming the adapter, for table headers.
+pub fn adapter_line(gpu: &Gpu) -> String {
+    let i = gpu.adapter_info();
+    format!(
+        "{} ({:?}, {}, driver {} {})",
+        i.name,
+        i.device_type,
+        gpu.backend_name(),
+        i.driver,
+        i.driver_info
+    )
+}
+
+/// Formats a byte count with a binary unit.
+pub fn fmt_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}

@@ -1,0 +1,119 @@
+//! The one error type of the crate.
+//!
+//! Every failure a user can cause (bad shapes, a file that does not parse, a tensor too large
+//! for the device) and every failure the GPU reports (validation, out of memory, device loss)
+//! becomes an [`Error`] value with a message that says what went wrong and, where there is one,
+//! how to fix it. The library never panics on bad input.
+
+/// Everything that can go wrong in skipgrad.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No GPU adapter could be found (or none of the requested backend).
+    #[error("no GPU adapter found{backend}: {hint}")]
+    NoAdapter {
+        /// The backend that was asked for, formatted as " for backend X", or empty.
+        backend: String,
+        /// What to do about it.
+        hint: String,
+    },
+    /// `SKIPGRAD_BACKEND` (or `--backend`) named something that is not a backend.
+    #[error("unknown backend {0:?}: expected one of vulkan, gl, metal, dx12")]
+    UnknownBackend(String),
+    /// The adapter refused to create a device.
+    #[error("could not create a device on adapter {adapter}: {reason}")]
+    RequestDevice {
+        /// The adapter's name.
+        adapter: String,
+        /// wgpu's reason.
+        reason: String,
+    },
+    /// Shapes of the operands do not fit together.
+    #[error("shape mismatch in {op}: {detail}")]
+    Shape {
+        /// The operation that refused the input.
+        op: &'static str,
+        /// What does not fit, with the shapes involved.
+        detail: String,
+    },
+    /// A parameter (stride, padding, groups...) is invalid.
+    #[error("invalid parameter for {op}: {detail}")]
+    InvalidParameter {
+        /// The operation that refused the parameter.
+        op: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A buffer would exceed what the device can allocate or bind.
+    #[error("tensor of {bytes} bytes exceeds the device's {limit_name} ({limit} bytes)")]
+    TooLarge {
+        /// Requested size in bytes.
+        bytes: u64,
+        /// Which limit is exceeded.
+        limit_name: &'static str,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// A dispatch needs more workgroups than the device allows even when laid out in 2-D.
+    #[error("dispatch of {workgroups} workgroups exceeds the device's limit of {limit} per dimension squared")]
+    DispatchTooLarge {
+        /// Workgroups needed.
+        workgroups: u64,
+        /// `max_compute_workgroups_per_dimension`.
+        limit: u32,
+    },
+    /// Host data does not match the tensor's number of elements.
+    #[error("data length {got} does not match shape {shape:?} ({expected} elements)")]
+    DataLength {
+        /// Elements supplied.
+        got: usize,
+        /// Elements the shape holds.
+        expected: usize,
+        /// The shape.
+        shape: [usize; 4],
+    },
+    /// wgpu reported a validation, out-of-memory or internal error.
+    #[error("GPU error during {during}: {message}")]
+    Gpu {
+        /// What the engine was doing.
+        during: String,
+        /// wgpu's message.
+        message: String,
+    },
+    /// Reading a buffer back from the GPU failed (for example on device loss).
+    #[error("buffer read-back failed: {0}")]
+    ReadBack(String),
+    /// A file could not be read.
+    #[error("cannot read {path}: {reason}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A safetensors file is malformed or does not hold what is expected.
+    #[error("bad tensor file {path}: {reason}")]
+    TensorFile {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Shorthand for `Result<T, skipgrad::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn shape(op: &'static str, detail: impl Into<String>) -> Self {
+        Error::Shape {
+            op,
+            detail: detail.into(),
+        }
+    }
+    pub(crate) fn param(op: &'static str, detail: impl Into<String>) -> Self {
+        Error::InvalidParameter {
+            op,
+            detail: detail.into(),
+        }
+    }
+}

@@ -1,0 +1,383 @@
+//! The GPU context: instance, adapter, device and queue, the device's real limits, a cache of
+//! compiled pipelines, the accounting allocator, and error scopes that turn wgpu's validation
+//! and out-of-memory reports into [`Error`] values instead of panics.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::memory::{GpuBuffer, MemoryReport, MemoryTracker, Purpose};
+
+/// Threads per workgroup of every 1-D kernel; the shaders use the same constant.
+pub(crate) const WORKGROUP_SIZE: u32 = 64;
+
+/// A WGSL source file: its name (for the pipeline cache and error messages) and its text.
+#[derive(Clone, Copy)]
+pub(crate) struct Shader {
+    pub name: &'static str,
+    pub source: &'static str,
+}
+
+/// A GPU and everything skipgrad keeps per GPU.
+///
+/// Create one with [`Gpu::new`] (adapter chosen by `SKIPGRAD_BACKEND` or wgpu's preference)
+/// or [`Gpu::with_backend`]. All tensors, ops and blocks work on one `Gpu`.
+pub struct Gpu {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+    features: wgpu::Features,
+    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<(&'static str, &'static str), wgpu::ComputePipeline>>,
+    memory: Arc<MemoryTracker>,
+    uncaptured: Arc<Mutex<Vec<String>>>,
+}
+
+/// Parses a backend name as accepted by `SKIPGRAD_BACKEND` and `--backend`.
+pub fn parse_backend(name: &str) -> Result<wgpu::Backends> {
+    match name.trim().to_ascii_lowercase().as_str() {
+        "vulkan" | "vk" => Ok(wgpu::Backends::VULKAN),
+        "gl" | "gles" | "opengl" => Ok(wgpu::Backends::GL),
+        "metal" | "mtl" => Ok(wgpu::Backends::METAL),
+        "dx12" | "d3d12" => Ok(wgpu::Backends::DX12),
+        other => Err(Error::UnknownBackend(other.to_string())),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Gpu {
+    /// Opens the preferred adapter. `SKIPGRAD_BACKEND=vulkan|gl|metal|dx12` restricts the
+    /// choice to one backend.
+    pub fn new() -> Result<Gpu> {
+        match std::env::var("SKIPGRAD_BACKEND") {
+            Ok(name) if !name.trim().is_empty() => Gpu::with_backend(Some(&name)),
+            _ => Gpu::with_backend(None),
+        }
+    }
+
+    /// Opens an adapter of the named backend (`None`: any backend, high performance first).
+    pub fn with_backend(backend: Option<&str>) -> Result<Gpu> {
+        let adapter = match backend {
+            Some(name) => Self::request_adapter(parse_backend(name)?),
+            // Native APIs first; GL only when none of them has an adapter (probing GL on a
+            // headless machine also prints EGL warnings, so it is not done needlessly).
+            None => Self::request_adapter(wgpu::Backends::PRIMARY)
+                .or_else(|_| Self::request_adapter(wgpu::Backends::GL)),
+        }
+        .map_err(|e| Error::NoAdapter {
+            backend: backend
+                .map(|b| format!(" for backend {b}"))
+                .unwrap_or_default(),
+            hint: format!(
+                "{e}. Install a GPU driver; on headless Linux without a GPU install Mesa's \
+                 software Vulkan driver (Debian/Ubuntu: `apt-get install mesa-vulkan-drivers`), \
+                 or try SKIPGRAD_BACKEND=gl for Mesa's llvmpipe"
+            ),
+        })?;
+        let info = adapter.get_info();
+        // The adapter's real limits, not wgpu's conservative defaults (128 MiB bindings).
+        let limits = adapter.limits();
+        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("skipgrad"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| Error::RequestDevice {
+            adapter: info.name.clone(),
+            reason: e.to_string(),
+        })?;
+        // wgpu's default handler panics; errors outside our scopes are kept and reported by
+        // the next `synchronize` instead.
+        let uncaptured = Arc::new(Mutex::new(Vec::new()));
+        let sink = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            lock(&sink).push(e.to_string());
+        }));
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            limits,
+            features,
+            modules: Mutex::new(HashMap::new()),
+            pipelines: Mutex::new(HashMap::new()),
+            memory: Arc::new(MemoryTracker::default()),
+            uncaptured,
+        })
+    }
+
+    fn request_adapter(
+        backends: wgpu::Backends,
+    ) -> std::result::Result<wgpu::Adapter, wgpu::RequestAdapterError> {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = backends;
+        let instance = wgpu::Instance::new(desc);
+        pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            force_fallback_adapter: false,
+            compatible_surface: None,
+            // The real limits, not a bucketed approximation.
+            apply_limit_buckets: false,
+        }))
+    }
+
+    /// The adapter's name, vendor, driver and backend.
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+
+    /// The limits the device was created with (the adapter's own).
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+
+    /// The backend name in lower case (`vulkan`, `gl`, `metal`, `dx12`).
+    pub fn backend_name(&self) -> String {
+        self.info.backend.to_str().to_string()
+    }
+
+    /// Whether the device can time work with timestamp queries.
+    pub fn has_timestamps(&self) -> bool {
+        self.features.contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
+    /// The underlying wgpu device (for users who mix skipgrad with their own wgpu code).
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    /// The underlying wgpu queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
+    /// Live and peak bytes per purpose of every buffer the engine holds, and the driver
+    /// allocator's own figure where the backend reports one.
+    pub fn memory_report(&self) -> MemoryReport {
+        let driver = self
+            .device
+            .generate_allocator_report()
+            .map(|r| r.total_allocated_bytes);
+        self.memory.report(driver)
+    }
+
+    /// Starts a new peak measurement: peaks are set to what is live now.
+    pub fn reset_peak_memory(&self) {
+        self.memory.reset_peaks();
+    }
+
+    /// Runs `f` inside validation, out-of-memory and internal error scopes and returns the
+    /// first error wgpu reported, as an [`Error::Gpu`].
+    pub(crate) fn scoped<T>(&self, during: &str, f: impl FnOnce() -> T) -> Result<T> {
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
+        let value = f();
+        // Scopes pop in reverse order of pushing.
+        let errors = [
+            pollster::block_on(internal.pop()),
+            pollster::block_on(oom.pop()),
+            pollster::block_on(validation.pop()),
+        ];
+        match errors.into_iter().flatten().next() {
+            Some(e) => Err(Error::Gpu {
+                during: during.to_string(),
+                message: e.to_string(),
+            }),
+            None => Ok(value),
+        }
+    }
+
+    /// Allocates an accounted buffer of `bytes` (rounded up to 4) for `purpose`, checking the
+    /// device's buffer and binding limits first.
+    pub(crate) fn alloc(
+        &self,
+        bytes: u64,
+        purpose: Purpose,
+        usage: wgpu::BufferUsages,
+    ) -> Result<GpuBuffer> {
+        let bytes = bytes.max(4).next_multiple_of(4);
+        if bytes > self.limits.max_buffer_size {
+            return Err(Error::TooLarge {
+                bytes,
+                limit_name: "max_buffer_size",
+                limit: self.limits.max_buffer_size,
+            });
+        }
+        if usage.contains(wgpu::BufferUsages::STORAGE)
+            && bytes > self.limits.max_storage_buffer_binding_size as u64
+        {
+            return Err(Error::TooLarge {
+                bytes,
+                limit_name: "max_storage_buffer_binding_size",
+                limit: self.limits.max_storage_buffer_binding_size as u64,
+            });
+        }
+        let raw = self.scoped("buffer allocation", || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(purpose.name()),
+                size: bytes,
+                usage,
+                mapped_at_creation: false,
+            })
+        })?;
+        Ok(GpuBuffer::new(raw, bytes, purpose, self.memory.clone()))
+    }
+
+    /// A storage buffer usable as kernel input and output, copy source and destination.
+    pub(crate) fn alloc_storage(&self, bytes: u64, purpose: Purpose) -> Result<GpuBuffer> {
+        self.alloc(
+            bytes,
+            purpose,
+            wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+        )
+    }
+
+    /// The compiled pipeline of `entry` in `shader`, compiled once per `Gpu` and cached.
+    pub(crate) fn pipeline(
+        &self,
+        shader: Shader,
+        entry: &'static str,
+    ) -> Result<wgpu::ComputePipeline> {
+        if let Some(p) = lock(&self.pipelines).get(&(shader.name, entry)) {
+            return Ok(p.clone());
+        }
+        let module = {
+            let mut modules = lock(&self.modules);
+            match modules.get(shader.name) {
+                Some(m) => m.clone(),
+                None => {
+                    let m = self.scoped(&format!("compiling {}", shader.name), || {
+                        self.device
+                            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                                label: Some(shader.name),
+                                source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+                            })
+                    })?;
+                    modules.insert(shader.name, m.clone());
+                    m
+                }
+            }
+        };
+        let pipeline = self.scoped(
+            &format!("creating pipeline {}::{entry}", shader.name),
+            || {
+                self.device
+                    .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                        label: Some(entry),
+                        layout: None,
+                        module: &module,
+                        entry_point: Some(entry),
+                        compilation_options: Default::default(),
+                        cache: None,
+                    })
+            },
+        )?;
+        lock(&self.pipelines).insert((shader.name, entry), pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// Lays `workgroups` out as a grid within `max_compute_workgroups_per_dimension`:
+    /// 1-D when it fits, else 2-D (x full, y rows), else 3-D. The kernels rebuild the linear
+    /// workgroup index from `workgroup_id` and `num_workgroups`.
+    pub(crate) fn workgroup_grid(&self, workgroups: u64) -> Result<[u32; 3]> {
+        let max = self.limits.max_compute_workgroups_per_dimension.max(1) as u64;
+        let workgroups = workgroups.max(1);
+        if workgroups <= max {
+            return Ok([workgroups as u32, 1, 1]);
+        }
+        let y = workgroups.div_ceil(max);
+        if y <= max {
+            return Ok([max as u32, y as u32, 1]);
+        }
+        let z = y.div_ceil(max);
+        if z <= max {
+            return Ok([max as u32, max as u32, z as u32]);
+        }
+        Err(Error::DispatchTooLarge {
+            workgroups,
+            limit: max as u32,
+        })
+    }
+
+    /// Blocks until all submitted work has finished, then reports any error wgpu raised
+    /// outside a scope (for example device loss).
+    pub fn synchronize(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu {
+                during: "waiting for the GPU".into(),
+                message: e.to_string(),
+            })?;
+        self.take_uncaptured()
+    }
+
+    pub(crate) fn take_uncaptured(&self) -> Result<()> {
+        let mut errs = lock(&self.uncaptured);
+        if errs.is_empty() {
+            return Ok(());
+        }
+        let message = errs.join("; ");
+        errs.clear();
+        Err(Error::Gpu {
+            during: "earlier GPU work".into(),
+            message,
+        })
+    }
+
+    /// Reads `bytes` bytes of `src` starting at byte `offset` back to the host: copy into a
+    /// staging buffer, `map_async`, a one-shot channel, one blocking poll.
+    pub(crate) fn read_bytes(
+        &self,
+        src: &wgpu::Buffer,
+        offset: u64,
+        bytes: u64,
+    ) -> Result<Vec<u8>> {
+        let staging = self.alloc(
+            bytes,
+            Purpose::Staging,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        )?;
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("read back"),
+            });
+        encoder.copy_buffer_to_buffer(src, offset, &staging.raw, 0, staging.bytes);
+        self.scoped("read-back copy", || self.queue.submit([encoder.finish()]))?;
+        let slice = staging.raw.slice(..);
+        let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            // The receiver outlives the callback; a failed send cannot happen here.
+            let _ = sender.send(r);
+        });
+        self.synchronize()?;
+        match pollster::block_on(receiver.receive()) {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(Error::ReadBack(e.to_string())),
+            None => return Err(Error::ReadBack("the map callback never ran".into())),
+        }
+        let data = slice
+            .get_mapped_range()
+            .map_err(|e| Error::ReadBack(e.to_string()))?[..bytes as usize]
+            .to_vec();
+        staging.raw.unmap();
+        Ok(data)
+    }
+}
+
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Gpu({} on {})", self.info.name, self.backend_name())
+    }
+}

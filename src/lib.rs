@@ -1,0 +1,39 @@
+//! # skipgrad
+//!
+//! A GPU compute-shader engine for skip connections, on wgpu: conv2d, ReLU, elementwise add
+//! and channel concatenation, each with its gradients, in WGSL; residual and dense blocks
+//! scheduled forward and backward; and an allocator that accounts for every GPU byte, so the
+//! memory cost of concatenation can be measured.
+//!
+//! Semantics are PyTorch's (NCHW activations, OIHW weights, cross-correlation, zero padding,
+//! groups, dilation), so weights move between the two unchanged.
+//!
+//! ```no_run
+//! use skipgrad::{ops, Gpu, Purpose, Recording, Tensor};
+//! # fn main() -> skipgrad::Result<()> {
+//! let gpu = Gpu::new()?;
+//! let x = Tensor::from_slice(&gpu, [1, 1, 3, 3], &[1.0; 9], Purpose::Activation)?;
+//! let w = Tensor::from_slice(&gpu, [1, 1, 2, 2], &[1.0; 4], Purpose::Parameter)?;
+//! let mut rec = Recording::new(&gpu);
+//! let y = ops::conv2d::conv2d(&mut rec, &x, &w, None, &Default::default())?;
+//! rec.finish()?;
+//! assert_eq!(y.to_vec(&gpu)?, vec![4.0; 4]);
+//! # Ok(()) }
+//! ```
+
+pub mod cases;
+pub mod error;
+pub mod gpu;
+pub mod memory;
+pub mod ops;
+pub mod record;
+pub mod reference;
+pub mod tensor;
+pub mod weights;
+
+pub use error::{Error, Result};
+pub use gpu::Gpu;
+pub use memory::{MemoryReport, Purpose};
+pub use ops::conv2d::{Conv2dParams, Fusion};
+pub use record::Recording;
+pub use tensor::Tensor;

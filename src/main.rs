@@ -1,0 +1,57 @@
+//! The `skipgrad` binary: clap subcommands, nothing else.
+
+mod cli;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// skipgrad: a GPU compute-shader engine for skip connections (residual and dense blocks).
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Backend to use: vulkan, gl, metal or dx12 (overrides SKIPGRAD_BACKEND).
+    #[arg(long, global = true)]
+    backend: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show the adapter, backend and the limits that matter.
+    Info {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run reference case files (.safetensors, or folders of them) and report every error.
+    Check {
+        /// Case files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let backend = cli.backend.as_deref();
+    let result = match cli.command {
+        Some(Command::Info { json }) => cli::info::run(backend, json).map(|_| true),
+        Some(Command::Check { paths, json }) => cli::check::run(&paths, backend, json),
+        None => cli::info::run(backend, false)
+            .and_then(|_| cli::check::run(&[PathBuf::from("tests/vectors")], backend, false)),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The one allocator: every GPU buffer the engine creates goes through [`Gpu::alloc`], which
+//! tags it with a [`Purpose`] and counts live and peak bytes per purpose.
+//!
+//! The counts are exact byte sizes of the buffers we asked for. Where the backend offers it
+//! (Vulkan, DX12: `Device::generate_allocator_report`), [`MemoryReport::driver_allocated_bytes`]
+//! gives the driver allocator's own figure beside ours, so the two can be compared.
+//!
+//! [`Gpu::alloc`]: crate::Gpu
+
+use std::sync::{Arc, Mutex};
+
+/// Why a buffer exists. Peak bytes are kept per purpose, so a report can say how much of a
+/// block's footprint is activations (what concatenation costs) and how much is gradients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Purpose {
+    /// Forward activations (inputs, outputs, intermediate feature maps).
+    Activation,
+    /// Gradients of activations and of parameters.
+    Gradient,
+    /// Learned parameters (weights, biases).
+    Parameter,
+    /// Temporary working memory of a kernel or block.
+    Scratch,
+    /// Host-visible buffers for upload and read-back.
+    Staging,
+    /// Small uniform buffers holding kernel arguments.
+    Uniform,
+}
+
+impl Purpose {
+    /// All purposes, in report order.
+    pub const ALL: [Purpose; 6] = [
+        Purpose::Activation,
+        Purpose::Gradient,
+        Purpose::Parameter,
+        Purpose::Scratch,
+        Purpose::Staging,
+        Purpose::Uniform,
+    ];
+
+    /// Lower-case name, as used in tables and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Purpose::Activation => "activation",
+            Purpose::Gradient => "gradient",
+            Purpose::Parameter => "parameter",
+            Purpose::Scratch => "scratch",
+            Purpose::Staging => "staging",
+            Purpose::Uniform => "uniform",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+struct Counts {
+    live: [u64; 6],
+    peak: [u64; 6],
+    live_total: u64,
+    peak_total: u64,
+}
+
+/// Live and peak byte counters, shared by every buffer of one [`crate::Gpu`].
+#[derive(Default)]
+pub(crate) struct MemoryTracker {
+    counts: Mutex<Counts>,
+}
+
+impl MemoryTracker {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
+        // A poisoned lock only means another thread panicked mid-update of plain integers.
+        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn on_alloc(&self, purpose: Purpose, bytes: u64) {
+        let mut c = self.lock();
+        let i = purpose.index();
+        c.live[i] += bytes;
+        c.peak[i] = c.peak[i].max(c.live[i]);
+        c.live_total += bytes;
+        c.peak_total = c.peak_total.max(c.live_total);
+    }
+
+    pub(crate) fn on_free(&self, purpose: Purpose, bytes: u64) {
+        let mut c = self.lock();
+        c.live[purpose.index()] -= bytes;
+        c.live_total -= bytes;
+    }
+
+    pub(crate) fn reset_peaks(&self) {
+        let mut c = self.lock();
+        c.peak = c.live;
+        c.peak_total = c.live_total;
+    }
+
+    pub(crate) fn report(&self, driver_allocated_bytes: Option<u64>) -> MemoryReport {
+        let c = *self.lock();
+        MemoryReport {
+            live: c.live,
+            peak: c.peak,
+            live_total: c.live_total,
+            peak_total: c.peak_total,
+            driver_allocated_bytes,
+        }
+    }
+}
+
+/// A snapshot of the allocator's counters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemoryReport {
+    live: [u64; 6],
+    peak: [u64; 6],
+    /// Bytes held by live buffers, all purposes together.
+    pub live_total: u64,
+    /// Highest `live_total` since creation or the last [`crate::Gpu::reset_peak_memory`].
+    /// This is the peak of the sum, not the sum of per-purpose peaks.
+    pub peak_total: u64,
+    /// The driver allocator's own count of allocated bytes, where the backend reports one.
+    pub driver_allocated_bytes: Option<u64>,
+}
+
+impl MemoryReport {
+    /// Bytes held now by buffers of this purpose.
+    pub fn live(&self, purpose: Purpose) -> u64 {
+        self.live[purpose.index()]
+    }
+    /// Highest bytes held at once by buffers of this purpose.
+    pub fn peak(&self, purpose: Purpose) -> u64 {
+        self.peak[purpose.index()]
+    }
+}
+
+/// A GPU buffer known to the allocator. Dropping it frees the buffer and the count.
+pub(crate) struct GpuBuffer {
+    pub(crate) raw: wgpu::Buffer,
+    pub(crate) bytes: u64,
+    pub(crate) purpose: Purpose,
+    tracker: Arc<MemoryTracker>,
+}
+
+impl GpuBuffer {
+    pub(crate) fn new(
+        raw: wgpu::Buffer,
+        bytes: u64,
+        purpose: Purpose,
+        tracker: Arc<MemoryTracker>,
+    ) -> Self {
+        tracker.on_alloc(purpose, bytes);
+        GpuBuffer {
+            raw,
+            bytes,
+            purpose,
+            tracker,
+        }
+    }
+}
+
+impl Drop for GpuBuffer {
+    fn drop(&mut self) {
+        // The wgpu handle is released with us; wgpu keeps the memory alive until any
+        // submission still using it completes.
+        self.tracker.on_free(self.purpose, self.bytes);
+    }
+}
+
+impl std::fmt::Debug for GpuBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "GpuBuffer({} bytes, {})",
+            self.bytes,
+            self.purpose.name()
+        )
+    }
+}

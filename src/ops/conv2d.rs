@@ -1,0 +1,376 @@
+//! 2-D convolution, forward and backward (`shaders/conv2d_*.wgsl`), with PyTorch's semantics:
+//! cross-correlation, zero padding, stride, dilation and groups per axis; NCHW activations,
+//! OIHW weights `[cout, cin / groups, kh, kw]`, bias `[cout]` (as a `[cout, 1, 1, 1]` tensor).
+//!
+//! `H_out = (H + 2 * pad_h - dilation_h * (kh - 1) - 1) / stride_h + 1` (floor), same for W.
+
+use super::{no_overlap, shaders};
+use crate::error::{Error, Result};
+use crate::memory::Purpose;
+use crate::record::Recording;
+use crate::tensor::Tensor;
+
+/// Stride, padding, dilation (each `[h, w]`) and groups of a convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dParams {
+    /// Step between output pixels, in input pixels.
+    pub stride: [usize; 2],
+    /// Zero rows added at top and bottom, zero columns at left and right.
+    pub padding: [usize; 2],
+    /// Spacing between kernel taps.
+    pub dilation: [usize; 2],
+    /// Input and output channels are split into this many independent groups.
+    pub groups: usize,
+}
+
+impl Default for Conv2dParams {
+    fn default() -> Self {
+        Conv2dParams {
+            stride: [1, 1],
+            padding: [0, 0],
+            dilation: [1, 1],
+            groups: 1,
+        }
+    }
+}
+
+impl Conv2dParams {
+    /// Square stride and padding, no dilation, one group.
+    pub fn new(stride: usize, padding: usize) -> Self {
+        Conv2dParams {
+            stride: [stride, stride],
+            padding: [padding, padding],
+            ..Default::default()
+        }
+    }
+
+    /// The output shape for an input of shape `x` and a weight of shape `weight`, after
+    /// checking that they and the parameters fit together.
+    pub fn output_shape(&self, x: [usize; 4], weight: [usize; 4]) -> Result<[usize; 4]> {
+        const OP: &str = "conv2d";
+        let [n, cin, h, w] = x;
+        let [cout, cin_g, kh, kw] = weight;
+        if self.stride.contains(&0) || self.dilation.contains(&0) {
+            return Err(Error::param(
+                OP,
+                format!(
+                    "stride {:?} and dilation {:?} must be at least 1",
+                    self.stride, self.dilation
+                ),
+            ));
+        }
+        let g = self.groups;
+        if g == 0 || cin % g != 0 || cout % g != 0 {
+            return Err(Error::param(
+                OP,
+                format!("groups = {g} must divide both input channels ({cin}) and output channels ({cout})"),
+            ));
+        }
+        if cin_g * g != cin {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "weight {weight:?} has {cin_g} input channels per group, but the input has {cin} channels in {g} group(s) (expected {})",
+                    cin / g
+                ),
+            ));
+        }
+        let size = |len: usize, pad: usize, dil: usize, k: usize, s: usize, axis: &str| {
+            let span = dil * (k - 1) + 1;
+            let padded = len + 2 * pad;
+            if padded < span {
+                return Err(Error::shape(
+                    OP,
+                    format!(
+                        "output {axis} would be below 1: padded input {axis} {padded} is smaller than the dilated kernel's {span} (input {x:?}, weight {weight:?}, {self:?})"
+                    ),
+                ));
+            }
+            Ok((padded - span) / s + 1)
+        };
+        let oh = size(
+            h,
+            self.padding[0],
+            self.dilation[0],
+            kh,
+            self.stride[0],
+            "height",
+        )?;
+        let ow = size(
+            w,
+            self.padding[1],
+            self.dilation[1],
+            kw,
+            self.stride[1],
+            "width",
+        )?;
+        Ok([n, cout, oh, ow])
+    }
+}
+
+/// Arguments of the conv kernels (`Conv` in `shaders/conv2d_common.wgsl`).
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct ConvArgs {
+    input: [u32; 4],
+    output: [u32; 4],
+    kernel_stride: [u32; 4],
+    pad_dilation: [u32; 4],
+    x_view: [u32; 2],
+    y_view: [u32; 2],
+    gx_view: [u32; 2],
+    count: u32,
+    has_bias: u32,
+    relu_input: u32,
+    accumulate: u32,
+    _pad: [u32; 2],
+}
+
+/// How a conv kernel reads its input and stores its result; blocks fuse with these.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fusion {
+    /// Apply ReLU to the input as it is loaded (and, in backward, mask the input gradient by
+    /// `x > 0` as it is stored), so no ReLU copy of the input is ever kept.
+    pub relu_input: bool,
+    /// Add the result into the destination instead of overwriting it.
+    pub accumulate: bool,
+}
+
+struct Geometry {
+    x: [usize; 4],
+    w: [usize; 4],
+    y: [usize; 4],
+}
+
+fn geometry(x: &Tensor, w: &Tensor, p: &Conv2dParams) -> Result<Geometry> {
+    let y = p.output_shape(x.shape(), w.shape())?;
+    Ok(Geometry {
+        x: x.shape(),
+        w: w.shape(),
+        y,
+    })
+}
+
+fn check_bias(bias: &Tensor, cout: usize) -> Result<()> {
+    if bias.shape() != [cout, 1, 1, 1] {
+        return Err(Error::shape(
+            "conv2d",
+            format!(
+                "bias has shape {:?}, expected [{cout}] (as [{cout}, 1, 1, 1])",
+                bias.shape()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn expect_shape(what: &str, t: &Tensor, shape: [usize; 4]) -> Result<()> {
+    if t.shape() != shape {
+        return Err(Error::shape(
+            "conv2d",
+            format!("{what} has shape {:?}, expected {shape:?}", t.shape()),
+        ));
+    }
+    Ok(())
+}
+
+fn args(g: &Geometry, p: &Conv2dParams, count: usize, fusion: Fusion) -> ConvArgs {
+    let u = |v: usize| v as u32;
+    ConvArgs {
+        input: [u(g.x[0]), u(g.x[1]), u(g.x[2]), u(g.x[3])],
+        output: [u(g.y[1]), u(g.y[2]), u(g.y[3]), u(p.groups)],
+        kernel_stride: [u(g.w[2]), u(g.w[3]), u(p.stride[0]), u(p.stride[1])],
+        pad_dilation: [
+            u(p.padding[0]),
+            u(p.padding[1]),
+            u(p.dilation[0]),
+            u(p.dilation[1]),
+        ],
+        count: u(count),
+        relu_input: fusion.relu_input as u32,
+        accumulate: fusion.accumulate as u32,
+        ..Default::default()
+    }
+}
+
+fn view(t: &Tensor) -> [u32; 2] {
+    [t.offset_u32(), t.batch_stride_u32()]
+}
+
+/// Forward convolution into a new activation tensor.
+pub fn conv2d(
+    rec: &mut Recording<'_>,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    params: &Conv2dParams,
+) -> Result<Tensor> {
+    let y = params.output_shape(x.shape(), weight.shape())?;
+    let out = Tensor::zeros(rec.gpu(), y, Purpose::Activation)?;
+    conv2d_into(rec, x, weight, bias, params, &out, Fusion::default())?;
+    Ok(out)
+}
+
+/// Forward convolution into `out` (a tensor or a channel view). `x` and `out` may be disjoint
+/// views of one buffer (a dense block reads earlier channels and writes the next ones).
+pub fn conv2d_into(
+    rec: &mut Recording<'_>,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    params: &Conv2dParams,
+    out: &Tensor,
+    fusion: Fusion,
+) -> Result<()> {
+    let g = geometry(x, weight, params)?;
+    if let Some(b) = bias {
+        check_bias(b, g.y[1])?;
+    }
+    expect_shape("output", out, g.y)?;
+    no_overlap("conv2d", out, x)?;
+    let mut a = args(&g, params, out.numel(), fusion);
+    a.x_view = view(x);
+    a.y_view = view(out);
+    a.has_bias = bias.is_some() as u32;
+    // Without a bias the kernel never reads binding 3; the weight stands in for it.
+    let bias_buf = bias.unwrap_or(weight).raw();
+    rec.dispatch(
+        shaders::CONV2D_FORWARD,
+        "conv2d_forward",
+        bytemuck::bytes_of(&a),
+        &[
+            (1, x.raw()),
+            (2, weight.raw()),
+            (3, bias_buf),
+            (4, out.raw()),
+        ],
+        out.numel() as u64,
+    )
+}
+
+/// The three gradients of a convolution.
+#[derive(Debug)]
+pub struct Conv2dGrads {
+    /// Gradient with respect to the input.
+    pub grad_x: Tensor,
+    /// Gradient with respect to the weight.
+    pub grad_weight: Tensor,
+    /// Gradient with respect to the bias (when the conv has one).
+    pub grad_bias: Option<Tensor>,
+}
+
+/// All gradients of `conv2d(x, weight, bias?)` given the output gradient, in new tensors.
+pub fn conv2d_backward(
+    rec: &mut Recording<'_>,
+    x: &Tensor,
+    weight: &Tensor,
+    has_bias: bool,
+    grad_out: &Tensor,
+    params: &Conv2dParams,
+) -> Result<Conv2dGrads> {
+    let gpu = rec.gpu();
+    let grad_x = Tensor::zeros(gpu, x.shape(), Purpose::Gradient)?;
+    let grad_weight = Tensor::zeros(gpu, weight.shape(), Purpose::Gradient)?;
+    conv2d_backward_input_into(rec, x, weight, grad_out, params, &grad_x, Fusion::default())?;
+    conv2d_backward_weight_into(rec, x, grad_out, params, &grad_weight, Fusion::default())?;
+    let grad_bias = if has_bias {
+        let gb = Tensor::zeros(gpu, [weight.shape()[0], 1, 1, 1], Purpose::Gradient)?;
+        conv2d_backward_bias_into(rec, grad_out, &gb, false)?;
+        Some(gb)
+    } else {
+        None
+    };
+    Ok(Conv2dGrads {
+        grad_x,
+        grad_weight,
+        grad_bias,
+    })
+}
+
+/// Input gradient into `grad_x` (a tensor or view). With `fusion.relu_input`, `x` is the
+/// forward's pre-ReLU input and the result is masked by `x > 0`; else `x` only gives shapes.
+/// `grad_out` and `grad_x` may be disjoint views of one buffer.
+pub fn conv2d_backward_input_into(
+    rec: &mut Recording<'_>,
+    x: &Tensor,
+    weight: &Tensor,
+    grad_out: &Tensor,
+    params: &Conv2dParams,
+    grad_x: &Tensor,
+    fusion: Fusion,
+) -> Result<()> {
+    let g = geometry(x, weight, params)?;
+    expect_shape("output gradient", grad_out, g.y)?;
+    expect_shape("input gradient", grad_x, g.x)?;
+    no_overlap("conv2d backward input", grad_x, grad_out)?;
+    no_overlap("conv2d backward input", grad_x, x)?;
+    let mut a = args(&g, params, grad_x.numel(), fusion);
+    a.x_view = view(x);
+    a.y_view = view(grad_out);
+    a.gx_view = view(grad_x);
+    rec.dispatch(
+        shaders::CONV2D_BACKWARD_INPUT,
+        "conv2d_backward_input",
+        bytemuck::bytes_of(&a),
+        &[
+            (1, x.raw()),
+            (2, weight.raw()),
+            (3, grad_out.raw()),
+            (4, grad_x.raw()),
+        ],
+        grad_x.numel() as u64,
+    )
+}
+
+/// Weight gradient into `grad_weight`. With `fusion.relu_input` the forward's input was
+/// ReLU'd on load, and so it is here.
+pub fn conv2d_backward_weight_into(
+    rec: &mut Recording<'_>,
+    x: &Tensor,
+    grad_out: &Tensor,
+    params: &Conv2dParams,
+    grad_weight: &Tensor,
+    fusion: Fusion,
+) -> Result<()> {
+    let g = geometry(x, grad_weight, params)?;
+    expect_shape("output gradient", grad_out, g.y)?;
+    no_overlap("conv2d backward weight", grad_weight, x)?;
+    no_overlap("conv2d backward weight", grad_weight, grad_out)?;
+    let mut a = args(&g, params, grad_weight.numel(), fusion);
+    a.x_view = view(x);
+    a.y_view = view(grad_out);
+    rec.dispatch(
+        shaders::CONV2D_BACKWARD_WEIGHT,
+        "conv2d_backward_weight",
+        bytemuck::bytes_of(&a),
+        &[(1, x.raw()), (2, grad_out.raw()), (3, grad_weight.raw())],
+        grad_weight.numel() as u64,
+    )
+}
+
+/// Bias gradient (the sum of `grad_out` over batch and pixels) into `grad_bias` `[cout]`.
+pub fn conv2d_backward_bias_into(
+    rec: &mut Recording<'_>,
+    grad_out: &Tensor,
+    grad_bias: &Tensor,
+    accumulate: bool,
+) -> Result<()> {
+    let [n, cout, oh, ow] = grad_out.shape();
+    check_bias(grad_bias, cout)?;
+    no_overlap("conv2d backward bias", grad_bias, grad_out)?;
+    let a = ConvArgs {
+        input: [n as u32, 0, 0, 0],
+        output: [cout as u32, oh as u32, ow as u32, 1],
+        y_view: view(grad_out),
+        count: cout as u32,
+        accumulate: accumulate as u32,
+        ..Default::default()
+    };
+    rec.dispatch_workgroups(
+        shaders::CONV2D_BACKWARD_WEIGHT,
+        "conv2d_backward_bias",
+        bytemuck::bytes_of(&a),
+        &[(2, grad_out.raw()), (4, grad_bias.raw())],
+        cout as u64,
+    )
+}

@@ -1,0 +1,110 @@
+//! The kernels' Rust wrappers, one module per kernel family. Each wrapper checks its inputs
+//! (shapes, parameters, aliasing), fills the kernel's argument struct (which mirrors the
+//! contract at the top of its `.wgsl` file) and records one dispatch into a [`Recording`].
+//!
+//! Every op comes in two forms: `op(rec, …) -> Tensor`, which allocates its result, and
+//! `op_into(rec, …, out, accumulate)`, which writes (or, with `accumulate`, adds) into a
+//! tensor or view the caller owns — what blocks use to avoid copies.
+//!
+//! [`Recording`]: crate::Recording
+
+pub mod add;
+pub mod concat;
+pub mod conv2d;
+pub mod relu;
+
+use crate::error::{Error, Result};
+use crate::gpu::Shader;
+use crate::record::Recording;
+use crate::tensor::Tensor;
+
+/// Arguments of the elementwise kernels (`Elementwise` in `shaders/common.wgsl`).
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct ElementwiseArgs {
+    count: u32,
+    sample: u32,
+    accumulate: u32,
+    _pad: u32,
+    views: [[u32; 2]; 3],
+    _pad1: [u32; 2],
+}
+
+/// Records one elementwise kernel over tensors of equal shape. `views` are the tensors in the
+/// order of the kernel's view slots 0, 1, 2; `bindings` pairs binding numbers with tensors.
+pub(crate) fn dispatch_elementwise(
+    rec: &mut Recording<'_>,
+    shader: Shader,
+    entry: &'static str,
+    views: &[&Tensor],
+    bindings: &[(u32, &Tensor)],
+    accumulate: bool,
+) -> Result<()> {
+    let first = views[0];
+    let mut args = ElementwiseArgs {
+        count: first.numel() as u32,
+        sample: first.sample_len() as u32,
+        accumulate: accumulate as u32,
+        ..Default::default()
+    };
+    for (slot, t) in views.iter().enumerate() {
+        args.views[slot] = [t.offset_u32(), t.batch_stride_u32()];
+    }
+    let storage: Vec<(u32, &wgpu::Buffer)> = bindings.iter().map(|(b, t)| (*b, t.raw())).collect();
+    rec.dispatch(
+        shader,
+        entry,
+        bytemuck::bytes_of(&args),
+        &storage,
+        first.numel() as u64,
+    )
+}
+
+/// Fails unless `a` and `b` have the same shape.
+pub(crate) fn same_shape(op: &'static str, what: &str, a: &Tensor, b: &Tensor) -> Result<()> {
+    if a.shape() != b.shape() {
+        return Err(Error::shape(
+            op,
+            format!("{what}: {:?} vs {:?}", a.shape(), b.shape()),
+        ));
+    }
+    Ok(())
+}
+
+/// Fails if `out` may share elements with `input` (a kernel would read what it writes).
+pub(crate) fn no_overlap(op: &'static str, out: &Tensor, input: &Tensor) -> Result<()> {
+    if out.overlaps(input) {
+        return Err(Error::param(
+            op,
+            "the output overlaps an input; write into a separate tensor or a disjoint view",
+        ));
+    }
+    Ok(())
+}
+
+/// Every kernel source, with `common.wgsl` prepended (and `conv2d_common.wgsl` for convs).
+pub(crate) mod shaders {
+    use crate::gpu::Shader;
+
+    macro_rules! shader {
+        ($name:literal $(, $prefix:literal)*) => {
+            Shader {
+                name: $name,
+                source: concat!(
+                    include_str!("../../shaders/common.wgsl"),
+                    $(include_str!(concat!("../../shaders/", $prefix)),)*
+                    include_str!(concat!("../../shaders/", $name))
+                ),
+            }
+        };
+    }
+
+    pub const ADD: Shader = shader!("add.wgsl");
+    pub const RELU: Shader = shader!("relu.wgsl");
+    pub const CONCAT: Shader = shader!("concat.wgsl");
+    pub const CONV2D_FORWARD: Shader = shader!("conv2d_forward.wgsl", "conv2d_common.wgsl");
+    pub const CONV2D_BACKWARD_INPUT: Shader =
+        shader!("conv2d_backward_input.wgsl", "conv2d_common.wgsl");
+    pub const CONV2D_BACKWARD_WEIGHT: Shader =
+        shader!("conv2d_backward_weight.wgsl", "conv2d_common.wgsl");
+}

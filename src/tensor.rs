@@ -1,0 +1,245 @@
+//! [`Tensor`]: a 4-D f32 array in NCHW order on the GPU, possibly a channel-slice view of a
+//! larger buffer.
+//!
+//! Element `(n, c, h, w)` of a tensor lives at `offset + n * batch_stride + (c * H + h) * W + w`
+//! in its buffer. A contiguous tensor has `offset = 0` and `batch_stride = C * H * W`; a view of
+//! channels `[c0, c1)` of a tensor with `C` channels has `offset = c0 * H * W` and keeps the
+//! parent's batch stride. Every kernel takes the offset and batch stride as arguments, so ops
+//! read and write views directly: that is what makes a zero-copy concatenation possible.
+//!
+//! Weights are OIHW tensors; a bias of `C` values is a tensor of shape `[C, 1, 1, 1]`.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::memory::{GpuBuffer, Purpose};
+
+/// A 4-D f32 tensor on the GPU (NCHW for activations, OIHW for weights).
+#[derive(Clone)]
+pub struct Tensor {
+    buf: Arc<GpuBuffer>,
+    shape: [usize; 4],
+    offset: usize,
+    batch_stride: usize,
+}
+
+/// Pads a shape of rank 1 to 4 with trailing ones (`[C]` → `[C, 1, 1, 1]`).
+pub fn shape4(dims: &[usize]) -> Result<[usize; 4]> {
+    if dims.is_empty() || dims.len() > 4 {
+        return Err(Error::shape(
+            "tensor",
+            format!("expected 1 to 4 dimensions, got {dims:?}"),
+        ));
+    }
+    let mut s = [1; 4];
+    s[..dims.len()].copy_from_slice(dims);
+    Ok(s)
+}
+
+fn numel(shape: [usize; 4]) -> usize {
+    shape.iter().product()
+}
+
+impl Tensor {
+    /// A new tensor of zeros (wgpu zero-initialises buffers).
+    pub fn zeros(gpu: &Gpu, shape: [usize; 4], purpose: Purpose) -> Result<Tensor> {
+        let elements = numel(shape);
+        if elements == 0 {
+            return Err(Error::shape(
+                "tensor",
+                format!("shape {shape:?} has no elements"),
+            ));
+        }
+        let bytes = (elements as u64).checked_mul(4).ok_or(Error::TooLarge {
+            bytes: u64::MAX,
+            limit_name: "max_buffer_size",
+            limit: gpu.limits().max_buffer_size,
+        })?;
+        let buf = gpu.alloc_storage(bytes, purpose)?;
+        Ok(Tensor {
+            buf: Arc::new(buf),
+            shape,
+            offset: 0,
+            batch_stride: shape[1] * shape[2] * shape[3],
+        })
+    }
+
+    /// A new tensor holding `data` (row-major NCHW, `data.len()` must equal the shape's size).
+    pub fn from_slice(
+        gpu: &Gpu,
+        shape: [usize; 4],
+        data: &[f32],
+        purpose: Purpose,
+    ) -> Result<Tensor> {
+        if data.len() != numel(shape) {
+            return Err(Error::DataLength {
+                got: data.len(),
+                expected: numel(shape),
+                shape,
+            });
+        }
+        let t = Tensor::zeros(gpu, shape, purpose)?;
+        t.write(gpu, data)?;
+        Ok(t)
+    }
+
+    /// Overwrites the tensor's elements with `data` (row-major over its own shape).
+    pub fn write(&self, gpu: &Gpu, data: &[f32]) -> Result<()> {
+        if data.len() != self.numel() {
+            return Err(Error::DataLength {
+                got: data.len(),
+                expected: self.numel(),
+                shape: self.shape,
+            });
+        }
+        let sample = self.sample_len();
+        for (n, chunk) in data.chunks(sample).enumerate() {
+            let at = (self.offset + n * self.batch_stride) as u64 * 4;
+            gpu.queue()
+                .write_buffer(&self.buf.raw, at, bytemuck::cast_slice(chunk));
+        }
+        Ok(())
+    }
+
+    /// Reads the tensor back to the host, row-major over its shape (views are gathered).
+    pub fn to_vec(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        let sample = self.sample_len();
+        let span = (self.shape[0] - 1) * self.batch_stride + sample;
+        let bytes = gpu.read_bytes(&self.buf.raw, self.offset as u64 * 4, span as u64 * 4)?;
+        let all: &[f32] = bytemuck::cast_slice(&bytes);
+        if self.is_contiguous() {
+            return Ok(all[..span].to_vec());
+        }
+        let mut out = Vec::with_capacity(self.numel());
+        for n in 0..self.shape[0] {
+            let s = n * self.batch_stride;
+            out.extend_from_slice(&all[s..s + sample]);
+        }
+        Ok(out)
+    }
+
+    /// A view of channels `range` (no copy): reads and writes go to this tensor's buffer.
+    pub fn channels(&self, range: Range<usize>) -> Result<Tensor> {
+        if range.start >= range.end || range.end > self.shape[1] {
+            return Err(Error::shape(
+                "channel view",
+                format!(
+                    "channels {}..{} of a tensor with {} channels",
+                    range.start, range.end, self.shape[1]
+                ),
+            ));
+        }
+        let hw = self.shape[2] * self.shape[3];
+        Ok(Tensor {
+            buf: self.buf.clone(),
+            shape: [
+                self.shape[0],
+                range.end - range.start,
+                self.shape[2],
+                self.shape[3],
+            ],
+            offset: self.offset + range.start * hw,
+            batch_stride: self.batch_stride,
+        })
+    }
+
+    /// `[N, C, H, W]` (or `[O, I, KH, KW]` for a weight).
+    pub fn shape(&self) -> [usize; 4] {
+        self.shape
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        numel(self.shape)
+    }
+
+    /// Whether the elements are dense in the buffer from offset 0 (not a channel view).
+    pub fn is_contiguous(&self) -> bool {
+        self.offset == 0 && self.batch_stride == self.sample_len()
+    }
+
+    /// What the tensor's buffer is accounted as.
+    pub fn purpose(&self) -> Purpose {
+        self.buf.purpose
+    }
+
+    /// Bytes of the whole underlying buffer (shared by all views of it).
+    pub fn buffer_bytes(&self) -> u64 {
+        self.buf.bytes
+    }
+
+    /// Offset of element 0 in the buffer, in elements.
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+
+    /// Elements between consecutive samples of the batch.
+    pub fn batch_stride(&self) -> usize {
+        self.batch_stride
+    }
+
+    /// Whether two tensors are views of the same buffer.
+    pub fn shares_buffer(&self, other: &Tensor) -> bool {
+        Arc::ptr_eq(&self.buf, &other.buf)
+    }
+
+    /// Whether two tensors (views) may touch a common element.
+    pub fn overlaps(&self, other: &Tensor) -> bool {
+        if !self.shares_buffer(other) {
+            return false;
+        }
+        let (a0, a1) = self.extent();
+        let (b0, b1) = other.extent();
+        if a1 <= b0 || b1 <= a0 {
+            return false;
+        }
+        // Same batch stride and disjoint per-sample ranges cannot meet (channel views).
+        if self.batch_stride == other.batch_stride {
+            let s = self.batch_stride;
+            let (x0, x1) = (self.offset % s, self.offset % s + self.sample_len());
+            let (y0, y1) = (other.offset % s, other.offset % s + other.sample_len());
+            if self.offset / s == other.offset / s && (x1 <= y0 || y1 <= x0) {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn extent(&self) -> (usize, usize) {
+        (
+            self.offset,
+            self.offset + (self.shape[0] - 1) * self.batch_stride + self.sample_len(),
+        )
+    }
+
+    pub(crate) fn sample_len(&self) -> usize {
+        self.shape[1] * self.shape[2] * self.shape[3]
+    }
+
+    pub(crate) fn raw(&self) -> &wgpu::Buffer {
+        &self.buf.raw
+    }
+
+    /// Offset and batch stride as kernel arguments.
+    pub(crate) fn offset_u32(&self) -> u32 {
+        self.offset as u32
+    }
+    pub(crate) fn batch_stride_u32(&self) -> u32 {
+        self.batch_stride as u32
+    }
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Tensor({:?}, offset {}, batch stride {}, {})",
+            self.shape,
+            self.offset,
+            self.batch_stride,
+            self.buf.purpose.name()
+        )
+    }
+}
