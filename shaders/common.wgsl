@@ -16,6 +16,10 @@ fn thread_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return workgroup_index(wid, nwg) * WORKGROUP_SIZE + lid;
 }
 
+// Elementwise kernels declare every storage binding read_write, inputs too: wgpu refuses one
+// buffer bound both read-only and writable in a dispatch, and disjoint channel views of one
+// buffer (a dense block's shared feature map) are legitimate inputs and outputs together.
+
 // Arguments of every elementwise kernel: `count` elements of tensors with `sample` elements
 // per batch item; view k's element i lives at off_k + (i / sample) * bs_k + i % sample.
 struct Elementwise {

@@ -9,7 +9,7 @@
 // One thread per element.
 
 @group(0) @binding(0) var<uniform> args: Elementwise;
-@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read_write> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 
 @compute @workgroup_size(64)

@@ -7,8 +7,8 @@
 // The gradient at x = 0 is 0, as in PyTorch. One thread per element.
 
 @group(0) @binding(0) var<uniform> args: Elementwise;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> grad_out: array<f32>;
+@group(0) @binding(1) var<storage, read_write> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> grad_out: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 @compute @workgroup_size(64)

@@ -1,0 +1,51 @@
+//! Shared by the integration tests: one `Gpu` per test binary, and small helpers.
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+
+use skipgrad::{Gpu, Purpose, Tensor};
+
+/// The adapter wgpu gives (SKIPGRAD_BACKEND picks one). With no adapter the tests fail, with
+/// the message that says how to get one; they never skip.
+pub fn gpu() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| match Gpu::new() {
+        Ok(g) => g,
+        Err(e) => panic!("GPU tests need an adapter: {e}"),
+    })
+}
+
+/// A small deterministic generator (xorshift), so failures reproduce.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_f32(&mut self) -> f32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+    pub fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.next_f32()).collect()
+    }
+}
+
+pub fn upload(shape: [usize; 4], data: &[f32], purpose: Purpose) -> Tensor {
+    Tensor::from_slice(gpu(), shape, data, purpose).expect("upload")
+}
+
+pub fn to_f64(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+/// Asserts `|got - want| <= tol * (1 + |want|)` elementwise.
+pub fn assert_close(what: &str, got: &[f32], want: &[f64], tol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (g as f64 - w).abs();
+        assert!(
+            err <= tol * (1.0 + w.abs()),
+            "{what}[{i}]: got {g}, want {w} (err {err:e})"
+        );
+    }
+}

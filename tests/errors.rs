@@ -1,0 +1,173 @@
+//! Bad input gets a clear `Error`, never a panic, a hang or a silent wrong answer.
+
+mod common;
+
+use common::{gpu, upload};
+use skipgrad::ops::{add, concat, conv2d, relu};
+use skipgrad::{Conv2dParams, Error, Purpose, Recording, Tensor};
+
+fn zeros(shape: [usize; 4]) -> Tensor {
+    Tensor::zeros(gpu(), shape, Purpose::Activation).unwrap()
+}
+
+fn conv_err(x: [usize; 4], w: [usize; 4], p: Conv2dParams) -> Error {
+    let mut rec = Recording::new(gpu());
+    conv2d::conv2d(&mut rec, &zeros(x), &zeros(w), None, &p).unwrap_err()
+}
+
+#[test]
+fn conv_weight_channels_must_match_input() {
+    let e = conv_err([1, 4, 5, 5], [2, 3, 3, 3], Conv2dParams::default());
+    assert!(matches!(e, Error::Shape { .. }), "{e}");
+    assert!(e.to_string().contains("input channels per group"), "{e}");
+}
+
+#[test]
+fn conv_channels_must_divide_by_groups() {
+    let p = Conv2dParams { groups: 3, ..Default::default() };
+    let e = conv_err([1, 4, 5, 5], [3, 1, 3, 3], p);
+    assert!(matches!(e, Error::InvalidParameter { .. }), "{e}");
+    assert!(e.to_string().contains("groups = 3"), "{e}");
+    let p = Conv2dParams { groups: 0, ..Default::default() };
+    assert!(matches!(conv_err([1, 4, 5, 5], [4, 4, 3, 3], p), Error::InvalidParameter { .. }));
+}
+
+#[test]
+fn conv_output_below_one_is_refused() {
+    let e = conv_err([1, 1, 2, 2], [1, 1, 3, 3], Conv2dParams::default());
+    assert!(e.to_string().contains("below 1"), "{e}");
+    let p = Conv2dParams { dilation: [3, 1], ..Default::default() };
+    assert!(conv_err([1, 1, 6, 6], [1, 1, 3, 3], p).to_string().contains("height"));
+}
+
+#[test]
+fn conv_zero_stride_is_refused() {
+    let p = Conv2dParams { stride: [0, 1], ..Default::default() };
+    assert!(matches!(conv_err([1, 1, 4, 4], [1, 1, 3, 3], p), Error::InvalidParameter { .. }));
+}
+
+#[test]
+fn conv_bias_and_gradient_shapes_are_checked() {
+    let g = gpu();
+    let mut rec = Recording::new(g);
+    let x = zeros([1, 2, 4, 4]);
+    let w = zeros([3, 2, 3, 3]);
+    let e = conv2d::conv2d(&mut rec, &x, &w, Some(&zeros([2, 1, 1, 1])), &Default::default()).unwrap_err();
+    assert!(e.to_string().contains("bias"), "{e}");
+    let e = conv2d::conv2d_backward(&mut rec, &x, &w, true, &zeros([1, 3, 4, 4]), &Default::default())
+        .unwrap_err();
+    assert!(e.to_string().contains("output gradient"), "{e}");
+}
+
+#[test]
+fn elementwise_shapes_must_match() {
+    let mut rec = Recording::new(gpu());
+    let e = add::add(&mut rec, &zeros([1, 2, 3, 3]), &zeros([1, 2, 3, 4])).unwrap_err();
+    assert!(matches!(e, Error::Shape { .. }), "{e}");
+    let e = relu::relu_backward(&mut rec, &zeros([1, 2, 3, 3]), &zeros([2, 2, 3, 3])).unwrap_err();
+    assert!(matches!(e, Error::Shape { .. }), "{e}");
+}
+
+#[test]
+fn concat_inputs_must_agree_on_batch_and_size() {
+    let mut rec = Recording::new(gpu());
+    let e = concat::concat(&mut rec, &[&zeros([1, 2, 3, 3]), &zeros([2, 2, 3, 3])]).unwrap_err();
+    assert!(e.to_string().contains("batch"), "{e}");
+    let e = concat::concat(&mut rec, &[]).unwrap_err();
+    assert!(matches!(e, Error::InvalidParameter { .. }), "{e}");
+    let e = concat::concat_backward(&mut rec, &zeros([1, 5, 2, 2]), &[2, 2]).unwrap_err();
+    assert!(e.to_string().contains("do not sum"), "{e}");
+}
+
+#[test]
+fn outputs_may_not_overlap_inputs() {
+    let mut rec = Recording::new(gpu());
+    let t = zeros([1, 4, 3, 3]);
+    let a = t.channels(0..2).unwrap();
+    let b = t.channels(1..3).unwrap();
+    let e = relu::relu_into(&mut rec, &a, &b).unwrap_err();
+    assert!(e.to_string().contains("overlaps"), "{e}");
+    // Disjoint views of one buffer are fine.
+    relu::relu_into(&mut rec, &a, &t.channels(2..4).unwrap()).unwrap();
+    rec.finish().unwrap();
+}
+
+#[test]
+fn data_length_and_views_are_checked() {
+    let e = Tensor::from_slice(gpu(), [1, 2, 2, 2], &[0.0; 7], Purpose::Activation).unwrap_err();
+    assert!(matches!(e, Error::DataLength { got: 7, expected: 8, .. }), "{e}");
+    let t = zeros([1, 2, 2, 2]);
+    assert!(t.channels(1..3).is_err());
+    assert!(t.channels(1..1).is_err());
+    assert!(Tensor::zeros(gpu(), [0, 1, 1, 1], Purpose::Activation).is_err());
+}
+
+#[test]
+fn tensor_past_the_binding_limit_is_refused() {
+    let g = gpu();
+    let limit = g.limits().max_storage_buffer_binding_size as usize;
+    let elements = limit / 4 + 1;
+    let e = Tensor::zeros(g, [1, 1, 1, elements], Purpose::Activation).unwrap_err();
+    assert!(matches!(e, Error::TooLarge { .. }), "{e}");
+    assert!(e.to_string().contains("exceeds"), "{e}");
+}
+
+#[test]
+fn unknown_backend_is_an_error() {
+    let e = skipgrad::Gpu::with_backend(Some("glide")).unwrap_err();
+    assert!(matches!(e, Error::UnknownBackend(_)), "{e}");
+}
+
+#[test]
+fn truncated_and_foreign_files_are_failed_cases() {
+    let dir = std::env::temp_dir().join(format!("skipgrad-errors-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/relu_2x3x5x7.safetensors");
+    let bytes = std::fs::read(&src).unwrap();
+    let truncated = dir.join("truncated.safetensors");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let r = skipgrad::cases::run_case_file(gpu(), &truncated);
+    assert!(!r.passed());
+    assert!(r.error.as_deref().unwrap_or("").contains("bad tensor file"), "{:?}", r.error);
+
+    let garbage = dir.join("garbage.safetensors");
+    std::fs::write(&garbage, b"not a tensor file at all").unwrap();
+    assert!(skipgrad::cases::run_case_file(gpu(), &garbage).error.is_some());
+
+    let missing = dir.join("missing.safetensors");
+    let r = skipgrad::cases::run_case_file(gpu(), &missing);
+    assert!(r.error.as_deref().unwrap_or("").contains("cannot read"), "{:?}", r.error);
+
+    // A file that parses but names an op the engine does not know.
+    let mut file = skipgrad::weights::TensorFile::read(&src).unwrap();
+    file.metadata.insert("op".into(), "softmax".into());
+    let foreign = dir.join("foreign.safetensors");
+    file.write(&foreign).unwrap();
+    let r = skipgrad::cases::run_case_file(gpu(), &foreign);
+    assert!(r.error.as_deref().unwrap_or("").contains("unsupported op"), "{:?}", r.error);
+
+    // Right op, wrong shapes: a failed case with the reason.
+    let mut file = skipgrad::weights::TensorFile::read(&src).unwrap();
+    file.tensors.get_mut("grad_out").unwrap().shape = vec![2, 3, 7, 5];
+    let bad = dir.join("badshape.safetensors");
+    file.write(&bad).unwrap();
+    let r = skipgrad::cases::run_case_file(gpu(), &bad);
+    assert!(r.error.is_some(), "{r:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn memory_is_accounted_per_purpose_and_freed() {
+    let g = gpu();
+    let before = g.memory_report();
+    {
+        let _a = Tensor::zeros(g, [1, 1, 1, 1024], Purpose::Scratch).unwrap();
+        let r = g.memory_report();
+        assert!(r.live(Purpose::Scratch) >= before.live(Purpose::Scratch) + 4096);
+        assert!(r.peak(Purpose::Scratch) >= r.live(Purpose::Scratch));
+    }
+    // Other tests run in parallel threads, so only our own buffer's return is checked loosely.
+    let after = g.memory_report();
+    assert!(after.peak_total >= 4096);
+    let _ = upload([1, 1, 1, 1], &[1.0], Purpose::Parameter);
+}

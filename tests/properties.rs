@@ -1,0 +1,208 @@
+//! Property tests: random shapes, strides, paddings, dilations, groups and batch sizes
+//! (1×1 images, kernels as large as the padded input, odd sizes), GPU against the f64 CPU
+//! reference.
+
+mod common;
+
+use common::{assert_close, gpu, to_f64, upload, Rng};
+use proptest::prelude::*;
+use skipgrad::ops::conv2d::{self, Fusion};
+use skipgrad::ops::{add, concat, relu};
+use skipgrad::{reference, Conv2dParams, Purpose, Recording, Tensor};
+
+#[derive(Debug, Clone)]
+struct ConvCase {
+    x: [usize; 4],
+    w: [usize; 4],
+    p: Conv2dParams,
+    bias: bool,
+    seed: u64,
+}
+
+fn conv_case() -> impl Strategy<Value = ConvCase> {
+    (
+        (1usize..=3, 1usize..=3, 1usize..=4, 1usize..=4), // n, groups, cin/g, cout/g
+        (1usize..=9, 1usize..=9, 1usize..=4, 1usize..=4), // h, w, kh, kw
+        (1usize..=3, 1usize..=3, 0usize..=3, 0usize..=3), // stride h/w, pad h/w
+        (1usize..=3, 1usize..=3, any::<bool>(), any::<u64>()), // dilation h/w, bias, seed
+    )
+        .prop_map(|((n, g, cig, cog), (h, w, kh, kw), (sh, sw, ph, pw), (dh, dw, bias, seed))| ConvCase {
+            x: [n, g * cig, h, w],
+            w: [g * cog, cig, kh, kw],
+            p: Conv2dParams {
+                stride: [sh, sw],
+                padding: [ph, pw],
+                dilation: [dh, dw],
+                groups: g,
+            },
+            bias,
+            seed: seed | 1,
+        })
+        // Only geometries with an output of at least 1×1 (the rest are tested as errors).
+        .prop_filter("output below 1", |c| c.p.output_shape(c.x, c.w).is_ok())
+}
+
+fn run_conv(c: &ConvCase) {
+    let mut rng = Rng(c.seed);
+    let xv = rng.vec(c.x.iter().product());
+    let wv = rng.vec(c.w.iter().product());
+    let bv = rng.vec(c.w[0]);
+    let (want_y, ys) = reference::conv2d(
+        &to_f64(&xv),
+        c.x,
+        &to_f64(&wv),
+        c.w,
+        c.bias.then(|| to_f64(&bv)).as_deref(),
+        &c.p,
+    )
+    .unwrap();
+    let gov = rng.vec(ys.iter().product());
+    let go64 = to_f64(&gov);
+
+    let g = gpu();
+    let x = upload(c.x, &xv, Purpose::Activation);
+    let w = upload(c.w, &wv, Purpose::Parameter);
+    let b = upload([c.w[0], 1, 1, 1], &bv, Purpose::Parameter);
+    let go = upload(ys, &gov, Purpose::Gradient);
+    let mut rec = Recording::new(g);
+    let y = conv2d::conv2d(&mut rec, &x, &w, c.bias.then_some(&b), &c.p).unwrap();
+    let grads = conv2d::conv2d_backward(&mut rec, &x, &w, c.bias, &go, &c.p).unwrap();
+    rec.finish().unwrap();
+
+    assert_close("out", &y.to_vec(g).unwrap(), &want_y, 1e-4);
+    let want_gx = reference::conv2d_backward_input(&go64, c.x, &to_f64(&wv), c.w, &c.p).unwrap();
+    assert_close("grad_x", &grads.grad_x.to_vec(g).unwrap(), &want_gx, 1e-4);
+    let want_gw = reference::conv2d_backward_weight(&to_f64(&xv), c.x, &go64, c.w, &c.p).unwrap();
+    assert_close("grad_weight", &grads.grad_weight.to_vec(g).unwrap(), &want_gw, 1e-4);
+    if c.bias {
+        let want_gb = reference::conv2d_backward_bias(&go64, ys);
+        assert_close("grad_bias", &grads.grad_bias.unwrap().to_vec(g).unwrap(), &want_gb, 1e-4);
+    } else {
+        assert!(grads.grad_bias.is_none());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn conv2d_matches_reference(c in conv_case()) {
+        run_conv(&c);
+    }
+
+    /// The fused forms on channel views: ReLU on load, accumulate on store, reading and
+    /// writing disjoint channel slices of one buffer (what the shared dense block does).
+    #[test]
+    fn conv2d_on_views_with_relu_and_accumulate(
+        n in 1usize..=2, cin in 1usize..=5, cout in 1usize..=4, lead in 0usize..=3,
+        hw in 1usize..=6, k in 1usize..=3, pad in 0usize..=1, seed in any::<u64>(),
+    ) {
+        let p = Conv2dParams::new(1, pad);
+        prop_assume!(p.output_shape([n, cin, hw, hw], [cout, cin, k, k]).is_ok());
+        let ys = p.output_shape([n, cin, hw, hw], [cout, cin, k, k]).unwrap();
+        // Only same-size outputs can live in the same buffer as the input.
+        prop_assume!(ys[2] == hw && ys[3] == hw);
+        let mut rng = Rng(seed | 1);
+        let total = lead + cin + cout;
+        let buf = rng.vec(n * total * hw * hw);
+        let wv = rng.vec(cout * cin * k * k);
+        let g = gpu();
+        let shared = upload([n, total, hw, hw], &buf, Purpose::Activation);
+        let x = shared.channels(lead..lead + cin).unwrap();
+        let out = shared.channels(lead + cin..total).unwrap();
+        let w = upload([cout, cin, k, k], &wv, Purpose::Parameter);
+        let mut rec = Recording::new(g);
+        conv2d::conv2d_into(&mut rec, &x, &w, None, &p, &out,
+            Fusion { relu_input: true, accumulate: true }).unwrap();
+        rec.finish().unwrap();
+
+        let x_host = x.to_vec(g).unwrap();
+        let relu_x = reference::relu(&to_f64(&x_host));
+        let (conv, _) = reference::conv2d(&relu_x, [n, cin, hw, hw], &to_f64(&wv), [cout, cin, k, k], None, &p).unwrap();
+        // The old contents of the output slice, plus the conv.
+        let before = upload([n, total, hw, hw], &buf, Purpose::Scratch)
+            .channels(lead + cin..total).unwrap().to_vec(g).unwrap();
+        let want: Vec<f64> = before.iter().zip(&conv).map(|(&a, &b)| a as f64 + b).collect();
+        assert_close("out", &out.to_vec(g).unwrap(), &want, 1e-4);
+        // Nothing outside the output slice was touched.
+        let lead_and_x = shared.channels(0..lead + cin).unwrap().to_vec(g).unwrap();
+        let orig = upload([n, total, hw, hw], &buf, Purpose::Scratch)
+            .channels(0..lead + cin).unwrap().to_vec(g).unwrap();
+        prop_assert_eq!(lead_and_x, orig);
+    }
+
+    #[test]
+    fn elementwise_ops_on_views(n in 1usize..=3, c in 1usize..=6, extra in 1usize..=4,
+                                h in 1usize..=7, w in 1usize..=7, seed in any::<u64>()) {
+        let mut rng = Rng(seed | 1);
+        let g = gpu();
+        let big = [n, c + extra, h, w];
+        let av = rng.vec(big.iter().product());
+        let bv = rng.vec(n * c * h * w);
+        let a_all = upload(big, &av, Purpose::Activation);
+        let a = a_all.channels(extra..extra + c).unwrap();
+        let b = upload([n, c, h, w], &bv, Purpose::Activation);
+        let mut rec = Recording::new(g);
+        let s = add::add(&mut rec, &a, &b).unwrap();
+        let r = relu::relu(&mut rec, &a).unwrap();
+        let gr = relu::relu_backward(&mut rec, &a, &b).unwrap();
+        let cat = concat::concat(&mut rec, &[&b, &a]).unwrap();
+        rec.finish().unwrap();
+        let ah = to_f64(&a.to_vec(g).unwrap());
+        let bh = to_f64(&bv);
+        assert_close("add", &s.to_vec(g).unwrap(), &reference::add(&ah, &bh), 0.0);
+        assert_close("relu", &r.to_vec(g).unwrap(), &reference::relu(&ah), 0.0);
+        assert_close("relu_backward", &gr.to_vec(g).unwrap(), &reference::relu_backward(&ah, &bh), 0.0);
+        let shapes = [[n, c, h, w], [n, c, h, w]];
+        assert_close("concat", &cat.to_vec(g).unwrap(), &reference::concat(&[&bh, &ah], &shapes), 0.0);
+    }
+}
+
+/// A dispatch past 65,535 workgroups in one dimension is laid out in 2-D, not refused.
+#[test]
+fn dispatch_larger_than_one_grid_dimension() {
+    let g = gpu();
+    let max = g.limits().max_compute_workgroups_per_dimension as usize;
+    // Enough elements for more workgroups of 64 than one dimension holds, within binding size.
+    let elements = (max + 1000) * 64;
+    let bytes_limit = g.limits().max_storage_buffer_binding_size as usize;
+    assert!(elements * 4 <= bytes_limit, "test size must fit the binding limit");
+    let data: Vec<f32> = (0..elements).map(|i| (i % 7) as f32 - 3.0).collect();
+    let x = upload([1, 1, 1, elements], &data, Purpose::Activation);
+    let mut rec = Recording::new(g);
+    let y = relu::relu(&mut rec, &x).unwrap();
+    rec.finish().unwrap();
+    let got = y.to_vec(g).unwrap();
+    for (i, (&gv, &d)) in got.iter().zip(&data).enumerate() {
+        assert_eq!(gv, d.max(0.0), "element {i}");
+    }
+}
+
+/// Views write only their own channels and read back only their own channels.
+#[test]
+fn channel_views_round_trip() {
+    let g = gpu();
+    let t = Tensor::zeros(g, [2, 5, 2, 3], Purpose::Activation).unwrap();
+    let v = t.channels(1..3).unwrap();
+    assert!(!v.is_contiguous());
+    let data: Vec<f32> = (0..v.numel()).map(|i| i as f32 + 1.0).collect();
+    v.write(g, &data).unwrap();
+    assert_eq!(v.to_vec(g).unwrap(), data);
+    let all = t.to_vec(g).unwrap();
+    let nonzero = all.iter().filter(|&&x| x != 0.0).count();
+    assert_eq!(nonzero, data.len());
+    assert_eq!(all[6..18], data[..12]);
+}
+
+/// The accumulate kernel adds, the add's gradient routes to both operands.
+#[test]
+fn accumulate_sums_both_paths() {
+    let g = gpu();
+    let a = upload([1, 2, 2, 2], &[1.0; 8], Purpose::Gradient);
+    let b = upload([1, 2, 2, 2], &[0.5; 8], Purpose::Gradient);
+    let mut rec = Recording::new(g);
+    add::accumulate(&mut rec, &b, &a).unwrap();
+    add::accumulate(&mut rec, &b, &a).unwrap();
+    rec.finish().unwrap();
+    assert_eq!(a.to_vec(g).unwrap(), vec![2.0; 8]);
+}
