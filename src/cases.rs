@@ -113,8 +113,13 @@ pub fn run_case_file(gpu: &Gpu, path: &Path) -> CaseReport {
     report
 }
 
-/// Output tensors of a GPU run, by the names the case file uses for the references.
-pub type Outputs = Vec<(String, Tensor)>;
+/// Output tensors of a GPU run: (label shown in reports, reference tensor name, tensor).
+type Outputs = Vec<(String, String, Tensor)>;
+
+/// Names outputs after their reference tensors.
+fn named(list: Vec<(String, Tensor)>) -> Outputs {
+    list.into_iter().map(|(n, t)| (n.clone(), n, t)).collect()
+}
 
 /// Runs a loaded case on the GPU and compares every output and gradient.
 pub fn run_case(gpu: &Gpu, file: &TensorFile) -> std::result::Result<Vec<Comparison>, String> {
@@ -128,13 +133,15 @@ pub fn run_case(gpu: &Gpu, file: &TensorFile) -> std::result::Result<Vec<Compari
         "relu" => (run_relu(gpu, file)?, Tolerance::Exact),
         "add" => (run_add(gpu, file)?, Tolerance::Exact),
         "concat" => (run_concat(gpu, file)?, Tolerance::Exact),
+        "residual_block" => (run_residual(gpu, file)?, CONV_TOLERANCE),
+        "dense_block" => (run_dense(gpu, file)?, CONV_TOLERANCE),
         other => return Err(format!("unsupported op {other:?}")),
     };
     let mut comparisons = Vec::with_capacity(outputs.len());
-    for (name, tensor) in outputs {
+    for (label, name, tensor) in outputs {
         let want = file.tensor(&name)?;
         let got = tensor.to_vec(gpu).map_err(|e| e.to_string())?;
-        comparisons.push(compare(&name, &got, &want.data, tol));
+        comparisons.push(compare(&label, &got, &want.data, tol));
     }
     Ok(comparisons)
 }
@@ -190,7 +197,7 @@ fn run_conv2d(gpu: &Gpu, file: &TensorFile) -> std::result::Result<Outputs, Stri
         if let Some(gb) = g.grad_bias {
             outs.push(("grad_bias".to_string(), gb));
         }
-        Ok(outs)
+        Ok(named(outs))
     };
     run().map_err(gpu_err)
 }
@@ -203,7 +210,7 @@ fn run_relu(gpu: &Gpu, file: &TensorFile) -> std::result::Result<Outputs, String
         let out = ops::relu::relu(&mut rec, &x)?;
         let gx = ops::relu::relu_backward(&mut rec, &x, &go)?;
         rec.finish()?;
-        Ok(vec![("out".into(), out), ("grad_x".into(), gx)])
+        Ok(named(vec![("out".into(), out), ("grad_x".into(), gx)]))
     };
     run().map_err(gpu_err)
 }
@@ -222,11 +229,11 @@ fn run_add(gpu: &Gpu, file: &TensorFile) -> std::result::Result<Outputs, String>
         ops::add::accumulate(&mut rec, &go, &ga)?;
         ops::add::accumulate(&mut rec, &go, &gb)?;
         rec.finish()?;
-        Ok(vec![
+        Ok(named(vec![
             ("out".into(), out),
             ("grad_a".into(), ga),
             ("grad_b".into(), gb),
-        ])
+        ]))
     };
     run().map_err(gpu_err)
 }
@@ -254,7 +261,118 @@ fn run_concat(gpu: &Gpu, file: &TensorFile) -> std::result::Result<Outputs, Stri
                 .enumerate()
                 .map(|(i, g)| (format!("grad_x{i}"), g)),
         );
-        Ok(outs)
+        Ok(named(outs))
     };
     run().map_err(gpu_err)
+}
+
+/// Runs a block forward and backward in one recording each; returns out, grad_x and the
+/// parameter gradients under their reference names (`grad_<param>`).
+fn block_outputs(
+    gpu: &Gpu,
+    x: &Tensor,
+    grad_out: &Tensor,
+    label: &str,
+    forward: &mut dyn FnMut(&mut Recording<'_>, &Tensor) -> Result<Tensor>,
+    backward: &mut dyn FnMut(&mut Recording<'_>, &Tensor) -> Result<crate::BlockGrads>,
+) -> Result<Outputs> {
+    let mut rec = Recording::new(gpu);
+    let out = forward(&mut rec, x)?;
+    rec.submit()?;
+    let mut rec = Recording::new(gpu);
+    let grads = backward(&mut rec, grad_out)?;
+    rec.finish()?;
+    let tag = |n: &str| {
+        if label.is_empty() {
+            n.to_string()
+        } else {
+            format!("{label}:{n}")
+        }
+    };
+    let mut outs = vec![
+        (tag("out"), "out".to_string(), out),
+        (tag("grad_x"), "grad_x".to_string(), grads.grad_x),
+    ];
+    for (name, t) in grads.params {
+        let reference = format!("grad_{name}");
+        outs.push((tag(&reference), reference, t));
+    }
+    Ok(outs)
+}
+
+fn run_residual(gpu: &Gpu, file: &TensorFile) -> std::result::Result<Outputs, String> {
+    let variant_name = file
+        .metadata
+        .get("variant")
+        .ok_or("missing metadata \"variant\"")?;
+    let variant = crate::ResidualVariant::from_name(variant_name).map_err(gpu_err)?;
+    let x = upload(gpu, file, "x", Purpose::Activation)?;
+    let go = upload(gpu, file, "grad_out", Purpose::Gradient)?;
+    // The block's geometry is fixed by its variant; the file must describe the same one.
+    let (kernel, stride, pad) = match variant {
+        crate::ResidualVariant::SkipConnection => (2, 2, 2),
+        crate::ResidualVariant::Basic => (3, 1, 1),
+    };
+    for conv in ["conv1", "conv2"] {
+        let got = (
+            file.meta_usize(&format!("{conv}_kernel"))?,
+            file.meta_usize(&format!("{conv}_stride"))?,
+            file.meta_usize(&format!("{conv}_pad"))?,
+        );
+        if got != (kernel, stride, pad) {
+            return Err(format!(
+                "{conv} is kernel/stride/pad {got:?}, the {variant_name} block has {:?}",
+                (kernel, stride, pad)
+            ));
+        }
+    }
+    let mut block =
+        crate::ResidualBlock::from_state_dict(gpu, variant, x.shape()[1], file).map_err(gpu_err)?;
+    let block = std::cell::RefCell::new(&mut block);
+    block_outputs(
+        gpu,
+        &x,
+        &go,
+        "",
+        &mut |rec, x| block.borrow_mut().forward(rec, x),
+        &mut |rec, g| block.borrow_mut().backward(rec, g),
+    )
+    .map_err(gpu_err)
+}
+
+fn run_dense(gpu: &Gpu, file: &TensorFile) -> std::result::Result<Outputs, String> {
+    let (c0, k, layers) = (
+        file.meta_usize("in_channels")?,
+        file.meta_usize("growth")?,
+        file.meta_usize("layers")?,
+    );
+    for (key, want) in [("kernel", 3), ("stride", 1), ("pad", 1)] {
+        if file.meta_usize(key)? != want {
+            return Err(format!(
+                "dense layers are 3x3, stride 1, pad 1; the file has {key} = {}",
+                file.meta_usize(key)?
+            ));
+        }
+    }
+    let x = upload(gpu, file, "x", Purpose::Activation)?;
+    let go = upload(gpu, file, "grad_out", Purpose::Gradient)?;
+    let mut outs = Vec::new();
+    // Both concatenation strategies must reproduce PyTorch.
+    for strategy in crate::ConcatStrategy::ALL {
+        let mut block = crate::DenseBlock::from_state_dict(gpu, c0, k, layers, strategy, file)
+            .map_err(gpu_err)?;
+        let block = std::cell::RefCell::new(&mut block);
+        outs.extend(
+            block_outputs(
+                gpu,
+                &x,
+                &go,
+                strategy.name(),
+                &mut |rec, x| block.borrow_mut().forward(rec, x),
+                &mut |rec, g| block.borrow_mut().backward(rec, g),
+            )
+            .map_err(gpu_err)?,
+        );
+    }
+    Ok(outs)
 }

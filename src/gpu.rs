@@ -213,12 +213,12 @@ impl Gpu {
             });
         }
         if usage.contains(wgpu::BufferUsages::STORAGE)
-            && bytes > self.limits.max_storage_buffer_binding_size as u64
+            && bytes > self.limits.max_storage_buffer_binding_size
         {
             return Err(Error::TooLarge {
                 bytes,
                 limit_name: "max_storage_buffer_binding_size",
-                limit: self.limits.max_storage_buffer_binding_size as u64,
+                limit: self.limits.max_storage_buffer_binding_size,
             });
         }
         let raw = self.scoped("buffer allocation", || {

@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod blocks;
 pub mod cases;
 pub mod error;
 pub mod gpu;
@@ -31,6 +32,7 @@ pub mod reference;
 pub mod tensor;
 pub mod weights;
 
+pub use blocks::{BlockGrads, ConcatStrategy, DenseBlock, ResidualBlock, ResidualVariant};
 pub use error::{Error, Result};
 pub use gpu::Gpu;
 pub use memory::{MemoryReport, Purpose};

@@ -193,3 +193,57 @@ pub fn concat_backward(grad_y: &[f64], shapes: &[[usize; 4]]) -> Vec<Vec<f64>> {
     }
     grads
 }
+
+/// One conv layer of a block, on the host: weight, its shape, bias.
+pub struct HostConv<'a> {
+    /// OIHW weight values.
+    pub weight: &'a [f64],
+    /// OIHW weight shape.
+    pub shape: [usize; 4],
+    /// Bias values.
+    pub bias: &'a [f64],
+}
+
+/// Forward of a residual block: `basic` gives `relu(conv2(relu(conv1(x))) + x)`, else the
+/// skip-connection block `relu(conv2(relu(conv1(x)))) + x`. Both convs use `p`.
+pub fn residual_block(
+    x: &[f64],
+    xs: [usize; 4],
+    conv1: &HostConv<'_>,
+    conv2: &HostConv<'_>,
+    p: &Conv2dParams,
+    basic: bool,
+) -> Result<Vec<f64>> {
+    let (a1, s1) = conv2d(x, xs, conv1.weight, conv1.shape, Some(conv1.bias), p)?;
+    let (a2, _) = conv2d(
+        &relu(&a1),
+        s1,
+        conv2.weight,
+        conv2.shape,
+        Some(conv2.bias),
+        p,
+    )?;
+    Ok(if basic {
+        relu(&add(&a2, x))
+    } else {
+        add(&relu(&a2), x)
+    })
+}
+
+/// Forward of a dense block: `feat_{i+1} = conv_i(relu(concat(feat_0 … feat_i)))` with 3×3,
+/// padding-1 convs; returns `concat(feat_0 … feat_L)`.
+pub fn dense_block(x: &[f64], xs: [usize; 4], layers: &[HostConv<'_>]) -> Result<Vec<f64>> {
+    let p = Conv2dParams::new(1, 1);
+    let mut feats = vec![x.to_vec()];
+    let mut shapes = vec![xs];
+    for l in layers {
+        let refs: Vec<&[f64]> = feats.iter().map(|f| f.as_slice()).collect();
+        let cat = concat(&refs, &shapes);
+        let cs = [xs[0], shapes.iter().map(|s| s[1]).sum(), xs[2], xs[3]];
+        let (f, fs) = conv2d(&relu(&cat), cs, l.weight, l.shape, Some(l.bias), &p)?;
+        feats.push(f);
+        shapes.push(fs);
+    }
+    let refs: Vec<&[f64]> = feats.iter().map(|f| f.as_slice()).collect();
+    Ok(concat(&refs, &shapes))
+}

@@ -24,26 +24,46 @@ fn conv_weight_channels_must_match_input() {
 
 #[test]
 fn conv_channels_must_divide_by_groups() {
-    let p = Conv2dParams { groups: 3, ..Default::default() };
+    let p = Conv2dParams {
+        groups: 3,
+        ..Default::default()
+    };
     let e = conv_err([1, 4, 5, 5], [3, 1, 3, 3], p);
     assert!(matches!(e, Error::InvalidParameter { .. }), "{e}");
     assert!(e.to_string().contains("groups = 3"), "{e}");
-    let p = Conv2dParams { groups: 0, ..Default::default() };
-    assert!(matches!(conv_err([1, 4, 5, 5], [4, 4, 3, 3], p), Error::InvalidParameter { .. }));
+    let p = Conv2dParams {
+        groups: 0,
+        ..Default::default()
+    };
+    assert!(matches!(
+        conv_err([1, 4, 5, 5], [4, 4, 3, 3], p),
+        Error::InvalidParameter { .. }
+    ));
 }
 
 #[test]
 fn conv_output_below_one_is_refused() {
     let e = conv_err([1, 1, 2, 2], [1, 1, 3, 3], Conv2dParams::default());
     assert!(e.to_string().contains("below 1"), "{e}");
-    let p = Conv2dParams { dilation: [3, 1], ..Default::default() };
-    assert!(conv_err([1, 1, 6, 6], [1, 1, 3, 3], p).to_string().contains("height"));
+    let p = Conv2dParams {
+        dilation: [3, 1],
+        ..Default::default()
+    };
+    assert!(conv_err([1, 1, 6, 6], [1, 1, 3, 3], p)
+        .to_string()
+        .contains("height"));
 }
 
 #[test]
 fn conv_zero_stride_is_refused() {
-    let p = Conv2dParams { stride: [0, 1], ..Default::default() };
-    assert!(matches!(conv_err([1, 1, 4, 4], [1, 1, 3, 3], p), Error::InvalidParameter { .. }));
+    let p = Conv2dParams {
+        stride: [0, 1],
+        ..Default::default()
+    };
+    assert!(matches!(
+        conv_err([1, 1, 4, 4], [1, 1, 3, 3], p),
+        Error::InvalidParameter { .. }
+    ));
 }
 
 #[test]
@@ -52,10 +72,24 @@ fn conv_bias_and_gradient_shapes_are_checked() {
     let mut rec = Recording::new(g);
     let x = zeros([1, 2, 4, 4]);
     let w = zeros([3, 2, 3, 3]);
-    let e = conv2d::conv2d(&mut rec, &x, &w, Some(&zeros([2, 1, 1, 1])), &Default::default()).unwrap_err();
+    let e = conv2d::conv2d(
+        &mut rec,
+        &x,
+        &w,
+        Some(&zeros([2, 1, 1, 1])),
+        &Default::default(),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("bias"), "{e}");
-    let e = conv2d::conv2d_backward(&mut rec, &x, &w, true, &zeros([1, 3, 4, 4]), &Default::default())
-        .unwrap_err();
+    let e = conv2d::conv2d_backward(
+        &mut rec,
+        &x,
+        &w,
+        true,
+        &zeros([1, 3, 4, 4]),
+        &Default::default(),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("output gradient"), "{e}");
 }
 
@@ -85,17 +119,27 @@ fn outputs_may_not_overlap_inputs() {
     let t = zeros([1, 4, 3, 3]);
     let a = t.channels(0..2).unwrap();
     let b = t.channels(1..3).unwrap();
-    let e = relu::relu_into(&mut rec, &a, &b).unwrap_err();
+    let e = relu::relu_into(&mut rec, &a, &b, false).unwrap_err();
     assert!(e.to_string().contains("overlaps"), "{e}");
     // Disjoint views of one buffer are fine.
-    relu::relu_into(&mut rec, &a, &t.channels(2..4).unwrap()).unwrap();
+    relu::relu_into(&mut rec, &a, &t.channels(2..4).unwrap(), false).unwrap();
     rec.finish().unwrap();
 }
 
 #[test]
 fn data_length_and_views_are_checked() {
     let e = Tensor::from_slice(gpu(), [1, 2, 2, 2], &[0.0; 7], Purpose::Activation).unwrap_err();
-    assert!(matches!(e, Error::DataLength { got: 7, expected: 8, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::DataLength {
+                got: 7,
+                expected: 8,
+                ..
+            }
+        ),
+        "{e}"
+    );
     let t = zeros([1, 2, 2, 2]);
     assert!(t.channels(1..3).is_err());
     assert!(t.channels(1..1).is_err());
@@ -122,21 +166,32 @@ fn unknown_backend_is_an_error() {
 fn truncated_and_foreign_files_are_failed_cases() {
     let dir = std::env::temp_dir().join(format!("skipgrad-errors-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/relu_2x3x5x7.safetensors");
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/vectors/relu_2x3x5x7.safetensors");
     let bytes = std::fs::read(&src).unwrap();
     let truncated = dir.join("truncated.safetensors");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
     let r = skipgrad::cases::run_case_file(gpu(), &truncated);
     assert!(!r.passed());
-    assert!(r.error.as_deref().unwrap_or("").contains("bad tensor file"), "{:?}", r.error);
+    assert!(
+        r.error.as_deref().unwrap_or("").contains("bad tensor file"),
+        "{:?}",
+        r.error
+    );
 
     let garbage = dir.join("garbage.safetensors");
     std::fs::write(&garbage, b"not a tensor file at all").unwrap();
-    assert!(skipgrad::cases::run_case_file(gpu(), &garbage).error.is_some());
+    assert!(skipgrad::cases::run_case_file(gpu(), &garbage)
+        .error
+        .is_some());
 
     let missing = dir.join("missing.safetensors");
     let r = skipgrad::cases::run_case_file(gpu(), &missing);
-    assert!(r.error.as_deref().unwrap_or("").contains("cannot read"), "{:?}", r.error);
+    assert!(
+        r.error.as_deref().unwrap_or("").contains("cannot read"),
+        "{:?}",
+        r.error
+    );
 
     // A file that parses but names an op the engine does not know.
     let mut file = skipgrad::weights::TensorFile::read(&src).unwrap();
@@ -144,7 +199,11 @@ fn truncated_and_foreign_files_are_failed_cases() {
     let foreign = dir.join("foreign.safetensors");
     file.write(&foreign).unwrap();
     let r = skipgrad::cases::run_case_file(gpu(), &foreign);
-    assert!(r.error.as_deref().unwrap_or("").contains("unsupported op"), "{:?}", r.error);
+    assert!(
+        r.error.as_deref().unwrap_or("").contains("unsupported op"),
+        "{:?}",
+        r.error
+    );
 
     // Right op, wrong shapes: a failed case with the reason.
     let mut file = skipgrad::weights::TensorFile::read(&src).unwrap();

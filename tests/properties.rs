@@ -26,18 +26,20 @@ fn conv_case() -> impl Strategy<Value = ConvCase> {
         (1usize..=3, 1usize..=3, 0usize..=3, 0usize..=3), // stride h/w, pad h/w
         (1usize..=3, 1usize..=3, any::<bool>(), any::<u64>()), // dilation h/w, bias, seed
     )
-        .prop_map(|((n, g, cig, cog), (h, w, kh, kw), (sh, sw, ph, pw), (dh, dw, bias, seed))| ConvCase {
-            x: [n, g * cig, h, w],
-            w: [g * cog, cig, kh, kw],
-            p: Conv2dParams {
-                stride: [sh, sw],
-                padding: [ph, pw],
-                dilation: [dh, dw],
-                groups: g,
+        .prop_map(
+            |((n, g, cig, cog), (h, w, kh, kw), (sh, sw, ph, pw), (dh, dw, bias, seed))| ConvCase {
+                x: [n, g * cig, h, w],
+                w: [g * cog, cig, kh, kw],
+                p: Conv2dParams {
+                    stride: [sh, sw],
+                    padding: [ph, pw],
+                    dilation: [dh, dw],
+                    groups: g,
+                },
+                bias,
+                seed: seed | 1,
             },
-            bias,
-            seed: seed | 1,
-        })
+        )
         // Only geometries with an output of at least 1×1 (the rest are tested as errors).
         .prop_filter("output below 1", |c| c.p.output_shape(c.x, c.w).is_ok())
 }
@@ -73,10 +75,20 @@ fn run_conv(c: &ConvCase) {
     let want_gx = reference::conv2d_backward_input(&go64, c.x, &to_f64(&wv), c.w, &c.p).unwrap();
     assert_close("grad_x", &grads.grad_x.to_vec(g).unwrap(), &want_gx, 1e-4);
     let want_gw = reference::conv2d_backward_weight(&to_f64(&xv), c.x, &go64, c.w, &c.p).unwrap();
-    assert_close("grad_weight", &grads.grad_weight.to_vec(g).unwrap(), &want_gw, 1e-4);
+    assert_close(
+        "grad_weight",
+        &grads.grad_weight.to_vec(g).unwrap(),
+        &want_gw,
+        1e-4,
+    );
     if c.bias {
         let want_gb = reference::conv2d_backward_bias(&go64, ys);
-        assert_close("grad_bias", &grads.grad_bias.unwrap().to_vec(g).unwrap(), &want_gb, 1e-4);
+        assert_close(
+            "grad_bias",
+            &grads.grad_bias.unwrap().to_vec(g).unwrap(),
+            &want_gb,
+            1e-4,
+        );
     } else {
         assert!(grads.grad_bias.is_none());
     }
@@ -166,7 +178,10 @@ fn dispatch_larger_than_one_grid_dimension() {
     // Enough elements for more workgroups of 64 than one dimension holds, within binding size.
     let elements = (max + 1000) * 64;
     let bytes_limit = g.limits().max_storage_buffer_binding_size as usize;
-    assert!(elements * 4 <= bytes_limit, "test size must fit the binding limit");
+    assert!(
+        elements * 4 <= bytes_limit,
+        "test size must fit the binding limit"
+    );
     let data: Vec<f32> = (0..elements).map(|i| (i % 7) as f32 - 3.0).collect();
     let x = upload([1, 1, 1, elements], &data, Purpose::Activation);
     let mut rec = Recording::new(g);

@@ -82,4 +82,8 @@ cases!(
     relu_1x16x13x17,
     relu_2x3x5x7,
     relu_4x64x8x8,
+    residual_block_basic_c16_8x8,
+    residual_block_skipconnection_n2,
+    dense_block_c4_k4_l3_8x8,
+    dense_block_c16_k12_l6_16x16,
 );

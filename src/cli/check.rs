@@ -85,7 +85,7 @@ fn print_report(r: &CaseReport) {
     }
     for c in &r.comparisons {
         println!(
-            "     {:<20} max abs err {:>10.3e}  max rel err {:>10.3e}{}",
+            "     {:<28} max abs err {:>10.3e}  max rel err {:>10.3e}{}",
             c.name,
             c.max_abs_err,
             c.max_rel_err,

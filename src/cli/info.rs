@@ -41,7 +41,7 @@ pub fn run(backend: Option<&str>, json: bool) -> skipgrad::Result<()> {
     );
     println!(
         "  max_storage_buffer_binding_size       {}",
-        fmt_bytes(l.max_storage_buffer_binding_size as u64)
+        fmt_bytes(l.max_storage_buffer_binding_size)
     );
     println!(
         "  max_storage_buffers_per_shader_stage  {}",

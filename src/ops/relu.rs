@@ -9,13 +9,19 @@ use crate::tensor::Tensor;
 /// `max(x, 0)` into a new activation tensor.
 pub fn relu(rec: &mut Recording<'_>, x: &Tensor) -> Result<Tensor> {
     let out = Tensor::zeros(rec.gpu(), x.shape(), Purpose::Activation)?;
-    relu_into(rec, x, &out)?;
+    relu_into(rec, x, &out, false)?;
     Ok(out)
 }
 
-/// `out = max(x, 0)`; `out` may be a view. `out` may be `x` itself only if it is the very
-/// same view (in-place ReLU is not offered: backward needs the input).
-pub fn relu_into(rec: &mut Recording<'_>, x: &Tensor, out: &Tensor) -> Result<()> {
+/// `out (=|+=) max(x, 0)`; `out` may be a view, but may not overlap `x` (in-place ReLU is
+/// not offered: backward needs the input). With `accumulate` this is a fused `out += relu(x)`
+/// (a residual block adds its skip path this way).
+pub fn relu_into(
+    rec: &mut Recording<'_>,
+    x: &Tensor,
+    out: &Tensor,
+    accumulate: bool,
+) -> Result<()> {
     same_shape("relu", "input and output", x, out)?;
     no_overlap("relu", out, x)?;
     dispatch_elementwise(
@@ -24,7 +30,7 @@ pub fn relu_into(rec: &mut Recording<'_>, x: &Tensor, out: &Tensor) -> Result<()
         "relu_forward",
         &[x, x, out],
         &[(1, x), (3, out)],
-        false,
+        accumulate,
     )
 }
 

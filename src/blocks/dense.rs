@@ -1,0 +1,367 @@
+//! Dense (DenseNet) blocks: every layer sees the channel concatenation of the block input and
+//! all earlier layers' outputs.
+//!
+//! `feat_0 = x`; layer `i` computes `feat_{i+1} = conv3x3_i(relu(concat(feat_0 … feat_i)))`
+//! (padding 1, `in + i·k` → `k` channels); the output is `concat(feat_0 … feat_L)`.
+//!
+//! Two ways to schedule the concatenation, chosen at construction:
+//!
+//! * [`ConcatStrategy::Naive`] does what a framework without views does: each layer copies the
+//!   feature maps so far into a new buffer, applies ReLU into another, and convolves that;
+//!   backward mirrors it with fresh buffers per layer. Stored activations grow
+//!   quadratically with depth.
+//! * [`ConcatStrategy::Shared`] preallocates one buffer for every feature map of the block.
+//!   Each layer reads its input as a view of the channels before it (ReLU applied as the conv
+//!   loads it) and writes its output straight into its own channel slice: no copies, no ReLU
+//!   buffers. Backward uses one gradient buffer the same way: each layer's input gradient
+//!   (masked by the ReLU as it is stored) accumulates into the earlier channels. Memory grows
+//!   linearly with depth.
+
+use super::{forward_missing, BlockGrads, ConvLayer};
+use crate::error::{Error, Result};
+use crate::memory::Purpose;
+use crate::ops::conv2d::{self, Conv2dParams, Fusion};
+use crate::ops::{concat, relu};
+use crate::record::Recording;
+use crate::tensor::Tensor;
+use crate::weights::TensorFile;
+use crate::Gpu;
+
+/// How a dense block concatenates its feature maps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConcatStrategy {
+    /// Copy into a new buffer per layer (quadratic memory).
+    Naive,
+    /// One preallocated buffer, channel views, no copies (linear memory).
+    Shared,
+}
+
+impl ConcatStrategy {
+    /// Both strategies.
+    pub const ALL: [ConcatStrategy; 2] = [ConcatStrategy::Naive, ConcatStrategy::Shared];
+
+    /// `naive` or `shared`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConcatStrategy::Naive => "naive",
+            ConcatStrategy::Shared => "shared",
+        }
+    }
+}
+
+/// What the forward keeps for backward.
+#[derive(Debug)]
+enum Saved {
+    Naive {
+        /// feat_0 … feat_L.
+        feats: Vec<Tensor>,
+        /// Per layer: the concatenated input and its ReLU.
+        cats: Vec<Tensor>,
+        relus: Vec<Tensor>,
+    },
+    Shared {
+        /// All feature maps: channels [0, in) are x, then k channels per layer.
+        features: Tensor,
+    },
+}
+
+/// A dense block with its parameters and, after `forward`, what `backward` needs.
+#[derive(Debug)]
+pub struct DenseBlock {
+    in_channels: usize,
+    growth: usize,
+    strategy: ConcatStrategy,
+    layers: Vec<ConvLayer>,
+    saved: Option<Saved>,
+}
+
+fn layer_shape(in_channels: usize, growth: usize, i: usize) -> [usize; 4] {
+    [growth, in_channels + i * growth, 3, 3]
+}
+
+impl DenseBlock {
+    /// A block of `layers` layers with growth `growth` on `in_channels` input channels,
+    /// with freshly initialised parameters (PyTorch's default init, fixed seed).
+    pub fn new(
+        gpu: &Gpu,
+        in_channels: usize,
+        growth: usize,
+        layers: usize,
+        strategy: ConcatStrategy,
+    ) -> Result<DenseBlock> {
+        Self::check(in_channels, growth, layers)?;
+        let layers = (0..layers)
+            .map(|i| {
+                let shape = layer_shape(in_channels, growth, i);
+                ConvLayer::init(
+                    gpu,
+                    &format!("layer{i}"),
+                    shape,
+                    Conv2dParams::new(1, 1),
+                    100 + i as u64,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(DenseBlock {
+            in_channels,
+            growth,
+            strategy,
+            layers,
+            saved: None,
+        })
+    }
+
+    /// A block whose parameters come from a PyTorch `state_dict` (`layer{i}.weight`,
+    /// `layer{i}.bias`); the sizes are checked against `in_channels`, `growth`, `layers`.
+    pub fn from_state_dict(
+        gpu: &Gpu,
+        in_channels: usize,
+        growth: usize,
+        layers: usize,
+        strategy: ConcatStrategy,
+        file: &TensorFile,
+    ) -> Result<DenseBlock> {
+        Self::check(in_channels, growth, layers)?;
+        let layers = (0..layers)
+            .map(|i| {
+                let shape = layer_shape(in_channels, growth, i);
+                ConvLayer::load(
+                    gpu,
+                    file,
+                    &format!("layer{i}"),
+                    shape,
+                    Conv2dParams::new(1, 1),
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(DenseBlock {
+            in_channels,
+            growth,
+            strategy,
+            layers,
+            saved: None,
+        })
+    }
+
+    fn check(in_channels: usize, growth: usize, layers: usize) -> Result<()> {
+        if in_channels == 0 || growth == 0 || layers == 0 {
+            return Err(Error::param(
+                "dense block",
+                format!("in_channels ({in_channels}), growth ({growth}) and layers ({layers}) must all be at least 1"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Writes the parameters as a safetensors `state_dict`.
+    pub fn save(&self, gpu: &Gpu, path: &std::path::Path) -> Result<()> {
+        let mut file = TensorFile::default();
+        for l in &self.layers {
+            l.save(gpu, &mut file)?;
+        }
+        file.write(path)
+    }
+
+    /// The concatenation strategy.
+    pub fn strategy(&self) -> ConcatStrategy {
+        self.strategy
+    }
+
+    /// Channels of the block's output: `in_channels + layers * growth`.
+    pub fn out_channels(&self) -> usize {
+        self.in_channels + self.layers.len() * self.growth
+    }
+
+    /// Records the forward pass and keeps what backward needs. Returns the output
+    /// `concat(x, f_1 … f_L)` (for `Shared`, the shared buffer itself).
+    pub fn forward(&mut self, rec: &mut Recording<'_>, x: &Tensor) -> Result<Tensor> {
+        let [n, c, h, w] = x.shape();
+        if c != self.in_channels {
+            return Err(Error::shape(
+                "dense block",
+                format!(
+                    "input has {c} channels, the block takes {}",
+                    self.in_channels
+                ),
+            ));
+        }
+        let gpu = rec.gpu();
+        let out_shape = [n, self.out_channels(), h, w];
+        self.saved = None;
+        match self.strategy {
+            ConcatStrategy::Naive => {
+                let mut feats = vec![x.clone()];
+                let (mut cats, mut relus) = (Vec::new(), Vec::new());
+                for layer in &self.layers {
+                    let refs: Vec<&Tensor> = feats.iter().collect();
+                    let cat = concat::concat(rec, &refs)?;
+                    let r = relu::relu(rec, &cat)?;
+                    let f =
+                        conv2d::conv2d(rec, &r, &layer.weight, Some(&layer.bias), &layer.params)?;
+                    cats.push(cat);
+                    relus.push(r);
+                    feats.push(f);
+                }
+                let refs: Vec<&Tensor> = feats.iter().collect();
+                let out = concat::concat(rec, &refs)?;
+                self.saved = Some(Saved::Naive { feats, cats, relus });
+                Ok(out)
+            }
+            ConcatStrategy::Shared => {
+                let features = Tensor::zeros(gpu, out_shape, Purpose::Activation)?;
+                concat::copy_view(rec, x, &features.channels(0..c)?, false)?;
+                let relu_load = Fusion {
+                    relu_input: true,
+                    accumulate: false,
+                };
+                for (i, layer) in self.layers.iter().enumerate() {
+                    let ci = c + i * self.growth;
+                    let input = features.channels(0..ci)?;
+                    let output = features.channels(ci..ci + self.growth)?;
+                    conv2d::conv2d_into(
+                        rec,
+                        &input,
+                        &layer.weight,
+                        Some(&layer.bias),
+                        &layer.params,
+                        &output,
+                        relu_load,
+                    )?;
+                }
+                self.saved = Some(Saved::Shared {
+                    features: features.clone(),
+                });
+                Ok(features)
+            }
+        }
+    }
+
+    /// Records the backward pass for `grad_out` (shape of the output) and returns the
+    /// gradient for the input and for every parameter.
+    pub fn backward(&mut self, rec: &mut Recording<'_>, grad_out: &Tensor) -> Result<BlockGrads> {
+        let saved = self
+            .saved
+            .as_ref()
+            .ok_or_else(|| forward_missing("dense block"))?;
+        let gpu = rec.gpu();
+        let (c0, k) = (self.in_channels, self.growth);
+        let [n, _, h, w] = grad_out.shape();
+        let expected = match saved {
+            Saved::Naive { feats, .. } => {
+                let [fn_, _, fh, fw] = feats[0].shape();
+                [fn_, self.out_channels(), fh, fw]
+            }
+            Saved::Shared { features } => features.shape(),
+        };
+        if grad_out.shape() != expected {
+            return Err(Error::shape(
+                "dense block backward",
+                format!(
+                    "grad_out has shape {:?}, the output has {expected:?}",
+                    grad_out.shape()
+                ),
+            ));
+        }
+        let mut params = Vec::with_capacity(2 * self.layers.len());
+        let param_grads = |layer: &ConvLayer| -> Result<(Tensor, Tensor)> {
+            let gw = Tensor::zeros(gpu, layer.weight.shape(), Purpose::Gradient)?;
+            let gb = Tensor::zeros(gpu, layer.bias.shape(), Purpose::Gradient)?;
+            Ok((gw, gb))
+        };
+        let grad_x = match saved {
+            Saved::Naive { feats, cats, relus } => {
+                // The output's gradient split per feature map (copies), then each layer's
+                // input gradient split again and added onto the earlier maps' gradients.
+                let channels: Vec<usize> = feats.iter().map(|f| f.shape()[1]).collect();
+                let g_feats = concat::concat_backward(rec, grad_out, &channels)?;
+                for i in (0..self.layers.len()).rev() {
+                    let layer = &self.layers[i];
+                    let (gw, gb) = param_grads(layer)?;
+                    let g = &g_feats[i + 1];
+                    conv2d::conv2d_backward_weight_into(
+                        rec,
+                        &relus[i],
+                        g,
+                        &layer.params,
+                        &gw,
+                        Fusion::default(),
+                    )?;
+                    conv2d::conv2d_backward_bias_into(rec, g, &gb, false)?;
+                    let g_relu = Tensor::zeros(gpu, relus[i].shape(), Purpose::Gradient)?;
+                    conv2d::conv2d_backward_input_into(
+                        rec,
+                        &relus[i],
+                        &layer.weight,
+                        g,
+                        &layer.params,
+                        &g_relu,
+                        Fusion::default(),
+                    )?;
+                    let g_cat = relu::relu_backward(rec, &cats[i], &g_relu)?;
+                    let mut at = 0;
+                    for (j, gf) in g_feats.iter().take(i + 1).enumerate() {
+                        concat::copy_view(rec, &g_cat.channels(at..at + channels[j])?, gf, true)?;
+                        at += channels[j];
+                    }
+                    params.push((gw, gb, i));
+                }
+                g_feats
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| forward_missing("dense block"))?
+            }
+            Saved::Shared { features } => {
+                // One gradient buffer for all feature maps, starting as grad_out. Layer i's
+                // slice is complete once all later layers have added onto it.
+                let grads = Tensor::zeros(gpu, [n, self.out_channels(), h, w], Purpose::Gradient)?;
+                concat::copy_view(rec, grad_out, &grads, false)?;
+                for i in (0..self.layers.len()).rev() {
+                    let layer = &self.layers[i];
+                    let (gw, gb) = param_grads(layer)?;
+                    let ci = c0 + i * k;
+                    let input = features.channels(0..ci)?;
+                    let g_out = grads.channels(ci..ci + k)?;
+                    let relu_load = Fusion {
+                        relu_input: true,
+                        accumulate: false,
+                    };
+                    conv2d::conv2d_backward_weight_into(
+                        rec,
+                        &input,
+                        &g_out,
+                        &layer.params,
+                        &gw,
+                        relu_load,
+                    )?;
+                    conv2d::conv2d_backward_bias_into(rec, &g_out, &gb, false)?;
+                    let masked_accumulate = Fusion {
+                        relu_input: true,
+                        accumulate: true,
+                    };
+                    conv2d::conv2d_backward_input_into(
+                        rec,
+                        &input,
+                        &layer.weight,
+                        &g_out,
+                        &layer.params,
+                        &grads.channels(0..ci)?,
+                        masked_accumulate,
+                    )?;
+                    params.push((gw, gb, i));
+                }
+                grads.channels(0..c0)?
+            }
+        };
+        params.sort_by_key(|p| p.2);
+        let params = params
+            .into_iter()
+            .flat_map(|(gw, gb, i)| {
+                [
+                    (format!("layer{i}.weight"), gw),
+                    (format!("layer{i}.bias"), gb),
+                ]
+            })
+            .collect();
+        Ok(BlockGrads { grad_x, params })
+    }
+}
