@@ -35,6 +35,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure the memory cost of concatenation: dense blocks of depth 1..L, naive vs shared.
+    Memory(cli::memory::MemoryArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Info { json }) => cli::info::run(backend, json).map(|_| true),
         Some(Command::Check { paths, json }) => cli::check::run(&paths, backend, json),
+        Some(Command::Memory(args)) => cli::memory::run(&args, backend).map(|_| true),
         None => cli::info::run(backend, false)
             .and_then(|_| cli::check::run(&[PathBuf::from("tests/vectors")], backend, false)),
     };

@@ -4,6 +4,7 @@
 use crate::error::Result;
 use crate::gpu::{Gpu, Shader, WORKGROUP_SIZE};
 use crate::memory::{GpuBuffer, Purpose};
+use crate::tensor::Tensor;
 
 /// A command encoder and the small buffers its dispatches need, submitted together.
 ///
@@ -14,6 +15,9 @@ pub struct Recording<'g> {
     encoder: wgpu::CommandEncoder,
     /// Uniform buffers of recorded dispatches; they must outlive the submission's recording.
     keep: Vec<GpuBuffer>,
+    /// Temporaries that recorded work reads or writes, held (and so counted as live by the
+    /// allocator) until the work is submitted.
+    retained: Vec<Tensor>,
     dispatches: usize,
 }
 
@@ -33,6 +37,7 @@ impl<'g> Recording<'g> {
             gpu,
             encoder,
             keep: Vec::new(),
+            retained: Vec::new(),
             dispatches: 0,
         }
     }
@@ -118,6 +123,13 @@ impl<'g> Recording<'g> {
         Ok(())
     }
 
+    /// Keeps `t` alive until this recording is submitted. Blocks hand their temporaries
+    /// here, so the allocator's live and peak counts include every buffer the recorded work
+    /// uses, as the device must hold them until it runs.
+    pub fn retain(&mut self, t: Tensor) {
+        self.retained.push(t);
+    }
+
     /// Access to the encoder, e.g. to write timestamps around the recorded work.
     pub fn encoder(&mut self) -> &mut wgpu::CommandEncoder {
         &mut self.encoder
@@ -126,7 +138,11 @@ impl<'g> Recording<'g> {
     /// Submits the recorded work without waiting for it.
     pub fn submit(self) -> Result<()> {
         let Recording {
-            gpu, encoder, keep, ..
+            gpu,
+            encoder,
+            keep,
+            retained,
+            ..
         } = self;
         gpu.scoped("submitting recorded work", || {
             gpu.queue().submit([encoder.finish()]);
@@ -134,6 +150,7 @@ impl<'g> Recording<'g> {
         // The uniforms are referenced by the submitted command buffer; wgpu keeps them alive
         // until it completes, so our handles (and their accounting) can go now.
         drop(keep);
+        drop(retained);
         Ok(())
     }
 

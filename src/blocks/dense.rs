@@ -49,6 +49,25 @@ impl ConcatStrategy {
     }
 }
 
+/// The analytic memory of a dense block's forward+backward, per purpose (see
+/// [`DenseBlock::analytic_peak_bytes`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AnalyticMemory {
+    /// Feature maps: input, per-layer buffers, output.
+    pub activation: u64,
+    /// grad_out, feature-map gradients, parameter gradients.
+    pub gradient: u64,
+    /// Weights and biases.
+    pub parameter: u64,
+}
+
+impl AnalyticMemory {
+    /// All purposes together.
+    pub fn total(&self) -> u64 {
+        self.activation + self.gradient + self.parameter
+    }
+}
+
 /// What the forward keeps for backward.
 #[derive(Debug)]
 enum Saved {
@@ -170,6 +189,45 @@ impl DenseBlock {
     /// Channels of the block's output: `in_channels + layers * growth`.
     pub fn out_channels(&self) -> usize {
         self.in_channels + self.layers.len() * self.growth
+    }
+
+    /// The bytes this block's forward and backward must hold at once for an input of batch
+    /// `n` and `h`×`w` pixels, with `S = 4·n·h·w` bytes per channel, `C_i = in + i·k` the
+    /// input channels of layer `i`, `C_L = in + L·k` and `P` the parameter bytes
+    /// (`4·Σ_i (k·C_i·9 + k)`); the input `x` and `grad_out` are counted, as the caller holds
+    /// them through the pass:
+    ///
+    /// * `Shared`: `S·(in + 3·C_L) + 2P` — x, the feature buffer, grad_out, the gradient
+    ///   buffer, parameters and their gradients. Linear in depth.
+    /// * `Naive`: `S·(in + 4·ΣC_i + L·k + 3·C_L) + 2P` — additionally every layer's
+    ///   concatenated input and its ReLU (forward), their gradients (backward), the layer
+    ///   outputs and a concatenated output. Quadratic in depth (`ΣC_i = L·in + k·L(L−1)/2`).
+    pub fn analytic_peak_bytes(
+        strategy: ConcatStrategy,
+        in_channels: usize,
+        growth: usize,
+        layers: usize,
+        n: usize,
+        h: usize,
+        w: usize,
+    ) -> AnalyticMemory {
+        let s = 4 * (n * h * w) as u64;
+        let (c0, k, l) = (in_channels as u64, growth as u64, layers as u64);
+        let sum_ci: u64 = (0..l).map(|i| c0 + i * k).sum();
+        let c_l = c0 + l * k;
+        let params: u64 = 4 * (0..l).map(|i| k * (c0 + i * k) * 9 + k).sum::<u64>();
+        let (activation, gradient) = match strategy {
+            ConcatStrategy::Shared => (s * (c0 + c_l), s * 2 * c_l + params),
+            ConcatStrategy::Naive => (
+                s * (c0 + 2 * sum_ci + l * k + c_l),
+                s * (2 * c_l + 2 * sum_ci) + params,
+            ),
+        };
+        AnalyticMemory {
+            activation,
+            gradient,
+            parameter: params,
+        }
     }
 
     /// Records the forward pass and keeps what backward needs. Returns the output
@@ -303,6 +361,9 @@ impl DenseBlock {
                         concat::copy_view(rec, &g_cat.channels(at..at + channels[j])?, gf, true)?;
                         at += channels[j];
                     }
+                    // Per-layer temporaries live until the backward's submission runs.
+                    rec.retain(g_relu);
+                    rec.retain(g_cat);
                     params.push((gw, gb, i));
                 }
                 g_feats

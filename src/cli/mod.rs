@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod info;
+pub mod memory;
 
 use skipgrad::{Gpu, Result};
 
@@ -40,4 +41,15 @@ pub fn fmt_bytes(b: u64) -> String {
     } else {
         format!("{v:.1} {}", UNITS[u])
     }
+}
+
+/// A progress bar on stderr; indicatif draws nothing when stderr is not a terminal.
+pub fn progress_bar(len: u64, prefix: &'static str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.with_prefix(prefix)
 }
