@@ -37,5 +37,5 @@ pub use error::{Error, Result};
 pub use gpu::Gpu;
 pub use memory::{MemoryReport, Purpose};
 pub use ops::conv2d::{Conv2dParams, Fusion};
-pub use record::Recording;
+pub use record::{Cost, Recording, Timing};
 pub use tensor::Tensor;

@@ -19,6 +19,38 @@ pub struct Recording<'g> {
     /// allocator) until the work is submitted.
     retained: Vec<Tensor>,
     dispatches: usize,
+    cost: Cost,
+    /// With timing on: a query set whose slot 0 gets the first pass's start and slot 1 each
+    /// pass's end (the last one wins), so the pair spans all recorded work on the GPU.
+    timer: Option<wgpu::QuerySet>,
+}
+
+/// The work a recording holds: floating-point operations (an FMA counts 2) and the fewest
+/// bytes its kernels must move (each input read once, each output written once; read too
+/// when accumulated into). Every op declares its own when it records a dispatch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cost {
+    /// Floating-point operations.
+    pub flops: u64,
+    /// Bytes read plus bytes written.
+    pub bytes: u64,
+}
+
+impl std::ops::AddAssign for Cost {
+    fn add_assign(&mut self, o: Cost) {
+        self.flops += o.flops;
+        self.bytes += o.bytes;
+    }
+}
+
+/// How long a submitted recording took.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Timing {
+    /// From the first dispatch's start to the last one's end, by GPU timestamps (None when
+    /// the device has no timestamp queries or nothing was dispatched).
+    pub gpu_ms: Option<f64>,
+    /// Host wall-clock from submission until the GPU reported completion.
+    pub wall_ms: f64,
 }
 
 /// One storage binding of a dispatch: a buffer bound whole; kernels address views by offsets
@@ -39,12 +71,33 @@ impl<'g> Recording<'g> {
             keep: Vec::new(),
             retained: Vec::new(),
             dispatches: 0,
+            cost: Cost::default(),
+            timer: None,
         }
+    }
+
+    /// Starts a recording whose work is timed on the GPU (with timestamp queries, where the
+    /// device has them); submit it with [`Recording::finish_timed`].
+    pub fn timed(gpu: &'g Gpu) -> Recording<'g> {
+        let mut rec = Recording::new(gpu);
+        if gpu.has_timestamps() {
+            rec.timer = Some(gpu.device().create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("skipgrad timer"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2,
+            }));
+        }
+        rec
     }
 
     /// The GPU this recording belongs to.
     pub fn gpu(&self) -> &'g Gpu {
         self.gpu
+    }
+
+    /// The operations and bytes of everything recorded so far.
+    pub fn cost(&self) -> Cost {
+        self.cost
     }
 
     /// How many kernel dispatches have been recorded.
@@ -62,9 +115,10 @@ impl<'g> Recording<'g> {
         args: &[u8],
         storage: &[(u32, Binding<'_>)],
         invocations: u64,
+        cost: Cost,
     ) -> Result<()> {
         let workgroups = invocations.div_ceil(WORKGROUP_SIZE as u64);
-        self.dispatch_workgroups(shader, entry, args, storage, workgroups)
+        self.dispatch_workgroups(shader, entry, args, storage, workgroups, cost)
     }
 
     /// Like [`Recording::dispatch`], but counting workgroups rather than threads (for kernels
@@ -76,6 +130,7 @@ impl<'g> Recording<'g> {
         args: &[u8],
         storage: &[(u32, Binding<'_>)],
         workgroups: u64,
+        cost: Cost,
     ) -> Result<()> {
         if workgroups == 0 {
             return Ok(());
@@ -108,11 +163,19 @@ impl<'g> Recording<'g> {
                     })
             })?;
         {
+            let timestamp_writes =
+                self.timer
+                    .as_ref()
+                    .map(|query_set| wgpu::ComputePassTimestampWrites {
+                        query_set,
+                        beginning_of_pass_write_index: (self.dispatches == 0).then_some(0),
+                        end_of_pass_write_index: Some(1),
+                    });
             let mut pass = self
                 .encoder
                 .begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some(entry),
-                    timestamp_writes: None,
+                    timestamp_writes,
                 });
             pass.set_pipeline(&pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
@@ -120,6 +183,7 @@ impl<'g> Recording<'g> {
         }
         self.keep.push(uniform);
         self.dispatches += 1;
+        self.cost += cost;
         Ok(())
     }
 
@@ -152,6 +216,42 @@ impl<'g> Recording<'g> {
         drop(keep);
         drop(retained);
         Ok(())
+    }
+
+    /// Submits the recorded work, waits for it, and reports how long it took on the GPU
+    /// (timestamps, for a recording made with [`Recording::timed`]) and by the host clock.
+    pub fn finish_timed(mut self) -> Result<Timing> {
+        let gpu = self.gpu;
+        let resolved = match (self.timer.take(), self.dispatches) {
+            (Some(query_set), d) if d > 0 => {
+                let buf = gpu.alloc(
+                    16,
+                    Purpose::Scratch,
+                    wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                )?;
+                self.encoder
+                    .resolve_query_set(&query_set, 0..2, &buf.raw, 0);
+                Some(buf)
+            }
+            _ => None,
+        };
+        let start = std::time::Instant::now();
+        self.submit()?;
+        gpu.synchronize()?;
+        let wall_ms = start.elapsed().as_secs_f64() * 1e3;
+        let gpu_ms = match resolved {
+            Some(buf) => {
+                let bytes = gpu.read_bytes(&buf.raw, 0, 16)?;
+                // A Vec<u8> need not be 8-aligned: decode rather than cast.
+                let stamp = |i: usize| {
+                    u64::from_le_bytes(bytes[8 * i..8 * i + 8].try_into().unwrap_or([0; 8]))
+                };
+                let ticks = stamp(1).saturating_sub(stamp(0)) as f64;
+                Some(ticks * gpu.queue().get_timestamp_period() as f64 / 1e6)
+            }
+            None => None,
+        };
+        Ok(Timing { gpu_ms, wall_ms })
     }
 
     /// Submits the recorded work and waits for it to finish.

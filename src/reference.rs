@@ -247,3 +247,190 @@ pub fn dense_block(x: &[f64], xs: [usize; 4], layers: &[HostConv<'_>]) -> Result
     let refs: Vec<&[f64]> = feats.iter().map(|f| f.as_slice()).collect();
     Ok(concat(&refs, &shapes))
 }
+
+/// Gradients of a block: input gradient and parameter gradients in `state_dict` order
+/// (weight, bias per conv).
+pub struct BlockGradsHost {
+    /// Gradient of the input.
+    pub grad_x: Vec<f64>,
+    /// Per conv: (weight gradient, bias gradient).
+    pub params: Vec<(Vec<f64>, Vec<f64>)>,
+}
+
+/// Backward of [`residual_block`] for the output gradient `grad_y`.
+pub fn residual_block_backward(
+    x: &[f64],
+    xs: [usize; 4],
+    conv1: &HostConv<'_>,
+    conv2: &HostConv<'_>,
+    p: &Conv2dParams,
+    basic: bool,
+    grad_y: &[f64],
+) -> Result<BlockGradsHost> {
+    let (a1, s1) = conv2d(x, xs, conv1.weight, conv1.shape, Some(conv1.bias), p)?;
+    let h1 = relu(&a1);
+    let (a2, s2) = conv2d(&h1, s1, conv2.weight, conv2.shape, Some(conv2.bias), p)?;
+    let (g_a2, skip) = if basic {
+        let g_s = relu_backward(&add(&a2, x), grad_y);
+        (g_s.clone(), g_s)
+    } else {
+        (relu_backward(&a2, grad_y), grad_y.to_vec())
+    };
+    let gw2 = conv2d_backward_weight(&h1, s1, &g_a2, conv2.shape, p)?;
+    let gb2 = conv2d_backward_bias(&g_a2, s2);
+    let g_a1 = relu_backward(
+        &a1,
+        &conv2d_backward_input(&g_a2, s1, conv2.weight, conv2.shape, p)?,
+    );
+    let gw1 = conv2d_backward_weight(x, xs, &g_a1, conv1.shape, p)?;
+    let gb1 = conv2d_backward_bias(&g_a1, s1);
+    let grad_x = add(
+        &skip,
+        &conv2d_backward_input(&g_a1, xs, conv1.weight, conv1.shape, p)?,
+    );
+    Ok(BlockGradsHost {
+        grad_x,
+        params: vec![(gw1, gb1), (gw2, gb2)],
+    })
+}
+
+/// Backward of [`dense_block`] for the output gradient `grad_y`.
+pub fn dense_block_backward(
+    x: &[f64],
+    xs: [usize; 4],
+    layers: &[HostConv<'_>],
+    grad_y: &[f64],
+) -> Result<BlockGradsHost> {
+    let p = Conv2dParams::new(1, 1);
+    let mut feats = vec![x.to_vec()];
+    let mut shapes = vec![xs];
+    let mut cats = Vec::new();
+    for l in layers {
+        let refs: Vec<&[f64]> = feats.iter().map(|f| f.as_slice()).collect();
+        let cs = [xs[0], shapes.iter().map(|s| s[1]).sum(), xs[2], xs[3]];
+        let cat = concat(&refs, &shapes);
+        let (f, fs) = conv2d(&relu(&cat), cs, l.weight, l.shape, Some(l.bias), &p)?;
+        cats.push((cat, cs));
+        feats.push(f);
+        shapes.push(fs);
+    }
+    let mut g_feats = concat_backward(grad_y, &shapes);
+    let mut params = Vec::new();
+    for (i, l) in layers.iter().enumerate().rev() {
+        let (cat, cs) = &cats[i];
+        let g_f = g_feats[i + 1].clone();
+        let gw = conv2d_backward_weight(&relu(cat), *cs, &g_f, l.shape, &p)?;
+        let gb = conv2d_backward_bias(&g_f, shapes[i + 1]);
+        let g_cat = relu_backward(
+            cat,
+            &conv2d_backward_input(&g_f, *cs, l.weight, l.shape, &p)?,
+        );
+        for (j, part) in concat_backward(&g_cat, &shapes[..=i])
+            .into_iter()
+            .enumerate()
+        {
+            for (a, b) in g_feats[j].iter_mut().zip(part) {
+                *a += b;
+            }
+        }
+        params.push((gw, gb));
+    }
+    params.reverse();
+    Ok(BlockGradsHost {
+        grad_x: g_feats.swap_remove(0),
+        params,
+    })
+}
+
+/// One element `(n, oc, oy, ox)` of `conv2d(x, w, b)`: for checking large outputs at samples.
+pub fn conv2d_at(
+    x: &[f64],
+    xs: [usize; 4],
+    w: &[f64],
+    ws: [usize; 4],
+    b: Option<&[f64]>,
+    p: &Conv2dParams,
+    [ni, oc, oy, ox]: [usize; 4],
+) -> f64 {
+    let cin_g = ws[1];
+    let g = oc / (ws[0] / p.groups);
+    let mut acc = b.map_or(0.0, |b| b[oc]);
+    for ic in 0..cin_g {
+        for ky in 0..ws[2] {
+            let Some(iy) = tap(oy, ky, p.stride[0], p.padding[0], p.dilation[0], xs[2]) else {
+                continue;
+            };
+            for kx in 0..ws[3] {
+                let Some(ix) = tap(ox, kx, p.stride[1], p.padding[1], p.dilation[1], xs[3]) else {
+                    continue;
+                };
+                acc += x[at(xs, ni, g * cin_g + ic, iy, ix)] * w[at(ws, oc, ic, ky, kx)];
+            }
+        }
+    }
+    acc
+}
+
+/// One element `(oc, ic, ky, kx)` of the weight gradient.
+pub fn conv2d_backward_weight_at(
+    x: &[f64],
+    xs: [usize; 4],
+    grad_y: &[f64],
+    ys: [usize; 4],
+    ws: [usize; 4],
+    p: &Conv2dParams,
+    [oc, ic, ky, kx]: [usize; 4],
+) -> f64 {
+    let c = (oc / (ws[0] / p.groups)) * ws[1] + ic;
+    let mut acc = 0.0;
+    for ni in 0..ys[0] {
+        for oy in 0..ys[2] {
+            let Some(iy) = tap(oy, ky, p.stride[0], p.padding[0], p.dilation[0], xs[2]) else {
+                continue;
+            };
+            for ox in 0..ys[3] {
+                let Some(ix) = tap(ox, kx, p.stride[1], p.padding[1], p.dilation[1], xs[3]) else {
+                    continue;
+                };
+                acc += grad_y[at(ys, ni, oc, oy, ox)] * x[at(xs, ni, c, iy, ix)];
+            }
+        }
+    }
+    acc
+}
+
+/// One element `(n, c, iy, ix)` of the input gradient.
+pub fn conv2d_backward_input_at(
+    grad_y: &[f64],
+    ys: [usize; 4],
+    w: &[f64],
+    ws: [usize; 4],
+    p: &Conv2dParams,
+    [ni, c, iy, ix]: [usize; 4],
+) -> f64 {
+    let (cin_g, cout_g) = (ws[1], ws[0] / p.groups);
+    let g = c / cin_g;
+    let mut acc = 0.0;
+    for oc in g * cout_g..(g + 1) * cout_g {
+        for ky in 0..ws[2] {
+            let ty = (iy + p.padding[0]) as isize - (ky * p.dilation[0]) as isize;
+            if ty < 0 || ty as usize % p.stride[0] != 0 || ty as usize / p.stride[0] >= ys[2] {
+                continue;
+            }
+            for kx in 0..ws[3] {
+                let tx = (ix + p.padding[1]) as isize - (kx * p.dilation[1]) as isize;
+                if tx < 0 || tx as usize % p.stride[1] != 0 || tx as usize / p.stride[1] >= ys[3] {
+                    continue;
+                }
+                acc += grad_y[at(
+                    ys,
+                    ni,
+                    oc,
+                    ty as usize / p.stride[0],
+                    tx as usize / p.stride[1],
+                )] * w[at(ws, oc, c % cin_g, ky, kx)];
+            }
+        }
+    }
+    acc
+}

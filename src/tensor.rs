@@ -108,7 +108,8 @@ impl Tensor {
         let sample = self.sample_len();
         let span = (self.shape[0] - 1) * self.batch_stride + sample;
         let bytes = gpu.read_bytes(&self.buf.raw, self.offset as u64 * 4, span as u64 * 4)?;
-        let all: &[f32] = bytemuck::cast_slice(&bytes);
+        // Decoded rather than cast: a Vec<u8> carries no f32 alignment guarantee.
+        let all: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
         if self.is_contiguous() {
             return Ok(all[..span].to_vec());
         }

@@ -37,6 +37,7 @@ pub fn add_into(
         &[a, b, out],
         &[(1, a), (2, b), (3, out)],
         accumulate,
+        1,
     )
 }
 
@@ -51,5 +52,6 @@ pub fn accumulate(rec: &mut Recording<'_>, src: &Tensor, dst: &Tensor) -> Result
         &[src, dst],
         &[(1, src), (3, dst)],
         true,
+        1,
     )
 }

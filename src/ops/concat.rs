@@ -102,5 +102,6 @@ pub fn copy_view(
         &[src, dst],
         &[(1, src), (2, dst)],
         accumulate,
+        accumulate as u64,
     )
 }

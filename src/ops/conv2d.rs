@@ -7,7 +7,7 @@
 use super::{no_overlap, shaders};
 use crate::error::{Error, Result};
 use crate::memory::Purpose;
-use crate::record::Recording;
+use crate::record::{Cost, Recording};
 use crate::tensor::Tensor;
 
 /// Stride, padding, dilation (each `[h, w]`) and groups of a convolution.
@@ -193,6 +193,17 @@ fn args(g: &Geometry, p: &Conv2dParams, count: usize, fusion: Fusion) -> ConvArg
     }
 }
 
+/// FLOPs of one pass over all taps: an FMA (2 flops) per (output element, input channel of
+/// its group, kernel tap), zero padding included, as is conventional.
+fn tap_flops(g: &Geometry) -> u64 {
+    2 * (g.y.iter().product::<usize>() * g.w[1] * g.w[2] * g.w[3]) as u64
+}
+
+/// Bytes of tensors read or written once each.
+fn bytes_of(tensors: &[usize]) -> u64 {
+    4 * tensors.iter().sum::<usize>() as u64
+}
+
 fn view(t: &Tensor) -> [u32; 2] {
     [t.offset_u32(), t.batch_stride_u32()]
 }
@@ -234,6 +245,15 @@ pub fn conv2d_into(
     a.has_bias = bias.is_some() as u32;
     // Without a bias the kernel never reads binding 3; the weight stands in for it.
     let bias_buf = bias.unwrap_or(weight).raw();
+    let cost = Cost {
+        flops: tap_flops(&g) + bias.map_or(0, |_| out.numel() as u64),
+        bytes: bytes_of(&[
+            x.numel(),
+            weight.numel(),
+            bias.map_or(0, |b| b.numel()),
+            out.numel() * (1 + fusion.accumulate as usize),
+        ]),
+    };
     rec.dispatch(
         shaders::CONV2D_FORWARD,
         "conv2d_forward",
@@ -245,6 +265,7 @@ pub fn conv2d_into(
             (4, out.raw()),
         ],
         out.numel() as u64,
+        cost,
     )
 }
 
@@ -308,6 +329,15 @@ pub fn conv2d_backward_input_into(
     a.x_view = view(x);
     a.y_view = view(grad_out);
     a.gx_view = view(grad_x);
+    let cost = Cost {
+        flops: tap_flops(&g),
+        bytes: bytes_of(&[
+            grad_out.numel(),
+            weight.numel(),
+            if fusion.relu_input { x.numel() } else { 0 },
+            grad_x.numel() * (1 + fusion.accumulate as usize),
+        ]),
+    };
     rec.dispatch(
         shaders::CONV2D_BACKWARD_INPUT,
         "conv2d_backward_input",
@@ -319,6 +349,7 @@ pub fn conv2d_backward_input_into(
             (4, grad_x.raw()),
         ],
         grad_x.numel() as u64,
+        cost,
     )
 }
 
@@ -339,12 +370,21 @@ pub fn conv2d_backward_weight_into(
     let mut a = args(&g, params, grad_weight.numel(), fusion);
     a.x_view = view(x);
     a.y_view = view(grad_out);
+    let cost = Cost {
+        flops: tap_flops(&g),
+        bytes: bytes_of(&[
+            x.numel(),
+            grad_out.numel(),
+            grad_weight.numel() * (1 + fusion.accumulate as usize),
+        ]),
+    };
     rec.dispatch(
         shaders::CONV2D_BACKWARD_WEIGHT,
         "conv2d_backward_weight",
         bytemuck::bytes_of(&a),
         &[(1, x.raw()), (2, grad_out.raw()), (3, grad_weight.raw())],
         grad_weight.numel() as u64,
+        cost,
     )
 }
 
@@ -372,5 +412,9 @@ pub fn conv2d_backward_bias_into(
         bytemuck::bytes_of(&a),
         &[(2, grad_out.raw()), (4, grad_bias.raw())],
         cout as u64,
+        Cost {
+            flops: grad_out.numel() as u64,
+            bytes: bytes_of(&[grad_out.numel(), cout * (1 + accumulate as usize)]),
+        },
     )
 }

@@ -15,7 +15,7 @@ pub mod relu;
 
 use crate::error::{Error, Result};
 use crate::gpu::Shader;
-use crate::record::Recording;
+use crate::record::{Cost, Recording};
 use crate::tensor::Tensor;
 
 /// Arguments of the elementwise kernels (`Elementwise` in `shaders/common.wgsl`).
@@ -31,7 +31,8 @@ pub(crate) struct ElementwiseArgs {
 }
 
 /// Records one elementwise kernel over tensors of equal shape. `views` are the tensors in the
-/// order of the kernel's view slots 0, 1, 2; `bindings` pairs binding numbers with tensors.
+/// order of the kernel's view slots 0, 1, 2, the last one written; `bindings` pairs binding
+/// numbers with tensors; `flops_per_element` is what the kernel computes per element.
 pub(crate) fn dispatch_elementwise(
     rec: &mut Recording<'_>,
     shader: Shader,
@@ -39,6 +40,7 @@ pub(crate) fn dispatch_elementwise(
     views: &[&Tensor],
     bindings: &[(u32, &Tensor)],
     accumulate: bool,
+    flops_per_element: u64,
 ) -> Result<()> {
     let first = views[0];
     let mut args = ElementwiseArgs {
@@ -51,12 +53,26 @@ pub(crate) fn dispatch_elementwise(
         args.views[slot] = [t.offset_u32(), t.batch_stride_u32()];
     }
     let storage: Vec<(u32, &wgpu::Buffer)> = bindings.iter().map(|(b, t)| (*b, t.raw())).collect();
+    let count = first.numel() as u64;
+    // Distinct tensors touched (relu_forward names x twice), the output read too when
+    // accumulating.
+    let mut touched: Vec<&Tensor> = Vec::new();
+    for t in views {
+        if !touched.iter().any(|u| std::ptr::eq(*u, *t)) {
+            touched.push(t);
+        }
+    }
+    let cost = Cost {
+        flops: flops_per_element * count,
+        bytes: 4 * count * (touched.len() as u64 + accumulate as u64),
+    };
     rec.dispatch(
         shader,
         entry,
         bytemuck::bytes_of(&args),
         &storage,
-        first.numel() as u64,
+        count,
+        cost,
     )
 }
 

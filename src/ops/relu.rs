@@ -31,6 +31,7 @@ pub fn relu_into(
         &[x, x, out],
         &[(1, x), (3, out)],
         accumulate,
+        1,
     )
 }
 
@@ -60,5 +61,6 @@ pub fn relu_backward_into(
         &[x, grad_out, grad_x],
         &[(1, x), (2, grad_out), (3, grad_x)],
         accumulate,
+        1,
     )
 }
