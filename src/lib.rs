@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod bench;
 pub mod blocks;
 pub mod cases;
 pub mod error;

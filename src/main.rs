@@ -35,6 +35,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Benchmark the standard cases against the adapter's measured ceilings (the default).
+    Bench(cli::bench::BenchArgs),
     /// Measure the memory cost of concatenation: dense blocks of depth 1..L, naive vs shared.
     Memory(cli::memory::MemoryArgs),
 }
@@ -46,8 +48,8 @@ fn main() -> ExitCode {
         Some(Command::Info { json }) => cli::info::run(backend, json).map(|_| true),
         Some(Command::Check { paths, json }) => cli::check::run(&paths, backend, json),
         Some(Command::Memory(args)) => cli::memory::run(&args, backend).map(|_| true),
-        None => cli::info::run(backend, false)
-            .and_then(|_| cli::check::run(&[PathBuf::from("tests/vectors")], backend, false)),
+        Some(Command::Bench(args)) => cli::bench::run(&args, backend),
+        None => cli::bench::run(&cli::bench::BenchArgs::default(), backend),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

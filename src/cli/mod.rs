@@ -1,5 +1,6 @@
 //! The `skipgrad` command line: one module per subcommand. Nothing in the library knows it.
 
+pub mod bench;
 pub mod check;
 pub mod info;
 pub mod memory;
