@@ -414,12 +414,18 @@ pub fn conv2d_backward_input_at(
     for oc in g * cout_g..(g + 1) * cout_g {
         for ky in 0..ws[2] {
             let ty = (iy + p.padding[0]) as isize - (ky * p.dilation[0]) as isize;
-            if ty < 0 || ty as usize % p.stride[0] != 0 || ty as usize / p.stride[0] >= ys[2] {
+            if ty < 0
+                || !(ty as usize).is_multiple_of(p.stride[0])
+                || ty as usize / p.stride[0] >= ys[2]
+            {
                 continue;
             }
             for kx in 0..ws[3] {
                 let tx = (ix + p.padding[1]) as isize - (kx * p.dilation[1]) as isize;
-                if tx < 0 || tx as usize % p.stride[1] != 0 || tx as usize / p.stride[1] >= ys[3] {
+                if tx < 0
+                    || !(tx as usize).is_multiple_of(p.stride[1])
+                    || tx as usize / p.stride[1] >= ys[3]
+                {
                     continue;
                 }
                 acc += grad_y[at(

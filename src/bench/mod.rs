@@ -76,17 +76,8 @@ pub struct BenchCase {
     pub kind: CaseKind,
 }
 
-fn conv(
-    name: &str,
-    n: usize,
-    cin: usize,
-    h: usize,
-    w: usize,
-    cout: usize,
-    k: usize,
-    stride: usize,
-    pad: usize,
-) -> BenchCase {
+/// A conv case from `[N, Cin, H, W, Cout, kernel, stride, padding]`, the peers' column order.
+fn conv(name: &str, [n, cin, h, w, cout, k, stride, pad]: [usize; 8]) -> BenchCase {
     BenchCase {
         name: name.into(),
         kind: CaseKind::Conv {
@@ -105,11 +96,11 @@ fn conv(
 /// The standard cases, named as in the peer benchmarks.
 pub fn standard_cases() -> Vec<BenchCase> {
     let mut cases = vec![
-        conv("conv3x3_c64_32x32_n8", 8, 64, 32, 32, 64, 3, 1, 1),
-        conv("conv3x3_c128_16x16_n8", 8, 128, 16, 16, 128, 3, 1, 1),
-        conv("conv1x1_c64to128_32x32_n8", 8, 64, 32, 32, 128, 1, 1, 0),
-        conv("stem7x7_s2_c3to32_64x64_n8", 8, 3, 64, 64, 32, 7, 2, 3),
-        conv("notebook2x2_s2p2_c3to6_4x4_n1", 1, 3, 4, 4, 6, 2, 2, 2),
+        conv("conv3x3_c64_32x32_n8", [8, 64, 32, 32, 64, 3, 1, 1]),
+        conv("conv3x3_c128_16x16_n8", [8, 128, 16, 16, 128, 3, 1, 1]),
+        conv("conv1x1_c64to128_32x32_n8", [8, 64, 32, 32, 128, 1, 1, 0]),
+        conv("stem7x7_s2_c3to32_64x64_n8", [8, 3, 64, 64, 32, 7, 2, 3]),
+        conv("notebook2x2_s2p2_c3to6_4x4_n1", [1, 3, 4, 4, 6, 2, 2, 2]),
         BenchCase {
             name: "resnet_basic_c64_32x32_n8".into(),
             kind: CaseKind::ResidualBasic {
@@ -176,6 +167,8 @@ pub struct Workload {
     host: TensorFile,
 }
 
+// One value per workload: the variants' size difference does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Inner {
     Conv {
         p: Conv2dParams,
