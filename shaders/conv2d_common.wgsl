@@ -16,5 +16,6 @@ struct Conv {
     has_bias: u32,
     relu_input: u32,   // 1: the forward applied ReLU to x as it loaded it (dense block)
     accumulate: u32,   // 1: add into the destination instead of overwriting it
-    _pad0: u32, _pad1: u32,
+    blocks: u32,       // register-blocked kernels: 8-channel blocks per pixel block
+    mask_output: u32,  // register-blocked kernels: zero results where mask (view gx) <= 0
 }

@@ -18,6 +18,34 @@ pub(crate) struct Shader {
     pub source: &'static str,
 }
 
+/// Which conv2d kernel family the ops use. Every family computes the same function; they
+/// differ in speed per adapter and shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConvKernels {
+    /// Pick per shape: register-blocked implicit GEMM where it applies, direct otherwise.
+    Auto,
+    /// One thread per output element; every shape, groups and stride.
+    Direct,
+    /// Register-blocked implicit GEMM (8 pixels × 8 channels per thread) where it applies
+    /// (groups = 1; stride-1 input gradients), direct otherwise.
+    RegisterBlocked,
+}
+
+impl ConvKernels {
+    /// Parses `auto`, `direct` or `regblock`.
+    pub fn parse(name: &str) -> Result<ConvKernels> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(ConvKernels::Auto),
+            "direct" => Ok(ConvKernels::Direct),
+            "regblock" | "register-blocked" => Ok(ConvKernels::RegisterBlocked),
+            other => Err(Error::InvalidParameter {
+                op: "conv kernels",
+                detail: format!("unknown family {other:?} (expected auto, direct or regblock)"),
+            }),
+        }
+    }
+}
+
 /// A GPU and everything skipgrad keeps per GPU.
 ///
 /// Create one with [`Gpu::new`] (adapter chosen by `SKIPGRAD_BACKEND` or wgpu's preference)
@@ -32,6 +60,7 @@ pub struct Gpu {
     pipelines: Mutex<HashMap<(&'static str, &'static str), wgpu::ComputePipeline>>,
     memory: Arc<MemoryTracker>,
     uncaptured: Arc<Mutex<Vec<String>>>,
+    conv_kernels: Mutex<ConvKernels>,
 }
 
 /// Parses a backend name as accepted by `SKIPGRAD_BACKEND` and `--backend`.
@@ -111,6 +140,10 @@ impl Gpu {
             pipelines: Mutex::new(HashMap::new()),
             memory: Arc::new(MemoryTracker::default()),
             uncaptured,
+            conv_kernels: Mutex::new(match std::env::var("SKIPGRAD_CONV_KERNELS") {
+                Ok(v) if !v.trim().is_empty() => ConvKernels::parse(&v)?,
+                _ => ConvKernels::Auto,
+            }),
         })
     }
 
@@ -127,6 +160,16 @@ impl Gpu {
             // The real limits, not a bucketed approximation.
             apply_limit_buckets: false,
         }))
+    }
+
+    /// The conv kernel family in use (`SKIPGRAD_CONV_KERNELS` sets the initial choice).
+    pub fn conv_kernels(&self) -> ConvKernels {
+        *lock(&self.conv_kernels)
+    }
+
+    /// Chooses the conv kernel family for ops recorded from now on.
+    pub fn set_conv_kernels(&self, family: ConvKernels) {
+        *lock(&self.conv_kernels) = family;
     }
 
     /// The adapter's name, vendor, driver and backend.

@@ -2,7 +2,7 @@
 //! command buffer. A whole block pass is one recording, so it runs with no CPU round trip.
 
 use crate::error::Result;
-use crate::gpu::{Gpu, Shader, WORKGROUP_SIZE};
+use crate::gpu::{ConvKernels, Gpu, Shader, WORKGROUP_SIZE};
 use crate::memory::{GpuBuffer, Purpose};
 use crate::tensor::Tensor;
 
@@ -23,6 +23,7 @@ pub struct Recording<'g> {
     /// With timing on: a query set whose slot 0 gets the first pass's start and slot 1 each
     /// pass's end (the last one wins), so the pair spans all recorded work on the GPU.
     timer: Option<wgpu::QuerySet>,
+    conv_kernels: ConvKernels,
 }
 
 /// The work a recording holds: floating-point operations (an FMA counts 2) and the fewest
@@ -73,6 +74,7 @@ impl<'g> Recording<'g> {
             dispatches: 0,
             cost: Cost::default(),
             timer: None,
+            conv_kernels: gpu.conv_kernels(),
         }
     }
 
@@ -93,6 +95,16 @@ impl<'g> Recording<'g> {
     /// The GPU this recording belongs to.
     pub fn gpu(&self) -> &'g Gpu {
         self.gpu
+    }
+
+    /// The conv kernel family ops recorded here use (initially the `Gpu`'s).
+    pub fn conv_kernels(&self) -> ConvKernels {
+        self.conv_kernels
+    }
+
+    /// Chooses the conv kernel family for ops recorded from now on.
+    pub fn set_conv_kernels(&mut self, family: ConvKernels) {
+        self.conv_kernels = family;
     }
 
     /// The operations and bytes of everything recorded so far.

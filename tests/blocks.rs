@@ -300,7 +300,13 @@ fn shared_dense_block_output_is_the_feature_buffer() {
     let dispatches = rec.dispatch_count();
     rec.finish().unwrap();
     assert_eq!(out.shape(), [1, 10, 3, 3]);
-    assert_eq!(dispatches, 1 + 3, "one copy of x, then one conv per layer");
+    // What one conv records (its kernel, and a weight layout where the family packs weights).
+    let mut one = Recording::new(g);
+    let w = Tensor::zeros(g, [2, 4, 3, 3], Purpose::Parameter).unwrap();
+    let y = Tensor::zeros(g, [1, 2, 3, 3], Purpose::Activation).unwrap();
+    skipgrad::ops::conv2d::conv2d_into(&mut one, &x, &w, None, &Conv2dParams::new(1, 1), &y, Default::default()).unwrap();
+    let per_conv = one.dispatch_count();
+    assert_eq!(dispatches, 1 + 3 * per_conv, "one copy of x, then only the convs");
     assert_eq!(out.channels(0..4).unwrap().to_vec(g).unwrap(), xv);
 }
 

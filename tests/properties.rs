@@ -8,7 +8,7 @@ use common::{assert_close, gpu, to_f64, upload, Rng};
 use proptest::prelude::*;
 use skipgrad::ops::conv2d::{self, Fusion};
 use skipgrad::ops::{add, concat, relu};
-use skipgrad::{reference, Conv2dParams, Purpose, Recording, Tensor};
+use skipgrad::{reference, ConvKernels, Conv2dParams, Purpose, Recording, Tensor};
 
 #[derive(Debug, Clone)]
 struct ConvCase {
@@ -44,7 +44,7 @@ fn conv_case() -> impl Strategy<Value = ConvCase> {
         .prop_filter("output below 1", |c| c.p.output_shape(c.x, c.w).is_ok())
 }
 
-fn run_conv(c: &ConvCase) {
+fn run_conv(c: &ConvCase, family: ConvKernels) {
     let mut rng = Rng(c.seed);
     let xv = rng.vec(c.x.iter().product());
     let wv = rng.vec(c.w.iter().product());
@@ -67,6 +67,7 @@ fn run_conv(c: &ConvCase) {
     let b = upload([c.w[0], 1, 1, 1], &bv, Purpose::Parameter);
     let go = upload(ys, &gov, Purpose::Gradient);
     let mut rec = Recording::new(g);
+    rec.set_conv_kernels(family);
     let y = conv2d::conv2d(&mut rec, &x, &w, c.bias.then_some(&b), &c.p).unwrap();
     let grads = conv2d::conv2d_backward(&mut rec, &x, &w, c.bias, &go, &c.p).unwrap();
     rec.finish().unwrap();
@@ -99,7 +100,9 @@ proptest! {
 
     #[test]
     fn conv2d_matches_reference(c in conv_case()) {
-        run_conv(&c);
+        for family in [ConvKernels::Direct, ConvKernels::RegisterBlocked] {
+            run_conv(&c, family);
+        }
     }
 
     /// The fused forms on channel views: ReLU on load, accumulate on store, reading and
@@ -108,6 +111,7 @@ proptest! {
     fn conv2d_on_views_with_relu_and_accumulate(
         n in 1usize..=2, cin in 1usize..=5, cout in 1usize..=4, lead in 0usize..=3,
         hw in 1usize..=6, k in 1usize..=3, pad in 0usize..=1, seed in any::<u64>(),
+        direct in any::<bool>(),
     ) {
         let p = Conv2dParams::new(1, pad);
         prop_assume!(p.output_shape([n, cin, hw, hw], [cout, cin, k, k]).is_ok());
@@ -124,6 +128,7 @@ proptest! {
         let out = shared.channels(lead + cin..total).unwrap();
         let w = upload([cout, cin, k, k], &wv, Purpose::Parameter);
         let mut rec = Recording::new(g);
+        rec.set_conv_kernels(if direct { ConvKernels::Direct } else { ConvKernels::RegisterBlocked });
         conv2d::conv2d_into(&mut rec, &x, &w, None, &p, &out,
             Fusion { relu_input: true, accumulate: true }).unwrap();
         rec.finish().unwrap();

@@ -6,6 +6,7 @@
 
 use super::{no_overlap, shaders};
 use crate::error::{Error, Result};
+use crate::gpu::ConvKernels;
 use crate::memory::Purpose;
 use crate::record::{Cost, Recording};
 use crate::tensor::Tensor;
@@ -123,7 +124,8 @@ struct ConvArgs {
     has_bias: u32,
     relu_input: u32,
     accumulate: u32,
-    _pad: [u32; 2],
+    blocks: u32,
+    mask_output: u32,
 }
 
 /// How a conv kernel reads its input and stores its result; blocks fuse with these.
@@ -208,6 +210,149 @@ fn view(t: &Tensor) -> [u32; 2] {
     [t.offset_u32(), t.batch_stride_u32()]
 }
 
+/// Packs OIHW weights for the register-blocked kernel (see `conv2d_weight_layout.wgsl`):
+/// `[kh*kw*cin][co_pad]`, or transposed and flipped `[kh*kw*cout][ci_pad]`. The packed copy
+/// is a scratch tensor held by the recording, rebuilt each time (weights are small).
+fn pack_weights(rec: &mut Recording<'_>, weight: &Tensor, transpose: bool) -> Result<Tensor> {
+    let [cout, cin, kh, kw] = weight.shape();
+    let (rows, cols) = if transpose {
+        (cout, cin.next_multiple_of(8))
+    } else {
+        (cin, cout.next_multiple_of(8))
+    };
+    let packed = Tensor::zeros(rec.gpu(), [kh * kw * rows, cols, 1, 1], Purpose::Scratch)?;
+    #[repr(C)]
+    #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+    struct LayoutArgs {
+        dims: [u32; 4],
+        cols: u32,
+        transpose: u32,
+        count: u32,
+        _pad: u32,
+    }
+    let a = LayoutArgs {
+        dims: [cout as u32, cin as u32, kh as u32, kw as u32],
+        cols: cols as u32,
+        transpose: transpose as u32,
+        count: packed.numel() as u32,
+        _pad: 0,
+    };
+    rec.dispatch(
+        shaders::CONV2D_WEIGHT_LAYOUT,
+        "conv2d_weight_layout",
+        bytemuck::bytes_of(&a),
+        &[(1, weight.raw()), (2, packed.raw())],
+        packed.numel() as u64,
+        Cost {
+            flops: 0,
+            bytes: bytes_of(&[weight.numel(), packed.numel()]),
+        },
+    )?;
+    rec.retain(packed.clone());
+    Ok(packed)
+}
+
+/// Records the register-blocked kernel for geometry `g` (input `x` → `out`), with packed
+/// weights, an optional bias, and an optional output mask (ReLU gradient on store).
+#[allow(clippy::too_many_arguments)]
+fn regblock(
+    rec: &mut Recording<'_>,
+    g: &Geometry,
+    p: &Conv2dParams,
+    x: &Tensor,
+    packed: &Tensor,
+    bias: &Tensor,
+    has_bias: bool,
+    out: &Tensor,
+    mask: Option<&Tensor>,
+    fusion: Fusion,
+    cost: Cost,
+) -> Result<()> {
+    let blocks = g.y[1].div_ceil(8);
+    let threads = g.y[0] * g.y[2] * g.y[3].div_ceil(8) * blocks;
+    let mut a = args(g, p, threads, fusion);
+    a.x_view = view(x);
+    a.y_view = view(out);
+    a.has_bias = has_bias as u32;
+    a.blocks = blocks as u32;
+    if let Some(m) = mask {
+        a.gx_view = view(m);
+        a.mask_output = 1;
+    }
+    let mask_buf = mask.unwrap_or(out).raw();
+    rec.dispatch(
+        shaders::CONV2D_FORWARD_REGBLOCK,
+        "conv2d_forward_regblock",
+        bytemuck::bytes_of(&a),
+        &[(1, x.raw()), (2, packed.raw()), (3, bias.raw()), (4, out.raw()), (5, mask_buf)],
+        threads as u64,
+        cost,
+    )
+}
+
+/// Threads a kernel wants in flight: a GPU needs tens of thousands to hide latency, a CPU
+/// adapter (lavapipe) only enough workgroups for its cores, and prefers long loops.
+fn target_threads(gpu: &crate::Gpu) -> usize {
+    match gpu.adapter_info().device_type {
+        wgpu::DeviceType::Cpu => 512,
+        _ => 1 << 16,
+    }
+}
+
+/// The register-blocked, split-reduction weight gradient (groups = 1).
+fn backward_weight_regblock(
+    rec: &mut Recording<'_>,
+    g: &Geometry,
+    p: &Conv2dParams,
+    x: &Tensor,
+    grad_out: &Tensor,
+    grad_weight: &Tensor,
+    fusion: Fusion,
+) -> Result<()> {
+    let [cout, cin, kh, kw] = g.w;
+    let rows = g.y[0] * g.y[2];
+    let base_threads = cin.div_ceil(8) * cout.div_ceil(8) * kh * kw;
+    let wsize = grad_weight.numel();
+    // Split the N*OH rows so enough threads run; keep the partial sums under 64 MiB.
+    let max_splits = ((64 << 20) / (4 * wsize)).clamp(1, 256);
+    let splits = target_threads(rec.gpu()).div_ceil(base_threads).clamp(1, max_splits.min(rows));
+    let rows_per = rows.div_ceil(splits);
+    let splits = rows.div_ceil(rows_per);
+    let partial = Tensor::zeros(rec.gpu(), [splits, wsize, 1, 1], Purpose::Scratch)?;
+    let threads = base_threads * splits;
+    let mut a = args(g, p, threads, fusion);
+    a.x_view = view(x);
+    a.y_view = view(grad_out);
+    a.blocks = rows_per as u32;
+    a.mask_output = splits as u32;
+    rec.dispatch(
+        shaders::CONV2D_BACKWARD_WEIGHT_REGBLOCK,
+        "conv2d_backward_weight_regblock",
+        bytemuck::bytes_of(&a),
+        &[(1, x.raw()), (2, grad_out.raw()), (3, partial.raw())],
+        threads as u64,
+        Cost {
+            flops: tap_flops(g),
+            bytes: bytes_of(&[x.numel(), grad_out.numel(), partial.numel()]),
+        },
+    )?;
+    let mut r = args(g, p, wsize, fusion);
+    r.mask_output = splits as u32;
+    rec.dispatch(
+        shaders::CONV2D_BACKWARD_WEIGHT_REGBLOCK,
+        "conv2d_backward_weight_reduce",
+        bytemuck::bytes_of(&r),
+        &[(3, partial.raw()), (4, grad_weight.raw())],
+        wsize as u64,
+        Cost {
+            flops: partial.numel() as u64,
+            bytes: bytes_of(&[partial.numel(), wsize * (1 + fusion.accumulate as usize)]),
+        },
+    )?;
+    rec.retain(partial);
+    Ok(())
+}
+
 /// Forward convolution into a new activation tensor.
 pub fn conv2d(
     rec: &mut Recording<'_>,
@@ -239,6 +384,19 @@ pub fn conv2d_into(
     }
     expect_shape("output", out, g.y)?;
     no_overlap("conv2d", out, x)?;
+    if params.groups == 1 && rec.conv_kernels() != ConvKernels::Direct {
+        let packed = pack_weights(rec, weight, false)?;
+        let cost = Cost {
+            flops: tap_flops(&g) + bias.map_or(0, |_| out.numel() as u64),
+            bytes: bytes_of(&[
+                x.numel(),
+                weight.numel(),
+                bias.map_or(0, |b| b.numel()),
+                out.numel() * (1 + fusion.accumulate as usize),
+            ]),
+        };
+        return regblock(rec, &g, params, x, &packed, bias.unwrap_or(weight), bias.is_some(), out, None, fusion, cost);
+    }
     let mut a = args(&g, params, out.numel(), fusion);
     a.x_view = view(x);
     a.y_view = view(out);
@@ -325,6 +483,44 @@ pub fn conv2d_backward_input_into(
     expect_shape("input gradient", grad_x, g.x)?;
     no_overlap("conv2d backward input", grad_x, grad_out)?;
     no_overlap("conv2d backward input", grad_x, x)?;
+    let [_, _, kh, kw] = g.w;
+    let transposable = params.stride == [1, 1]
+        && params.padding[0] <= params.dilation[0] * (kh - 1)
+        && params.padding[1] <= params.dilation[1] * (kw - 1);
+    if params.groups == 1 && transposable && rec.conv_kernels() != ConvKernels::Direct {
+        // The input gradient of a stride-1 conv is a conv of grad_out with the transposed,
+        // flipped kernel and padding d*(k-1) - p.
+        let packed = pack_weights(rec, weight, true)?;
+        let t = Geometry {
+            x: g.y,
+            w: [g.x[1], g.y[1], kh, kw],
+            y: g.x,
+        };
+        let tp = Conv2dParams {
+            stride: [1, 1],
+            padding: [
+                params.dilation[0] * (kh - 1) - params.padding[0],
+                params.dilation[1] * (kw - 1) - params.padding[1],
+            ],
+            dilation: params.dilation,
+            groups: 1,
+        };
+        let cost = Cost {
+            flops: tap_flops(&g),
+            bytes: bytes_of(&[
+                grad_out.numel(),
+                weight.numel(),
+                if fusion.relu_input { x.numel() } else { 0 },
+                grad_x.numel() * (1 + fusion.accumulate as usize),
+            ]),
+        };
+        let mask = fusion.relu_input.then_some(x);
+        let f = Fusion {
+            relu_input: false,
+            accumulate: fusion.accumulate,
+        };
+        return regblock(rec, &t, &tp, grad_out, &packed, weight, false, grad_x, mask, f, cost);
+    }
     let mut a = args(&g, params, grad_x.numel(), fusion);
     a.x_view = view(x);
     a.y_view = view(grad_out);
@@ -367,6 +563,9 @@ pub fn conv2d_backward_weight_into(
     expect_shape("output gradient", grad_out, g.y)?;
     no_overlap("conv2d backward weight", grad_weight, x)?;
     no_overlap("conv2d backward weight", grad_weight, grad_out)?;
+    if params.groups == 1 && rec.conv_kernels() != ConvKernels::Direct {
+        return backward_weight_regblock(rec, &g, params, x, grad_out, grad_weight, fusion);
+    }
     let mut a = args(&g, params, grad_weight.numel(), fusion);
     a.x_view = view(x);
     a.y_view = view(grad_out);

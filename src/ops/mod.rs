@@ -123,4 +123,9 @@ pub(crate) mod shaders {
         shader!("conv2d_backward_input.wgsl", "conv2d_common.wgsl");
     pub const CONV2D_BACKWARD_WEIGHT: Shader =
         shader!("conv2d_backward_weight.wgsl", "conv2d_common.wgsl");
+    pub const CONV2D_FORWARD_REGBLOCK: Shader =
+        shader!("conv2d_forward_regblock.wgsl", "conv2d_common.wgsl");
+    pub const CONV2D_WEIGHT_LAYOUT: Shader = shader!("conv2d_weight_layout.wgsl");
+    pub const CONV2D_BACKWARD_WEIGHT_REGBLOCK: Shader =
+        shader!("conv2d_backward_weight_regblock.wgsl", "conv2d_common.wgsl");
 }

@@ -1,0 +1,101 @@
+// conv2d_backward_weight_regblock.wgsl — weight gradient of conv2d (groups = 1) as an
+// implicit GEMM over the long reduction N*OH*OW, register blocked and split across threads.
+//
+// Contract (Conv args at binding 0, see conv2d_common.wgsl):
+//   conv2d_backward_weight_regblock: bindings 1: x (input view), 2: grad_out (view y),
+//     3: partial [splits][cout*cin*kh*kw]. Thread t computes an 8 (co) × 8 (ci) block of
+//     one tap (ky, kx) over rows [split*rows_per, (split+1)*rows_per) of the N*OH output rows:
+//       partial[split][co, ci, ky, kx] = sum_{rows, ox} grad_out[n, co, oy, ox] * f(x[n, ci, iy, ix])
+//     f = ReLU when relu_input = 1. Threads: count = blocks_ci * blocks_co * kh*kw * splits,
+//     ci block fastest. `blocks` carries rows_per, `mask_output` the number of splits.
+//   conv2d_backward_weight_reduce: bindings 3: partial, 4: grad_weight.
+//     grad_weight[i] (=|+=) sum_s partial[s][i]; count = cout*cin*kh*kw.
+// No workgroup memory and no barriers; splitting the reduction keeps a GPU busy when the
+// weight is small and the reduction long (1×1 and stem convs).
+
+@group(0) @binding(0) var<uniform> p: Conv;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> grad_out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> partial: array<f32>;
+@group(0) @binding(4) var<storage, read_write> grad_weight: array<f32>;
+
+@compute @workgroup_size(64)
+fn conv2d_backward_weight_regblock(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                                   @builtin(local_invocation_index) lid: u32) {
+    let t = thread_index(wid, nwg, lid);
+    if t >= p.count { return; }
+    let blocks_ci = (p.cin + 7u) / 8u;
+    let blocks_co = (p.cout + 7u) / 8u;
+    let taps = p.kh * p.kw;
+    let cib = t % blocks_ci;
+    let cob = (t / blocks_ci) % blocks_co;
+    let tap = (t / (blocks_ci * blocks_co)) % taps;
+    let split = t / (blocks_ci * blocks_co * taps);
+    let ky = tap / p.kw;
+    let kx = tap % p.kw;
+    let rows_per = p.blocks;
+    let row0 = split * rows_per;
+    let row1 = min(row0 + rows_per, p.n * p.oh);
+    let hw = p.h * p.w;
+    let ohw = p.oh * p.ow;
+    // Channel offsets of the block, clamped into range (clamped lanes are never stored).
+    let cia = min(vec4<u32>(cib * 8u) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.cin - 1u)) * hw;
+    let cibb = min(vec4<u32>(cib * 8u + 4u) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.cin - 1u)) * hw;
+    let coa = min(vec4<u32>(cob * 8u) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.cout - 1u)) * ohw;
+    let cobb = min(vec4<u32>(cob * 8u + 4u) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.cout - 1u)) * ohw;
+    let lo = select(-3.0e38, 0.0, p.relu_input != 0u);
+
+    var acc: array<vec4<f32>, 16>;   // acc[2*j + h]: co = 8*cob + j, ci = 8*cib + 4*h .. +3
+    for (var r = row0; r < row1; r++) {
+        let n = r / p.oh;
+        let oy = r % p.oh;
+        let iy = i32(oy * p.sh + ky * p.dh) - i32(p.ph);
+        if iy < 0 || iy >= i32(p.h) { continue; }
+        let xr = p.x_off + n * p.x_bs + u32(iy) * p.w;
+        let gr = p.y_off + n * p.y_bs + oy * p.ow;
+        for (var ox = 0u; ox < p.ow; ox++) {
+            let ix = i32(ox * p.sw + kx * p.dw) - i32(p.pw);
+            if ix < 0 || ix >= i32(p.w) { continue; }
+            let xo = xr + u32(ix);
+            let go = gr + ox;
+            let xa = max(vec4<f32>(x[xo + cia.x], x[xo + cia.y], x[xo + cia.z], x[xo + cia.w]), vec4<f32>(lo));
+            let xb = max(vec4<f32>(x[xo + cibb.x], x[xo + cibb.y], x[xo + cibb.z], x[xo + cibb.w]), vec4<f32>(lo));
+            let ga = vec4<f32>(grad_out[go + coa.x], grad_out[go + coa.y], grad_out[go + coa.z], grad_out[go + coa.w]);
+            let gb = vec4<f32>(grad_out[go + cobb.x], grad_out[go + cobb.y], grad_out[go + cobb.z], grad_out[go + cobb.w]);
+            acc[0] = fma(vec4<f32>(ga.x), xa, acc[0]);   acc[1] = fma(vec4<f32>(ga.x), xb, acc[1]);
+            acc[2] = fma(vec4<f32>(ga.y), xa, acc[2]);   acc[3] = fma(vec4<f32>(ga.y), xb, acc[3]);
+            acc[4] = fma(vec4<f32>(ga.z), xa, acc[4]);   acc[5] = fma(vec4<f32>(ga.z), xb, acc[5]);
+            acc[6] = fma(vec4<f32>(ga.w), xa, acc[6]);   acc[7] = fma(vec4<f32>(ga.w), xb, acc[7]);
+            acc[8] = fma(vec4<f32>(gb.x), xa, acc[8]);   acc[9] = fma(vec4<f32>(gb.x), xb, acc[9]);
+            acc[10] = fma(vec4<f32>(gb.y), xa, acc[10]); acc[11] = fma(vec4<f32>(gb.y), xb, acc[11]);
+            acc[12] = fma(vec4<f32>(gb.z), xa, acc[12]); acc[13] = fma(vec4<f32>(gb.z), xb, acc[13]);
+            acc[14] = fma(vec4<f32>(gb.w), xa, acc[14]); acc[15] = fma(vec4<f32>(gb.w), xb, acc[15]);
+        }
+    }
+    let wsize = p.cout * p.cin * taps;
+    let base = split * wsize;
+    for (var j = 0u; j < 8u; j++) {
+        let co = cob * 8u + j;
+        if co >= p.cout { break; }
+        for (var h = 0u; h < 2u; h++) {
+            let v = acc[2u * j + h];
+            for (var k = 0u; k < 4u; k++) {
+                let ci = cib * 8u + h * 4u + k;
+                if ci >= p.cin { break; }
+                partial[base + (co * p.cin + ci) * taps + tap] = v[k];
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(64)
+fn conv2d_backward_weight_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                                 @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(wid, nwg, lid);
+    if i >= p.count { return; }
+    var s = 0.0;
+    for (var k = 0u; k < p.mask_output; k++) {
+        s += partial[k * p.count + i];
+    }
+    if p.accumulate != 0u { grad_weight[i] += s; } else { grad_weight[i] = s; }
+}
