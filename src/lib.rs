@@ -40,3 +40,8 @@ pub use memory::{MemoryReport, Purpose};
 pub use ops::conv2d::{Conv2dParams, Fusion};
 pub use record::{Cost, Recording, Timing};
 pub use tensor::Tensor;
+
+/// The README's code runs as a doctest, so the documented usage cannot rot.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

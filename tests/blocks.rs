@@ -304,9 +304,22 @@ fn shared_dense_block_output_is_the_feature_buffer() {
     let mut one = Recording::new(g);
     let w = Tensor::zeros(g, [2, 4, 3, 3], Purpose::Parameter).unwrap();
     let y = Tensor::zeros(g, [1, 2, 3, 3], Purpose::Activation).unwrap();
-    skipgrad::ops::conv2d::conv2d_into(&mut one, &x, &w, None, &Conv2dParams::new(1, 1), &y, Default::default()).unwrap();
+    skipgrad::ops::conv2d::conv2d_into(
+        &mut one,
+        &x,
+        &w,
+        None,
+        &Conv2dParams::new(1, 1),
+        &y,
+        Default::default(),
+    )
+    .unwrap();
     let per_conv = one.dispatch_count();
-    assert_eq!(dispatches, 1 + 3 * per_conv, "one copy of x, then only the convs");
+    assert_eq!(
+        dispatches,
+        1 + 3 * per_conv,
+        "one copy of x, then only the convs"
+    );
     assert_eq!(out.channels(0..4).unwrap().to_vec(g).unwrap(), xv);
 }
 

@@ -8,7 +8,7 @@ use common::{assert_close, gpu, to_f64, upload, Rng};
 use proptest::prelude::*;
 use skipgrad::ops::conv2d::{self, Fusion};
 use skipgrad::ops::{add, concat, relu};
-use skipgrad::{reference, ConvKernels, Conv2dParams, Purpose, Recording, Tensor};
+use skipgrad::{reference, Conv2dParams, ConvKernels, Purpose, Recording, Tensor};
 
 #[derive(Debug, Clone)]
 struct ConvCase {

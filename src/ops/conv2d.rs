@@ -284,7 +284,13 @@ fn regblock(
         shaders::CONV2D_FORWARD_REGBLOCK,
         "conv2d_forward_regblock",
         bytemuck::bytes_of(&a),
-        &[(1, x.raw()), (2, packed.raw()), (3, bias.raw()), (4, out.raw()), (5, mask_buf)],
+        &[
+            (1, x.raw()),
+            (2, packed.raw()),
+            (3, bias.raw()),
+            (4, out.raw()),
+            (5, mask_buf),
+        ],
         threads as u64,
         cost,
     )
@@ -315,7 +321,9 @@ fn backward_weight_regblock(
     let wsize = grad_weight.numel();
     // Split the N*OH rows so enough threads run; keep the partial sums under 64 MiB.
     let max_splits = ((64 << 20) / (4 * wsize)).clamp(1, 256);
-    let splits = target_threads(rec.gpu()).div_ceil(base_threads).clamp(1, max_splits.min(rows));
+    let splits = target_threads(rec.gpu())
+        .div_ceil(base_threads)
+        .clamp(1, max_splits.min(rows));
     let rows_per = rows.div_ceil(splits);
     let splits = rows.div_ceil(rows_per);
     let partial = Tensor::zeros(rec.gpu(), [splits, wsize, 1, 1], Purpose::Scratch)?;
@@ -395,7 +403,19 @@ pub fn conv2d_into(
                 out.numel() * (1 + fusion.accumulate as usize),
             ]),
         };
-        return regblock(rec, &g, params, x, &packed, bias.unwrap_or(weight), bias.is_some(), out, None, fusion, cost);
+        return regblock(
+            rec,
+            &g,
+            params,
+            x,
+            &packed,
+            bias.unwrap_or(weight),
+            bias.is_some(),
+            out,
+            None,
+            fusion,
+            cost,
+        );
     }
     let mut a = args(&g, params, out.numel(), fusion);
     a.x_view = view(x);
@@ -519,7 +539,9 @@ pub fn conv2d_backward_input_into(
             relu_input: false,
             accumulate: fusion.accumulate,
         };
-        return regblock(rec, &t, &tp, grad_out, &packed, weight, false, grad_x, mask, f, cost);
+        return regblock(
+            rec, &t, &tp, grad_out, &packed, weight, false, grad_x, mask, f, cost,
+        );
     }
     let mut a = args(&g, params, grad_x.numel(), fusion);
     a.x_view = view(x);
