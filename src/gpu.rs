@@ -26,21 +26,44 @@ pub enum ConvKernels {
     Auto,
     /// One thread per output element; every shape, groups and stride.
     Direct,
-    /// Register-blocked implicit GEMM (8 pixels × 8 channels per thread) where it applies
-    /// (groups = 1; stride-1 input gradients), direct otherwise.
+    /// Register-blocked implicit GEMM (8 pixels × 8 channels per thread, no workgroup
+    /// memory) where it applies (groups = 1; stride-1 input gradients), direct otherwise.
     RegisterBlocked,
+    /// Implicit GEMM tiled in workgroup memory (64×64 tiles, 4×4 per thread) where it
+    /// applies, direct otherwise.
+    Tiled,
 }
 
 impl ConvKernels {
-    /// Parses `auto`, `direct` or `regblock`.
+    /// The concrete families (all but `Auto`).
+    pub const CONCRETE: [ConvKernels; 3] = [
+        ConvKernels::Direct,
+        ConvKernels::RegisterBlocked,
+        ConvKernels::Tiled,
+    ];
+
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvKernels::Auto => "auto",
+            ConvKernels::Direct => "direct",
+            ConvKernels::RegisterBlocked => "regblock",
+            ConvKernels::Tiled => "tiled",
+        }
+    }
+
+    /// Parses `auto`, `direct`, `regblock` or `tiled`.
     pub fn parse(name: &str) -> Result<ConvKernels> {
         match name.trim().to_ascii_lowercase().as_str() {
             "auto" => Ok(ConvKernels::Auto),
             "direct" => Ok(ConvKernels::Direct),
             "regblock" | "register-blocked" => Ok(ConvKernels::RegisterBlocked),
+            "tiled" => Ok(ConvKernels::Tiled),
             other => Err(Error::InvalidParameter {
                 op: "conv kernels",
-                detail: format!("unknown family {other:?} (expected auto, direct or regblock)"),
+                detail: format!(
+                    "unknown family {other:?} (expected auto, direct, regblock or tiled)"
+                ),
             }),
         }
     }

@@ -100,7 +100,7 @@ proptest! {
 
     #[test]
     fn conv2d_matches_reference(c in conv_case()) {
-        for family in [ConvKernels::Direct, ConvKernels::RegisterBlocked] {
+        for family in ConvKernels::CONCRETE {
             run_conv(&c, family);
         }
     }
@@ -111,7 +111,7 @@ proptest! {
     fn conv2d_on_views_with_relu_and_accumulate(
         n in 1usize..=2, cin in 1usize..=5, cout in 1usize..=4, lead in 0usize..=3,
         hw in 1usize..=6, k in 1usize..=3, pad in 0usize..=1, seed in any::<u64>(),
-        direct in any::<bool>(),
+        family in 0usize..3,
     ) {
         let p = Conv2dParams::new(1, pad);
         prop_assume!(p.output_shape([n, cin, hw, hw], [cout, cin, k, k]).is_ok());
@@ -128,7 +128,7 @@ proptest! {
         let out = shared.channels(lead + cin..total).unwrap();
         let w = upload([cout, cin, k, k], &wv, Purpose::Parameter);
         let mut rec = Recording::new(g);
-        rec.set_conv_kernels(if direct { ConvKernels::Direct } else { ConvKernels::RegisterBlocked });
+        rec.set_conv_kernels(ConvKernels::CONCRETE[family]);
         conv2d::conv2d_into(&mut rec, &x, &w, None, &p, &out,
             Fusion { relu_input: true, accumulate: true }).unwrap();
         rec.finish().unwrap();

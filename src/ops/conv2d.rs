@@ -252,11 +252,13 @@ fn pack_weights(rec: &mut Recording<'_>, weight: &Tensor, transpose: bool) -> Re
     Ok(packed)
 }
 
-/// Records the register-blocked kernel for geometry `g` (input `x` → `out`), with packed
-/// weights, an optional bias, and an optional output mask (ReLU gradient on store).
+/// Records an implicit-GEMM kernel (register-blocked or tiled) for geometry `g` (input `x`
+/// → `out`), with packed weights, an optional bias, and an optional output mask (the ReLU
+/// gradient applied on store).
 #[allow(clippy::too_many_arguments)]
-fn regblock(
+fn implicit_gemm(
     rec: &mut Recording<'_>,
+    family: ConvKernels,
     g: &Geometry,
     p: &Conv2dParams,
     x: &Tensor,
@@ -269,8 +271,10 @@ fn regblock(
     cost: Cost,
 ) -> Result<()> {
     let blocks = g.y[1].div_ceil(8);
+    let tiled = family == ConvKernels::Tiled;
     let threads = g.y[0] * g.y[2] * g.y[3].div_ceil(8) * blocks;
-    let mut a = args(g, p, threads, fusion);
+    let workgroups = (g.y[0] * g.y[2] * g.y[3]).div_ceil(64) * g.y[1].div_ceil(64);
+    let mut a = args(g, p, if tiled { workgroups } else { threads }, fusion);
     a.x_view = view(x);
     a.y_view = view(out);
     a.has_bias = has_bias as u32;
@@ -280,20 +284,57 @@ fn regblock(
         a.mask_output = 1;
     }
     let mask_buf = mask.unwrap_or(out).raw();
-    rec.dispatch(
-        shaders::CONV2D_FORWARD_REGBLOCK,
-        "conv2d_forward_regblock",
-        bytemuck::bytes_of(&a),
-        &[
-            (1, x.raw()),
-            (2, packed.raw()),
-            (3, bias.raw()),
-            (4, out.raw()),
-            (5, mask_buf),
-        ],
-        threads as u64,
-        cost,
-    )
+    let bindings = [
+        (1, x.raw()),
+        (2, packed.raw()),
+        (3, bias.raw()),
+        (4, out.raw()),
+        (5, mask_buf),
+    ];
+    let bytes = bytemuck::bytes_of(&a);
+    if tiled {
+        rec.dispatch_workgroups(
+            shaders::CONV2D_FORWARD_TILED,
+            "conv2d_forward_tiled",
+            bytes,
+            &bindings,
+            workgroups as u64,
+            cost,
+        )
+    } else {
+        rec.dispatch(
+            shaders::CONV2D_FORWARD_REGBLOCK,
+            "conv2d_forward_regblock",
+            bytes,
+            &bindings,
+            threads as u64,
+            cost,
+        )
+    }
+}
+
+/// Which pass of a convolution a kernel computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Pass {
+    Forward,
+    BackwardInput,
+    BackwardWeight,
+}
+
+/// The concrete kernel family for one pass: the recording's choice where that family applies
+/// to the shape (`applicable`: groups = 1, and stride 1 for input gradients), else direct.
+fn choose(rec: &Recording<'_>, _pass: Pass, applicable: bool) -> ConvKernels {
+    if !applicable {
+        return ConvKernels::Direct;
+    }
+    match rec.conv_kernels() {
+        ConvKernels::Auto => match rec.gpu().adapter_info().device_type {
+            // A SIMD-on-CPU adapter: big register blocks, no workgroup memory or barriers.
+            wgpu::DeviceType::Cpu => ConvKernels::RegisterBlocked,
+            _ => ConvKernels::Tiled,
+        },
+        family => family,
+    }
 }
 
 /// Threads a kernel wants in flight: a GPU needs tens of thousands to hide latency, a CPU
@@ -305,9 +346,12 @@ fn target_threads(gpu: &crate::Gpu) -> usize {
     }
 }
 
-/// The register-blocked, split-reduction weight gradient (groups = 1).
-fn backward_weight_regblock(
+/// The split-reduction weight gradient (groups = 1), register-blocked or tiled, followed by
+/// the reduction of the splits' partial sums.
+#[allow(clippy::too_many_arguments)]
+fn backward_weight_gemm(
     rec: &mut Recording<'_>,
+    family: ConvKernels,
     g: &Geometry,
     p: &Conv2dParams,
     x: &Tensor,
@@ -316,34 +360,60 @@ fn backward_weight_regblock(
     fusion: Fusion,
 ) -> Result<()> {
     let [cout, cin, kh, kw] = g.w;
-    let rows = g.y[0] * g.y[2];
-    let base_threads = cin.div_ceil(8) * cout.div_ceil(8) * kh * kw;
     let wsize = grad_weight.numel();
-    // Split the N*OH rows so enough threads run; keep the partial sums under 64 MiB.
+    let tiled = family == ConvKernels::Tiled;
+    // The reduction runs over output rows (register-blocked) or pixels (tiled); it is split
+    // so that enough threads run, keeping the partial sums under 64 MiB.
+    let (units, base_threads) = if tiled {
+        let tiles = (cin * kh * kw).div_ceil(64) * cout.div_ceil(64);
+        (g.y[0] * g.y[2] * g.y[3], tiles * 256)
+    } else {
+        (g.y[0] * g.y[2], cin.div_ceil(8) * cout.div_ceil(8) * kh * kw)
+    };
     let max_splits = ((64 << 20) / (4 * wsize)).clamp(1, 256);
     let splits = target_threads(rec.gpu())
         .div_ceil(base_threads)
-        .clamp(1, max_splits.min(rows));
-    let rows_per = rows.div_ceil(splits);
-    let splits = rows.div_ceil(rows_per);
+        .clamp(1, max_splits.min(units));
+    let mut per = units.div_ceil(splits);
+    if tiled {
+        per = per.next_multiple_of(16);
+    }
+    let splits = units.div_ceil(per);
     let partial = Tensor::zeros(rec.gpu(), [splits, wsize, 1, 1], Purpose::Scratch)?;
-    let threads = base_threads * splits;
-    let mut a = args(g, p, threads, fusion);
-    a.x_view = view(x);
-    a.y_view = view(grad_out);
-    a.blocks = rows_per as u32;
-    a.mask_output = splits as u32;
-    rec.dispatch(
-        shaders::CONV2D_BACKWARD_WEIGHT_REGBLOCK,
-        "conv2d_backward_weight_regblock",
-        bytemuck::bytes_of(&a),
-        &[(1, x.raw()), (2, grad_out.raw()), (3, partial.raw())],
-        threads as u64,
-        Cost {
-            flops: tap_flops(g),
-            bytes: bytes_of(&[x.numel(), grad_out.numel(), partial.numel()]),
-        },
-    )?;
+    let cost = Cost {
+        flops: tap_flops(g),
+        bytes: bytes_of(&[x.numel(), grad_out.numel(), partial.numel()]),
+    };
+    let bindings = [(1, x.raw()), (2, grad_out.raw()), (3, partial.raw())];
+    if tiled {
+        let workgroups = base_threads / 256 * splits;
+        let mut a = args(g, p, workgroups, fusion);
+        a.x_view = view(x);
+        a.y_view = view(grad_out);
+        a.blocks = per as u32;
+        rec.dispatch_workgroups(
+            shaders::CONV2D_BACKWARD_WEIGHT_TILED,
+            "conv2d_backward_weight_tiled",
+            bytemuck::bytes_of(&a),
+            &bindings,
+            workgroups as u64,
+            cost,
+        )?;
+    } else {
+        let threads = base_threads * splits;
+        let mut a = args(g, p, threads, fusion);
+        a.x_view = view(x);
+        a.y_view = view(grad_out);
+        a.blocks = per as u32;
+        rec.dispatch(
+            shaders::CONV2D_BACKWARD_WEIGHT_REGBLOCK,
+            "conv2d_backward_weight_regblock",
+            bytemuck::bytes_of(&a),
+            &bindings,
+            threads as u64,
+            cost,
+        )?;
+    }
     let mut r = args(g, p, wsize, fusion);
     r.mask_output = splits as u32;
     rec.dispatch(
@@ -392,7 +462,8 @@ pub fn conv2d_into(
     }
     expect_shape("output", out, g.y)?;
     no_overlap("conv2d", out, x)?;
-    if params.groups == 1 && rec.conv_kernels() != ConvKernels::Direct {
+    let family = choose(rec, Pass::Forward, params.groups == 1);
+    if family != ConvKernels::Direct {
         let packed = pack_weights(rec, weight, false)?;
         let cost = Cost {
             flops: tap_flops(&g) + bias.map_or(0, |_| out.numel() as u64),
@@ -403,8 +474,9 @@ pub fn conv2d_into(
                 out.numel() * (1 + fusion.accumulate as usize),
             ]),
         };
-        return regblock(
+        return implicit_gemm(
             rec,
+            family,
             &g,
             params,
             x,
@@ -507,7 +579,8 @@ pub fn conv2d_backward_input_into(
     let transposable = params.stride == [1, 1]
         && params.padding[0] <= params.dilation[0] * (kh - 1)
         && params.padding[1] <= params.dilation[1] * (kw - 1);
-    if params.groups == 1 && transposable && rec.conv_kernels() != ConvKernels::Direct {
+    let family = choose(rec, Pass::BackwardInput, params.groups == 1 && transposable);
+    if family != ConvKernels::Direct {
         // The input gradient of a stride-1 conv is a conv of grad_out with the transposed,
         // flipped kernel and padding d*(k-1) - p.
         let packed = pack_weights(rec, weight, true)?;
@@ -539,8 +612,8 @@ pub fn conv2d_backward_input_into(
             relu_input: false,
             accumulate: fusion.accumulate,
         };
-        return regblock(
-            rec, &t, &tp, grad_out, &packed, weight, false, grad_x, mask, f, cost,
+        return implicit_gemm(
+            rec, family, &t, &tp, grad_out, &packed, weight, false, grad_x, mask, f, cost,
         );
     }
     let mut a = args(&g, params, grad_x.numel(), fusion);
@@ -585,8 +658,9 @@ pub fn conv2d_backward_weight_into(
     expect_shape("output gradient", grad_out, g.y)?;
     no_overlap("conv2d backward weight", grad_weight, x)?;
     no_overlap("conv2d backward weight", grad_weight, grad_out)?;
-    if params.groups == 1 && rec.conv_kernels() != ConvKernels::Direct {
-        return backward_weight_regblock(rec, &g, params, x, grad_out, grad_weight, fusion);
+    let family = choose(rec, Pass::BackwardWeight, params.groups == 1);
+    if family != ConvKernels::Direct {
+        return backward_weight_gemm(rec, family, &g, params, x, grad_out, grad_weight, fusion);
     }
     let mut a = args(&g, params, grad_weight.numel(), fusion);
     a.x_view = view(x);

@@ -1,0 +1,110 @@
+// conv2d_forward_tiled.wgsl — implicit-GEMM conv2d (groups = 1) tiled in workgroup memory:
+// the classic shape GPUs want. A workgroup of 256 threads computes a 64-pixel × 64-channel
+// output tile; for each 16-deep slice of the reduction K = kh*kw*cin it stages the input
+// slice (gathered im2col-style on the fly, never materialised) and the weight slice in
+// workgroup memory, then each thread accumulates a 4-pixel × 4-channel block.
+//
+// Contract: as conv2d_forward_regblock.wgsl (Conv args at binding 0; bindings 1: x view,
+// 2: packed weights [kh*kw*cin][co_pad] as vec4, 3: bias, 4: out view, 5: mask view), so it
+// also computes stride-1 input gradients from the transposed flipped weights.
+// Workgroups: ceil(N*OH*OW / 64) * ceil(cout / 64), channel tile fastest; `blocks` = co_pad / 8.
+
+const BM: u32 = 64u;   // pixels per tile
+const BN: u32 = 64u;   // channels per tile
+const BK: u32 = 16u;   // reduction slice
+
+@group(0) @binding(0) var<uniform> p: Conv;
+@group(0) @binding(1) var<storage, read_write> x: array<f32>;
+@group(0) @binding(2) var<storage, read> wt: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read_write> mask: array<f32>;
+
+var<workgroup> a_tile: array<f32, 1024>;          // [BK][BM]
+var<workgroup> b_tile: array<vec4<f32>, 256>;     // [BK][BN / 4]
+
+@compute @workgroup_size(256)
+fn conv2d_forward_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) lid: u32) {
+    let tiles_n = (p.cout + BN - 1u) / BN;
+    let wg = workgroup_index(wid, nwg);
+    let m_total = p.n * p.oh * p.ow;
+    // Uniform per workgroup: padding workgroups of a 2-D grid leave before any barrier.
+    if wg >= p.count { return; }
+    let tn = wg % tiles_n;
+    let tm = wg / tiles_n;
+    let row4 = p.blocks * 2u;             // vec4s per packed weight row
+    let k_total = p.kh * p.kw * p.cin;
+    let hw = p.h * p.w;
+    let lo = select(-3.0e38, 0.0, p.relu_input != 0u);
+
+    // This thread's pixel for loading the input slice (fixed for the whole reduction).
+    let m_load = tm * BM + lid % BM;
+    let m_ok = m_load < m_total;
+    let mm = select(0u, m_load, m_ok);
+    let l_ox = mm % p.ow;
+    let l_oy = (mm / p.ow) % p.oh;
+    let l_n = mm / (p.ow * p.oh);
+    let iy0 = i32(l_oy * p.sh) - i32(p.ph);
+    let ix0 = i32(l_ox * p.sw) - i32(p.pw);
+    let x_n = p.x_off + l_n * p.x_bs;
+
+    let tx = lid % 16u;   // pixels tx + 16*i
+    let ty = lid / 16u;   // channels 4*ty .. 4*ty + 3
+    var acc: array<vec4<f32>, 4>;
+
+    for (var k0 = 0u; k0 < k_total; k0 += BK) {
+        for (var j = 0u; j < 4u; j++) {
+            let kk = lid / BM + 4u * j;
+            let k = k0 + kk;
+            var v = 0.0;
+            if m_ok && k < k_total {
+                let ci = k % p.cin;
+                let tap = k / p.cin;
+                let iy = iy0 + i32((tap / p.kw) * p.dh);
+                let ix = ix0 + i32((tap % p.kw) * p.dw);
+                if iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w) {
+                    v = max(x[x_n + ci * hw + u32(iy) * p.w + u32(ix)], lo);
+                }
+            }
+            a_tile[kk * BM + lid % BM] = v;
+        }
+        {
+            let kk = lid / 16u;
+            let c4 = tn * 16u + lid % 16u;
+            let k = k0 + kk;
+            var w = vec4<f32>(0.0);
+            if k < k_total && c4 < row4 { w = wt[k * row4 + c4]; }
+            b_tile[lid] = w;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK; kk++) {
+            let b = b_tile[kk * 16u + ty];
+            let a = kk * BM + tx;
+            acc[0] = fma(vec4<f32>(a_tile[a]), b, acc[0]);
+            acc[1] = fma(vec4<f32>(a_tile[a + 16u]), b, acc[1]);
+            acc[2] = fma(vec4<f32>(a_tile[a + 32u]), b, acc[2]);
+            acc[3] = fma(vec4<f32>(a_tile[a + 48u]), b, acc[3]);
+        }
+        workgroupBarrier();
+    }
+
+    for (var i = 0u; i < 4u; i++) {
+        let m = tm * BM + tx + 16u * i;
+        if m >= m_total { break; }
+        let ox = m % p.ow;
+        let oy = (m / p.ow) % p.oh;
+        let n = m / (p.ow * p.oh);
+        let v = acc[i];
+        for (var j = 0u; j < 4u; j++) {
+            let co = tn * BN + ty * 4u + j;
+            if co >= p.cout { break; }
+            let pix = (co * p.oh + oy) * p.ow + ox;
+            var r = v[j];
+            if p.has_bias != 0u { r += bias[co]; }
+            if p.mask_output != 0u && mask[p.gx_off + n * p.gx_bs + pix] <= 0.0 { r = 0.0; }
+            let o = p.y_off + n * p.y_bs + pix;
+            if p.accumulate != 0u { out[o] += r; } else { out[o] = r; }
+        }
+    }
+}
