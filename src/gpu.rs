@@ -84,6 +84,14 @@ pub struct Gpu {
     memory: Arc<MemoryTracker>,
     uncaptured: Arc<Mutex<Vec<String>>>,
     conv_kernels: Mutex<ConvKernels>,
+    tuned: Mutex<HashMap<TuneKey, ConvKernels>>,
+}
+
+/// What an autotuned choice is keyed on: the conv pass and every dimension of its shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct TuneKey {
+    pub pass: u8,
+    pub dims: [usize; 14],
 }
 
 /// Parses a backend name as accepted by `SKIPGRAD_BACKEND` and `--backend`.
@@ -167,6 +175,7 @@ impl Gpu {
                 Ok(v) if !v.trim().is_empty() => ConvKernels::parse(&v)?,
                 _ => ConvKernels::Auto,
             }),
+            tuned: Mutex::new(HashMap::new()),
         })
     }
 
@@ -193,6 +202,15 @@ impl Gpu {
     /// Chooses the conv kernel family for ops recorded from now on.
     pub fn set_conv_kernels(&self, family: ConvKernels) {
         *lock(&self.conv_kernels) = family;
+    }
+
+    /// The family autotuning chose for a shape, if it has been measured.
+    pub(crate) fn tuned(&self, key: &TuneKey) -> Option<ConvKernels> {
+        lock(&self.tuned).get(key).copied()
+    }
+
+    pub(crate) fn set_tuned(&self, key: TuneKey, family: ConvKernels) {
+        lock(&self.tuned).insert(key, family);
     }
 
     /// The adapter's name, vendor, driver and backend.

@@ -50,6 +50,15 @@ impl Purpose {
         }
     }
 
+    /// Whether buffers of this purpose hold the model's data (activations, gradients,
+    /// parameters) rather than kernel working memory.
+    pub fn is_data(self) -> bool {
+        matches!(
+            self,
+            Purpose::Activation | Purpose::Gradient | Purpose::Parameter
+        )
+    }
+
     fn index(self) -> usize {
         self as usize
     }
@@ -61,6 +70,10 @@ struct Counts {
     peak: [u64; 6],
     live_total: u64,
     peak_total: u64,
+    /// Activations, gradients and parameters only: the model's data, without the kernels'
+    /// working memory (scratch, staging, uniforms).
+    live_data: u64,
+    peak_data: u64,
 }
 
 /// Live and peak byte counters, shared by every buffer of one [`crate::Gpu`].
@@ -82,18 +95,26 @@ impl MemoryTracker {
         c.peak[i] = c.peak[i].max(c.live[i]);
         c.live_total += bytes;
         c.peak_total = c.peak_total.max(c.live_total);
+        if purpose.is_data() {
+            c.live_data += bytes;
+            c.peak_data = c.peak_data.max(c.live_data);
+        }
     }
 
     pub(crate) fn on_free(&self, purpose: Purpose, bytes: u64) {
         let mut c = self.lock();
         c.live[purpose.index()] -= bytes;
         c.live_total -= bytes;
+        if purpose.is_data() {
+            c.live_data -= bytes;
+        }
     }
 
     pub(crate) fn reset_peaks(&self) {
         let mut c = self.lock();
         c.peak = c.live;
         c.peak_total = c.live_total;
+        c.peak_data = c.live_data;
     }
 
     pub(crate) fn report(&self, driver_allocated_bytes: Option<u64>) -> MemoryReport {
@@ -103,6 +124,8 @@ impl MemoryTracker {
             peak: c.peak,
             live_total: c.live_total,
             peak_total: c.peak_total,
+            live_data: c.live_data,
+            peak_data: c.peak_data,
             driver_allocated_bytes,
         }
     }
@@ -118,6 +141,10 @@ pub struct MemoryReport {
     /// Highest `live_total` since creation or the last [`crate::Gpu::reset_peak_memory`].
     /// This is the peak of the sum, not the sum of per-purpose peaks.
     pub peak_total: u64,
+    /// Bytes held now by activations, gradients and parameters (the model's data).
+    pub live_data: u64,
+    /// Highest `live_data`: the data's peak, without the kernels' working memory.
+    pub peak_data: u64,
     /// The driver allocator's own count of allocated bytes, where the backend reports one.
     pub driver_allocated_bytes: Option<u64>,
 }

@@ -23,7 +23,12 @@ pub struct Recording<'g> {
     /// With timing on: a query set whose slot 0 gets the first pass's start and slot 1 each
     /// pass's end (the last one wins), so the pair spans all recorded work on the GPU.
     timer: Option<wgpu::QuerySet>,
+    /// The open compute pass: all dispatches go into one pass (wgpu orders them and inserts
+    /// the barriers between them), which saves a pass's begin/end cost per dispatch.
+    pass: Option<wgpu::ComputePass<'static>>,
+    passes: usize,
     conv_kernels: ConvKernels,
+    entries: Vec<&'static str>,
 }
 
 /// The work a recording holds: floating-point operations (an FMA counts 2) and the fewest
@@ -74,7 +79,10 @@ impl<'g> Recording<'g> {
             dispatches: 0,
             cost: Cost::default(),
             timer: None,
+            pass: None,
+            passes: 0,
             conv_kernels: gpu.conv_kernels(),
+            entries: Vec::new(),
         }
     }
 
@@ -110,6 +118,11 @@ impl<'g> Recording<'g> {
     /// The operations and bytes of everything recorded so far.
     pub fn cost(&self) -> Cost {
         self.cost
+    }
+
+    /// The kernels (entry points) recorded so far, each once, in order of first use.
+    pub fn kernels(&self) -> &[&'static str] {
+        &self.entries
     }
 
     /// How many kernel dispatches have been recorded.
@@ -174,21 +187,27 @@ impl<'g> Recording<'g> {
                         entries: &entries,
                     })
             })?;
-        {
+        if self.pass.is_none() {
+            // With timing on, the first pass writes the start timestamp and every pass its
+            // end (the last one wins), so the pair spans all recorded work.
             let timestamp_writes =
                 self.timer
                     .as_ref()
                     .map(|query_set| wgpu::ComputePassTimestampWrites {
                         query_set,
-                        beginning_of_pass_write_index: (self.dispatches == 0).then_some(0),
+                        beginning_of_pass_write_index: (self.passes == 0).then_some(0),
                         end_of_pass_write_index: Some(1),
                     });
-            let mut pass = self
+            let pass = self
                 .encoder
                 .begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some(entry),
+                    label: Some("skipgrad"),
                     timestamp_writes,
                 });
+            self.pass = Some(pass.forget_lifetime());
+            self.passes += 1;
+        }
+        if let Some(pass) = self.pass.as_mut() {
             pass.set_pipeline(&pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
             pass.dispatch_workgroups(grid[0], grid[1], grid[2]);
@@ -196,6 +215,9 @@ impl<'g> Recording<'g> {
         self.keep.push(uniform);
         self.dispatches += 1;
         self.cost += cost;
+        if !self.entries.contains(&entry) {
+            self.entries.push(entry);
+        }
         Ok(())
     }
 
@@ -206,13 +228,16 @@ impl<'g> Recording<'g> {
         self.retained.push(t);
     }
 
-    /// Access to the encoder, e.g. to write timestamps around the recorded work.
+    /// Access to the encoder, to record your own commands between skipgrad's (ends the open
+    /// compute pass; the next dispatch opens another).
     pub fn encoder(&mut self) -> &mut wgpu::CommandEncoder {
+        self.pass = None;
         &mut self.encoder
     }
 
     /// Submits the recorded work without waiting for it.
-    pub fn submit(self) -> Result<()> {
+    pub fn submit(mut self) -> Result<()> {
+        self.pass = None;
         let Recording {
             gpu,
             encoder,
@@ -234,6 +259,7 @@ impl<'g> Recording<'g> {
     /// (timestamps, for a recording made with [`Recording::timed`]) and by the host clock.
     pub fn finish_timed(mut self) -> Result<Timing> {
         let gpu = self.gpu;
+        self.pass = None;
         let resolved = match (self.timer.take(), self.dispatches) {
             (Some(query_set), d) if d > 0 => {
                 let buf = gpu.alloc(

@@ -92,6 +92,8 @@ pub struct CaseResult {
     bound: &'static str,
     peak_bytes: u64,
     dispatches_fwd_bwd: usize,
+    /// The kernels (entry points) the case ran, autotuned choices included.
+    kernels: Vec<String>,
     max_rel_err: f64,
 }
 
@@ -135,6 +137,15 @@ fn guard(gpu: &Gpu, case: &BenchCase) -> skipgrad::Result<f64> {
         .fold(0.0, f64::max))
 }
 
+/// Times and counts of one pass over its timed runs.
+#[derive(Default)]
+struct Measured {
+    times: Vec<f64>,
+    wall: Vec<f64>,
+    cost: skipgrad::Cost,
+    dispatches: usize,
+}
+
 fn run_case(
     gpu: &Gpu,
     case: &BenchCase,
@@ -146,40 +157,54 @@ fn run_case(
     let max_rel_err = guard(gpu, case)?;
     gpu.synchronize()?;
     let base = gpu.memory_report().live_total;
-    gpu.reset_peak_memory();
     let mut w = case.prepare(gpu)?;
     let use_gpu = args.timing == "gpu" && gpu.has_timestamps();
-    let mut measure =
-        |fwd_bwd: bool| -> skipgrad::Result<(Vec<f64>, Vec<f64>, skipgrad::Cost, usize)> {
-            let (mut t, mut wall) = (Vec::new(), Vec::new());
-            let (mut cost, mut dispatches) = (skipgrad::Cost::default(), 0);
-            for i in 0..warmup + iters {
-                let mut rec = if use_gpu {
-                    Recording::timed(gpu)
-                } else {
-                    Recording::new(gpu)
-                };
-                if fwd_bwd {
-                    w.record_fwd_bwd(&mut rec)?;
-                } else {
-                    w.record_forward(&mut rec)?;
-                }
-                cost = rec.cost();
-                dispatches = rec.dispatch_count();
-                let timing = rec.finish_timed()?;
-                if i >= warmup {
-                    wall.push(timing.wall_ms);
-                    t.push(if use_gpu {
-                        timing.gpu_ms.unwrap_or(timing.wall_ms)
-                    } else {
-                        timing.wall_ms
-                    });
+    // Warm-up first (pipelines, autotuning), so the peak below is that of the timed runs:
+    // the workload's own buffers plus what each run allocates.
+    for _ in 0..warmup {
+        let mut rec = Recording::new(gpu);
+        w.record_fwd_bwd(&mut rec)?;
+        rec.finish()?;
+    }
+    gpu.reset_peak_memory();
+    let mut kernels: Vec<&'static str> = Vec::new();
+    let mut measure = |fwd_bwd: bool| -> skipgrad::Result<Measured> {
+        let mut m = Measured::default();
+        // One untimed run of this pass first, then the timed ones.
+        for i in 0..1 + iters {
+            let mut rec = if use_gpu {
+                Recording::timed(gpu)
+            } else {
+                Recording::new(gpu)
+            };
+            if fwd_bwd {
+                w.record_fwd_bwd(&mut rec)?;
+            } else {
+                w.record_forward(&mut rec)?;
+            }
+            m.cost = rec.cost();
+            m.dispatches = rec.dispatch_count();
+            for k in rec.kernels() {
+                if !kernels.contains(k) {
+                    kernels.push(k);
                 }
             }
-            Ok((t, wall, cost, dispatches))
-        };
-    let (tf, wf, cf, _) = measure(false)?;
-    let (tb, wb, cb, dispatches) = measure(true)?;
+            let timing = rec.finish_timed()?;
+            if i >= 1 {
+                m.wall.push(timing.wall_ms);
+                m.times.push(match (use_gpu, timing.gpu_ms) {
+                    (true, Some(t)) => t,
+                    _ => timing.wall_ms,
+                });
+            }
+        }
+        Ok(m)
+    };
+    let fwd = measure(false)?;
+    let fb = measure(true)?;
+    let (tf, wf, cf) = (fwd.times, fwd.wall, fwd.cost);
+    let (tb, wb, cb, dispatches) = (fb.times, fb.wall, fb.cost, fb.dispatches);
+    let kernels: Vec<String> = kernels.iter().map(|k| k.to_string()).collect();
     let peak_bytes = gpu.memory_report().peak_total.saturating_sub(base);
     drop(w);
     let (sf, sb) = (stats(tf), stats(tb));
@@ -214,6 +239,7 @@ fn run_case(
         bound,
         peak_bytes,
         dispatches_fwd_bwd: dispatches,
+        kernels,
         max_rel_err,
     })
 }

@@ -47,7 +47,10 @@ pub struct Row {
     channels: usize,
     size: usize,
     batch: usize,
+    /// Peak of activations + gradients + parameters (what the formula counts).
     measured_peak_bytes: u64,
+    /// Peak of everything, the kernels' scratch and uniforms included.
+    measured_peak_with_scratch_bytes: u64,
     measured_activation_bytes: u64,
     measured_gradient_bytes: u64,
     measured_parameter_bytes: u64,
@@ -99,7 +102,8 @@ fn measure(
         channels: c,
         size: s,
         batch: n,
-        measured_peak_bytes: r.peak_total.saturating_sub(base.live_total),
+        measured_peak_bytes: r.peak_data.saturating_sub(base.live_data),
+        measured_peak_with_scratch_bytes: r.peak_total.saturating_sub(base.live_total),
         measured_activation_bytes: over(Purpose::Activation),
         measured_gradient_bytes: over(Purpose::Gradient),
         measured_parameter_bytes: over(Purpose::Parameter),
@@ -165,7 +169,8 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> skipgrad::Error {
 fn print_table(gpu: &Gpu, a: &MemoryArgs, rows: &[Row]) {
     println!("adapter: {}", adapter_line(gpu));
     println!(
-        "dense block: growth {}, {} input channels, {}x{} pixels, batch {}; peak bytes of one forward+backward",
+        "dense block: growth {}, {} input channels, {}x{} pixels, batch {}; peak bytes of one forward+backward\n\
+         (meas: activations + gradients + parameters, what the formula counts; +scratch: the kernels' working memory on top)",
         a.growth, a.channels, a.size, a.size, a.batch
     );
     println!(
@@ -187,17 +192,19 @@ fn print_table(gpu: &Gpu, a: &MemoryArgs, rows: &[Row]) {
         let (nv, sh) = (&pair[0], &pair[1]);
         let ratio = |r: &Row| r.measured_peak_bytes as f64 / r.analytic_peak_bytes as f64;
         println!(
-            "{:>3} | {:>11} {:>11} {:>7.3} {:>11} {:>9.2} | {:>11} {:>11} {:>7.3} {:>11} {:>9.2} | {:>6.2}",
+            "{:>3} | {:>11} {:>11} {:>7.3} {:>11} {:>11} {:>9.2} | {:>11} {:>11} {:>7.3} {:>11} {:>11} {:>9.2} | {:>6.2}",
             nv.layers,
             fmt_bytes(nv.measured_peak_bytes),
             fmt_bytes(nv.analytic_peak_bytes),
             ratio(nv),
             fmt_bytes(nv.measured_activation_bytes),
+            fmt_bytes(nv.measured_peak_with_scratch_bytes - nv.measured_peak_bytes),
             nv.fwd_bwd_ms,
             fmt_bytes(sh.measured_peak_bytes),
             fmt_bytes(sh.analytic_peak_bytes),
             ratio(sh),
             fmt_bytes(sh.measured_activation_bytes),
+            fmt_bytes(sh.measured_peak_with_scratch_bytes - sh.measured_peak_bytes),
             sh.fwd_bwd_ms,
             nv.measured_peak_bytes as f64 / sh.measured_peak_bytes as f64,
         );

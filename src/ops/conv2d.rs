@@ -323,18 +323,101 @@ pub(crate) enum Pass {
 
 /// The concrete kernel family for one pass: the recording's choice where that family applies
 /// to the shape (`applicable`: groups = 1, and stride 1 for input gradients), else direct.
-fn choose(rec: &Recording<'_>, _pass: Pass, applicable: bool) -> ConvKernels {
+/// `Auto` measures the plausible families once per shape and pass (see [`autotune`]).
+fn choose(
+    rec: &Recording<'_>,
+    pass: Pass,
+    g: &Geometry,
+    p: &Conv2dParams,
+    applicable: bool,
+) -> Result<ConvKernels> {
     if !applicable {
-        return ConvKernels::Direct;
+        return Ok(ConvKernels::Direct);
     }
     match rec.conv_kernels() {
-        ConvKernels::Auto => match rec.gpu().adapter_info().device_type {
-            // A SIMD-on-CPU adapter: big register blocks, no workgroup memory or barriers.
-            wgpu::DeviceType::Cpu => ConvKernels::RegisterBlocked,
-            _ => ConvKernels::Tiled,
-        },
-        family => family,
+        ConvKernels::Auto => autotune(rec.gpu(), pass, g, p),
+        family => Ok(family),
     }
+}
+
+/// Picks the fastest family for one pass and shape by running each plausible one on
+/// scratch tensors of that shape (best of 3 after a warm-up, GPU timestamps where the
+/// adapter has them); the result is cached per `Gpu`, so each shape is measured once.
+///
+/// Which families are plausible is the rule the benchmark justified (benches/NOTES.md): on
+/// a CPU adapter (lavapipe) the register-blocked kernels beat the tiled ones about 3× and
+/// the direct ones 5×, so only tiny shapes, where launch overhead rules, are measured
+/// against direct; on a GPU every family is fast enough to measure, so all are.
+fn autotune(gpu: &crate::Gpu, pass: Pass, g: &Geometry, p: &Conv2dParams) -> Result<ConvKernels> {
+    let mut dims = [0; 14];
+    dims[..4].copy_from_slice(&g.x);
+    dims[4..8].copy_from_slice(&g.w);
+    dims[8..].copy_from_slice(&[
+        p.stride[0],
+        p.stride[1],
+        p.padding[0],
+        p.padding[1],
+        p.dilation[0],
+        p.dilation[1],
+    ]);
+    let key = crate::gpu::TuneKey {
+        pass: pass as u8,
+        dims,
+    };
+    if let Some(f) = gpu.tuned(&key) {
+        return Ok(f);
+    }
+    let flops = tap_flops(g);
+    let cpu = gpu.adapter_info().device_type == wgpu::DeviceType::Cpu;
+    let candidates: Vec<ConvKernels> = match (cpu, flops < 2_000_000) {
+        (true, false) => vec![ConvKernels::RegisterBlocked],
+        (true, true) => vec![ConvKernels::RegisterBlocked, ConvKernels::Direct],
+        (false, _) => ConvKernels::CONCRETE.to_vec(),
+    };
+    let choice = if candidates.len() == 1 {
+        candidates[0]
+    } else {
+        // Non-zero inputs: zeros can run faster than real data on some GPUs.
+        let filled = |shape: [usize; 4]| {
+            let n: usize = shape.iter().product();
+            let v: Vec<f32> = (0..n).map(|i| (i % 7) as f32 * 0.25 - 0.75).collect();
+            Tensor::from_slice(gpu, shape, &v, Purpose::Scratch)
+        };
+        let (x, w, y) = (filled(g.x)?, filled(g.w)?, filled(g.y)?);
+        let out = match pass {
+            Pass::Forward => Tensor::zeros(gpu, g.y, Purpose::Scratch)?,
+            Pass::BackwardInput => Tensor::zeros(gpu, g.x, Purpose::Scratch)?,
+            Pass::BackwardWeight => Tensor::zeros(gpu, g.w, Purpose::Scratch)?,
+        };
+        let mut best = (f64::INFINITY, candidates[0]);
+        for &family in &candidates {
+            let mut fastest = f64::INFINITY;
+            for run in 0..4 {
+                let mut rec = Recording::timed(gpu);
+                rec.set_conv_kernels(family);
+                let f = Fusion::default();
+                match pass {
+                    Pass::Forward => conv2d_into(&mut rec, &x, &w, None, p, &out, f)?,
+                    Pass::BackwardInput => {
+                        conv2d_backward_input_into(&mut rec, &x, &w, &y, p, &out, f)?
+                    }
+                    Pass::BackwardWeight => {
+                        conv2d_backward_weight_into(&mut rec, &x, &y, p, &out, f)?
+                    }
+                }
+                let t = rec.finish_timed()?;
+                if run > 0 {
+                    fastest = fastest.min(t.gpu_ms.unwrap_or(t.wall_ms));
+                }
+            }
+            if fastest < best.0 {
+                best = (fastest, family);
+            }
+        }
+        best.1
+    };
+    gpu.set_tuned(key, choice);
+    Ok(choice)
 }
 
 /// Threads a kernel wants in flight: a GPU needs tens of thousands to hide latency, a CPU
@@ -462,7 +545,7 @@ pub fn conv2d_into(
     }
     expect_shape("output", out, g.y)?;
     no_overlap("conv2d", out, x)?;
-    let family = choose(rec, Pass::Forward, params.groups == 1);
+    let family = choose(rec, Pass::Forward, &g, params, params.groups == 1)?;
     if family != ConvKernels::Direct {
         let packed = pack_weights(rec, weight, false)?;
         let cost = Cost {
@@ -579,7 +662,13 @@ pub fn conv2d_backward_input_into(
     let transposable = params.stride == [1, 1]
         && params.padding[0] <= params.dilation[0] * (kh - 1)
         && params.padding[1] <= params.dilation[1] * (kw - 1);
-    let family = choose(rec, Pass::BackwardInput, params.groups == 1 && transposable);
+    let family = choose(
+        rec,
+        Pass::BackwardInput,
+        &g,
+        params,
+        params.groups == 1 && transposable,
+    )?;
     if family != ConvKernels::Direct {
         // The input gradient of a stride-1 conv is a conv of grad_out with the transposed,
         // flipped kernel and padding d*(k-1) - p.
@@ -658,7 +747,7 @@ pub fn conv2d_backward_weight_into(
     expect_shape("output gradient", grad_out, g.y)?;
     no_overlap("conv2d backward weight", grad_weight, x)?;
     no_overlap("conv2d backward weight", grad_weight, grad_out)?;
-    let family = choose(rec, Pass::BackwardWeight, params.groups == 1);
+    let family = choose(rec, Pass::BackwardWeight, &g, params, params.groups == 1)?;
     if family != ConvKernels::Direct {
         return backward_weight_gemm(rec, family, &g, params, x, grad_out, grad_weight, fusion);
     }
