@@ -8,6 +8,11 @@
 // 2: packed weights [kh*kw*cin][co_pad] as vec4, 3: bias, 4: out view, 5: mask view), so it
 // also computes stride-1 input gradients from the transposed flipped weights.
 // Workgroups: ceil(N*OH*OW / 64) * ceil(cout / 64), channel tile fastest; `blocks` = co_pad / 8.
+//
+// Two entry points share the tiles and differ in threads per tile:
+//   conv2d_forward_tiled     256 threads, 4 pixels × 4 channels each;
+//   conv2d_forward_tiled_8x8  64 threads, 8 pixels × 8 channels each (fewer workgroup-memory
+//                            loads per FMA, fewer threads in flight).
 
 const BM: u32 = 64u;   // pixels per tile
 const BN: u32 = 64u;   // channels per tile
@@ -105,6 +110,101 @@ fn conv2d_forward_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
             if p.mask_output != 0u && mask[p.gx_off + n * p.gx_bs + pix] <= 0.0 { r = 0.0; }
             let o = p.y_off + n * p.y_bs + pix;
             if p.accumulate != 0u { out[o] += r; } else { out[o] = r; }
+        }
+    }
+}
+
+var<workgroup> a_tile8: array<vec4<f32>, 256>;    // [BK][BM / 4]: 4 consecutive pixels a vec4
+
+@compute @workgroup_size(64)
+fn conv2d_forward_tiled_8x8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                            @builtin(local_invocation_index) lid: u32) {
+    let tiles_n = (p.cout + BN - 1u) / BN;
+    let wg = workgroup_index(wid, nwg);
+    let m_total = p.n * p.oh * p.ow;
+    if wg >= p.count { return; }
+    let tn = wg % tiles_n;
+    let tm = wg / tiles_n;
+    let row4 = p.blocks * 2u;
+    let k_total = p.kh * p.kw * p.cin;
+    let hw = p.h * p.w;
+    let lo = select(-3.0e38, 0.0, p.relu_input != 0u);
+
+    // Loading: this thread gathers pixel lid of the tile for all 16 rows of the slice.
+    let m_load = tm * BM + lid;
+    let m_ok = m_load < m_total;
+    let mm = select(0u, m_load, m_ok);
+    let l_ox = mm % p.ow;
+    let l_oy = (mm / p.ow) % p.oh;
+    let l_n = mm / (p.ow * p.oh);
+    let iy0 = i32(l_oy * p.sh) - i32(p.ph);
+    let ix0 = i32(l_ox * p.sw) - i32(p.pw);
+    let x_n = p.x_off + l_n * p.x_bs;
+
+    let tx = lid % 8u;    // pixels 8*tx .. 8*tx + 7
+    let ty = lid / 8u;    // channels 8*ty .. 8*ty + 7
+    var acc: array<vec4<f32>, 16>;   // acc[2*q + h]: pixel 8*tx + q, channels 8*ty + 4*h ..
+
+    for (var k0 = 0u; k0 < k_total; k0 += BK) {
+        for (var kk = 0u; kk < BK; kk++) {
+            let k = k0 + kk;
+            var v = 0.0;
+            if m_ok && k < k_total {
+                let ci = k % p.cin;
+                let tap = k / p.cin;
+                let iy = iy0 + i32((tap / p.kw) * p.dh);
+                let ix = ix0 + i32((tap % p.kw) * p.dw);
+                if iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w) {
+                    v = max(x[x_n + ci * hw + u32(iy) * p.w + u32(ix)], lo);
+                }
+            }
+            a_tile8[kk * 16u + lid / 4u][lid % 4u] = v;
+        }
+        for (var j = 0u; j < 4u; j++) {
+            let e = lid + 64u * j;
+            let kk = e / 16u;
+            let c4 = tn * 16u + e % 16u;
+            let k = k0 + kk;
+            var w = vec4<f32>(0.0);
+            if k < k_total && c4 < row4 { w = wt[k * row4 + c4]; }
+            b_tile[e] = w;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK; kk++) {
+            let a0 = a_tile8[kk * 16u + 2u * tx];
+            let a1 = a_tile8[kk * 16u + 2u * tx + 1u];
+            let b0 = b_tile[kk * 16u + 2u * ty];
+            let b1 = b_tile[kk * 16u + 2u * ty + 1u];
+            acc[0] = fma(vec4<f32>(a0.x), b0, acc[0]);   acc[1] = fma(vec4<f32>(a0.x), b1, acc[1]);
+            acc[2] = fma(vec4<f32>(a0.y), b0, acc[2]);   acc[3] = fma(vec4<f32>(a0.y), b1, acc[3]);
+            acc[4] = fma(vec4<f32>(a0.z), b0, acc[4]);   acc[5] = fma(vec4<f32>(a0.z), b1, acc[5]);
+            acc[6] = fma(vec4<f32>(a0.w), b0, acc[6]);   acc[7] = fma(vec4<f32>(a0.w), b1, acc[7]);
+            acc[8] = fma(vec4<f32>(a1.x), b0, acc[8]);   acc[9] = fma(vec4<f32>(a1.x), b1, acc[9]);
+            acc[10] = fma(vec4<f32>(a1.y), b0, acc[10]); acc[11] = fma(vec4<f32>(a1.y), b1, acc[11]);
+            acc[12] = fma(vec4<f32>(a1.z), b0, acc[12]); acc[13] = fma(vec4<f32>(a1.z), b1, acc[13]);
+            acc[14] = fma(vec4<f32>(a1.w), b0, acc[14]); acc[15] = fma(vec4<f32>(a1.w), b1, acc[15]);
+        }
+        workgroupBarrier();
+    }
+
+    for (var q = 0u; q < 8u; q++) {
+        let m = tm * BM + tx * 8u + q;
+        if m >= m_total { break; }
+        let ox = m % p.ow;
+        let oy = (m / p.ow) % p.oh;
+        let n = m / (p.ow * p.oh);
+        for (var h = 0u; h < 2u; h++) {
+            let v = acc[2u * q + h];
+            for (var j = 0u; j < 4u; j++) {
+                let co = tn * BN + ty * 8u + h * 4u + j;
+                if co >= p.cout { break; }
+                let pix = (co * p.oh + oy) * p.ow + ox;
+                var r = v[j];
+                if p.has_bias != 0u { r += bias[co]; }
+                if p.mask_output != 0u && mask[p.gx_off + n * p.gx_bs + pix] <= 0.0 { r = 0.0; }
+                let o = p.y_off + n * p.y_bs + pix;
+                if p.accumulate != 0u { out[o] += r; } else { out[o] = r; }
+            }
         }
     }
 }

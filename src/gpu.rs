@@ -32,14 +32,18 @@ pub enum ConvKernels {
     /// Implicit GEMM tiled in workgroup memory (64×64 tiles, 4×4 per thread) where it
     /// applies, direct otherwise.
     Tiled,
+    /// As `Tiled`, with 64 threads of 8×8 per tile (forward and input gradient; the weight
+    /// gradient uses the 4×4 tiles).
+    Tiled8x8,
 }
 
 impl ConvKernels {
     /// The concrete families (all but `Auto`).
-    pub const CONCRETE: [ConvKernels; 3] = [
+    pub const CONCRETE: [ConvKernels; 4] = [
         ConvKernels::Direct,
         ConvKernels::RegisterBlocked,
         ConvKernels::Tiled,
+        ConvKernels::Tiled8x8,
     ];
 
     /// Lower-case name.
@@ -49,20 +53,22 @@ impl ConvKernels {
             ConvKernels::Direct => "direct",
             ConvKernels::RegisterBlocked => "regblock",
             ConvKernels::Tiled => "tiled",
+            ConvKernels::Tiled8x8 => "tiled8x8",
         }
     }
 
-    /// Parses `auto`, `direct`, `regblock` or `tiled`.
+    /// Parses `auto`, `direct`, `regblock`, `tiled` or `tiled8x8`.
     pub fn parse(name: &str) -> Result<ConvKernels> {
         match name.trim().to_ascii_lowercase().as_str() {
             "auto" => Ok(ConvKernels::Auto),
             "direct" => Ok(ConvKernels::Direct),
             "regblock" | "register-blocked" => Ok(ConvKernels::RegisterBlocked),
             "tiled" => Ok(ConvKernels::Tiled),
+            "tiled8x8" => Ok(ConvKernels::Tiled8x8),
             other => Err(Error::InvalidParameter {
                 op: "conv kernels",
                 detail: format!(
-                    "unknown family {other:?} (expected auto, direct, regblock or tiled)"
+                    "unknown family {other:?} (expected auto, direct, regblock, tiled or tiled8x8)"
                 ),
             }),
         }

@@ -24,6 +24,9 @@ pub struct BenchArgs {
     /// measure).
     #[arg(long, default_value = "gpu", value_parser = ["gpu", "wall"])]
     pub timing: String,
+    /// Conv kernel family: auto (autotuned per shape), direct, regblock, tiled, tiled8x8.
+    #[arg(long, default_value = "auto")]
+    pub kernels: String,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -40,6 +43,7 @@ impl Default for BenchArgs {
             iters: 10,
             quick: false,
             timing: "gpu".into(),
+            kernels: "auto".into(),
             json: false,
             csv: false,
         }
@@ -256,6 +260,7 @@ pub fn run(args: &BenchArgs, backend: Option<&str>) -> skipgrad::Result<bool> {
         (args.iters.max(1), 2)
     };
     let gpu = open_gpu(backend)?;
+    gpu.set_conv_kernels(skipgrad::ConvKernels::parse(&args.kernels)?);
     let use_gpu = args.timing == "gpu" && gpu.has_timestamps();
     let timing = if use_gpu {
         "gpu-timestamps"
@@ -289,6 +294,7 @@ pub fn run(args: &BenchArgs, backend: Option<&str>) -> skipgrad::Result<bool> {
             "device_type": format!("{:?}", info.device_type),
             "driver": format!("{} {}", info.driver, info.driver_info),
             "timing": timing,
+            "conv_kernels": args.kernels,
             "iters": iters,
             "ceilings": ceil,
             "cases": results,

@@ -271,7 +271,7 @@ fn implicit_gemm(
     cost: Cost,
 ) -> Result<()> {
     let blocks = g.y[1].div_ceil(8);
-    let tiled = family == ConvKernels::Tiled;
+    let tiled = matches!(family, ConvKernels::Tiled | ConvKernels::Tiled8x8);
     let threads = g.y[0] * g.y[2] * g.y[3].div_ceil(8) * blocks;
     let workgroups = (g.y[0] * g.y[2] * g.y[3]).div_ceil(64) * g.y[1].div_ceil(64);
     let mut a = args(g, p, if tiled { workgroups } else { threads }, fusion);
@@ -293,9 +293,14 @@ fn implicit_gemm(
     ];
     let bytes = bytemuck::bytes_of(&a);
     if tiled {
+        let entry = if family == ConvKernels::Tiled8x8 {
+            "conv2d_forward_tiled_8x8"
+        } else {
+            "conv2d_forward_tiled"
+        };
         rec.dispatch_workgroups(
             shaders::CONV2D_FORWARD_TILED,
-            "conv2d_forward_tiled",
+            entry,
             bytes,
             &bindings,
             workgroups as u64,
@@ -372,7 +377,11 @@ fn autotune(gpu: &crate::Gpu, pass: Pass, g: &Geometry, p: &Conv2dParams) -> Res
     let candidates: Vec<ConvKernels> = match (cpu, flops < 2_000_000) {
         (true, false) => vec![ConvKernels::RegisterBlocked],
         (true, true) => vec![ConvKernels::RegisterBlocked, ConvKernels::Direct],
-        (false, _) => ConvKernels::CONCRETE.to_vec(),
+        // The weight gradient has one tiled kernel (both tiled families use it).
+        (false, _) => ConvKernels::CONCRETE
+            .into_iter()
+            .filter(|f| !(pass == Pass::BackwardWeight && *f == ConvKernels::Tiled8x8))
+            .collect(),
     };
     let choice = if candidates.len() == 1 {
         candidates[0]
@@ -444,7 +453,7 @@ fn backward_weight_gemm(
 ) -> Result<()> {
     let [cout, cin, kh, kw] = g.w;
     let wsize = grad_weight.numel();
-    let tiled = family == ConvKernels::Tiled;
+    let tiled = matches!(family, ConvKernels::Tiled | ConvKernels::Tiled8x8);
     // The reduction runs over output rows (register-blocked) or pixels (tiled); it is split
     // so that enough threads run, keeping the partial sums under 64 MiB.
     let (units, base_threads) = if tiled {
