@@ -328,9 +328,7 @@ impl Workload {
                 gb,
             } => {
                 conv2d::conv2d_into(rec, x, w, Some(b), p, y, Fusion::default())?;
-                conv2d::conv2d_backward_input_into(rec, x, w, go, p, gx, Fusion::default())?;
-                conv2d::conv2d_backward_weight_into(rec, x, go, p, gw, Fusion::default())?;
-                conv2d::conv2d_backward_bias_into(rec, go, gb, false)
+                conv2d::conv2d_backward_into(rec, x, w, go, p, gx, gw, Some(gb), Fusion::default())
             }
             Inner::Residual { block, x, go, last } => {
                 let out = block.forward(rec, x)?;

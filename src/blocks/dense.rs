@@ -336,23 +336,16 @@ impl DenseBlock {
                     let layer = &self.layers[i];
                     let (gw, gb) = param_grads(layer)?;
                     let g = &g_feats[i + 1];
-                    conv2d::conv2d_backward_weight_into(
-                        rec,
-                        &relus[i],
-                        g,
-                        &layer.params,
-                        &gw,
-                        Fusion::default(),
-                    )?;
-                    conv2d::conv2d_backward_bias_into(rec, g, &gb, false)?;
                     let g_relu = Tensor::zeros(gpu, relus[i].shape(), Purpose::Gradient)?;
-                    conv2d::conv2d_backward_input_into(
+                    conv2d::conv2d_backward_into(
                         rec,
                         &relus[i],
                         &layer.weight,
                         g,
                         &layer.params,
                         &g_relu,
+                        &gw,
+                        Some(&gb),
                         Fusion::default(),
                     )?;
                     let g_cat = relu::relu_backward(rec, &cats[i], &g_relu)?;
@@ -382,30 +375,21 @@ impl DenseBlock {
                     let ci = c0 + i * k;
                     let input = features.channels(0..ci)?;
                     let g_out = grads.channels(ci..ci + k)?;
-                    let relu_load = Fusion {
-                        relu_input: true,
-                        accumulate: false,
-                    };
-                    conv2d::conv2d_backward_weight_into(
-                        rec,
-                        &input,
-                        &g_out,
-                        &layer.params,
-                        &gw,
-                        relu_load,
-                    )?;
-                    conv2d::conv2d_backward_bias_into(rec, &g_out, &gb, false)?;
+                    // ReLU on load for the weight gradient, its mask on store for the
+                    // input gradient, which accumulates into the earlier channels.
                     let masked_accumulate = Fusion {
                         relu_input: true,
                         accumulate: true,
                     };
-                    conv2d::conv2d_backward_input_into(
+                    conv2d::conv2d_backward_into(
                         rec,
                         &input,
                         &layer.weight,
                         &g_out,
                         &layer.params,
                         &grads.channels(0..ci)?,
+                        &gw,
+                        Some(&gb),
                         masked_accumulate,
                     )?;
                     params.push((gw, gb, i));

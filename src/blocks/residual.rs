@@ -256,30 +256,35 @@ impl ResidualBlock {
         // store, which makes it the gradient at a1 directly.
         let gw2 = grad(c2.weight.shape())?;
         let gb2 = grad(c2.bias.shape())?;
-        conv2d::conv2d_backward_weight_into(rec, &saved.a1, &g_pre, &c2.params, &gw2, relu_load)?;
-        conv2d::conv2d_backward_bias_into(rec, &g_pre, &gb2, false)?;
         let g_a1 = grad(saved.a1.shape())?;
-        conv2d::conv2d_backward_input_into(
-            rec, &saved.a1, &c2.weight, &g_pre, &c2.params, &g_a1, relu_load,
+        conv2d::conv2d_backward_into(
+            rec,
+            &saved.a1,
+            &c2.weight,
+            &g_pre,
+            &c2.params,
+            &g_a1,
+            &gw2,
+            Some(&gb2),
+            relu_load,
         )?;
         // conv1: the conv path's input gradient accumulates onto the skip path's.
         let gw1 = grad(c1.weight.shape())?;
         let gb1 = grad(c1.bias.shape())?;
-        conv2d::conv2d_backward_weight_into(
-            rec,
-            &saved.x,
-            &g_a1,
-            &c1.params,
-            &gw1,
-            Fusion::default(),
-        )?;
-        conv2d::conv2d_backward_bias_into(rec, &g_a1, &gb1, false)?;
         let accumulate = Fusion {
             relu_input: false,
             accumulate: true,
         };
-        conv2d::conv2d_backward_input_into(
-            rec, &saved.x, &c1.weight, &g_a1, &c1.params, &grad_x, accumulate,
+        conv2d::conv2d_backward_into(
+            rec,
+            &saved.x,
+            &c1.weight,
+            &g_a1,
+            &c1.params,
+            &grad_x,
+            &gw1,
+            Some(&gb1),
+            accumulate,
         )?;
         Ok(BlockGrads {
             grad_x,

@@ -460,7 +460,10 @@ fn backward_weight_gemm(
         let tiles = (cin * kh * kw).div_ceil(64) * cout.div_ceil(64);
         (g.y[0] * g.y[2] * g.y[3], tiles * 256)
     } else {
-        (g.y[0] * g.y[2], cin.div_ceil(8) * cout.div_ceil(8) * kh * kw)
+        (
+            g.y[0] * g.y[2],
+            cin.div_ceil(8) * cout.div_ceil(8) * kh * kw,
+        )
     };
     let max_splits = ((64 << 20) / (4 * wsize)).clamp(1, 256);
     let splits = target_threads(rec.gpu())
@@ -597,7 +600,7 @@ pub fn conv2d_into(
         ]),
     };
     rec.dispatch(
-        shaders::CONV2D_FORWARD,
+        shaders::CONV2D_DIRECT,
         "conv2d_forward",
         bytemuck::bytes_of(&a),
         &[
@@ -634,20 +637,156 @@ pub fn conv2d_backward(
     let gpu = rec.gpu();
     let grad_x = Tensor::zeros(gpu, x.shape(), Purpose::Gradient)?;
     let grad_weight = Tensor::zeros(gpu, weight.shape(), Purpose::Gradient)?;
-    conv2d_backward_input_into(rec, x, weight, grad_out, params, &grad_x, Fusion::default())?;
-    conv2d_backward_weight_into(rec, x, grad_out, params, &grad_weight, Fusion::default())?;
     let grad_bias = if has_bias {
-        let gb = Tensor::zeros(gpu, [weight.shape()[0], 1, 1, 1], Purpose::Gradient)?;
-        conv2d_backward_bias_into(rec, grad_out, &gb, false)?;
-        Some(gb)
+        Some(Tensor::zeros(
+            gpu,
+            [weight.shape()[0], 1, 1, 1],
+            Purpose::Gradient,
+        )?)
     } else {
         None
     };
+    conv2d_backward_into(
+        rec,
+        x,
+        weight,
+        grad_out,
+        params,
+        &grad_x,
+        &grad_weight,
+        grad_bias.as_ref(),
+        Fusion::default(),
+    )?;
     Ok(Conv2dGrads {
         grad_x,
         grad_weight,
         grad_bias,
     })
+}
+
+/// Convolutions this small (in FLOPs of one pass) take their three gradients from one
+/// fused direct dispatch when the direct family is chosen for every pass: launch overhead
+/// is their whole cost.
+const FUSED_BACKWARD_MAX_FLOPS: u64 = 2_000_000;
+
+/// All gradients of a convolution into tensors the caller owns: `grad_x` (=|+=, by
+/// `fusion.accumulate`; a view is fine), `grad_weight` and `grad_bias` (overwritten). With
+/// `fusion.relu_input`, `x` is the forward's pre-ReLU input: ReLU'd as the weight gradient
+/// loads it, and the input gradient masked by `x > 0` as it is stored. Tiny convolutions run
+/// as one fused dispatch; others as one dispatch (or kernel family) per gradient.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward_into(
+    rec: &mut Recording<'_>,
+    x: &Tensor,
+    weight: &Tensor,
+    grad_out: &Tensor,
+    params: &Conv2dParams,
+    grad_x: &Tensor,
+    grad_weight: &Tensor,
+    grad_bias: Option<&Tensor>,
+    fusion: Fusion,
+) -> Result<()> {
+    let g = geometry(x, weight, params)?;
+    let tiny = tap_flops(&g) <= FUSED_BACKWARD_MAX_FLOPS;
+    if tiny
+        && rec.conv_kernels() != ConvKernels::Tiled
+        && rec.conv_kernels() != ConvKernels::Tiled8x8
+    {
+        let [_, _, kh, kw] = g.w;
+        let transposable = params.stride == [1, 1]
+            && params.padding[0] <= params.dilation[0] * (kh - 1)
+            && params.padding[1] <= params.dilation[1] * (kw - 1);
+        let gemm = params.groups == 1;
+        let all_direct = choose(rec, Pass::BackwardInput, &g, params, gemm && transposable)?
+            == ConvKernels::Direct
+            && choose(rec, Pass::BackwardWeight, &g, params, gemm)? == ConvKernels::Direct;
+        if all_direct {
+            return backward_fused(
+                rec,
+                &g,
+                params,
+                x,
+                weight,
+                grad_out,
+                grad_x,
+                grad_weight,
+                grad_bias,
+                fusion,
+            );
+        }
+    }
+    conv2d_backward_input_into(rec, x, weight, grad_out, params, grad_x, fusion)?;
+    let load = Fusion {
+        relu_input: fusion.relu_input,
+        accumulate: false,
+    };
+    conv2d_backward_weight_into(rec, x, grad_out, params, grad_weight, load)?;
+    if let Some(gb) = grad_bias {
+        conv2d_backward_bias_into(rec, grad_out, gb, false)?;
+    }
+    Ok(())
+}
+
+/// The three gradients of a tiny convolution in one direct dispatch.
+#[allow(clippy::too_many_arguments)]
+fn backward_fused(
+    rec: &mut Recording<'_>,
+    g: &Geometry,
+    params: &Conv2dParams,
+    x: &Tensor,
+    weight: &Tensor,
+    grad_out: &Tensor,
+    grad_x: &Tensor,
+    grad_weight: &Tensor,
+    grad_bias: Option<&Tensor>,
+    fusion: Fusion,
+) -> Result<()> {
+    expect_shape("output gradient", grad_out, g.y)?;
+    expect_shape("input gradient", grad_x, g.x)?;
+    expect_shape("weight gradient", grad_weight, g.w)?;
+    if let Some(gb) = grad_bias {
+        check_bias(gb, g.y[1])?;
+    }
+    for t in [Some(grad_x), Some(grad_weight), grad_bias]
+        .into_iter()
+        .flatten()
+    {
+        no_overlap("conv2d backward", t, x)?;
+        no_overlap("conv2d backward", t, grad_out)?;
+    }
+    // Without a bias gradient its slot is bound to the weight gradient and never written.
+    let cout = if grad_bias.is_some() { g.y[1] } else { 0 };
+    let count = grad_x.numel() + grad_weight.numel() + cout;
+    let mut a = args(g, params, count, fusion);
+    a.x_view = view(x);
+    a.y_view = view(grad_out);
+    a.gx_view = view(grad_x);
+    let cost = Cost {
+        flops: 2 * tap_flops(g) + grad_out.numel() as u64,
+        bytes: bytes_of(&[
+            x.numel(),
+            weight.numel(),
+            grad_out.numel(),
+            grad_x.numel() * (1 + fusion.accumulate as usize),
+            grad_weight.numel(),
+            cout,
+        ]),
+    };
+    rec.dispatch(
+        shaders::CONV2D_DIRECT,
+        "conv2d_backward_fused",
+        bytemuck::bytes_of(&a),
+        &[
+            (1, x.raw()),
+            (2, weight.raw()),
+            (4, grad_out.raw()),
+            (5, grad_x.raw()),
+            (6, grad_weight.raw()),
+            (7, grad_bias.unwrap_or(grad_weight).raw()),
+        ],
+        count as u64,
+        cost,
+    )
 }
 
 /// Input gradient into `grad_x` (a tensor or view). With `fusion.relu_input`, `x` is the
@@ -728,14 +867,14 @@ pub fn conv2d_backward_input_into(
         ]),
     };
     rec.dispatch(
-        shaders::CONV2D_BACKWARD_INPUT,
+        shaders::CONV2D_DIRECT,
         "conv2d_backward_input",
         bytemuck::bytes_of(&a),
         &[
             (1, x.raw()),
             (2, weight.raw()),
-            (3, grad_out.raw()),
-            (4, grad_x.raw()),
+            (4, grad_out.raw()),
+            (5, grad_x.raw()),
         ],
         grad_x.numel() as u64,
         cost,
@@ -772,10 +911,10 @@ pub fn conv2d_backward_weight_into(
         ]),
     };
     rec.dispatch(
-        shaders::CONV2D_BACKWARD_WEIGHT,
+        shaders::CONV2D_DIRECT,
         "conv2d_backward_weight",
         bytemuck::bytes_of(&a),
-        &[(1, x.raw()), (2, grad_out.raw()), (3, grad_weight.raw())],
+        &[(1, x.raw()), (4, grad_out.raw()), (6, grad_weight.raw())],
         grad_weight.numel() as u64,
         cost,
     )
@@ -800,10 +939,10 @@ pub fn conv2d_backward_bias_into(
         ..Default::default()
     };
     rec.dispatch_workgroups(
-        shaders::CONV2D_BACKWARD_WEIGHT,
+        shaders::CONV2D_DIRECT,
         "conv2d_backward_bias",
         bytemuck::bytes_of(&a),
-        &[(2, grad_out.raw()), (4, grad_bias.raw())],
+        &[(4, grad_out.raw()), (7, grad_bias.raw())],
         cout as u64,
         Cost {
             flops: grad_out.numel() as u64,

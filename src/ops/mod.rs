@@ -118,11 +118,7 @@ pub(crate) mod shaders {
     pub const ADD: Shader = shader!("add.wgsl");
     pub const RELU: Shader = shader!("relu.wgsl");
     pub const CONCAT: Shader = shader!("concat.wgsl");
-    pub const CONV2D_FORWARD: Shader = shader!("conv2d_forward.wgsl", "conv2d_common.wgsl");
-    pub const CONV2D_BACKWARD_INPUT: Shader =
-        shader!("conv2d_backward_input.wgsl", "conv2d_common.wgsl");
-    pub const CONV2D_BACKWARD_WEIGHT: Shader =
-        shader!("conv2d_backward_weight.wgsl", "conv2d_common.wgsl");
+    pub const CONV2D_DIRECT: Shader = shader!("conv2d_direct.wgsl", "conv2d_common.wgsl");
     pub const CONV2D_FORWARD_REGBLOCK: Shader =
         shader!("conv2d_forward_regblock.wgsl", "conv2d_common.wgsl");
     pub const CONV2D_WEIGHT_LAYOUT: Shader = shader!("conv2d_weight_layout.wgsl");

@@ -1,0 +1,231 @@
+// conv2d_direct.wgsl — direct 2-D convolution, forward and all gradients: one thread per
+// output element, every shape, stride, dilation and groups. Slow for large convolutions,
+// and the fewest launches for tiny ones (conv2d_backward_fused: all three gradients in one
+// dispatch).
+//
+// Contract (Conv args at binding 0, see conv2d_common.wgsl). Bindings:
+//   1: x (input view), 2: weight [cout, cin/groups, kh, kw], 3: bias [cout],
+//   4: y (forward: output view; backward: grad_out view), 5: grad_x (view gx),
+//   6: grad_weight, 7: grad_bias. Each entry point uses the subset it names.
+//   conv2d_forward (1, 2, 3, 4):
+//     y[n, oc, oy, ox] (=|+=) bias[oc] + sum_{ic, ky, kx} f(x[n, g*cin_g + ic, iy, ix]) * w[oc, ic, ky, kx]
+//     iy = oy*sh - ph + ky*dh, ix = ox*sw - pw + kx*dw, zero outside the image,
+//     g = oc / (cout/groups), f = ReLU when relu_input = 1. count = N*cout*OH*OW.
+//   conv2d_backward_input (1, 2, 4, 5):
+//     grad_x[n, c, iy, ix] (=|+=) m * sum_{oc in c's group, ky, kx} grad_out[n, oc, oy, ox] * w[oc, c % cin_g, ky, kx]
+//     over (oy, ox) with oy*sh = iy + ph - ky*dh (likewise x); m = (x > 0) when relu_input = 1.
+//     The transposed convolution read straight from the forward weights. count = N*cin*H*W.
+//   conv2d_backward_weight (1, 4, 6):
+//     grad_w[oc, ic, ky, kx] (=|+=) sum_{n, oy, ox} grad_out[n, oc, oy, ox] * f(x[n, g*cin_g + ic, iy, ix]).
+//     count = cout*cin_g*kh*kw.
+//   conv2d_backward_bias (4, 7): grad_b[oc] (=|+=) sum_{n, oy, ox} grad_out[n, oc, oy, ox];
+//     one workgroup per channel: 64 threads stride over N*OH*OW, then a tree reduction.
+//   conv2d_backward_fused (1, 2, 4, 5, 6, 7): all three gradients in one dispatch, thread i
+//     over [grad_x | grad_weight | grad_bias]; grad_x (=|+=) as above, grad_weight and
+//     grad_bias overwritten. count = all three sizes. For tiny convolutions only: a bias
+//     element is one thread's serial sum.
+// Padding is tested once per (ky, kx), channels innermost. x and y are read_write only so
+// that they may be disjoint views of one buffer (a dense block reads channels [0, c) and
+// writes channels [c, c + k) of its feature buffer; its gradient buffer likewise).
+
+@group(0) @binding(0) var<uniform> p: Conv;
+@group(0) @binding(1) var<storage, read_write> x: array<f32>;
+@group(0) @binding(2) var<storage, read> weight: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<storage, read_write> grad_x: array<f32>;
+@group(0) @binding(6) var<storage, read_write> grad_weight: array<f32>;
+@group(0) @binding(7) var<storage, read_write> grad_bias: array<f32>;
+
+// One computed element and where it goes.
+struct Element {
+    value: f32,
+    index: u32,
+}
+
+// Output element i of the forward, and its index in y.
+fn forward_at(i: u32) -> Element {
+    let ox = i % p.ow;
+    let oy = (i / p.ow) % p.oh;
+    let oc = (i / (p.ow * p.oh)) % p.cout;
+    let n = i / (p.ow * p.oh * p.cout);
+    let cin_g = p.cin / p.groups;
+    let cout_g = p.cout / p.groups;
+    let g = oc / cout_g;
+    let hw = p.h * p.w;
+    let khw = p.kh * p.kw;
+    let x_base = p.x_off + n * p.x_bs + g * cin_g * hw;
+    let w_base = oc * cin_g * khw;
+    var acc = 0.0;
+    for (var ky = 0u; ky < p.kh; ky++) {
+        let iy = i32(oy * p.sh + ky * p.dh) - i32(p.ph);
+        if iy < 0 || iy >= i32(p.h) { continue; }
+        for (var kx = 0u; kx < p.kw; kx++) {
+            let ix = i32(ox * p.sw + kx * p.dw) - i32(p.pw);
+            if ix < 0 || ix >= i32(p.w) { continue; }
+            var xi = x_base + u32(iy) * p.w + u32(ix);
+            var wi = w_base + ky * p.kw + kx;
+            for (var ic = 0u; ic < cin_g; ic++) {
+                var v = x[xi];
+                if p.relu_input != 0u { v = max(v, 0.0); }
+                acc = fma(v, weight[wi], acc);
+                xi += hw;
+                wi += khw;
+            }
+        }
+    }
+    if p.has_bias != 0u { acc += bias[oc]; }
+    let o = p.y_off + n * p.y_bs + (oc * p.oh + oy) * p.ow + ox;
+    return Element(acc, o);
+}
+
+// Input-gradient element i (masked when relu_input = 1), and its index in grad_x.
+fn backward_input_at(i: u32) -> Element {
+    let ix = i % p.w;
+    let iy = (i / p.w) % p.h;
+    let c = (i / (p.w * p.h)) % p.cin;
+    let n = i / (p.w * p.h * p.cin);
+    let cin_g = p.cin / p.groups;
+    let cout_g = p.cout / p.groups;
+    let g = c / cin_g;
+    let ic = c % cin_g;
+    let ohw = p.oh * p.ow;
+    let khw = p.kh * p.kw;
+    let go_base = p.y_off + n * p.y_bs + g * cout_g * ohw;
+    let w_base = (g * cout_g * cin_g + ic) * khw;
+    var acc = 0.0;
+    for (var ky = 0u; ky < p.kh; ky++) {
+        let ty = i32(iy + p.ph) - i32(ky * p.dh);
+        if ty < 0 || u32(ty) % p.sh != 0u { continue; }
+        let oy = u32(ty) / p.sh;
+        if oy >= p.oh { continue; }
+        for (var kx = 0u; kx < p.kw; kx++) {
+            let tx = i32(ix + p.pw) - i32(kx * p.dw);
+            if tx < 0 || u32(tx) % p.sw != 0u { continue; }
+            let ox = u32(tx) / p.sw;
+            if ox >= p.ow { continue; }
+            var gi = go_base + oy * p.ow + ox;
+            var wi = w_base + ky * p.kw + kx;
+            for (var o = 0u; o < cout_g; o++) {
+                acc = fma(y[gi], weight[wi], acc);
+                gi += ohw;
+                wi += cin_g * khw;
+            }
+        }
+    }
+    if p.relu_input != 0u {
+        let xv = x[p.x_off + n * p.x_bs + (c * p.h + iy) * p.w + ix];
+        acc = select(0.0, acc, xv > 0.0);
+    }
+    let o = p.gx_off + n * p.gx_bs + (c * p.h + iy) * p.w + ix;
+    return Element(acc, o);
+}
+
+// Weight-gradient element i.
+fn backward_weight_at(i: u32) -> f32 {
+    let cin_g = p.cin / p.groups;
+    let cout_g = p.cout / p.groups;
+    let kx = i % p.kw;
+    let ky = (i / p.kw) % p.kh;
+    let ic = (i / (p.kw * p.kh)) % cin_g;
+    let oc = i / (p.kw * p.kh * cin_g);
+    let c = (oc / cout_g) * cin_g + ic;
+    var acc = 0.0;
+    for (var n = 0u; n < p.n; n++) {
+        let x_base = p.x_off + n * p.x_bs + c * p.h * p.w;
+        let go_base = p.y_off + n * p.y_bs + oc * p.oh * p.ow;
+        for (var oy = 0u; oy < p.oh; oy++) {
+            let iy = i32(oy * p.sh + ky * p.dh) - i32(p.ph);
+            if iy < 0 || iy >= i32(p.h) { continue; }
+            let x_row = x_base + u32(iy) * p.w;
+            let go_row = go_base + oy * p.ow;
+            for (var ox = 0u; ox < p.ow; ox++) {
+                let ix = i32(ox * p.sw + kx * p.dw) - i32(p.pw);
+                if ix < 0 || ix >= i32(p.w) { continue; }
+                var v = x[x_row + u32(ix)];
+                if p.relu_input != 0u { v = max(v, 0.0); }
+                acc = fma(y[go_row + ox], v, acc);
+            }
+        }
+    }
+    return acc;
+}
+
+@compute @workgroup_size(64)
+fn conv2d_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(wid, nwg, lid);
+    if i >= p.count { return; }
+    let r = forward_at(i);
+    if p.accumulate != 0u { y[r.index] += r.value; } else { y[r.index] = r.value; }
+}
+
+@compute @workgroup_size(64)
+fn conv2d_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                         @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(wid, nwg, lid);
+    if i >= p.count { return; }
+    let r = backward_input_at(i);
+    if p.accumulate != 0u { grad_x[r.index] += r.value; } else { grad_x[r.index] = r.value; }
+}
+
+@compute @workgroup_size(64)
+fn conv2d_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                          @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(wid, nwg, lid);
+    if i >= p.count { return; }
+    let v = backward_weight_at(i);
+    if p.accumulate != 0u { grad_weight[i] += v; } else { grad_weight[i] = v; }
+}
+
+var<workgroup> partial: array<f32, 64>;
+
+@compute @workgroup_size(64)
+fn conv2d_backward_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) lid: u32) {
+
+    // workgroup_index is uniform across the workgroup, so every thread reaches the barriers.
+    let oc = workgroup_index(wid, nwg);
+    let ohw = p.oh * p.ow;
+    let total = p.n * ohw;
+    var acc = 0.0;
+    if oc < p.cout {
+        for (var j = lid; j < total; j += WORKGROUP_SIZE) {
+            let n = j / ohw;
+            acc += y[p.y_off + n * p.y_bs + oc * ohw + j % ohw];
+        }
+    }
+    partial[lid] = acc;
+    workgroupBarrier();
+    for (var stride = WORKGROUP_SIZE / 2u; stride > 0u; stride /= 2u) {
+        if lid < stride { partial[lid] += partial[lid + stride]; }
+        workgroupBarrier();
+    }
+    if lid == 0u && oc < p.cout {
+        if p.accumulate != 0u { grad_bias[oc] += partial[0]; } else { grad_bias[oc] = partial[0]; }
+    }
+}
+
+@compute @workgroup_size(64)
+fn conv2d_backward_fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                         @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(wid, nwg, lid);
+    // count stops before the bias range when there is no bias gradient.
+    if i >= p.count { return; }
+    let nx = p.n * p.cin * p.h * p.w;
+    let nw = p.cout * (p.cin / p.groups) * p.kh * p.kw;
+    if i < nx {
+        let r = backward_input_at(i);
+        if p.accumulate != 0u { grad_x[r.index] += r.value; } else { grad_x[r.index] = r.value; }
+    } else if i < nx + nw {
+        grad_weight[i - nx] = backward_weight_at(i - nx);
+    } else if i < nx + nw + p.cout {
+        let oc = i - nx - nw;
+        let ohw = p.oh * p.ow;
+        var s = 0.0;
+        for (var j = 0u; j < p.n * ohw; j++) {
+            s += y[p.y_off + (j / ohw) * p.y_bs + oc * ohw + j % ohw];
+        }
+        grad_bias[oc] = s;
+    }
+}
