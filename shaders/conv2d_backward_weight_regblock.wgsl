@@ -45,6 +45,14 @@ fn conv2d_backward_weight_regblock(@builtin(workgroup_id) wid: vec3<u32>, @built
     let cobb = min(vec4<u32>(cob * 8u + 4u) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.cout - 1u)) * ohw;
     let lo = select(-3.0e38, 0.0, p.relu_input != 0u);
 
+    // The output columns whose tap kx lands inside the image: ox*sw + kx*dw - pw in [0, W).
+    // Computed once, so the inner loop has no bounds branch.
+    let shift = i32(kx * p.dw) - i32(p.pw);
+    let s = i32(p.sw);
+    let ox_lo = u32(max(0, (-shift + s - 1) / s));
+    let last = i32(p.w) - 1 - shift;   // floor division below needs last >= 0
+    let ox_hi = u32(select(0, clamp(last / s + 1, 0, i32(p.ow)), last >= 0));
+
     var acc: array<vec4<f32>, 16>;   // acc[2*j + h]: co = 8*cob + j, ci = 8*cib + 4*h .. +3
     for (var r = row0; r < row1; r++) {
         let n = r / p.oh;
@@ -53,10 +61,8 @@ fn conv2d_backward_weight_regblock(@builtin(workgroup_id) wid: vec3<u32>, @built
         if iy < 0 || iy >= i32(p.h) { continue; }
         let xr = p.x_off + n * p.x_bs + u32(iy) * p.w;
         let gr = p.y_off + n * p.y_bs + oy * p.ow;
-        for (var ox = 0u; ox < p.ow; ox++) {
-            let ix = i32(ox * p.sw + kx * p.dw) - i32(p.pw);
-            if ix < 0 || ix >= i32(p.w) { continue; }
-            let xo = xr + u32(ix);
+        for (var ox = ox_lo; ox < ox_hi; ox++) {
+            let xo = xr + u32(i32(ox * p.sw) + shift);
             let go = gr + ox;
             let xa = max(vec4<f32>(x[xo + cia.x], x[xo + cia.y], x[xo + cia.z], x[xo + cia.w]), vec4<f32>(lo));
             let xb = max(vec4<f32>(x[xo + cibb.x], x[xo + cibb.y], x[xo + cibb.z], x[xo + cibb.w]), vec4<f32>(lo));
