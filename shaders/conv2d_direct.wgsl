@@ -94,12 +94,19 @@ fn backward_input_at(i: u32) -> Element {
     let go_base = p.y_off + n * p.y_bs + g * cout_g * ohw;
     let w_base = (g * cout_g * cin_g + ic) * khw;
     var acc = 0.0;
-    for (var ky = 0u; ky < p.kh; ky++) {
+    // Only taps with (iy + ph - ky*dh) divisible by the stride reach an output pixel; with
+    // dilation 1 they are every sh-th tap from (iy + ph) % sh, so a strided conv visits
+    // 1/(sh*sw) of the taps. (The divisibility test stays: it is what decides for d > 1.)
+    let ky0 = select(0u, (iy + p.ph) % p.sh, p.dh == 1u);
+    let kx0 = select(0u, (ix + p.pw) % p.sw, p.dw == 1u);
+    let ky_step = select(1u, p.sh, p.dh == 1u);
+    let kx_step = select(1u, p.sw, p.dw == 1u);
+    for (var ky = ky0; ky < p.kh; ky += ky_step) {
         let ty = i32(iy + p.ph) - i32(ky * p.dh);
         if ty < 0 || u32(ty) % p.sh != 0u { continue; }
         let oy = u32(ty) / p.sh;
         if oy >= p.oh { continue; }
-        for (var kx = 0u; kx < p.kw; kx++) {
+        for (var kx = kx0; kx < p.kw; kx += kx_step) {
             let tx = i32(ix + p.pw) - i32(kx * p.dw);
             if tx < 0 || u32(tx) % p.sw != 0u { continue; }
             let ox = u32(tx) / p.sw;
