@@ -75,6 +75,13 @@ impl ConvKernels {
     }
 }
 
+/// A compiled kernel: its pipeline and the layout of its bind group 0.
+#[derive(Clone)]
+pub(crate) struct Kernel {
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+}
+
 /// A GPU and everything skipgrad keeps per GPU.
 ///
 /// Create one with [`Gpu::new`] (adapter chosen by `SKIPGRAD_BACKEND` or wgpu's preference)
@@ -86,7 +93,7 @@ pub struct Gpu {
     limits: wgpu::Limits,
     features: wgpu::Features,
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
-    pipelines: Mutex<HashMap<(&'static str, &'static str), wgpu::ComputePipeline>>,
+    pipelines: Mutex<HashMap<(&'static str, &'static str), Kernel>>,
     memory: Arc<MemoryTracker>,
     uncaptured: Arc<Mutex<Vec<String>>>,
     conv_kernels: Mutex<ConvKernels>,
@@ -322,6 +329,11 @@ impl Gpu {
         Ok(GpuBuffer::new(raw, bytes, purpose, self.memory.clone()))
     }
 
+    /// Accounts for a buffer created inside the caller's own error scope.
+    pub(crate) fn track(&self, raw: wgpu::Buffer, bytes: u64, purpose: Purpose) -> GpuBuffer {
+        GpuBuffer::new(raw, bytes, purpose, self.memory.clone())
+    }
+
     /// A storage buffer usable as kernel input and output, copy source and destination.
     pub(crate) fn alloc_storage(&self, bytes: u64, purpose: Purpose) -> Result<GpuBuffer> {
         self.alloc(
@@ -334,11 +346,7 @@ impl Gpu {
     }
 
     /// The compiled pipeline of `entry` in `shader`, compiled once per `Gpu` and cached.
-    pub(crate) fn pipeline(
-        &self,
-        shader: Shader,
-        entry: &'static str,
-    ) -> Result<wgpu::ComputePipeline> {
+    pub(crate) fn pipeline(&self, shader: Shader, entry: &'static str) -> Result<Kernel> {
         if let Some(p) = lock(&self.pipelines).get(&(shader.name, entry)) {
             return Ok(p.clone());
         }
@@ -373,8 +381,12 @@ impl Gpu {
                     })
             },
         )?;
-        lock(&self.pipelines).insert((shader.name, entry), pipeline.clone());
-        Ok(pipeline)
+        let kernel = Kernel {
+            layout: pipeline.get_bind_group_layout(0),
+            pipeline,
+        };
+        lock(&self.pipelines).insert((shader.name, entry), kernel.clone());
+        Ok(kernel)
     }
 
     /// Lays `workgroups` out as a grid within `max_compute_workgroups_per_dimension`:

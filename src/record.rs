@@ -161,32 +161,48 @@ impl<'g> Recording<'g> {
             return Ok(());
         }
         let grid = self.gpu.workgroup_grid(workgroups)?;
-        let pipeline = self.gpu.pipeline(shader, entry)?;
-        let uniform = self.gpu.alloc(
-            args.len() as u64,
-            Purpose::Uniform,
-            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        )?;
-        self.gpu.queue().write_buffer(&uniform.raw, 0, args);
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: uniform.raw.as_entire_binding(),
-        }];
-        entries.extend(storage.iter().map(|(binding, b)| wgpu::BindGroupEntry {
-            binding: *binding,
-            resource: b.as_entire_binding(),
-        }));
-        let bind_group = self
-            .gpu
-            .scoped(&format!("binding {}::{entry}", shader.name), || {
-                self.gpu
-                    .device()
-                    .create_bind_group(&wgpu::BindGroupDescriptor {
-                        label: Some(entry),
-                        layout: &pipeline.get_bind_group_layout(0),
-                        entries: &entries,
-                    })
-            })?;
+        let kernel = self.gpu.pipeline(shader, entry)?;
+        // The arguments go into a small uniform buffer written while mapped at creation (no
+        // staging copy), and buffer and bind group are made under one error scope.
+        let size = (args.len() as u64).max(4).next_multiple_of(4);
+        let device = self.gpu.device();
+        let mut padded = args.to_vec();
+        padded.resize(size as usize, 0);
+        let made = self.gpu.scoped("recording a dispatch", || {
+            let raw = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("kernel arguments"),
+                size,
+                usage: wgpu::BufferUsages::UNIFORM,
+                mapped_at_creation: true,
+            });
+            if let Ok(mut view) = raw.slice(..).get_mapped_range_mut() {
+                view.copy_from_slice(&padded);
+            }
+            raw.unmap();
+            let mut entries = Vec::with_capacity(storage.len() + 1);
+            entries.push(wgpu::BindGroupEntry {
+                binding: 0,
+                resource: raw.as_entire_binding(),
+            });
+            entries.extend(storage.iter().map(|(binding, b)| wgpu::BindGroupEntry {
+                binding: *binding,
+                resource: b.as_entire_binding(),
+            }));
+            let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(entry),
+                layout: &kernel.layout,
+                entries: &entries,
+            });
+            (raw, bind_group)
+        });
+        let (raw, bind_group) = made.map_err(|e| match e {
+            crate::Error::Gpu { message, .. } => crate::Error::Gpu {
+                during: format!("recording {}::{entry}", shader.name),
+                message,
+            },
+            other => other,
+        })?;
+        let uniform = self.gpu.track(raw, size, Purpose::Uniform);
         if self.pass.is_none() {
             // With timing on, the first pass writes the start timestamp and every pass its
             // end (the last one wins), so the pair spans all recorded work.
@@ -208,7 +224,7 @@ impl<'g> Recording<'g> {
             self.passes += 1;
         }
         if let Some(pass) = self.pass.as_mut() {
-            pass.set_pipeline(&pipeline);
+            pass.set_pipeline(&kernel.pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
             pass.dispatch_workgroups(grid[0], grid[1], grid[2]);
         }
