@@ -230,3 +230,20 @@ fn memory_is_accounted_per_purpose_and_freed() {
     assert!(after.peak_total >= 4096);
     let _ = upload([1, 1, 1, 1], &[1.0], Purpose::Parameter);
 }
+
+#[test]
+fn weights_must_be_whole_tensors() {
+    let g = gpu();
+    let big = zeros([4, 2, 3, 3]);
+    let w_view = big.channels(0..1).unwrap(); // [4, 1, 3, 3], a view
+    let mut rec = Recording::new(g);
+    let e = conv2d::conv2d(
+        &mut rec,
+        &zeros([1, 1, 5, 5]),
+        &w_view,
+        None,
+        &Default::default(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("whole tensor"), "{e}");
+}

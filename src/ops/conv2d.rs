@@ -146,6 +146,7 @@ struct Geometry {
 
 fn geometry(x: &Tensor, w: &Tensor, p: &Conv2dParams) -> Result<Geometry> {
     let y = p.output_shape(x.shape(), w.shape())?;
+    check_whole("the weight (or its gradient)", w)?;
     Ok(Geometry {
         x: x.shape(),
         w: w.shape(),
@@ -153,7 +154,19 @@ fn geometry(x: &Tensor, w: &Tensor, p: &Conv2dParams) -> Result<Geometry> {
     })
 }
 
+/// Weights, biases and their gradients are whole tensors: the kernels index them from 0.
+fn check_whole(what: &str, t: &Tensor) -> Result<()> {
+    if !t.is_contiguous() {
+        return Err(Error::param(
+            "conv2d",
+            format!("{what} must be a whole tensor, not a channel view"),
+        ));
+    }
+    Ok(())
+}
+
 fn check_bias(bias: &Tensor, cout: usize) -> Result<()> {
+    check_whole("bias", bias)?;
     if bias.shape() != [cout, 1, 1, 1] {
         return Err(Error::shape(
             "conv2d",
@@ -474,7 +487,13 @@ fn backward_weight_gemm(
         per = per.next_multiple_of(16);
     }
     let splits = units.div_ceil(per);
-    let partial = Tensor::zeros(rec.gpu(), [splits, wsize, 1, 1], Purpose::Scratch)?;
+    // One split that overwrites: the kernel writes the gradient itself, no partial sums.
+    let direct_store = splits == 1 && !fusion.accumulate;
+    let partial = if direct_store {
+        grad_weight.clone()
+    } else {
+        Tensor::zeros(rec.gpu(), [splits, wsize, 1, 1], Purpose::Scratch)?
+    };
     let cost = Cost {
         flops: tap_flops(g),
         bytes: bytes_of(&[x.numel(), grad_out.numel(), partial.numel()]),
@@ -508,6 +527,9 @@ fn backward_weight_gemm(
             threads as u64,
             cost,
         )?;
+    }
+    if direct_store {
+        return Ok(());
     }
     let mut r = args(g, p, wsize, fusion);
     r.mask_output = splits as u32;
