@@ -182,17 +182,19 @@ fn print_table(gpu: &Gpu, a: &MemoryArgs, rows: &[Row]) {
         a.growth, a.channels, a.size, a.size, a.batch
     );
     println!(
-        "{:>3} | {:>11} {:>11} {:>7} {:>11} {:>9} | {:>11} {:>11} {:>7} {:>11} {:>9} | {:>6}",
+        "{:>3} | {:>11} {:>11} {:>7} {:>11} {:>11} {:>9} | {:>11} {:>11} {:>7} {:>11} {:>11} {:>9} | {:>6}",
         "L",
         "naive meas",
         "analytic",
         "m/a",
         "activations",
+        "+scratch",
         "ms",
         "shared meas",
         "analytic",
         "m/a",
         "activations",
+        "+scratch",
         "ms",
         "n/s"
     );
