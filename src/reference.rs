@@ -26,36 +26,12 @@ pub fn conv2d(
     p: &Conv2dParams,
 ) -> Result<(Vec<f64>, [usize; 4])> {
     let ys = p.output_shape(xs, ws)?;
-    let [n, cout, oh, ow] = ys;
-    let (cin_g, cout_g) = (ws[1], cout / p.groups);
     let mut y = vec![0.0; ys.iter().product()];
-    for ni in 0..n {
-        for oc in 0..cout {
-            let g = oc / cout_g;
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let mut acc = b.map_or(0.0, |b| b[oc]);
-                    for ic in 0..cin_g {
-                        for ky in 0..ws[2] {
-                            let Some(iy) =
-                                tap(oy, ky, p.stride[0], p.padding[0], p.dilation[0], xs[2])
-                            else {
-                                continue;
-                            };
-                            for kx in 0..ws[3] {
-                                let Some(ix) =
-                                    tap(ox, kx, p.stride[1], p.padding[1], p.dilation[1], xs[3])
-                                else {
-                                    continue;
-                                };
-                                acc += x[at(xs, ni, g * cin_g + ic, iy, ix)]
-                                    * w[at(ws, oc, ic, ky, kx)];
-                            }
-                        }
-                    }
-                    y[at(ys, ni, oc, oy, ox)] = acc;
-                }
-            }
+    for_each_tap(xs, ws, p, |xi, wi, yi| y[yi] += x[xi] * w[wi])?;
+    if let Some(b) = b {
+        let plane = ys[2] * ys[3];
+        for (i, v) in y.iter_mut().enumerate() {
+            *v += b[(i / plane) % ys[1]];
         }
     }
     Ok((y, ys))

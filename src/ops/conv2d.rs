@@ -579,18 +579,18 @@ pub fn conv2d_into(
     }
     expect_shape("output", out, g.y)?;
     no_overlap("conv2d", out, x)?;
+    let cost = Cost {
+        flops: tap_flops(&g) + bias.map_or(0, |_| out.numel() as u64),
+        bytes: bytes_of(&[
+            x.numel(),
+            weight.numel(),
+            bias.map_or(0, |b| b.numel()),
+            out.numel() * (1 + fusion.accumulate as usize),
+        ]),
+    };
     let family = choose(rec, Pass::Forward, &g, params, params.groups == 1)?;
     if family != ConvKernels::Direct {
         let packed = pack_weights(rec, weight, false)?;
-        let cost = Cost {
-            flops: tap_flops(&g) + bias.map_or(0, |_| out.numel() as u64),
-            bytes: bytes_of(&[
-                x.numel(),
-                weight.numel(),
-                bias.map_or(0, |b| b.numel()),
-                out.numel() * (1 + fusion.accumulate as usize),
-            ]),
-        };
         return implicit_gemm(
             rec,
             family,
@@ -612,15 +612,6 @@ pub fn conv2d_into(
     a.has_bias = bias.is_some() as u32;
     // Without a bias the kernel never reads binding 3; the weight stands in for it.
     let bias_buf = bias.unwrap_or(weight).raw();
-    let cost = Cost {
-        flops: tap_flops(&g) + bias.map_or(0, |_| out.numel() as u64),
-        bytes: bytes_of(&[
-            x.numel(),
-            weight.numel(),
-            bias.map_or(0, |b| b.numel()),
-            out.numel() * (1 + fusion.accumulate as usize),
-        ]),
-    };
     rec.dispatch(
         shaders::CONV2D_DIRECT,
         "conv2d_forward",
@@ -686,6 +677,15 @@ pub fn conv2d_backward(
     })
 }
 
+/// Whether the input gradient is a stride-1 conv of grad_out with the transposed, flipped
+/// kernel (padding `d(k-1) - p` must not be negative): what the GEMM kernels compute.
+fn transposable(g: &Geometry, p: &Conv2dParams) -> bool {
+    let [_, _, kh, kw] = g.w;
+    p.stride == [1, 1]
+        && p.padding[0] <= p.dilation[0] * (kh - 1)
+        && p.padding[1] <= p.dilation[1] * (kw - 1)
+}
+
 /// Convolutions this small (in FLOPs of one pass) take their three gradients from one
 /// fused direct dispatch when the direct family is chosen for every pass: launch overhead
 /// is their whole cost.
@@ -714,13 +714,14 @@ pub fn conv2d_backward_into(
         && rec.conv_kernels() != ConvKernels::Tiled
         && rec.conv_kernels() != ConvKernels::Tiled8x8
     {
-        let [_, _, kh, kw] = g.w;
-        let transposable = params.stride == [1, 1]
-            && params.padding[0] <= params.dilation[0] * (kh - 1)
-            && params.padding[1] <= params.dilation[1] * (kw - 1);
         let gemm = params.groups == 1;
-        let all_direct = choose(rec, Pass::BackwardInput, &g, params, gemm && transposable)?
-            == ConvKernels::Direct
+        let all_direct = choose(
+            rec,
+            Pass::BackwardInput,
+            &g,
+            params,
+            gemm && transposable(&g, params),
+        )? == ConvKernels::Direct
             && choose(rec, Pass::BackwardWeight, &g, params, gemm)? == ConvKernels::Direct;
         if all_direct {
             return backward_fused(
@@ -828,16 +829,22 @@ pub fn conv2d_backward_input_into(
     expect_shape("input gradient", grad_x, g.x)?;
     no_overlap("conv2d backward input", grad_x, grad_out)?;
     no_overlap("conv2d backward input", grad_x, x)?;
+    let cost = Cost {
+        flops: tap_flops(&g),
+        bytes: bytes_of(&[
+            grad_out.numel(),
+            weight.numel(),
+            if fusion.relu_input { x.numel() } else { 0 },
+            grad_x.numel() * (1 + fusion.accumulate as usize),
+        ]),
+    };
     let [_, _, kh, kw] = g.w;
-    let transposable = params.stride == [1, 1]
-        && params.padding[0] <= params.dilation[0] * (kh - 1)
-        && params.padding[1] <= params.dilation[1] * (kw - 1);
     let family = choose(
         rec,
         Pass::BackwardInput,
         &g,
         params,
-        params.groups == 1 && transposable,
+        params.groups == 1 && transposable(&g, params),
     )?;
     if family != ConvKernels::Direct {
         // The input gradient of a stride-1 conv is a conv of grad_out with the transposed,
@@ -857,15 +864,6 @@ pub fn conv2d_backward_input_into(
             dilation: params.dilation,
             groups: 1,
         };
-        let cost = Cost {
-            flops: tap_flops(&g),
-            bytes: bytes_of(&[
-                grad_out.numel(),
-                weight.numel(),
-                if fusion.relu_input { x.numel() } else { 0 },
-                grad_x.numel() * (1 + fusion.accumulate as usize),
-            ]),
-        };
         let mask = fusion.relu_input.then_some(x);
         let f = Fusion {
             relu_input: false,
@@ -879,15 +877,6 @@ pub fn conv2d_backward_input_into(
     a.x_view = view(x);
     a.y_view = view(grad_out);
     a.gx_view = view(grad_x);
-    let cost = Cost {
-        flops: tap_flops(&g),
-        bytes: bytes_of(&[
-            grad_out.numel(),
-            weight.numel(),
-            if fusion.relu_input { x.numel() } else { 0 },
-            grad_x.numel() * (1 + fusion.accumulate as usize),
-        ]),
-    };
     rec.dispatch(
         shaders::CONV2D_DIRECT,
         "conv2d_backward_input",
