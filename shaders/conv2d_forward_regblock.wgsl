@@ -97,3 +97,56 @@ fn conv2d_forward_regblock(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_w
         }
     }
 }
+
+// conv2d_forward_pixel — the same contract with one output pixel × 8 channels per thread:
+// many more threads for the small layers a big GPU would otherwise leave idle. A workgroup
+// is 64 consecutive output pixels (count = N*OH*OW) of one 8-channel block (from the
+// workgroup index: every lane reads the same weights, one broadcast load each, and
+// consecutive lanes read consecutive activations). Workgroups: ceil(count / 64) * blocks.
+@compute @workgroup_size(64)
+fn conv2d_forward_pixel(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) lid: u32) {
+    let wg = workgroup_index(wid, nwg);
+    let cb = wg % p.blocks;
+    let m_raw = (wg / p.blocks) * WORKGROUP_SIZE + lid;
+    let live = m_raw < p.count;
+    let m = min(m_raw, p.count - 1u);
+    let ox = m % p.ow;
+    let oy = (m / p.ow) % p.oh;
+    let n = m / (p.ow * p.oh);
+    let hw = p.h * p.w;
+    let x_n = p.x_off + n * p.x_bs;
+    let wt_row = p.blocks * 2u;
+    let lo = select(-3.0e38, 0.0, p.relu_input != 0u);
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    for (var ky = 0u; ky < p.kh; ky++) {
+        let iy = i32(oy * p.sh + ky * p.dh) - i32(p.ph);
+        for (var kx = 0u; kx < p.kw; kx++) {
+            let ix = i32(ox * p.sw + kx * p.dw) - i32(p.pw);
+            let ok = iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w);
+            let mk = select(0.0, 1.0, ok);
+            var xo = x_n + select(0u, u32(iy) * p.w + u32(ix), ok);
+            var wi = ((ky * p.kw + kx) * p.cin) * wt_row + cb * 2u;
+            for (var ci = 0u; ci < p.cin; ci++) {
+                let v = vec4<f32>(max(x[xo], lo) * mk);
+                a0 = fma(v, wt[wi], a0);
+                a1 = fma(v, wt[wi + 1u], a1);
+                wi += wt_row;
+                xo += hw;
+            }
+        }
+    }
+    if !live { return; }
+    let pix0 = oy * p.ow + ox;
+    for (var j = 0u; j < 8u; j++) {
+        let co = cb * 8u + j;
+        if co >= p.cout { break; }
+        let pix = co * p.oh * p.ow + pix0;
+        var r = select(a1[(j + 4u) % 4u], a0[j % 4u], j < 4u);
+        if p.has_bias != 0u { r += bias[co]; }
+        if p.mask_output != 0u && mask[p.gx_off + n * p.gx_bs + pix] <= 0.0 { r = 0.0; }
+        let o = p.y_off + n * p.y_bs + pix;
+        if p.accumulate != 0u { out[o] += r; } else { out[o] = r; }
+    }
+}

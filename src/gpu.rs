@@ -35,15 +35,20 @@ pub enum ConvKernels {
     /// As `Tiled`, with 64 threads of 8×8 per tile (forward and input gradient; the weight
     /// gradient uses the 4×4 tiles).
     Tiled8x8,
+    /// One output pixel × 8 channels per thread, weights broadcast across the workgroup:
+    /// many threads for small layers on big GPUs (forward and input gradient; the weight
+    /// gradient uses the tiled kernel).
+    Pixel,
 }
 
 impl ConvKernels {
     /// The concrete families (all but `Auto`).
-    pub const CONCRETE: [ConvKernels; 4] = [
+    pub const CONCRETE: [ConvKernels; 5] = [
         ConvKernels::Direct,
         ConvKernels::RegisterBlocked,
         ConvKernels::Tiled,
         ConvKernels::Tiled8x8,
+        ConvKernels::Pixel,
     ];
 
     /// Lower-case name.
@@ -54,10 +59,11 @@ impl ConvKernels {
             ConvKernels::RegisterBlocked => "regblock",
             ConvKernels::Tiled => "tiled",
             ConvKernels::Tiled8x8 => "tiled8x8",
+            ConvKernels::Pixel => "pixel",
         }
     }
 
-    /// Parses `auto`, `direct`, `regblock`, `tiled` or `tiled8x8`.
+    /// Parses `auto`, `direct`, `regblock`, `tiled`, `tiled8x8` or `pixel`.
     pub fn parse(name: &str) -> Result<ConvKernels> {
         match name.trim().to_ascii_lowercase().as_str() {
             "auto" => Ok(ConvKernels::Auto),
@@ -65,10 +71,11 @@ impl ConvKernels {
             "regblock" | "register-blocked" => Ok(ConvKernels::RegisterBlocked),
             "tiled" => Ok(ConvKernels::Tiled),
             "tiled8x8" => Ok(ConvKernels::Tiled8x8),
+            "pixel" => Ok(ConvKernels::Pixel),
             other => Err(Error::InvalidParameter {
                 op: "conv kernels",
                 detail: format!(
-                    "unknown family {other:?} (expected auto, direct, regblock, tiled or tiled8x8)"
+                    "unknown family {other:?} (expected auto, direct, regblock, tiled, tiled8x8 or pixel)"
                 ),
             }),
         }

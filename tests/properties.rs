@@ -111,7 +111,7 @@ proptest! {
     fn conv2d_on_views_with_relu_and_accumulate(
         n in 1usize..=2, cin in 1usize..=5, cout in 1usize..=4, lead in 0usize..=3,
         hw in 1usize..=6, k in 1usize..=3, pad in 0usize..=1, seed in any::<u64>(),
-        family in 0usize..3,
+        family in 0usize..ConvKernels::CONCRETE.len(),
     ) {
         let p = Conv2dParams::new(1, pad);
         prop_assume!(p.output_shape([n, cin, hw, hw], [cout, cin, k, k]).is_ok());

@@ -284,10 +284,39 @@ fn implicit_gemm(
     cost: Cost,
 ) -> Result<()> {
     let blocks = g.y[1].div_ceil(8);
-    let tiled = matches!(family, ConvKernels::Tiled | ConvKernels::Tiled8x8);
-    let threads = g.y[0] * g.y[2] * g.y[3].div_ceil(8) * blocks;
-    let workgroups = (g.y[0] * g.y[2] * g.y[3]).div_ceil(64) * g.y[1].div_ceil(64);
-    let mut a = args(g, p, if tiled { workgroups } else { threads }, fusion);
+    let pixels = g.y[0] * g.y[2] * g.y[3];
+    let tiles = pixels.div_ceil(64) * g.y[1].div_ceil(64);
+    // (shader, entry, `count` argument, workgroups to dispatch)
+    let (shader, entry, count, workgroups) = match family {
+        ConvKernels::Tiled => (
+            shaders::CONV2D_FORWARD_TILED,
+            "conv2d_forward_tiled",
+            tiles,
+            tiles,
+        ),
+        ConvKernels::Tiled8x8 => (
+            shaders::CONV2D_FORWARD_TILED,
+            "conv2d_forward_tiled_8x8",
+            tiles,
+            tiles,
+        ),
+        ConvKernels::Pixel => (
+            shaders::CONV2D_FORWARD_REGBLOCK,
+            "conv2d_forward_pixel",
+            pixels,
+            pixels.div_ceil(64) * blocks,
+        ),
+        _ => {
+            let threads = g.y[0] * g.y[2] * g.y[3].div_ceil(8) * blocks;
+            (
+                shaders::CONV2D_FORWARD_REGBLOCK,
+                "conv2d_forward_regblock",
+                threads,
+                threads.div_ceil(64),
+            )
+        }
+    };
+    let mut a = args(g, p, count, fusion);
     a.x_view = view(x);
     a.y_view = view(out);
     a.has_bias = has_bias as u32;
@@ -304,31 +333,14 @@ fn implicit_gemm(
         (4, out.raw()),
         (5, mask_buf),
     ];
-    let bytes = bytemuck::bytes_of(&a);
-    if tiled {
-        let entry = if family == ConvKernels::Tiled8x8 {
-            "conv2d_forward_tiled_8x8"
-        } else {
-            "conv2d_forward_tiled"
-        };
-        rec.dispatch_workgroups(
-            shaders::CONV2D_FORWARD_TILED,
-            entry,
-            bytes,
-            &bindings,
-            workgroups as u64,
-            cost,
-        )
-    } else {
-        rec.dispatch(
-            shaders::CONV2D_FORWARD_REGBLOCK,
-            "conv2d_forward_regblock",
-            bytes,
-            &bindings,
-            threads as u64,
-            cost,
-        )
-    }
+    rec.dispatch_workgroups(
+        shader,
+        entry,
+        bytemuck::bytes_of(&a),
+        &bindings,
+        workgroups as u64,
+        cost,
+    )
 }
 
 /// Which pass of a convolution a kernel computes.
@@ -393,7 +405,10 @@ fn autotune(gpu: &crate::Gpu, pass: Pass, g: &Geometry, p: &Conv2dParams) -> Res
         // The weight gradient has one tiled kernel (both tiled families use it).
         (false, _) => ConvKernels::CONCRETE
             .into_iter()
-            .filter(|f| !(pass == Pass::BackwardWeight && *f == ConvKernels::Tiled8x8))
+            .filter(|f| {
+                !(pass == Pass::BackwardWeight
+                    && matches!(f, ConvKernels::Tiled8x8 | ConvKernels::Pixel))
+            })
             .collect(),
     };
     let choice = if candidates.len() == 1 {
@@ -466,7 +481,11 @@ fn backward_weight_gemm(
 ) -> Result<()> {
     let [cout, cin, kh, kw] = g.w;
     let wsize = grad_weight.numel();
-    let tiled = matches!(family, ConvKernels::Tiled | ConvKernels::Tiled8x8);
+    // Families without a weight-gradient kernel of their own use the tiled one.
+    let tiled = matches!(
+        family,
+        ConvKernels::Tiled | ConvKernels::Tiled8x8 | ConvKernels::Pixel
+    );
     // The reduction runs over output rows (register-blocked) or pixels (tiled); it is split
     // so that enough threads run, keeping the partial sums under 64 MiB.
     let (units, base_threads) = if tiled {
