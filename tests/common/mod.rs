@@ -42,10 +42,10 @@ pub fn to_f64(v: &[f32]) -> Vec<f64> {
 pub fn assert_close(what: &str, got: &[f32], want: &[f64], tol: f64) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let err = (g as f64 - w).abs();
         assert!(
-            err <= tol * (1.0 + w.abs()),
-            "{what}[{i}]: got {g}, want {w} (err {err:e})"
+            approx::abs_diff_eq!(g as f64, w, epsilon = tol * (1.0 + w.abs())),
+            "{what}[{i}]: got {g}, want {w} (err {:e})",
+            (g as f64 - w).abs()
         );
     }
 }
