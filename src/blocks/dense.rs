@@ -108,26 +108,13 @@ impl DenseBlock {
         layers: usize,
         strategy: ConcatStrategy,
     ) -> Result<DenseBlock> {
-        Self::check(in_channels, growth, layers)?;
-        let layers = (0..layers)
-            .map(|i| {
-                let shape = layer_shape(in_channels, growth, i);
-                ConvLayer::init(
-                    gpu,
-                    &format!("layer{i}"),
-                    shape,
-                    Conv2dParams::new(1, 1),
-                    100 + i as u64,
-                )
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(DenseBlock {
+        Self::build(
             in_channels,
             growth,
-            strategy,
             layers,
-            saved: None,
-        })
+            strategy,
+            |i, name, shape, p| ConvLayer::init(gpu, name, shape, p, 100 + i as u64),
+        )
     }
 
     /// A block whose parameters come from a PyTorch `state_dict` (`layer{i}.weight`,
@@ -140,17 +127,28 @@ impl DenseBlock {
         strategy: ConcatStrategy,
         file: &TensorFile,
     ) -> Result<DenseBlock> {
+        Self::build(
+            in_channels,
+            growth,
+            layers,
+            strategy,
+            |_, name, shape, p| ConvLayer::load(gpu, file, name, shape, p),
+        )
+    }
+
+    /// Checks the sizes and makes layer `i` (named `layer{i}`) with `make`.
+    fn build(
+        in_channels: usize,
+        growth: usize,
+        layers: usize,
+        strategy: ConcatStrategy,
+        make: impl Fn(usize, &str, [usize; 4], Conv2dParams) -> Result<ConvLayer>,
+    ) -> Result<DenseBlock> {
         Self::check(in_channels, growth, layers)?;
         let layers = (0..layers)
             .map(|i| {
                 let shape = layer_shape(in_channels, growth, i);
-                ConvLayer::load(
-                    gpu,
-                    file,
-                    &format!("layer{i}"),
-                    shape,
-                    Conv2dParams::new(1, 1),
-                )
+                make(i, &format!("layer{i}"), shape, Conv2dParams::new(1, 1))
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(DenseBlock {

@@ -519,35 +519,36 @@ fn backward_weight_gemm(
         bytes: bytes_of(&[x.numel(), grad_out.numel(), partial.numel()]),
     };
     let bindings = [(1, x.raw()), (2, grad_out.raw()), (3, partial.raw())];
-    if tiled {
+    // (shader, entry, `count` argument, workgroups to dispatch)
+    let (shader, entry, count, workgroups) = if tiled {
         let workgroups = base_threads / 256 * splits;
-        let mut a = args(g, p, workgroups, fusion);
-        a.x_view = view(x);
-        a.y_view = view(grad_out);
-        a.blocks = per as u32;
-        rec.dispatch_workgroups(
+        (
             shaders::CONV2D_BACKWARD_WEIGHT_TILED,
             "conv2d_backward_weight_tiled",
-            bytemuck::bytes_of(&a),
-            &bindings,
-            workgroups as u64,
-            cost,
-        )?;
+            workgroups,
+            workgroups,
+        )
     } else {
         let threads = base_threads * splits;
-        let mut a = args(g, p, threads, fusion);
-        a.x_view = view(x);
-        a.y_view = view(grad_out);
-        a.blocks = per as u32;
-        rec.dispatch(
+        (
             shaders::CONV2D_BACKWARD_WEIGHT_REGBLOCK,
             "conv2d_backward_weight_regblock",
-            bytemuck::bytes_of(&a),
-            &bindings,
-            threads as u64,
-            cost,
-        )?;
-    }
+            threads,
+            threads.div_ceil(64),
+        )
+    };
+    let mut a = args(g, p, count, fusion);
+    a.x_view = view(x);
+    a.y_view = view(grad_out);
+    a.blocks = per as u32;
+    rec.dispatch_workgroups(
+        shader,
+        entry,
+        bytemuck::bytes_of(&a),
+        &bindings,
+        workgroups as u64,
+        cost,
+    )?;
     if direct_store {
         return Ok(());
     }
