@@ -105,3 +105,84 @@ fn conv2d_backward_weight_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin
     }
     if p.accumulate != 0u { grad_weight[i] += s; } else { grad_weight[i] = s; }
 }
+
+// conv2d_backward_weight_pixel — the same partial sums with the reduction spread over lanes:
+// a workgroup owns one tap, an 8 (co) × 8 (ci) block and one split of the pixels; its 64
+// lanes take every 64th pixel of the split (consecutive lanes, consecutive pixels: every
+// load coalesces), each keeping its own 8 × 8 block, and the lanes' blocks are summed in
+// workgroup memory at the end. Many threads and no barrier in the loop: the shape a big GPU
+// wants for the small, long-reduction weight gradients of these layers.
+// Workgroups (count): blocks_ci * blocks_co * kh*kw * splits, ci block fastest;
+// `blocks` = pixels per split, `mask_output` = splits (for the reduce pass).
+var<workgroup> lanes: array<vec4<f32>, 1024>;   // [64 lanes][16 accumulators]
+
+@compute @workgroup_size(64)
+fn conv2d_backward_weight_pixel(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                                @builtin(local_invocation_index) lid: u32) {
+    let wg = workgroup_index(wid, nwg);
+    if wg >= p.count { return; }
+    let blocks_ci = (p.cin + 7u) / 8u;
+    let blocks_co = (p.cout + 7u) / 8u;
+    let taps = p.kh * p.kw;
+    let cib = wg % blocks_ci;
+    let cob = (wg / blocks_ci) % blocks_co;
+    let tap = (wg / (blocks_ci * blocks_co)) % taps;
+    let split = wg / (blocks_ci * blocks_co * taps);
+    let ky = tap / p.kw;
+    let kx = tap % p.kw;
+    let hw = p.h * p.w;
+    let ohw = p.oh * p.ow;
+    let q0 = split * p.blocks;
+    let q1 = min(q0 + p.blocks, p.n * ohw);
+    let cia = min(vec4<u32>(cib * 8u) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.cin - 1u)) * hw;
+    let cibb = min(vec4<u32>(cib * 8u + 4u) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.cin - 1u)) * hw;
+    let coa = min(vec4<u32>(cob * 8u) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.cout - 1u)) * ohw;
+    let cobb = min(vec4<u32>(cob * 8u + 4u) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.cout - 1u)) * ohw;
+    let lo = select(-3.0e38, 0.0, p.relu_input != 0u);
+
+    var acc: array<vec4<f32>, 16>;   // acc[2*j + h]: co = 8*cob + j, ci = 8*cib + 4*h .. +3
+    for (var q = q0 + lid; q < q1; q += WORKGROUP_SIZE) {
+        let ox = q % p.ow;
+        let oy = (q / p.ow) % p.oh;
+        let n = q / ohw;
+        let iy = i32(oy * p.sh + ky * p.dh) - i32(p.ph);
+        let ix = i32(ox * p.sw + kx * p.dw) - i32(p.pw);
+        let ok = iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w);
+        let m = select(0.0, 1.0, ok);
+        let xo = p.x_off + n * p.x_bs + select(0u, u32(iy) * p.w + u32(ix), ok);
+        let go = p.y_off + n * p.y_bs + oy * p.ow + ox;
+        let xa = max(vec4<f32>(x[xo + cia.x], x[xo + cia.y], x[xo + cia.z], x[xo + cia.w]), vec4<f32>(lo)) * m;
+        let xb = max(vec4<f32>(x[xo + cibb.x], x[xo + cibb.y], x[xo + cibb.z], x[xo + cibb.w]), vec4<f32>(lo)) * m;
+        let ga = vec4<f32>(grad_out[go + coa.x], grad_out[go + coa.y], grad_out[go + coa.z], grad_out[go + coa.w]);
+        let gb = vec4<f32>(grad_out[go + cobb.x], grad_out[go + cobb.y], grad_out[go + cobb.z], grad_out[go + cobb.w]);
+        acc[0] = fma(vec4<f32>(ga.x), xa, acc[0]);   acc[1] = fma(vec4<f32>(ga.x), xb, acc[1]);
+        acc[2] = fma(vec4<f32>(ga.y), xa, acc[2]);   acc[3] = fma(vec4<f32>(ga.y), xb, acc[3]);
+        acc[4] = fma(vec4<f32>(ga.z), xa, acc[4]);   acc[5] = fma(vec4<f32>(ga.z), xb, acc[5]);
+        acc[6] = fma(vec4<f32>(ga.w), xa, acc[6]);   acc[7] = fma(vec4<f32>(ga.w), xb, acc[7]);
+        acc[8] = fma(vec4<f32>(gb.x), xa, acc[8]);   acc[9] = fma(vec4<f32>(gb.x), xb, acc[9]);
+        acc[10] = fma(vec4<f32>(gb.y), xa, acc[10]); acc[11] = fma(vec4<f32>(gb.y), xb, acc[11]);
+        acc[12] = fma(vec4<f32>(gb.z), xa, acc[12]); acc[13] = fma(vec4<f32>(gb.z), xb, acc[13]);
+        acc[14] = fma(vec4<f32>(gb.w), xa, acc[14]); acc[15] = fma(vec4<f32>(gb.w), xb, acc[15]);
+    }
+    for (var i = 0u; i < 16u; i++) {
+        lanes[lid * 16u + i] = acc[i];
+    }
+    workgroupBarrier();
+    // Lanes 0..15 each sum one accumulator over the 64 lanes and store its 4 channels.
+    if lid < 16u {
+        var s = vec4<f32>(0.0);
+        for (var l = 0u; l < WORKGROUP_SIZE; l++) {
+            s += lanes[l * 16u + lid];
+        }
+        let co = cob * 8u + lid / 2u;
+        let base = split * p.cout * p.cin * taps;
+        if co < p.cout {
+            for (var k = 0u; k < 4u; k++) {
+                let ci = cib * 8u + (lid % 2u) * 4u + k;
+                if ci < p.cin {
+                    partial[base + (co * p.cin + ci) * taps + tap] = s[k];
+                }
+            }
+        }
+    }
+}

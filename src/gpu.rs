@@ -35,9 +35,9 @@ pub enum ConvKernels {
     /// As `Tiled`, with 64 threads of 8×8 per tile (forward and input gradient; the weight
     /// gradient uses the 4×4 tiles).
     Tiled8x8,
-    /// One output pixel × 8 channels per thread, weights broadcast across the workgroup:
-    /// many threads for small layers on big GPUs (forward and input gradient; the weight
-    /// gradient uses the tiled kernel).
+    /// One output pixel × 8 channels per thread, weights broadcast across the workgroup
+    /// (forward and input gradient), and a weight gradient whose reduction is spread over
+    /// the lanes of a workgroup: many threads for small layers on big GPUs.
     Pixel,
 }
 

@@ -400,15 +400,16 @@ fn autotune(gpu: &crate::Gpu, pass: Pass, g: &Geometry, p: &Conv2dParams) -> Res
     let flops = tap_flops(g);
     let cpu = gpu.adapter_info().device_type == wgpu::DeviceType::Cpu;
     let candidates: Vec<ConvKernels> = match (cpu, flops < 2_000_000) {
+        // The lane-reduced (pixel) weight gradient also does well on lavapipe: measure both.
+        (true, false) if pass == Pass::BackwardWeight => {
+            vec![ConvKernels::RegisterBlocked, ConvKernels::Pixel]
+        }
         (true, false) => vec![ConvKernels::RegisterBlocked],
         (true, true) => vec![ConvKernels::RegisterBlocked, ConvKernels::Direct],
         // The weight gradient has one tiled kernel (both tiled families use it).
         (false, _) => ConvKernels::CONCRETE
             .into_iter()
-            .filter(|f| {
-                !(pass == Pass::BackwardWeight
-                    && matches!(f, ConvKernels::Tiled8x8 | ConvKernels::Pixel))
-            })
+            .filter(|f| !(pass == Pass::BackwardWeight && *f == ConvKernels::Tiled8x8))
             .collect(),
     };
     let choice = if candidates.len() == 1 {
@@ -482,16 +483,18 @@ fn backward_weight_gemm(
 ) -> Result<()> {
     let [cout, cin, kh, kw] = g.w;
     let wsize = grad_weight.numel();
-    // Families without a weight-gradient kernel of their own use the tiled one.
-    let tiled = matches!(
-        family,
-        ConvKernels::Tiled | ConvKernels::Tiled8x8 | ConvKernels::Pixel
-    );
+    // Tiled8x8 has no weight-gradient kernel of its own and uses the tiled one.
+    let tiled = matches!(family, ConvKernels::Tiled | ConvKernels::Tiled8x8);
+    let pixel = family == ConvKernels::Pixel;
     // The reduction runs over output rows (register-blocked) or pixels (tiled); it is split
     // so that enough threads run, keeping the partial sums under 64 MiB.
     let (units, base_threads) = if tiled {
         let tiles = (cin * kh * kw).div_ceil(64) * cout.div_ceil(64);
         (g.y[0] * g.y[2] * g.y[3], tiles * 256)
+    } else if pixel {
+        // Each workgroup's 64 lanes share a split: at least 64 pixels a split.
+        let blocks = cin.div_ceil(8) * cout.div_ceil(8) * kh * kw;
+        ((g.y[0] * g.y[2] * g.y[3]).div_ceil(64), blocks * 64)
     } else {
         (
             g.y[0] * g.y[2],
@@ -507,6 +510,10 @@ fn backward_weight_gemm(
         per = per.next_multiple_of(16);
     }
     let splits = units.div_ceil(per);
+    if pixel {
+        // Units were groups of 64 pixels; the kernel counts pixels.
+        per *= 64;
+    }
     // One split that overwrites: the kernel writes the gradient itself, no partial sums.
     let direct_store = splits == 1 && !fusion.accumulate;
     let partial = if direct_store {
@@ -525,6 +532,14 @@ fn backward_weight_gemm(
         (
             shaders::CONV2D_BACKWARD_WEIGHT_TILED,
             "conv2d_backward_weight_tiled",
+            workgroups,
+            workgroups,
+        )
+    } else if pixel {
+        let workgroups = base_threads / 64 * splits;
+        (
+            shaders::CONV2D_BACKWARD_WEIGHT_REGBLOCK,
+            "conv2d_backward_weight_pixel",
             workgroups,
             workgroups,
         )
