@@ -385,3 +385,50 @@ fn parameters_round_trip_through_safetensors() {
     assert_eq!(TensorFile::read(&path2).unwrap().tensors, file.tensors);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The allocator's measured peak of activations, gradients and parameters over one
+/// forward+backward equals the analytic count, for both strategies (what `skipgrad memory`
+/// reports). A Gpu of its own, so no other test's buffers are counted.
+#[test]
+fn dense_block_peak_memory_matches_the_formula() {
+    let gpu = skipgrad::Gpu::new().expect("GPU adapter");
+    let (n, c0, k, layers, hw) = (2, 3, 2, 4, 5);
+    for strategy in ConcatStrategy::ALL {
+        let base = gpu.memory_report().live_data;
+        let mut block = DenseBlock::new(&gpu, c0, k, layers, strategy).unwrap();
+        let x = Tensor::zeros(&gpu, [n, c0, hw, hw], Purpose::Activation).unwrap();
+        let go = Tensor::zeros(&gpu, [n, block.out_channels(), hw, hw], Purpose::Gradient).unwrap();
+        // One pass first (kernel autotuning allocates scratch of its own), then measure.
+        for measured in [false, true] {
+            if measured {
+                gpu.reset_peak_memory();
+            }
+            let mut rec = Recording::new(&gpu);
+            let out = block.forward(&mut rec, &x).unwrap();
+            let grads = block.backward(&mut rec, &go).unwrap();
+            rec.finish().unwrap();
+            drop((out, grads));
+        }
+        let measured = gpu.memory_report().peak_data - base;
+        let analytic = DenseBlock::analytic_peak_bytes(strategy, c0, k, layers, n, hw, hw).total();
+        assert_eq!(measured, analytic, "{strategy:?}");
+    }
+}
+
+/// Timed recordings report GPU time where the adapter has timestamps, and wall time always.
+#[test]
+fn timed_recording_reports_times() {
+    let g = gpu();
+    let x = upload([1, 1, 8, 8], &[1.0; 64], Purpose::Activation);
+    let mut rec = Recording::timed(g);
+    let _y = skipgrad::ops::relu::relu(&mut rec, &x).unwrap();
+    let t = rec.finish_timed().unwrap();
+    assert!(t.wall_ms > 0.0);
+    if g.has_timestamps() {
+        assert!(
+            t.gpu_ms
+                .is_some_and(|ms| ms >= 0.0 && ms <= t.wall_ms + 1.0),
+            "{t:?}"
+        );
+    }
+}
