@@ -150,3 +150,77 @@ fn conv2d_forward_pixel(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
         if p.accumulate != 0u { out[o] += r; } else { out[o] = r; }
     }
 }
+
+// conv2d_forward_pixel2 — as conv2d_forward_pixel with two output pixels per thread, 64
+// apart (a workgroup covers 128 consecutive pixels, so loads still coalesce): each broadcast
+// weight load feeds twice the FMAs and each thread has two independent loads in flight.
+// Workgroups: ceil(count / 128) * blocks.
+@compute @workgroup_size(64)
+fn conv2d_forward_pixel2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                         @builtin(local_invocation_index) lid: u32) {
+    let wg = workgroup_index(wid, nwg);
+    let cb = wg % p.blocks;
+    let m0_raw = (wg / p.blocks) * 2u * WORKGROUP_SIZE + lid;
+    let m1_raw = m0_raw + WORKGROUP_SIZE;
+    let m0 = min(m0_raw, p.count - 1u);
+    let m1 = min(m1_raw, p.count - 1u);
+    let hw = p.h * p.w;
+    let wt_row = p.blocks * 2u;
+    let lo = select(-3.0e38, 0.0, p.relu_input != 0u);
+    let ox0 = m0 % p.ow;
+    let oy0 = (m0 / p.ow) % p.oh;
+    let n0 = m0 / (p.ow * p.oh);
+    let ox1 = m1 % p.ow;
+    let oy1 = (m1 / p.ow) % p.oh;
+    let n1 = m1 / (p.ow * p.oh);
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var b0 = vec4<f32>(0.0);
+    var b1 = vec4<f32>(0.0);
+    for (var ky = 0u; ky < p.kh; ky++) {
+        let iy0 = i32(oy0 * p.sh + ky * p.dh) - i32(p.ph);
+        let iy1 = i32(oy1 * p.sh + ky * p.dh) - i32(p.ph);
+        for (var kx = 0u; kx < p.kw; kx++) {
+            let ix0 = i32(ox0 * p.sw + kx * p.dw) - i32(p.pw);
+            let ix1 = i32(ox1 * p.sw + kx * p.dw) - i32(p.pw);
+            let ok0 = iy0 >= 0 && iy0 < i32(p.h) && ix0 >= 0 && ix0 < i32(p.w);
+            let ok1 = iy1 >= 0 && iy1 < i32(p.h) && ix1 >= 0 && ix1 < i32(p.w);
+            let mk0 = select(0.0, 1.0, ok0);
+            let mk1 = select(0.0, 1.0, ok1);
+            var xo0 = p.x_off + n0 * p.x_bs + select(0u, u32(iy0) * p.w + u32(ix0), ok0);
+            var xo1 = p.x_off + n1 * p.x_bs + select(0u, u32(iy1) * p.w + u32(ix1), ok1);
+            var wi = ((ky * p.kw + kx) * p.cin) * wt_row + cb * 2u;
+            for (var ci = 0u; ci < p.cin; ci++) {
+                let v0 = vec4<f32>(max(x[xo0], lo) * mk0);
+                let v1 = vec4<f32>(max(x[xo1], lo) * mk1);
+                let w0 = wt[wi];
+                let w1 = wt[wi + 1u];
+                a0 = fma(v0, w0, a0);
+                a1 = fma(v0, w1, a1);
+                b0 = fma(v1, w0, b0);
+                b1 = fma(v1, w1, b1);
+                wi += wt_row;
+                xo0 += hw;
+                xo1 += hw;
+            }
+        }
+    }
+    for (var q = 0u; q < 2u; q++) {
+        let m_raw = select(m1_raw, m0_raw, q == 0u);
+        if m_raw >= p.count { break; }
+        let n = select(n1, n0, q == 0u);
+        let pix0 = select(oy1 * p.ow + ox1, oy0 * p.ow + ox0, q == 0u);
+        let lo4 = select(b0, a0, q == 0u);
+        let hi4 = select(b1, a1, q == 0u);
+        for (var j = 0u; j < 8u; j++) {
+            let co = cb * 8u + j;
+            if co >= p.cout { break; }
+            let pix = co * p.oh * p.ow + pix0;
+            var r = select(hi4[j % 4u], lo4[j % 4u], j < 4u);
+            if p.has_bias != 0u { r += bias[co]; }
+            if p.mask_output != 0u && mask[p.gx_off + n * p.gx_bs + pix] <= 0.0 { r = 0.0; }
+            let o = p.y_off + n * p.y_bs + pix;
+            if p.accumulate != 0u { out[o] += r; } else { out[o] = r; }
+        }
+    }
+}
