@@ -39,19 +39,16 @@ pub enum ConvKernels {
     /// (forward and input gradient), and a weight gradient whose reduction is spread over
     /// the lanes of a workgroup: many threads for small layers on big GPUs.
     Pixel,
-    /// As `Pixel` with two output pixels per thread in the forward and input gradient.
-    Pixel2,
 }
 
 impl ConvKernels {
     /// The concrete families (all but `Auto`).
-    pub const CONCRETE: [ConvKernels; 6] = [
+    pub const CONCRETE: [ConvKernels; 5] = [
         ConvKernels::Direct,
         ConvKernels::RegisterBlocked,
         ConvKernels::Tiled,
         ConvKernels::Tiled8x8,
         ConvKernels::Pixel,
-        ConvKernels::Pixel2,
     ];
 
     /// Lower-case name.
@@ -63,11 +60,10 @@ impl ConvKernels {
             ConvKernels::Tiled => "tiled",
             ConvKernels::Tiled8x8 => "tiled8x8",
             ConvKernels::Pixel => "pixel",
-            ConvKernels::Pixel2 => "pixel2",
         }
     }
 
-    /// Parses `auto`, `direct`, `regblock`, `tiled`, `tiled8x8`, `pixel` or `pixel2`.
+    /// Parses `auto`, `direct`, `regblock`, `tiled`, `tiled8x8` or `pixel`.
     pub fn parse(name: &str) -> Result<ConvKernels> {
         match name.trim().to_ascii_lowercase().as_str() {
             "auto" => Ok(ConvKernels::Auto),
@@ -76,11 +72,10 @@ impl ConvKernels {
             "tiled" => Ok(ConvKernels::Tiled),
             "tiled8x8" => Ok(ConvKernels::Tiled8x8),
             "pixel" => Ok(ConvKernels::Pixel),
-            "pixel2" => Ok(ConvKernels::Pixel2),
             other => Err(Error::InvalidParameter {
                 op: "conv kernels",
                 detail: format!(
-                    "unknown family {other:?} (expected auto, direct, regblock, tiled, tiled8x8, pixel or pixel2)"
+                    "unknown family {other:?} (expected auto, direct, regblock, tiled, tiled8x8 or pixel)"
                 ),
             }),
         }

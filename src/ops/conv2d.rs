@@ -306,12 +306,6 @@ fn implicit_gemm(
             pixels,
             pixels.div_ceil(64) * blocks,
         ),
-        ConvKernels::Pixel2 => (
-            shaders::CONV2D_FORWARD_REGBLOCK,
-            "conv2d_forward_pixel2",
-            pixels,
-            pixels.div_ceil(128) * blocks,
-        ),
         _ => {
             let threads = g.y[0] * g.y[2] * g.y[3].div_ceil(8) * blocks;
             (
@@ -415,10 +409,7 @@ fn autotune(gpu: &crate::Gpu, pass: Pass, g: &Geometry, p: &Conv2dParams) -> Res
         // The weight gradient has one tiled kernel (both tiled families use it).
         (false, _) => ConvKernels::CONCRETE
             .into_iter()
-            .filter(|f| {
-                !(pass == Pass::BackwardWeight
-                    && matches!(f, ConvKernels::Tiled8x8 | ConvKernels::Pixel2))
-            })
+            .filter(|f| !(pass == Pass::BackwardWeight && *f == ConvKernels::Tiled8x8))
             .collect(),
     };
     let choice = if candidates.len() == 1 {
@@ -494,8 +485,7 @@ fn backward_weight_gemm(
     let wsize = grad_weight.numel();
     // Tiled8x8 has no weight-gradient kernel of its own and uses the tiled one.
     let tiled = matches!(family, ConvKernels::Tiled | ConvKernels::Tiled8x8);
-    // Pixel2 shares the pixel weight gradient.
-    let pixel = matches!(family, ConvKernels::Pixel | ConvKernels::Pixel2);
+    let pixel = family == ConvKernels::Pixel;
     // The reduction runs over output rows (register-blocked) or pixels (tiled); it is split
     // so that enough threads run, keeping the partial sums under 64 MiB.
     let (units, base_threads) = if tiled {
