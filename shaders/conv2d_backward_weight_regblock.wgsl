@@ -19,6 +19,24 @@
 @group(0) @binding(3) var<storage, read_write> partial: array<f32>;
 @group(0) @binding(4) var<storage, read_write> grad_weight: array<f32>;
 
+// Offsets of channels first .. first + 3 (clamped into range: clamped lanes are never
+// stored) in a tensor whose channels are `plane` elements apart.
+fn channel_offsets(first: u32, channels: u32, plane: u32) -> vec4<u32> {
+    return min(vec4<u32>(first) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(channels - 1u)) * plane;
+}
+
+// acc[2*j + h] += g[j] * x[4h .. 4h + 3]: the 8 (co) × 8 (ci) outer product of one pixel.
+fn outer_8x8(acc: ptr<function, array<vec4<f32>, 16>>, ga: vec4<f32>, gb: vec4<f32>, xa: vec4<f32>, xb: vec4<f32>) {
+    (*acc)[0] = fma(vec4<f32>(ga.x), xa, (*acc)[0]);   (*acc)[1] = fma(vec4<f32>(ga.x), xb, (*acc)[1]);
+    (*acc)[2] = fma(vec4<f32>(ga.y), xa, (*acc)[2]);   (*acc)[3] = fma(vec4<f32>(ga.y), xb, (*acc)[3]);
+    (*acc)[4] = fma(vec4<f32>(ga.z), xa, (*acc)[4]);   (*acc)[5] = fma(vec4<f32>(ga.z), xb, (*acc)[5]);
+    (*acc)[6] = fma(vec4<f32>(ga.w), xa, (*acc)[6]);   (*acc)[7] = fma(vec4<f32>(ga.w), xb, (*acc)[7]);
+    (*acc)[8] = fma(vec4<f32>(gb.x), xa, (*acc)[8]);   (*acc)[9] = fma(vec4<f32>(gb.x), xb, (*acc)[9]);
+    (*acc)[10] = fma(vec4<f32>(gb.y), xa, (*acc)[10]); (*acc)[11] = fma(vec4<f32>(gb.y), xb, (*acc)[11]);
+    (*acc)[12] = fma(vec4<f32>(gb.z), xa, (*acc)[12]); (*acc)[13] = fma(vec4<f32>(gb.z), xb, (*acc)[13]);
+    (*acc)[14] = fma(vec4<f32>(gb.w), xa, (*acc)[14]); (*acc)[15] = fma(vec4<f32>(gb.w), xb, (*acc)[15]);
+}
+
 @compute @workgroup_size(64)
 fn conv2d_backward_weight_regblock(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                                    @builtin(local_invocation_index) lid: u32) {
@@ -39,10 +57,10 @@ fn conv2d_backward_weight_regblock(@builtin(workgroup_id) wid: vec3<u32>, @built
     let hw = p.h * p.w;
     let ohw = p.oh * p.ow;
     // Channel offsets of the block, clamped into range (clamped lanes are never stored).
-    let cia = min(vec4<u32>(cib * 8u) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.cin - 1u)) * hw;
-    let cibb = min(vec4<u32>(cib * 8u + 4u) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.cin - 1u)) * hw;
-    let coa = min(vec4<u32>(cob * 8u) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.cout - 1u)) * ohw;
-    let cobb = min(vec4<u32>(cob * 8u + 4u) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.cout - 1u)) * ohw;
+    let cia = channel_offsets(cib * 8u, p.cin, hw);
+    let cibb = channel_offsets(cib * 8u + 4u, p.cin, hw);
+    let coa = channel_offsets(cob * 8u, p.cout, ohw);
+    let cobb = channel_offsets(cob * 8u + 4u, p.cout, ohw);
     let lo = select(-3.0e38, 0.0, p.relu_input != 0u);
 
     // The output columns whose tap kx lands inside the image: ox*sw + kx*dw - pw in [0, W).
@@ -68,14 +86,7 @@ fn conv2d_backward_weight_regblock(@builtin(workgroup_id) wid: vec3<u32>, @built
             let xb = max(vec4<f32>(x[xo + cibb.x], x[xo + cibb.y], x[xo + cibb.z], x[xo + cibb.w]), vec4<f32>(lo));
             let ga = vec4<f32>(grad_out[go + coa.x], grad_out[go + coa.y], grad_out[go + coa.z], grad_out[go + coa.w]);
             let gb = vec4<f32>(grad_out[go + cobb.x], grad_out[go + cobb.y], grad_out[go + cobb.z], grad_out[go + cobb.w]);
-            acc[0] = fma(vec4<f32>(ga.x), xa, acc[0]);   acc[1] = fma(vec4<f32>(ga.x), xb, acc[1]);
-            acc[2] = fma(vec4<f32>(ga.y), xa, acc[2]);   acc[3] = fma(vec4<f32>(ga.y), xb, acc[3]);
-            acc[4] = fma(vec4<f32>(ga.z), xa, acc[4]);   acc[5] = fma(vec4<f32>(ga.z), xb, acc[5]);
-            acc[6] = fma(vec4<f32>(ga.w), xa, acc[6]);   acc[7] = fma(vec4<f32>(ga.w), xb, acc[7]);
-            acc[8] = fma(vec4<f32>(gb.x), xa, acc[8]);   acc[9] = fma(vec4<f32>(gb.x), xb, acc[9]);
-            acc[10] = fma(vec4<f32>(gb.y), xa, acc[10]); acc[11] = fma(vec4<f32>(gb.y), xb, acc[11]);
-            acc[12] = fma(vec4<f32>(gb.z), xa, acc[12]); acc[13] = fma(vec4<f32>(gb.z), xb, acc[13]);
-            acc[14] = fma(vec4<f32>(gb.w), xa, acc[14]); acc[15] = fma(vec4<f32>(gb.w), xb, acc[15]);
+            outer_8x8(&acc, ga, gb, xa, xb);
         }
     }
     let wsize = p.cout * p.cin * taps;
@@ -134,10 +145,10 @@ fn conv2d_backward_weight_pixel(@builtin(workgroup_id) wid: vec3<u32>, @builtin(
     let ohw = p.oh * p.ow;
     let q0 = split * p.blocks;
     let q1 = min(q0 + p.blocks, p.n * ohw);
-    let cia = min(vec4<u32>(cib * 8u) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.cin - 1u)) * hw;
-    let cibb = min(vec4<u32>(cib * 8u + 4u) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.cin - 1u)) * hw;
-    let coa = min(vec4<u32>(cob * 8u) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.cout - 1u)) * ohw;
-    let cobb = min(vec4<u32>(cob * 8u + 4u) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.cout - 1u)) * ohw;
+    let cia = channel_offsets(cib * 8u, p.cin, hw);
+    let cibb = channel_offsets(cib * 8u + 4u, p.cin, hw);
+    let coa = channel_offsets(cob * 8u, p.cout, ohw);
+    let cobb = channel_offsets(cob * 8u + 4u, p.cout, ohw);
     let lo = select(-3.0e38, 0.0, p.relu_input != 0u);
 
     var acc: array<vec4<f32>, 16>;   // acc[2*j + h]: co = 8*cob + j, ci = 8*cib + 4*h .. +3
@@ -155,14 +166,7 @@ fn conv2d_backward_weight_pixel(@builtin(workgroup_id) wid: vec3<u32>, @builtin(
         let xb = max(vec4<f32>(x[xo + cibb.x], x[xo + cibb.y], x[xo + cibb.z], x[xo + cibb.w]), vec4<f32>(lo)) * m;
         let ga = vec4<f32>(grad_out[go + coa.x], grad_out[go + coa.y], grad_out[go + coa.z], grad_out[go + coa.w]);
         let gb = vec4<f32>(grad_out[go + cobb.x], grad_out[go + cobb.y], grad_out[go + cobb.z], grad_out[go + cobb.w]);
-        acc[0] = fma(vec4<f32>(ga.x), xa, acc[0]);   acc[1] = fma(vec4<f32>(ga.x), xb, acc[1]);
-        acc[2] = fma(vec4<f32>(ga.y), xa, acc[2]);   acc[3] = fma(vec4<f32>(ga.y), xb, acc[3]);
-        acc[4] = fma(vec4<f32>(ga.z), xa, acc[4]);   acc[5] = fma(vec4<f32>(ga.z), xb, acc[5]);
-        acc[6] = fma(vec4<f32>(ga.w), xa, acc[6]);   acc[7] = fma(vec4<f32>(ga.w), xb, acc[7]);
-        acc[8] = fma(vec4<f32>(gb.x), xa, acc[8]);   acc[9] = fma(vec4<f32>(gb.x), xb, acc[9]);
-        acc[10] = fma(vec4<f32>(gb.y), xa, acc[10]); acc[11] = fma(vec4<f32>(gb.y), xb, acc[11]);
-        acc[12] = fma(vec4<f32>(gb.z), xa, acc[12]); acc[13] = fma(vec4<f32>(gb.z), xb, acc[13]);
-        acc[14] = fma(vec4<f32>(gb.w), xa, acc[14]); acc[15] = fma(vec4<f32>(gb.w), xb, acc[15]);
+        outer_8x8(&acc, ga, gb, xa, xb);
     }
     for (var i = 0u; i < 16u; i++) {
         lanes[lid * 16u + i] = acc[i];
