@@ -25,18 +25,6 @@ fn channel_offsets(first: u32, channels: u32, plane: u32) -> vec4<u32> {
     return min(vec4<u32>(first) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(channels - 1u)) * plane;
 }
 
-// acc[2*j + h] += g[j] * x[4h .. 4h + 3]: the 8 (co) × 8 (ci) outer product of one pixel.
-fn outer_8x8(acc: ptr<function, array<vec4<f32>, 16>>, ga: vec4<f32>, gb: vec4<f32>, xa: vec4<f32>, xb: vec4<f32>) {
-    (*acc)[0] = fma(vec4<f32>(ga.x), xa, (*acc)[0]);   (*acc)[1] = fma(vec4<f32>(ga.x), xb, (*acc)[1]);
-    (*acc)[2] = fma(vec4<f32>(ga.y), xa, (*acc)[2]);   (*acc)[3] = fma(vec4<f32>(ga.y), xb, (*acc)[3]);
-    (*acc)[4] = fma(vec4<f32>(ga.z), xa, (*acc)[4]);   (*acc)[5] = fma(vec4<f32>(ga.z), xb, (*acc)[5]);
-    (*acc)[6] = fma(vec4<f32>(ga.w), xa, (*acc)[6]);   (*acc)[7] = fma(vec4<f32>(ga.w), xb, (*acc)[7]);
-    (*acc)[8] = fma(vec4<f32>(gb.x), xa, (*acc)[8]);   (*acc)[9] = fma(vec4<f32>(gb.x), xb, (*acc)[9]);
-    (*acc)[10] = fma(vec4<f32>(gb.y), xa, (*acc)[10]); (*acc)[11] = fma(vec4<f32>(gb.y), xb, (*acc)[11]);
-    (*acc)[12] = fma(vec4<f32>(gb.z), xa, (*acc)[12]); (*acc)[13] = fma(vec4<f32>(gb.z), xb, (*acc)[13]);
-    (*acc)[14] = fma(vec4<f32>(gb.w), xa, (*acc)[14]); (*acc)[15] = fma(vec4<f32>(gb.w), xb, (*acc)[15]);
-}
-
 @compute @workgroup_size(64)
 fn conv2d_backward_weight_regblock(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                                    @builtin(local_invocation_index) lid: u32) {

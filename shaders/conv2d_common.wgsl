@@ -19,3 +19,16 @@ struct Conv {
     blocks: u32,       // register-blocked kernels: 8-channel blocks per pixel block
     mask_output: u32,  // register-blocked kernels: zero results where mask (view gx) <= 0
 }
+
+// The 8 × 8 outer product at the heart of the register-blocked kernels:
+// acc[2*j + h] += a[j] * b_h, with a = (a0, a1) eight scalars and b_0, b_1 two vec4s.
+fn outer_8x8(acc: ptr<function, array<vec4<f32>, 16>>, a0: vec4<f32>, a1: vec4<f32>, b0: vec4<f32>, b1: vec4<f32>) {
+    (*acc)[0] = fma(vec4<f32>(a0.x), b0, (*acc)[0]);   (*acc)[1] = fma(vec4<f32>(a0.x), b1, (*acc)[1]);
+    (*acc)[2] = fma(vec4<f32>(a0.y), b0, (*acc)[2]);   (*acc)[3] = fma(vec4<f32>(a0.y), b1, (*acc)[3]);
+    (*acc)[4] = fma(vec4<f32>(a0.z), b0, (*acc)[4]);   (*acc)[5] = fma(vec4<f32>(a0.z), b1, (*acc)[5]);
+    (*acc)[6] = fma(vec4<f32>(a0.w), b0, (*acc)[6]);   (*acc)[7] = fma(vec4<f32>(a0.w), b1, (*acc)[7]);
+    (*acc)[8] = fma(vec4<f32>(a1.x), b0, (*acc)[8]);   (*acc)[9] = fma(vec4<f32>(a1.x), b1, (*acc)[9]);
+    (*acc)[10] = fma(vec4<f32>(a1.y), b0, (*acc)[10]); (*acc)[11] = fma(vec4<f32>(a1.y), b1, (*acc)[11]);
+    (*acc)[12] = fma(vec4<f32>(a1.z), b0, (*acc)[12]); (*acc)[13] = fma(vec4<f32>(a1.z), b1, (*acc)[13]);
+    (*acc)[14] = fma(vec4<f32>(a1.w), b0, (*acc)[14]); (*acc)[15] = fma(vec4<f32>(a1.w), b1, (*acc)[15]);
+}

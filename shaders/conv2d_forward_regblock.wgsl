@@ -62,14 +62,7 @@ fn conv2d_forward_regblock(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_w
                 let xb = max(vec4<f32>(x[ob.x + xo], x[ob.y + xo], x[ob.z + xo], x[ob.w + xo]), vec4<f32>(lo)) * mb;
                 let w0 = wt[wi];
                 let w1 = wt[wi + 1u];
-                acc[0] = fma(vec4<f32>(xa.x), w0, acc[0]);  acc[1] = fma(vec4<f32>(xa.x), w1, acc[1]);
-                acc[2] = fma(vec4<f32>(xa.y), w0, acc[2]);  acc[3] = fma(vec4<f32>(xa.y), w1, acc[3]);
-                acc[4] = fma(vec4<f32>(xa.z), w0, acc[4]);  acc[5] = fma(vec4<f32>(xa.z), w1, acc[5]);
-                acc[6] = fma(vec4<f32>(xa.w), w0, acc[6]);  acc[7] = fma(vec4<f32>(xa.w), w1, acc[7]);
-                acc[8] = fma(vec4<f32>(xb.x), w0, acc[8]);  acc[9] = fma(vec4<f32>(xb.x), w1, acc[9]);
-                acc[10] = fma(vec4<f32>(xb.y), w0, acc[10]); acc[11] = fma(vec4<f32>(xb.y), w1, acc[11]);
-                acc[12] = fma(vec4<f32>(xb.z), w0, acc[12]); acc[13] = fma(vec4<f32>(xb.z), w1, acc[13]);
-                acc[14] = fma(vec4<f32>(xb.w), w0, acc[14]); acc[15] = fma(vec4<f32>(xb.w), w1, acc[15]);
+                outer_8x8(&acc, xa, xb, w0, w1);
                 wi += wt_row;
                 xo += hw;
             }

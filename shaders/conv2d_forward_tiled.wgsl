@@ -175,14 +175,7 @@ fn conv2d_forward_tiled_8x8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_
             let a1 = a_tile8[kk * 16u + 2u * tx + 1u];
             let b0 = b_tile[kk * 16u + 2u * ty];
             let b1 = b_tile[kk * 16u + 2u * ty + 1u];
-            acc[0] = fma(vec4<f32>(a0.x), b0, acc[0]);   acc[1] = fma(vec4<f32>(a0.x), b1, acc[1]);
-            acc[2] = fma(vec4<f32>(a0.y), b0, acc[2]);   acc[3] = fma(vec4<f32>(a0.y), b1, acc[3]);
-            acc[4] = fma(vec4<f32>(a0.z), b0, acc[4]);   acc[5] = fma(vec4<f32>(a0.z), b1, acc[5]);
-            acc[6] = fma(vec4<f32>(a0.w), b0, acc[6]);   acc[7] = fma(vec4<f32>(a0.w), b1, acc[7]);
-            acc[8] = fma(vec4<f32>(a1.x), b0, acc[8]);   acc[9] = fma(vec4<f32>(a1.x), b1, acc[9]);
-            acc[10] = fma(vec4<f32>(a1.y), b0, acc[10]); acc[11] = fma(vec4<f32>(a1.y), b1, acc[11]);
-            acc[12] = fma(vec4<f32>(a1.z), b0, acc[12]); acc[13] = fma(vec4<f32>(a1.z), b1, acc[13]);
-            acc[14] = fma(vec4<f32>(a1.w), b0, acc[14]); acc[15] = fma(vec4<f32>(a1.w), b1, acc[15]);
+            outer_8x8(&acc, a0, a1, b0, b1);
         }
         workgroupBarrier();
     }
