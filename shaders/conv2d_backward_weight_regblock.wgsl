@@ -77,19 +77,29 @@ fn conv2d_backward_weight_regblock(@builtin(workgroup_id) wid: vec3<u32>, @built
             outer_8x8(&acc, ga, gb, xa, xb);
         }
     }
-    let wsize = p.cout * p.cin * taps;
-    let base = split * wsize;
-    for (var j = 0u; j < 8u; j++) {
-        let co = cob * 8u + j;
-        if co >= p.cout { break; }
-        for (var h = 0u; h < 2u; h++) {
-            let v = acc[2u * j + h];
-            for (var k = 0u; k < 4u; k++) {
-                let ci = cib * 8u + h * 4u + k;
-                if ci >= p.cin { break; }
-                partial[base + (co * p.cin + ci) * taps + tap] = v[k];
-            }
-        }
+    // Constant accumulator indices only (see store_output4 in conv2d_forward_common.wgsl).
+    let base = split * p.cout * p.cin * taps;
+    let co0 = cob * 8u;
+    let ci0 = cib * 8u;
+    store_partial8(base, co0, ci0, tap, acc[0], acc[1]);
+    store_partial8(base, co0 + 1u, ci0, tap, acc[2], acc[3]);
+    store_partial8(base, co0 + 2u, ci0, tap, acc[4], acc[5]);
+    store_partial8(base, co0 + 3u, ci0, tap, acc[6], acc[7]);
+    store_partial8(base, co0 + 4u, ci0, tap, acc[8], acc[9]);
+    store_partial8(base, co0 + 5u, ci0, tap, acc[10], acc[11]);
+    store_partial8(base, co0 + 6u, ci0, tap, acc[12], acc[13]);
+    store_partial8(base, co0 + 7u, ci0, tap, acc[14], acc[15]);
+}
+
+// Stores partial[base + (co, ci, tap)] for ci = ci0 .. ci0+7 from v0, v1; channels past
+// cout or cin are skipped.
+fn store_partial8(base: u32, co: u32, ci0: u32, tap: u32, v0: vec4<f32>, v1: vec4<f32>) {
+    if co >= p.cout { return; }
+    let taps = p.kh * p.kw;
+    for (var k = 0u; k < 8u; k++) {
+        let ci = ci0 + k;
+        if ci >= p.cin { return; }
+        partial[base + (co * p.cin + ci) * taps + tap] = select(v1[k % 4u], v0[k % 4u], k < 4u);
     }
 }
 
@@ -156,9 +166,11 @@ fn conv2d_backward_weight_pixel(@builtin(workgroup_id) wid: vec3<u32>, @builtin(
         let gb = vec4<f32>(grad_out[go + cobb.x], grad_out[go + cobb.y], grad_out[go + cobb.z], grad_out[go + cobb.w]);
         outer_8x8(&acc, ga, gb, xa, xb);
     }
-    for (var i = 0u; i < 16u; i++) {
-        lanes[lid * 16u + i] = acc[i];
-    }
+    let l = lid * 16u;
+    lanes[l] = acc[0];        lanes[l + 1u] = acc[1];   lanes[l + 2u] = acc[2];   lanes[l + 3u] = acc[3];
+    lanes[l + 4u] = acc[4];   lanes[l + 5u] = acc[5];   lanes[l + 6u] = acc[6];   lanes[l + 7u] = acc[7];
+    lanes[l + 8u] = acc[8];   lanes[l + 9u] = acc[9];   lanes[l + 10u] = acc[10]; lanes[l + 11u] = acc[11];
+    lanes[l + 12u] = acc[12]; lanes[l + 13u] = acc[13]; lanes[l + 14u] = acc[14]; lanes[l + 15u] = acc[15];
     workgroupBarrier();
     // Lanes 0..15 each sum one accumulator over the 64 lanes and store its 4 channels.
     if lid < 16u {

@@ -100,14 +100,23 @@ fn conv2d_backward_weight_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(
         workgroupBarrier();
     }
 
+    // Constant accumulator indices only (see store_output4 in conv2d_forward_common.wgsl).
     let base = split * p.cout * k_total;
-    for (var i = 0u; i < 4u; i++) {
-        let co = tc * BM + ty + 16u * i;
-        if co >= p.cout { break; }
-        for (var j = 0u; j < 4u; j++) {
-            let k = tk * BN + tx * 4u + j;
-            if k >= k_total { break; }
-            partial[base + co * k_total + k] = acc[i][j];
-        }
+    let k0 = tk * BN + tx * 4u;
+    let co0 = tc * BM + ty;
+    store_partial_row4(base + co0 * k_total, co0, k0, acc[0]);
+    store_partial_row4(base + (co0 + 16u) * k_total, co0 + 16u, k0, acc[1]);
+    store_partial_row4(base + (co0 + 32u) * k_total, co0 + 32u, k0, acc[2]);
+    store_partial_row4(base + (co0 + 48u) * k_total, co0 + 48u, k0, acc[3]);
+}
+
+// Stores columns k0 .. k0+3 of partial row `row` (output channel co) from v, skipping
+// channels past cout and columns past cin*kh*kw.
+fn store_partial_row4(row: u32, co: u32, k0: u32, v: vec4<f32>) {
+    if co >= p.cout { return; }
+    let k_total = p.cin * p.kh * p.kw;
+    for (var j = 0u; j < 4u; j++) {
+        if k0 + j >= k_total { return; }
+        partial[row + k0 + j] = v[j];
     }
 }

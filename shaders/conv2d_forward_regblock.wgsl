@@ -4,22 +4,12 @@
 // neighbouring lanes share every activation address and read adjacent vec4s of weights —
 // what a SIMD-on-CPU adapter (lavapipe) runs best, and a fair shape on GPUs too.
 //
-// Contract (Conv args at binding 0, see conv2d_common.wgsl; ph/pw may be any padding):
-//   bindings 1: x (input view), 2: packed weights [kh*kw*cin][co_pad] as vec4
-//   (conv2d_weight_layout.wgsl), 3: bias [cout] (unread when has_bias = 0),
-//   4: out (output view y), 5: mask view gx (read when mask_output = 1).
+// Contract (bindings in conv2d_forward_common.wgsl; ph/pw may be any padding):
 //   out[n, co, oy, ox] (=|+=) m * (bias[co] + sum_{ky, kx, ci} f(x[n, ci, iy, ix]) * w[co, ci, ky, kx])
 //   f = ReLU when relu_input = 1; m = (mask[n, co, oy, ox] > 0) when mask_output = 1, else 1.
 //   The same kernel computes a stride-1 input gradient: x = grad_out, packed = the
 //   transposed flipped weights, padding d*(k-1) - p, mask = the forward input.
 // `count` = N * OH * ceil(OW / 8) * blocks threads, blocks = co_pad / 8.
-
-@group(0) @binding(0) var<uniform> p: Conv;
-@group(0) @binding(1) var<storage, read_write> x: array<f32>;
-@group(0) @binding(2) var<storage, read> wt: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
-@group(0) @binding(5) var<storage, read_write> mask: array<f32>;
 
 @compute @workgroup_size(64)
 fn conv2d_forward_regblock(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -68,27 +58,9 @@ fn conv2d_forward_regblock(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_w
             }
         }
     }
-    // Epilogue: bias, mask, accumulate; skip pixels past the row and channels past cout.
-    let y_n = p.y_off + n * p.y_bs;
-    let m_n = p.gx_off + n * p.gx_bs;
-    let ohw = p.oh * p.ow;
-    for (var q = 0u; q < 8u; q++) {
-        let ox = ox0 + q;
-        if ox >= p.ow { break; }
-        for (var h = 0u; h < 2u; h++) {
-            let v = acc[2u * q + h];
-            for (var j = 0u; j < 4u; j++) {
-                let co = cb * 8u + h * 4u + j;
-                if co >= p.cout { break; }
-                let pix = (co * p.oh + oy) * p.ow + ox;
-                var r = v[j];
-                if p.has_bias != 0u { r += bias[co]; }
-                if p.mask_output != 0u && mask[m_n + pix] <= 0.0 { r = 0.0; }
-                let o = y_n + pix;
-                if p.accumulate != 0u { out[o] += r; } else { out[o] = r; }
-            }
-        }
-    }
+    // Epilogue (constant accumulator indices only, see store_output4).
+    // A block hanging over the row's end has only its first ow - ox0 pixels.
+    store_output_8x8((n * p.oh + oy) * p.ow + ox0, min(8u, p.ow - ox0), cb * 8u, &acc);
 }
 
 // conv2d_forward_pixel — the same contract with one output pixel × 8 channels per thread:
@@ -131,15 +103,5 @@ fn conv2d_forward_pixel(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
         }
     }
     if !live { return; }
-    let pix0 = oy * p.ow + ox;
-    for (var j = 0u; j < 8u; j++) {
-        let co = cb * 8u + j;
-        if co >= p.cout { break; }
-        let pix = co * p.oh * p.ow + pix0;
-        var r = select(a1[(j + 4u) % 4u], a0[j % 4u], j < 4u);
-        if p.has_bias != 0u { r += bias[co]; }
-        if p.mask_output != 0u && mask[p.gx_off + n * p.gx_bs + pix] <= 0.0 { r = 0.0; }
-        let o = p.y_off + n * p.y_bs + pix;
-        if p.accumulate != 0u { out[o] += r; } else { out[o] = r; }
-    }
+    store_output8_flat(m, cb * 8u, a0, a1);
 }

@@ -4,8 +4,7 @@
 // slice (gathered im2col-style on the fly, never materialised) and the weight slice in
 // workgroup memory, then each thread accumulates a 4-pixel × 4-channel block.
 //
-// Contract: as conv2d_forward_regblock.wgsl (Conv args at binding 0; bindings 1: x view,
-// 2: packed weights [kh*kw*cin][co_pad] as vec4, 3: bias, 4: out view, 5: mask view), so it
+// Contract: as conv2d_forward_regblock.wgsl (bindings in conv2d_forward_common.wgsl), so it
 // also computes stride-1 input gradients from the transposed flipped weights.
 // Workgroups: ceil(N*OH*OW / 64) * ceil(cout / 64), channel tile fastest; `blocks` = co_pad / 8.
 //
@@ -18,12 +17,6 @@ const BM: u32 = 64u;   // pixels per tile
 const BN: u32 = 64u;   // channels per tile
 const BK: u32 = 16u;   // reduction slice
 
-@group(0) @binding(0) var<uniform> p: Conv;
-@group(0) @binding(1) var<storage, read_write> x: array<f32>;
-@group(0) @binding(2) var<storage, read> wt: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
-@group(0) @binding(5) var<storage, read_write> mask: array<f32>;
 
 var<workgroup> a_tile: array<f32, 1024>;          // [BK][BM]
 var<workgroup> b_tile: array<vec4<f32>, 256>;     // [BK][BN / 4]
@@ -94,24 +87,12 @@ fn conv2d_forward_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
         workgroupBarrier();
     }
 
-    for (var i = 0u; i < 4u; i++) {
-        let m = tm * BM + tx + 16u * i;
-        if m >= m_total { break; }
-        let ox = m % p.ow;
-        let oy = (m / p.ow) % p.oh;
-        let n = m / (p.ow * p.oh);
-        let v = acc[i];
-        for (var j = 0u; j < 4u; j++) {
-            let co = tn * BN + ty * 4u + j;
-            if co >= p.cout { break; }
-            let pix = (co * p.oh + oy) * p.ow + ox;
-            var r = v[j];
-            if p.has_bias != 0u { r += bias[co]; }
-            if p.mask_output != 0u && mask[p.gx_off + n * p.gx_bs + pix] <= 0.0 { r = 0.0; }
-            let o = p.y_off + n * p.y_bs + pix;
-            if p.accumulate != 0u { out[o] += r; } else { out[o] = r; }
-        }
-    }
+    let m0 = tm * BM + tx;
+    let c0 = tn * BN + ty * 4u;
+    store_output4_flat(m0, c0, acc[0]);
+    store_output4_flat(m0 + 16u, c0, acc[1]);
+    store_output4_flat(m0 + 32u, c0, acc[2]);
+    store_output4_flat(m0 + 48u, c0, acc[3]);
 }
 
 var<workgroup> a_tile8: array<vec4<f32>, 256>;    // [BK][BM / 4]: 4 consecutive pixels a vec4
@@ -180,24 +161,5 @@ fn conv2d_forward_tiled_8x8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_
         workgroupBarrier();
     }
 
-    for (var q = 0u; q < 8u; q++) {
-        let m = tm * BM + tx * 8u + q;
-        if m >= m_total { break; }
-        let ox = m % p.ow;
-        let oy = (m / p.ow) % p.oh;
-        let n = m / (p.ow * p.oh);
-        for (var h = 0u; h < 2u; h++) {
-            let v = acc[2u * q + h];
-            for (var j = 0u; j < 4u; j++) {
-                let co = tn * BN + ty * 8u + h * 4u + j;
-                if co >= p.cout { break; }
-                let pix = (co * p.oh + oy) * p.ow + ox;
-                var r = v[j];
-                if p.has_bias != 0u { r += bias[co]; }
-                if p.mask_output != 0u && mask[p.gx_off + n * p.gx_bs + pix] <= 0.0 { r = 0.0; }
-                let o = p.y_off + n * p.y_bs + pix;
-                if p.accumulate != 0u { out[o] += r; } else { out[o] = r; }
-            }
-        }
-    }
+    store_output_8x8(tm * BM + tx * 8u, 8u, tn * BN + ty * 8u, &acc);
 }

@@ -119,11 +119,17 @@ pub(crate) mod shaders {
     pub const RELU: Shader = shader!("relu.wgsl");
     pub const CONCAT: Shader = shader!("concat.wgsl");
     pub const CONV2D_DIRECT: Shader = shader!("conv2d_direct.wgsl", "conv2d_common.wgsl");
-    pub const CONV2D_FORWARD_REGBLOCK: Shader =
-        shader!("conv2d_forward_regblock.wgsl", "conv2d_common.wgsl");
+    pub const CONV2D_FORWARD_REGBLOCK: Shader = shader!(
+        "conv2d_forward_regblock.wgsl",
+        "conv2d_common.wgsl",
+        "conv2d_forward_common.wgsl"
+    );
     pub const CONV2D_WEIGHT_LAYOUT: Shader = shader!("conv2d_weight_layout.wgsl");
-    pub const CONV2D_FORWARD_TILED: Shader =
-        shader!("conv2d_forward_tiled.wgsl", "conv2d_common.wgsl");
+    pub const CONV2D_FORWARD_TILED: Shader = shader!(
+        "conv2d_forward_tiled.wgsl",
+        "conv2d_common.wgsl",
+        "conv2d_forward_common.wgsl"
+    );
     pub const CONV2D_BACKWARD_WEIGHT_TILED: Shader =
         shader!("conv2d_backward_weight_tiled.wgsl", "conv2d_common.wgsl");
     pub const CONV2D_BACKWARD_WEIGHT_REGBLOCK: Shader =
