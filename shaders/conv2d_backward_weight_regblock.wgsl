@@ -25,45 +25,51 @@ fn channel_offsets(first: u32, channels: u32, plane: u32) -> vec4<u32> {
     return min(vec4<u32>(first) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(channels - 1u)) * plane;
 }
 
+// The block of the weight gradient that thread (or workgroup) t owns: an 8 (co) × 8 (ci)
+// block of one tap over one split of the reduction; ci block fastest, then co block, tap.
+// Row-split kernels (`blocks` = output rows per split) reduce over rows [row0, row1).
+struct WeightBlock { cib: u32, cob: u32, tap: u32, split: u32, ky: u32, kx: u32, row0: u32, row1: u32 }
+
+fn weight_block(t: u32) -> WeightBlock {
+    let blocks_ci = (p.cin + 7u) / 8u;
+    let blocks_co = (p.cout + 7u) / 8u;
+    let taps = p.kh * p.kw;
+    let tap = (t / (blocks_ci * blocks_co)) % taps;
+    let split = t / (blocks_ci * blocks_co * taps);
+    let row0 = split * p.blocks;
+    return WeightBlock(t % blocks_ci, (t / blocks_ci) % blocks_co, tap, split, tap / p.kw, tap % p.kw,
+                       row0, min(row0 + p.blocks, p.n * p.oh));
+}
+
 @compute @workgroup_size(64)
 fn conv2d_backward_weight_regblock(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                                    @builtin(local_invocation_index) lid: u32) {
     let t = thread_index(wid, nwg, lid);
     if t >= p.count { return; }
-    let blocks_ci = (p.cin + 7u) / 8u;
-    let blocks_co = (p.cout + 7u) / 8u;
+    let b = weight_block(t);
     let taps = p.kh * p.kw;
-    let cib = t % blocks_ci;
-    let cob = (t / blocks_ci) % blocks_co;
-    let tap = (t / (blocks_ci * blocks_co)) % taps;
-    let split = t / (blocks_ci * blocks_co * taps);
-    let ky = tap / p.kw;
-    let kx = tap % p.kw;
-    let rows_per = p.blocks;
-    let row0 = split * rows_per;
-    let row1 = min(row0 + rows_per, p.n * p.oh);
     let hw = p.h * p.w;
     let ohw = p.oh * p.ow;
     // Channel offsets of the block, clamped into range (clamped lanes are never stored).
-    let cia = channel_offsets(cib * 8u, p.cin, hw);
-    let cibb = channel_offsets(cib * 8u + 4u, p.cin, hw);
-    let coa = channel_offsets(cob * 8u, p.cout, ohw);
-    let cobb = channel_offsets(cob * 8u + 4u, p.cout, ohw);
+    let cia = channel_offsets(b.cib * 8u, p.cin, hw);
+    let cibb = channel_offsets(b.cib * 8u + 4u, p.cin, hw);
+    let coa = channel_offsets(b.cob * 8u, p.cout, ohw);
+    let cobb = channel_offsets(b.cob * 8u + 4u, p.cout, ohw);
     let lo = select(-3.0e38, 0.0, p.relu_input != 0u);
 
     // The output columns whose tap kx lands inside the image: ox*sw + kx*dw - pw in [0, W).
     // Computed once, so the inner loop has no bounds branch.
-    let shift = i32(kx * p.dw) - i32(p.pw);
+    let shift = i32(b.kx * p.dw) - i32(p.pw);
     let s = i32(p.sw);
     let ox_lo = u32(max(0, (-shift + s - 1) / s));
     let last = i32(p.w) - 1 - shift;   // floor division below needs last >= 0
     let ox_hi = u32(select(0, clamp(last / s + 1, 0, i32(p.ow)), last >= 0));
 
-    var acc: array<vec4<f32>, 16>;   // acc[2*j + h]: co = 8*cob + j, ci = 8*cib + 4*h .. +3
-    for (var r = row0; r < row1; r++) {
+    var acc: array<vec4<f32>, 16>;   // acc[2*j + h]: co = 8*b.cob + j, ci = 8*b.cib + 4*h .. +3
+    for (var r = b.row0; r < b.row1; r++) {
         let n = r / p.oh;
         let oy = r % p.oh;
-        let iy = i32(oy * p.sh + ky * p.dh) - i32(p.ph);
+        let iy = i32(oy * p.sh + b.ky * p.dh) - i32(p.ph);
         if iy < 0 || iy >= i32(p.h) { continue; }
         let xr = p.x_off + n * p.x_bs + u32(iy) * p.w;
         let gr = p.y_off + n * p.y_bs + oy * p.ow;
@@ -77,18 +83,21 @@ fn conv2d_backward_weight_regblock(@builtin(workgroup_id) wid: vec3<u32>, @built
             outer_8x8(&acc, ga, gb, xa, xb);
         }
     }
-    // Constant accumulator indices only (see store_output4 in conv2d_forward_common.wgsl).
-    let base = split * p.cout * p.cin * taps;
-    let co0 = cob * 8u;
-    let ci0 = cib * 8u;
-    store_partial8(base, co0, ci0, tap, acc[0], acc[1]);
-    store_partial8(base, co0 + 1u, ci0, tap, acc[2], acc[3]);
-    store_partial8(base, co0 + 2u, ci0, tap, acc[4], acc[5]);
-    store_partial8(base, co0 + 3u, ci0, tap, acc[6], acc[7]);
-    store_partial8(base, co0 + 4u, ci0, tap, acc[8], acc[9]);
-    store_partial8(base, co0 + 5u, ci0, tap, acc[10], acc[11]);
-    store_partial8(base, co0 + 6u, ci0, tap, acc[12], acc[13]);
-    store_partial8(base, co0 + 7u, ci0, tap, acc[14], acc[15]);
+    store_partial_8x8(b.split * p.cout * p.cin * taps, b.cob * 8u, b.cib * 8u, b.tap, &acc);
+}
+
+// Stores an 8 (co) × 8 (ci) block of one tap, acc[2*j + h] holding co0 + j's channels
+// ci0 + 4*h .. +3. Constant accumulator indices only (see store_output4 in
+// conv2d_forward_common.wgsl).
+fn store_partial_8x8(base: u32, co0: u32, ci0: u32, tap: u32, acc: ptr<function, array<vec4<f32>, 16>>) {
+    store_partial8(base, co0, ci0, tap, (*acc)[0], (*acc)[1]);
+    store_partial8(base, co0 + 1u, ci0, tap, (*acc)[2], (*acc)[3]);
+    store_partial8(base, co0 + 2u, ci0, tap, (*acc)[4], (*acc)[5]);
+    store_partial8(base, co0 + 3u, ci0, tap, (*acc)[6], (*acc)[7]);
+    store_partial8(base, co0 + 4u, ci0, tap, (*acc)[8], (*acc)[9]);
+    store_partial8(base, co0 + 5u, ci0, tap, (*acc)[10], (*acc)[11]);
+    store_partial8(base, co0 + 6u, ci0, tap, (*acc)[12], (*acc)[13]);
+    store_partial8(base, co0 + 7u, ci0, tap, (*acc)[14], (*acc)[15]);
 }
 
 // Stores partial[base + (co, ci, tap)] for ci = ci0 .. ci0+7 from v0, v1; channels past
@@ -130,15 +139,14 @@ fn conv2d_backward_weight_pixel(@builtin(workgroup_id) wid: vec3<u32>, @builtin(
                                 @builtin(local_invocation_index) lid: u32) {
     let wg = workgroup_index(wid, nwg);
     if wg >= p.count { return; }
-    let blocks_ci = (p.cin + 7u) / 8u;
-    let blocks_co = (p.cout + 7u) / 8u;
+    let b = weight_block(wg);
     let taps = p.kh * p.kw;
-    let cib = wg % blocks_ci;
-    let cob = (wg / blocks_ci) % blocks_co;
-    let tap = (wg / (blocks_ci * blocks_co)) % taps;
-    let split = wg / (blocks_ci * blocks_co * taps);
-    let ky = tap / p.kw;
-    let kx = tap % p.kw;
+    let cib = b.cib;
+    let cob = b.cob;
+    let tap = b.tap;
+    let ky = b.ky;
+    let kx = b.kx;
+    let split = b.split;
     let hw = p.h * p.w;
     let ohw = p.oh * p.ow;
     let q0 = split * p.blocks;
@@ -189,4 +197,54 @@ fn conv2d_backward_weight_pixel(@builtin(workgroup_id) wid: vec3<u32>, @builtin(
             }
         }
     }
+}
+
+// conv2d_backward_weight_texture — the register-blocked weight gradient with both operands
+// read through the texture unit (see conv2d_forward_texture): per output pixel, two fetches
+// of x (8 input channels) and two of grad_out (8 output channels) feed 64 FMAs.
+//   5: x_tex — x staged as for conv2d_forward_texture (zero padded, tex_rows rows a plane,
+//      ReLU applied), so no tap needs a bounds check.
+//   6: g_tex — grad_out staged unpadded: texel (ox, (n*ceil(cout/4) + g)*OH + oy).
+// Threads, splits and partial sums as conv2d_backward_weight_regblock (binding 3).
+@group(0) @binding(5) var x_tex: texture_2d<f32>;
+@group(0) @binding(6) var g_tex: texture_2d<f32>;
+
+@compute @workgroup_size(64)
+fn conv2d_backward_weight_texture(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                                  @builtin(local_invocation_index) lid: u32) {
+    let t = thread_index(wid, nwg, lid);
+    if t >= p.count { return; }
+    let b = weight_block(t);
+    let taps = p.kh * p.kw;
+    let gin = (p.cin + 3u) / 4u;
+    let gout = (p.cout + 3u) / 4u;
+    // The block's two 4-channel groups of x and of grad_out (a block past the channel count
+    // reads its last group again; those lanes are never stored).
+    let xga = 2u * b.cib * p.tex_rows;
+    let xgb = min(2u * b.cib + 1u, gin - 1u) * p.tex_rows;
+    let gga = 2u * b.cob * p.oh;
+    let ggb = min(2u * b.cob + 1u, gout - 1u) * p.oh;
+    let s = i32(p.sw);
+
+    var acc: array<vec4<f32>, 16>;   // acc[2*j + h]: co = 8*b.cob + j, ci = 8*b.cib + 4*h .. +3
+    for (var r = b.row0; r < b.row1; r++) {
+        let n = r / p.oh;
+        let oy = r % p.oh;
+        let xr = n * gin * p.tex_rows + oy * p.sh + b.ky * p.dh;
+        let gr = n * gout * p.oh + oy;
+        let xra = i32(xr + xga);
+        let xrb = i32(xr + xgb);
+        let gra = i32(gr + gga);
+        let grb = i32(gr + ggb);
+        var xc = i32(b.kx * p.dw);
+        for (var ox = 0; ox < i32(p.ow); ox++) {
+            let xa = textureLoad(x_tex, vec2<i32>(xc, xra), 0);
+            let xb = textureLoad(x_tex, vec2<i32>(xc, xrb), 0);
+            let ga = textureLoad(g_tex, vec2<i32>(ox, gra), 0);
+            let gb = textureLoad(g_tex, vec2<i32>(ox, grb), 0);
+            outer_8x8(&acc, ga, gb, xa, xb);
+            xc += s;
+        }
+    }
+    store_partial_8x8(b.split * p.cout * p.cin * taps, b.cob * 8u, b.cib * 8u, b.tap, &acc);
 }

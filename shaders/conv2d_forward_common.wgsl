@@ -1,13 +1,11 @@
 // conv2d_forward_common.wgsl — bindings and epilogue shared by the GEMM-shaped forward
 // kernels (register-blocked, pixel, tiled); prepended after conv2d_common.wgsl.
 //
-// Bindings: 0: Conv args, 1: x (input view), 2: packed weights [kh*kw*cin][co_pad] as vec4
-// (conv2d_weight_layout.wgsl), 3: bias [cout] (unread when has_bias = 0), 4: out (output
-// view y), 5: mask view gx (read when mask_output = 1).
+// Bindings: 0: Conv args, 1: the input x and 2: the weights (declared by each family: storage
+// buffers or textures), 3: bias [cout] (unread when has_bias = 0), 4: out (output view y),
+// 5: mask view gx (read when mask_output = 1).
 
 @group(0) @binding(0) var<uniform> p: Conv;
-@group(0) @binding(1) var<storage, read_write> x: array<f32>;
-@group(0) @binding(2) var<storage, read> wt: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<storage, read_write> mask: array<f32>;

@@ -11,6 +11,11 @@
 //   transposed flipped weights, padding d*(k-1) - p, mask = the forward input.
 // `count` = N * OH * ceil(OW / 8) * blocks threads, blocks = co_pad / 8.
 
+// Bindings 1 and 2 (the others are in conv2d_forward_common.wgsl): the input view and the
+// packed weights [kh*kw*cin][co_pad] as vec4 (conv2d_weight_layout.wgsl).
+@group(0) @binding(1) var<storage, read_write> x: array<f32>;
+@group(0) @binding(2) var<storage, read> wt: array<vec4<f32>>;
+
 @compute @workgroup_size(64)
 fn conv2d_forward_regblock(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                            @builtin(local_invocation_index) lid: u32) {
@@ -104,4 +109,67 @@ fn conv2d_forward_pixel(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
     }
     if !live { return; }
     store_output8_flat(m, cb * 8u, a0, a1);
+}
+
+// conv2d_forward_texture — the register-blocked kernel with both operands read through the
+// texture unit: on lavapipe a storage-buffer load is a loop over the SIMD lanes with a
+// bounds check per lane, a texel fetch one vectorised gather of four floats, so this
+// kernel loads 8 pixels × 4 channels and 4 channels × 8 weights in 16 fetches for 256 FMAs
+// (register-blocked: 10 lane loops for 64).
+//   6: x_tex — x staged by texture_pack.wgsl: texel (col, (n*ceil(cin/4) + g)*tex_rows + row)
+//      = channels 4g .. 4g+3 of input pixel (row - ph, col - pw), zero outside the image and
+//      past cin, ReLU already applied; wide and tall enough that no tap leaves it.
+//   7: w_tex — weights staged by conv2d_weight_layout_texture: texel (c, tap*cin4 + ci) =
+//      output channels 4c .. 4c+3 of input channel ci, tap (ky, kx); cin4 = cin rounded up
+//      to 4, zero past cout and cin.
+// Threads and everything else as conv2d_forward_regblock (relu_input is unused: the
+// staging applied it).
+@group(0) @binding(6) var x_tex: texture_2d<f32>;
+@group(0) @binding(7) var w_tex: texture_2d<f32>;
+
+@compute @workgroup_size(64)
+fn conv2d_forward_texture(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                          @builtin(local_invocation_index) lid: u32) {
+    let t = thread_index(wid, nwg, lid);
+    if t >= p.count { return; }
+    let cb = t % p.blocks;
+    let pb = t / p.blocks;
+    let blocks_x = (p.ow + 7u) / 8u;
+    let ox0 = (pb % blocks_x) * 8u;
+    let oy = (pb / blocks_x) % p.oh;
+    let n = pb / (blocks_x * p.oh);
+    let groups = (p.cin + 3u) / 4u;
+    let s = i32(p.sw);
+    let wc = i32(2u * cb);
+
+    var acc: array<vec4<f32>, 16>;     // acc[2*q + h]: pixel ox0+q, channels 8*cb + 4*h .. +3
+    for (var ky = 0u; ky < p.kh; ky++) {
+        let row0 = i32(n * groups * p.tex_rows + oy * p.sh + ky * p.dh);
+        for (var kx = 0u; kx < p.kw; kx++) {
+            let c = i32(ox0 * p.sw + kx * p.dw);
+            var row = row0;
+            var wr = i32((ky * p.kw + kx) * groups * 4u);
+            for (var g = 0u; g < groups; g++) {
+                let x0 = textureLoad(x_tex, vec2<i32>(c, row), 0);
+                let x1 = textureLoad(x_tex, vec2<i32>(c + s, row), 0);
+                let x2 = textureLoad(x_tex, vec2<i32>(c + 2 * s, row), 0);
+                let x3 = textureLoad(x_tex, vec2<i32>(c + 3 * s, row), 0);
+                let x4 = textureLoad(x_tex, vec2<i32>(c + 4 * s, row), 0);
+                let x5 = textureLoad(x_tex, vec2<i32>(c + 5 * s, row), 0);
+                let x6 = textureLoad(x_tex, vec2<i32>(c + 6 * s, row), 0);
+                let x7 = textureLoad(x_tex, vec2<i32>(c + 7 * s, row), 0);
+                outer_8x8(&acc, vec4<f32>(x0.x, x1.x, x2.x, x3.x), vec4<f32>(x4.x, x5.x, x6.x, x7.x),
+                          textureLoad(w_tex, vec2<i32>(wc, wr), 0), textureLoad(w_tex, vec2<i32>(wc + 1, wr), 0));
+                outer_8x8(&acc, vec4<f32>(x0.y, x1.y, x2.y, x3.y), vec4<f32>(x4.y, x5.y, x6.y, x7.y),
+                          textureLoad(w_tex, vec2<i32>(wc, wr + 1), 0), textureLoad(w_tex, vec2<i32>(wc + 1, wr + 1), 0));
+                outer_8x8(&acc, vec4<f32>(x0.z, x1.z, x2.z, x3.z), vec4<f32>(x4.z, x5.z, x6.z, x7.z),
+                          textureLoad(w_tex, vec2<i32>(wc, wr + 2), 0), textureLoad(w_tex, vec2<i32>(wc + 1, wr + 2), 0));
+                outer_8x8(&acc, vec4<f32>(x0.w, x1.w, x2.w, x3.w), vec4<f32>(x4.w, x5.w, x6.w, x7.w),
+                          textureLoad(w_tex, vec2<i32>(wc, wr + 3), 0), textureLoad(w_tex, vec2<i32>(wc + 1, wr + 3), 0));
+                row += i32(p.tex_rows);
+                wr += 4;
+            }
+        }
+    }
+    store_output_8x8((n * p.oh + oy) * p.ow + ox0, min(8u, p.ow - ox0), cb * 8u, &acc);
 }

@@ -18,6 +18,11 @@ const BN: u32 = 64u;   // channels per tile
 const BK: u32 = 16u;   // reduction slice
 
 
+// Bindings 1 and 2 (the others are in conv2d_forward_common.wgsl): the input view and the
+// packed weights [kh*kw*cin][co_pad] as vec4 (conv2d_weight_layout.wgsl).
+@group(0) @binding(1) var<storage, read_write> x: array<f32>;
+@group(0) @binding(2) var<storage, read> wt: array<vec4<f32>>;
+
 var<workgroup> a_tile: array<f32, 1024>;          // [BK][BM]
 var<workgroup> b_tile: array<vec4<f32>, 256>;     // [BK][BN / 4]
 

@@ -46,3 +46,41 @@ fn conv2d_weight_layout(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
         packed[i] = v;
     }
 }
+
+// conv2d_weight_layout_texture — the same arrangement in an rgba32float texture (binding 3)
+// for conv2d_forward_texture: texel (c, tap*rows4 + r) holds columns 4c .. 4c+3 of packed
+// row (tap, r), rows4 = the row count (cin, resp. cout) rounded up to 4, zero padded.
+// One thread per texel: count = kh*kw*rows4 * cols/4.
+@group(0) @binding(3) var packed_tex: texture_storage_2d<rgba32float, write>;
+
+@compute @workgroup_size(64)
+fn conv2d_weight_layout_texture(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                                @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(wid, nwg, lid);
+    if i >= l.count { return; }
+    let texels = l.cols / 4u;
+    let c = i % texels;
+    let row = i / texels;
+    let rows = select(l.cout, l.cin, l.transpose == 0u);
+    let rows4 = (rows + 3u) / 4u * 4u;
+    let r = row % rows4;
+    let tap = row / rows4;
+    var v = vec4<f32>(0.0);
+    for (var j = 0u; j < 4u; j++) {
+        let col = 4u * c + j;
+        if l.transpose == 0u {
+            // r = ci, col = co
+            if r < l.cin && col < l.cout {
+                v[j] = weight[((col * l.cin + r) * l.kh + tap / l.kw) * l.kw + tap % l.kw];
+            }
+        } else {
+            // r = co, col = ci, kernel flipped
+            let ky = l.kh - 1u - tap / l.kw;
+            let kx = l.kw - 1u - tap % l.kw;
+            if r < l.cout && col < l.cin {
+                v[j] = weight[((r * l.cin + col) * l.kh + ky) * l.kw + kx];
+            }
+        }
+    }
+    textureStore(packed_tex, vec2<u32>(c, row), v);
+}

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
-use crate::memory::{GpuBuffer, MemoryReport, MemoryTracker, Purpose};
+use crate::memory::{GpuBuffer, GpuTexture, MemoryReport, MemoryTracker, Purpose};
 
 /// Threads per workgroup of every 1-D kernel; the shaders use the same constant.
 pub(crate) const WORKGROUP_SIZE: u32 = 64;
@@ -22,7 +22,8 @@ pub(crate) struct Shader {
 /// differ in speed per adapter and shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConvKernels {
-    /// Pick per shape: register-blocked implicit GEMM where it applies, direct otherwise.
+    /// Pick per adapter, pass and shape: a rule on CPU adapters (texture family; tiny shapes
+    /// measured), a one-time measurement of every family on GPUs; cached per `Gpu`.
     Auto,
     /// One thread per output element; every shape, groups and stride.
     Direct,
@@ -39,16 +40,22 @@ pub enum ConvKernels {
     /// (forward and input gradient), and a weight gradient whose reduction is spread over
     /// the lanes of a workgroup: many threads for small layers on big GPUs.
     Pixel,
+    /// Register-blocked (8 pixels × 8 channels per thread) with both operands staged in
+    /// `rgba32float` textures and read four channels a fetch: what a CPU adapter (lavapipe,
+    /// whose storage-buffer loads are per-lane loops) runs fastest. Forward, stride-1 input
+    /// gradient and weight gradient, where the staged textures fit the device's limits.
+    Texture,
 }
 
 impl ConvKernels {
     /// The concrete families (all but `Auto`).
-    pub const CONCRETE: [ConvKernels; 5] = [
+    pub const CONCRETE: [ConvKernels; 6] = [
         ConvKernels::Direct,
         ConvKernels::RegisterBlocked,
         ConvKernels::Tiled,
         ConvKernels::Tiled8x8,
         ConvKernels::Pixel,
+        ConvKernels::Texture,
     ];
 
     /// Lower-case name.
@@ -60,10 +67,11 @@ impl ConvKernels {
             ConvKernels::Tiled => "tiled",
             ConvKernels::Tiled8x8 => "tiled8x8",
             ConvKernels::Pixel => "pixel",
+            ConvKernels::Texture => "texture",
         }
     }
 
-    /// Parses `auto`, `direct`, `regblock`, `tiled`, `tiled8x8` or `pixel`.
+    /// Parses `auto`, `direct`, `regblock`, `tiled`, `tiled8x8`, `pixel` or `texture`.
     pub fn parse(name: &str) -> Result<ConvKernels> {
         match name.trim().to_ascii_lowercase().as_str() {
             "auto" => Ok(ConvKernels::Auto),
@@ -72,10 +80,11 @@ impl ConvKernels {
             "tiled" => Ok(ConvKernels::Tiled),
             "tiled8x8" => Ok(ConvKernels::Tiled8x8),
             "pixel" => Ok(ConvKernels::Pixel),
+            "texture" => Ok(ConvKernels::Texture),
             other => Err(Error::InvalidParameter {
                 op: "conv kernels",
                 detail: format!(
-                    "unknown family {other:?} (expected auto, direct, regblock, tiled, tiled8x8 or pixel)"
+                    "unknown family {other:?} (expected auto, direct, regblock, tiled, tiled8x8, pixel or texture)"
                 ),
             }),
         }
@@ -334,6 +343,43 @@ impl Gpu {
             })
         })?;
         Ok(GpuBuffer::new(raw, bytes, purpose, self.memory.clone()))
+    }
+
+    /// Allocates an accounted `width` × `height` texture of four f32 channels
+    /// (`Rgba32Float`) that kernels write as a storage texture and read with `textureLoad`,
+    /// checking `max_texture_dimension_2d` first.
+    pub(crate) fn alloc_texture(
+        &self,
+        width: u32,
+        height: u32,
+        purpose: Purpose,
+    ) -> Result<GpuTexture> {
+        let limit = self.limits.max_texture_dimension_2d;
+        if width.max(height) > limit {
+            return Err(Error::TooLarge {
+                bytes: 16 * width as u64 * height as u64,
+                limit_name: "max_texture_dimension_2d (texels a side)",
+                limit: limit as u64,
+            });
+        }
+        let raw = self.scoped("texture allocation", || {
+            self.device.create_texture(&wgpu::TextureDescriptor {
+                label: Some(purpose.name()),
+                size: wgpu::Extent3d {
+                    width: width.max(1),
+                    height: height.max(1),
+                    depth_or_array_layers: 1,
+                },
+                mip_level_count: 1,
+                sample_count: 1,
+                dimension: wgpu::TextureDimension::D2,
+                format: wgpu::TextureFormat::Rgba32Float,
+                usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::STORAGE_BINDING,
+                view_formats: &[],
+            })
+        })?;
+        let bytes = 16 * width.max(1) as u64 * height.max(1) as u64;
+        Ok(GpuTexture::new(raw, bytes, purpose, self.memory.clone()))
     }
 
     /// Accounts for a buffer created inside the caller's own error scope.

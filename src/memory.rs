@@ -160,12 +160,38 @@ impl MemoryReport {
     }
 }
 
+/// One allocation's entry in the accounts: counted when made, released when dropped.
+pub(crate) struct Account {
+    pub(crate) bytes: u64,
+    pub(crate) purpose: Purpose,
+    tracker: Arc<MemoryTracker>,
+}
+
+impl Account {
+    pub(crate) fn new(bytes: u64, purpose: Purpose, tracker: Arc<MemoryTracker>) -> Self {
+        tracker.on_alloc(purpose, bytes);
+        Account {
+            bytes,
+            purpose,
+            tracker,
+        }
+    }
+}
+
+impl Drop for Account {
+    fn drop(&mut self) {
+        // The wgpu handle is released with its owner; wgpu keeps the memory alive until any
+        // submission still using it completes.
+        self.tracker.on_free(self.purpose, self.bytes);
+    }
+}
+
 /// A GPU buffer known to the allocator. Dropping it frees the buffer and the count.
 pub(crate) struct GpuBuffer {
     pub(crate) raw: wgpu::Buffer,
     pub(crate) bytes: u64,
     pub(crate) purpose: Purpose,
-    tracker: Arc<MemoryTracker>,
+    _account: Account,
 }
 
 impl GpuBuffer {
@@ -175,21 +201,35 @@ impl GpuBuffer {
         purpose: Purpose,
         tracker: Arc<MemoryTracker>,
     ) -> Self {
-        tracker.on_alloc(purpose, bytes);
         GpuBuffer {
             raw,
             bytes,
             purpose,
-            tracker,
+            _account: Account::new(bytes, purpose, tracker),
         }
     }
 }
 
-impl Drop for GpuBuffer {
-    fn drop(&mut self) {
-        // The wgpu handle is released with us; wgpu keeps the memory alive until any
-        // submission still using it completes.
-        self.tracker.on_free(self.purpose, self.bytes);
+/// A 2-D texture known to the allocator (kernels that read their operands through the
+/// texture unit stage them in these). Dropping it frees the texture and the count.
+pub(crate) struct GpuTexture {
+    pub(crate) view: wgpu::TextureView,
+    _raw: wgpu::Texture,
+    _account: Account,
+}
+
+impl GpuTexture {
+    pub(crate) fn new(
+        raw: wgpu::Texture,
+        bytes: u64,
+        purpose: Purpose,
+        tracker: Arc<MemoryTracker>,
+    ) -> Self {
+        GpuTexture {
+            view: raw.create_view(&wgpu::TextureViewDescriptor::default()),
+            _raw: raw,
+            _account: Account::new(bytes, purpose, tracker),
+        }
     }
 }
 

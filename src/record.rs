@@ -3,7 +3,7 @@
 
 use crate::error::Result;
 use crate::gpu::{ConvKernels, Gpu, Shader, WORKGROUP_SIZE};
-use crate::memory::{GpuBuffer, Purpose};
+use crate::memory::{GpuBuffer, GpuTexture, Purpose};
 use crate::tensor::Tensor;
 
 /// A command encoder and the small buffers its dispatches need, submitted together.
@@ -18,6 +18,8 @@ pub struct Recording<'g> {
     /// Temporaries that recorded work reads or writes, held (and so counted as live by the
     /// allocator) until the work is submitted.
     retained: Vec<Tensor>,
+    /// Textures recorded work stages its operands in, held likewise.
+    textures: Vec<GpuTexture>,
     dispatches: usize,
     cost: Cost,
     /// With timing on: a query set whose slot 0 gets the first pass's start and slot 1 each
@@ -76,6 +78,7 @@ impl<'g> Recording<'g> {
             encoder,
             keep: Vec::new(),
             retained: Vec::new(),
+            textures: Vec::new(),
             dispatches: 0,
             cost: Cost::default(),
             timer: None,
@@ -157,6 +160,22 @@ impl<'g> Recording<'g> {
         workgroups: u64,
         cost: Cost,
     ) -> Result<()> {
+        self.dispatch_with_textures(shader, entry, args, storage, &[], workgroups, cost)
+    }
+
+    /// Like [`Recording::dispatch_workgroups`], with texture views bound too (sampled or
+    /// storage, as the kernel declares them).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn dispatch_with_textures(
+        &mut self,
+        shader: Shader,
+        entry: &'static str,
+        args: &[u8],
+        storage: &[(u32, Binding<'_>)],
+        textures: &[(u32, &wgpu::TextureView)],
+        workgroups: u64,
+        cost: Cost,
+    ) -> Result<()> {
         if workgroups == 0 {
             return Ok(());
         }
@@ -187,6 +206,10 @@ impl<'g> Recording<'g> {
             entries.extend(storage.iter().map(|(binding, b)| wgpu::BindGroupEntry {
                 binding: *binding,
                 resource: b.as_entire_binding(),
+            }));
+            entries.extend(textures.iter().map(|(binding, v)| wgpu::BindGroupEntry {
+                binding: *binding,
+                resource: wgpu::BindingResource::TextureView(v),
             }));
             let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some(entry),
@@ -244,6 +267,11 @@ impl<'g> Recording<'g> {
         self.retained.push(t);
     }
 
+    /// Keeps a staging texture alive (and counted) until this recording is submitted.
+    pub(crate) fn retain_texture(&mut self, t: GpuTexture) {
+        self.textures.push(t);
+    }
+
     /// Access to the encoder, to record your own commands between skipgrad's (ends the open
     /// compute pass; the next dispatch opens another).
     pub fn encoder(&mut self) -> &mut wgpu::CommandEncoder {
@@ -259,6 +287,7 @@ impl<'g> Recording<'g> {
             encoder,
             keep,
             retained,
+            textures,
             ..
         } = self;
         gpu.scoped("submitting recorded work", || {
@@ -268,6 +297,7 @@ impl<'g> Recording<'g> {
         // until it completes, so our handles (and their accounting) can go now.
         drop(keep);
         drop(retained);
+        drop(textures);
         Ok(())
     }
 

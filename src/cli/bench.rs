@@ -24,7 +24,7 @@ pub struct BenchArgs {
     /// measure).
     #[arg(long, default_value = "gpu", value_parser = ["gpu", "wall"])]
     pub timing: String,
-    /// Conv kernel family: auto (autotuned per shape), direct, regblock, tiled, tiled8x8.
+    /// Conv kernel family: auto (autotuned per shape), direct, regblock, tiled, tiled8x8, pixel, texture.
     #[arg(long, default_value = "auto")]
     pub kernels: String,
     /// Print JSON instead of a table.

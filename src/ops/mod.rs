@@ -125,6 +125,7 @@ pub(crate) mod shaders {
         "conv2d_forward_common.wgsl"
     );
     pub const CONV2D_WEIGHT_LAYOUT: Shader = shader!("conv2d_weight_layout.wgsl");
+    pub const TEXTURE_PACK: Shader = shader!("texture_pack.wgsl");
     pub const CONV2D_FORWARD_TILED: Shader = shader!(
         "conv2d_forward_tiled.wgsl",
         "conv2d_common.wgsl",

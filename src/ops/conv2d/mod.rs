@@ -4,12 +4,15 @@
 //!
 //! `H_out = (H + 2 * pad_h - dilation_h * (kh - 1) - 1) / stride_h + 1` (floor), same for W.
 
+mod texture;
+
 use super::{no_overlap, shaders};
 use crate::error::{Error, Result};
 use crate::gpu::ConvKernels;
 use crate::memory::Purpose;
 use crate::record::{Cost, Recording};
 use crate::tensor::Tensor;
+use texture::Extent;
 
 /// Stride, padding, dilation (each `[h, w]`) and groups of a convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,6 +129,8 @@ struct ConvArgs {
     accumulate: u32,
     blocks: u32,
     mask_output: u32,
+    tex_rows: u32,
+    _pad: [u32; 3],
 }
 
 /// How a conv kernel reads its input and stores its result; blocks fuse with these.
@@ -223,6 +228,30 @@ fn view(t: &Tensor) -> [u32; 2] {
     [t.offset_u32(), t.batch_stride_u32()]
 }
 
+/// Arguments of the weight-layout kernels (`Layout` in `shaders/conv2d_weight_layout.wgsl`).
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct LayoutArgs {
+    dims: [u32; 4],
+    cols: u32,
+    transpose: u32,
+    count: u32,
+    _pad: u32,
+}
+
+impl LayoutArgs {
+    /// For OIHW `weight`, `cols` packed columns (channels), `count` threads.
+    fn new(weight: [usize; 4], cols: usize, transpose: bool, count: usize) -> LayoutArgs {
+        LayoutArgs {
+            dims: weight.map(|d| d as u32),
+            cols: cols as u32,
+            transpose: transpose as u32,
+            count: count as u32,
+            _pad: 0,
+        }
+    }
+}
+
 /// Packs OIHW weights for the register-blocked kernel (see `conv2d_weight_layout.wgsl`):
 /// `[kh*kw*cin][co_pad]`, or transposed and flipped `[kh*kw*cout][ci_pad]`. The packed copy
 /// is a scratch tensor held by the recording, rebuilt each time (weights are small).
@@ -234,22 +263,7 @@ fn pack_weights(rec: &mut Recording<'_>, weight: &Tensor, transpose: bool) -> Re
         (cin, cout.next_multiple_of(8))
     };
     let packed = Tensor::zeros(rec.gpu(), [kh * kw * rows, cols, 1, 1], Purpose::Scratch)?;
-    #[repr(C)]
-    #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-    struct LayoutArgs {
-        dims: [u32; 4],
-        cols: u32,
-        transpose: u32,
-        count: u32,
-        _pad: u32,
-    }
-    let a = LayoutArgs {
-        dims: [cout as u32, cin as u32, kh as u32, kw as u32],
-        cols: cols as u32,
-        transpose: transpose as u32,
-        count: packed.numel() as u32,
-        _pad: 0,
-    };
+    let a = LayoutArgs::new(weight.shape(), cols, transpose, packed.numel());
     rec.dispatch(
         shaders::CONV2D_WEIGHT_LAYOUT,
         "conv2d_weight_layout",
@@ -370,14 +384,31 @@ fn choose(
     }
 }
 
+/// The texture family where its staged textures fit the device, else register-blocked
+/// (the same kernels with storage-buffer loads); other families pass through.
+fn texture_if_fits(
+    rec: &Recording<'_>,
+    family: ConvKernels,
+    staged: &[([usize; 4], Extent)],
+    weight: Option<([usize; 4], bool)>,
+) -> ConvKernels {
+    match family {
+        ConvKernels::Texture if !texture::fits(rec.gpu(), staged, weight) => {
+            ConvKernels::RegisterBlocked
+        }
+        f => f,
+    }
+}
+
 /// Picks the fastest family for one pass and shape by running each plausible one on
 /// scratch tensors of that shape (best of 3 after a warm-up, GPU timestamps where the
 /// adapter has them); the result is cached per `Gpu`, so each shape is measured once.
 ///
 /// Which families are plausible is the rule the benchmark justified (benches/NOTES.md): on
-/// a CPU adapter (lavapipe) the register-blocked kernels beat the tiled ones about 3× and
-/// the direct ones 5×, so only tiny shapes, where launch overhead rules, are measured
-/// against direct; on a GPU every family is fast enough to measure, so all are.
+/// a CPU adapter (lavapipe) the texture family beats register-blocked 1.5–2× on every
+/// standard case, which beats the tiled kernels 3× and the direct ones 5×, so only tiny
+/// shapes, where launch overhead rules, are measured (against register-blocked and
+/// direct); on a GPU every family is fast enough to measure, so all are.
 fn autotune(gpu: &crate::Gpu, pass: Pass, g: &Geometry, p: &Conv2dParams) -> Result<ConvKernels> {
     let mut dims = [0; 14];
     dims[..4].copy_from_slice(&g.x);
@@ -400,12 +431,12 @@ fn autotune(gpu: &crate::Gpu, pass: Pass, g: &Geometry, p: &Conv2dParams) -> Res
     let flops = tap_flops(g);
     let cpu = gpu.adapter_info().device_type == wgpu::DeviceType::Cpu;
     let candidates: Vec<ConvKernels> = match (cpu, flops < 2_000_000) {
-        // The lane-reduced (pixel) weight gradient also does well on lavapipe: measure both.
-        (true, false) if pass == Pass::BackwardWeight => {
-            vec![ConvKernels::RegisterBlocked, ConvKernels::Pixel]
-        }
-        (true, false) => vec![ConvKernels::RegisterBlocked],
-        (true, true) => vec![ConvKernels::RegisterBlocked, ConvKernels::Direct],
+        (true, false) => vec![ConvKernels::Texture],
+        (true, true) => vec![
+            ConvKernels::Texture,
+            ConvKernels::RegisterBlocked,
+            ConvKernels::Direct,
+        ],
         // The weight gradient has one tiled kernel (both tiled families use it).
         (false, _) => ConvKernels::CONCRETE
             .into_iter()
@@ -483,6 +514,9 @@ fn backward_weight_gemm(
 ) -> Result<()> {
     let [cout, cin, kh, kw] = g.w;
     let wsize = grad_weight.numel();
+    let x_extent = Extent::input(g, p);
+    let staged = [(g.x, x_extent), (g.y, Extent::plain(g.y))];
+    let family = texture_if_fits(rec, family, &staged, None);
     // Tiled8x8 has no weight-gradient kernel of its own and uses the tiled one.
     let tiled = matches!(family, ConvKernels::Tiled | ConvKernels::Tiled8x8);
     let pixel = family == ConvKernels::Pixel;
@@ -525,6 +559,29 @@ fn backward_weight_gemm(
         flops: tap_flops(g),
         bytes: bytes_of(&[x.numel(), grad_out.numel(), partial.numel()]),
     };
+    let mut a = args(g, p, 0, fusion);
+    a.x_view = view(x);
+    a.y_view = view(grad_out);
+    a.blocks = per as u32;
+    if family == ConvKernels::Texture {
+        // Same threads and splits as register-blocked; both operands staged first.
+        let x_tex = texture::stage_activation(rec, x, x_extent, fusion.relu_input)?;
+        let g_tex = texture::stage_activation(rec, grad_out, Extent::plain(g.y), false)?;
+        let threads = base_threads * splits;
+        a.count = threads as u32;
+        a.relu_input = 0;
+        a.tex_rows = x_extent.rows as u32;
+        rec.dispatch_with_textures(
+            shaders::CONV2D_BACKWARD_WEIGHT_REGBLOCK,
+            "conv2d_backward_weight_texture",
+            bytemuck::bytes_of(&a),
+            &[(3, partial.raw())],
+            &[(5, &x_tex), (6, &g_tex)],
+            threads.div_ceil(64) as u64,
+            cost,
+        )?;
+        return reduce_weight_partials(rec, g, p, partial, grad_weight, splits, fusion);
+    }
     let bindings = [(1, x.raw()), (2, grad_out.raw()), (3, partial.raw())];
     // (shader, entry, `count` argument, workgroups to dispatch)
     let (shader, entry, count, workgroups) = if tiled {
@@ -552,10 +609,7 @@ fn backward_weight_gemm(
             threads.div_ceil(64),
         )
     };
-    let mut a = args(g, p, count, fusion);
-    a.x_view = view(x);
-    a.y_view = view(grad_out);
-    a.blocks = per as u32;
+    a.count = count as u32;
     rec.dispatch_workgroups(
         shader,
         entry,
@@ -564,9 +618,24 @@ fn backward_weight_gemm(
         workgroups as u64,
         cost,
     )?;
-    if direct_store {
+    reduce_weight_partials(rec, g, p, partial, grad_weight, splits, fusion)
+}
+
+/// Sums the splits' partial weight gradients into `grad_weight` (=|+=); nothing to do when
+/// one split wrote the gradient itself (`partial` is then `grad_weight`).
+fn reduce_weight_partials(
+    rec: &mut Recording<'_>,
+    g: &Geometry,
+    p: &Conv2dParams,
+    partial: Tensor,
+    grad_weight: &Tensor,
+    splits: usize,
+    fusion: Fusion,
+) -> Result<()> {
+    if partial.shares_buffer(grad_weight) {
         return Ok(());
     }
+    let wsize = grad_weight.numel();
     let mut r = args(g, p, wsize, fusion);
     r.mask_output = splits as u32;
     rec.dispatch(
@@ -625,6 +694,13 @@ pub fn conv2d_into(
         ]),
     };
     let family = choose(rec, Pass::Forward, &g, params, params.groups == 1)?;
+    let staged = [(g.x, Extent::input(&g, params))];
+    let family = texture_if_fits(rec, family, &staged, Some((g.w, false)));
+    if family == ConvKernels::Texture {
+        return texture::forward(
+            rec, &g, params, x, weight, false, bias, out, None, fusion, cost,
+        );
+    }
     if family != ConvKernels::Direct {
         let packed = pack_weights(rec, weight, false)?;
         return implicit_gemm(
@@ -885,7 +961,6 @@ pub fn conv2d_backward_input_into(
     if family != ConvKernels::Direct {
         // The input gradient of a stride-1 conv is a conv of grad_out with the transposed,
         // flipped kernel and padding d*(k-1) - p.
-        let packed = pack_weights(rec, weight, true)?;
         let t = Geometry {
             x: g.y,
             w: [g.x[1], g.y[1], kh, kw],
@@ -905,6 +980,14 @@ pub fn conv2d_backward_input_into(
             relu_input: false,
             accumulate: fusion.accumulate,
         };
+        let staged = [(t.x, Extent::input(&t, &tp))];
+        let family = texture_if_fits(rec, family, &staged, Some((g.w, true)));
+        if family == ConvKernels::Texture {
+            return texture::forward(
+                rec, &t, &tp, grad_out, weight, true, None, grad_x, mask, f, cost,
+            );
+        }
+        let packed = pack_weights(rec, weight, true)?;
         return implicit_gemm(
             rec, family, &t, &tp, grad_out, &packed, weight, false, grad_x, mask, f, cost,
         );

@@ -1,0 +1,213 @@
+//! Staging for the texture family ([`ConvKernels::Texture`]): before a kernel that reads its
+//! operands through the texture unit runs, the activation and the weights are copied into
+//! `rgba32float` textures, four channels a texel, zero padding and ReLU already applied
+//! (`shaders/texture_pack.wgsl`, `conv2d_weight_layout_texture`).
+//!
+//! Why: lavapipe turns every storage-buffer load into a loop over its SIMD lanes with a
+//! bounds check per lane and component, but a texel fetch into one vectorised gather of four
+//! floats; staging costs one pass over each operand, the conv reads them many times.
+//!
+//! [`ConvKernels::Texture`]: crate::ConvKernels::Texture
+
+use super::{args, shaders, view, Cost, Fusion, Geometry, LayoutArgs};
+use crate::error::Result;
+use crate::memory::{GpuTexture, Purpose};
+use crate::ops::conv2d::Conv2dParams;
+use crate::record::Recording;
+use crate::tensor::Tensor;
+
+/// Where an activation sits in its staged texture: `rows` texture rows per (image,
+/// 4-channel group) plane, `cols` texels a row, the image starting `top` rows and `left`
+/// columns in (the zero padding before it).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Extent {
+    pub rows: usize,
+    pub cols: usize,
+    pub top: usize,
+    pub left: usize,
+}
+
+impl Extent {
+    /// The input of a conv: zero padding stored, and wide and tall enough for every tap of
+    /// every 8-pixel block (the last block may hang over the row's end) to stay inside.
+    pub fn input(g: &Geometry, p: &Conv2dParams) -> Extent {
+        let [_, _, kh, kw] = g.w;
+        let [_, _, oh, ow] = g.y;
+        Extent {
+            rows: (oh - 1) * p.stride[0] + (kh - 1) * p.dilation[0] + 1,
+            cols: (ow.next_multiple_of(8) - 1) * p.stride[1] + (kw - 1) * p.dilation[1] + 1,
+            top: p.padding[0],
+            left: p.padding[1],
+        }
+    }
+
+    /// A tensor staged as it is (no padding).
+    pub fn plain(shape: [usize; 4]) -> Extent {
+        Extent {
+            rows: shape[2],
+            cols: shape[3],
+            top: 0,
+            left: 0,
+        }
+    }
+
+    /// The texture's size for a tensor of `shape`: (width, height) in texels.
+    fn size(&self, shape: [usize; 4]) -> (usize, usize) {
+        (self.cols, shape[0] * shape[1].div_ceil(4) * self.rows)
+    }
+}
+
+/// The staged weights' texture size (width, height) in texels: output channels (input
+/// channels when `transpose`) rounded up to 8, four a texel; a row per (tap, channel).
+fn weight_size(weight: [usize; 4], transpose: bool) -> (usize, usize) {
+    let [cout, cin, kh, kw] = weight;
+    let (rows, cols) = if transpose { (cout, cin) } else { (cin, cout) };
+    (
+        cols.next_multiple_of(8) / 4,
+        kh * kw * rows.next_multiple_of(4),
+    )
+}
+
+/// Whether every texture a texture-family pass would stage fits the device's
+/// `max_texture_dimension_2d` (the family falls back to register-blocked where not).
+pub(super) fn fits(
+    gpu: &crate::Gpu,
+    staged: &[([usize; 4], Extent)],
+    weight: Option<([usize; 4], bool)>,
+) -> bool {
+    let limit = gpu.limits().max_texture_dimension_2d as usize;
+    let ok = |(w, h): (usize, usize)| w.max(h) <= limit;
+    staged.iter().all(|(shape, e)| ok(e.size(*shape)))
+        && weight.is_none_or(|(shape, transpose)| ok(weight_size(shape, transpose)))
+}
+
+/// Stages the view `t` (ReLU'd when `relu`) in a texture laid out by `e`, held by `rec`
+/// until submission; returns the texture's view for binding.
+pub(super) fn stage_activation(
+    rec: &mut Recording<'_>,
+    t: &Tensor,
+    e: Extent,
+    relu: bool,
+) -> Result<wgpu::TextureView> {
+    let [_, c, h, w] = t.shape();
+    let (width, height) = e.size(t.shape());
+    let tex = rec
+        .gpu()
+        .alloc_texture(width as u32, height as u32, Purpose::Scratch)?;
+    #[repr(C)]
+    #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+    struct Pack {
+        dims: [u32; 4],
+        place: [u32; 4],
+        view: [u32; 2],
+        relu: u32,
+        count: u32,
+    }
+    let texels = width * height;
+    let a = Pack {
+        dims: [c as u32, h as u32, w as u32, c.div_ceil(4) as u32],
+        place: [e.rows as u32, e.cols as u32, e.top as u32, e.left as u32],
+        view: view(t),
+        relu: relu as u32,
+        count: texels as u32,
+    };
+    rec.dispatch_with_textures(
+        shaders::TEXTURE_PACK,
+        "texture_pack_activation",
+        bytemuck::bytes_of(&a),
+        &[(1, t.raw())],
+        &[(2, &tex.view)],
+        texels.div_ceil(crate::gpu::WORKGROUP_SIZE as usize) as u64,
+        Cost {
+            flops: 0,
+            bytes: 4 * (t.numel() + 4 * texels) as u64,
+        },
+    )?;
+    Ok(keep(rec, tex))
+}
+
+/// Stages OIHW weights (transposed and flipped when `transpose`, for the input gradient)
+/// as `conv2d_weight_layout_texture` lays them out.
+pub(super) fn stage_weights(
+    rec: &mut Recording<'_>,
+    weight: &Tensor,
+    transpose: bool,
+) -> Result<wgpu::TextureView> {
+    let (width, height) = weight_size(weight.shape(), transpose);
+    let tex = rec
+        .gpu()
+        .alloc_texture(width as u32, height as u32, Purpose::Scratch)?;
+    let texels = width * height;
+    let a = LayoutArgs::new(weight.shape(), 4 * width, transpose, texels);
+    rec.dispatch_with_textures(
+        shaders::CONV2D_WEIGHT_LAYOUT,
+        "conv2d_weight_layout_texture",
+        bytemuck::bytes_of(&a),
+        &[(1, weight.raw())],
+        &[(3, &tex.view)],
+        texels.div_ceil(crate::gpu::WORKGROUP_SIZE as usize) as u64,
+        Cost {
+            flops: 0,
+            bytes: 4 * (weight.numel() + 4 * texels) as u64,
+        },
+    )?;
+    Ok(keep(rec, tex))
+}
+
+/// Hands the texture to the recording (so it lives, and counts, until submission) and
+/// returns a view of it for binding.
+fn keep(rec: &mut Recording<'_>, tex: GpuTexture) -> wgpu::TextureView {
+    let view = tex.view.clone();
+    rec.retain_texture(tex);
+    view
+}
+
+/// The texture-family forward kernel (also the stride-1 input gradient, given the
+/// transposed geometry and `transpose` weights): stages `x` and the weights, then runs
+/// `conv2d_forward_texture` into `out`, masked by `mask > 0` where given.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn forward(
+    rec: &mut Recording<'_>,
+    g: &Geometry,
+    p: &Conv2dParams,
+    x: &Tensor,
+    weight: &Tensor,
+    transpose: bool,
+    bias: Option<&Tensor>,
+    out: &Tensor,
+    mask: Option<&Tensor>,
+    fusion: Fusion,
+    cost: Cost,
+) -> Result<()> {
+    let e = Extent::input(g, p);
+    let x_tex = stage_activation(rec, x, e, fusion.relu_input)?;
+    let w_tex = stage_weights(rec, weight, transpose)?;
+    let blocks = g.y[1].div_ceil(8);
+    let threads = g.y[0] * g.y[2] * g.y[3].div_ceil(8) * blocks;
+    let mut a = args(g, p, threads, fusion);
+    a.relu_input = 0;
+    a.y_view = view(out);
+    a.has_bias = bias.is_some() as u32;
+    a.blocks = blocks as u32;
+    a.tex_rows = e.rows as u32;
+    if let Some(m) = mask {
+        a.gx_view = view(m);
+        a.mask_output = 1;
+    }
+    // Unread bindings stand in: the weight for a missing bias (read-only like it), the
+    // output for a missing mask (read-write like it).
+    let storage = [
+        (3, bias.unwrap_or(weight).raw()),
+        (4, out.raw()),
+        (5, mask.unwrap_or(out).raw()),
+    ];
+    rec.dispatch_with_textures(
+        shaders::CONV2D_FORWARD_REGBLOCK,
+        "conv2d_forward_texture",
+        bytemuck::bytes_of(&a),
+        &storage,
+        &[(6, &x_tex), (7, &w_tex)],
+        threads.div_ceil(crate::gpu::WORKGROUP_SIZE as usize) as u64,
+        cost,
+    )
+}
