@@ -19,7 +19,9 @@ struct Conv {
     blocks: u32,       // register-blocked kernels: 8-channel blocks per pixel block
     mask_output: u32,  // register-blocked kernels: zero results where mask (view gx) <= 0
     tex_rows: u32,     // texture kernels: rows of one (image, 4-channel group) plane of x's texture
-    _pad0: u32, _pad1: u32, _pad2: u32,
+    tex_left: u32,     // strided input gradient: zero columns before grad_out in its texture
+    tex_blocks: u32,   // strided input gradient: 8-pixel blocks per row and stride class
+    _pad: u32,
 }
 
 // The 8 × 8 outer product at the heart of the register-blocked kernels:

@@ -150,26 +150,108 @@ fn conv2d_forward_texture(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
             var row = row0;
             var wr = i32((ky * p.kw + kx) * groups * 4u);
             for (var g = 0u; g < groups; g++) {
-                let x0 = textureLoad(x_tex, vec2<i32>(c, row), 0);
-                let x1 = textureLoad(x_tex, vec2<i32>(c + s, row), 0);
-                let x2 = textureLoad(x_tex, vec2<i32>(c + 2 * s, row), 0);
-                let x3 = textureLoad(x_tex, vec2<i32>(c + 3 * s, row), 0);
-                let x4 = textureLoad(x_tex, vec2<i32>(c + 4 * s, row), 0);
-                let x5 = textureLoad(x_tex, vec2<i32>(c + 5 * s, row), 0);
-                let x6 = textureLoad(x_tex, vec2<i32>(c + 6 * s, row), 0);
-                let x7 = textureLoad(x_tex, vec2<i32>(c + 7 * s, row), 0);
-                outer_8x8(&acc, vec4<f32>(x0.x, x1.x, x2.x, x3.x), vec4<f32>(x4.x, x5.x, x6.x, x7.x),
-                          textureLoad(w_tex, vec2<i32>(wc, wr), 0), textureLoad(w_tex, vec2<i32>(wc + 1, wr), 0));
-                outer_8x8(&acc, vec4<f32>(x0.y, x1.y, x2.y, x3.y), vec4<f32>(x4.y, x5.y, x6.y, x7.y),
-                          textureLoad(w_tex, vec2<i32>(wc, wr + 1), 0), textureLoad(w_tex, vec2<i32>(wc + 1, wr + 1), 0));
-                outer_8x8(&acc, vec4<f32>(x0.z, x1.z, x2.z, x3.z), vec4<f32>(x4.z, x5.z, x6.z, x7.z),
-                          textureLoad(w_tex, vec2<i32>(wc, wr + 2), 0), textureLoad(w_tex, vec2<i32>(wc + 1, wr + 2), 0));
-                outer_8x8(&acc, vec4<f32>(x0.w, x1.w, x2.w, x3.w), vec4<f32>(x4.w, x5.w, x6.w, x7.w),
-                          textureLoad(w_tex, vec2<i32>(wc, wr + 3), 0), textureLoad(w_tex, vec2<i32>(wc + 1, wr + 3), 0));
+                texture_step(&acc, c, s, row, wc, wr);
                 row += i32(p.tex_rows);
                 wr += 4;
             }
         }
     }
     store_output_8x8((n * p.oh + oy) * p.ow + ox0, min(8u, p.ow - ox0), cb * 8u, &acc);
+}
+
+// One reduction step of the texture kernels: input texels (c + q*s, row) for the block's 8
+// pixels q (4 channels each) times weight rows wr .. wr+3 (texels wc, wc+1: 8 output
+// channels), 256 FMAs from 16 fetches.
+fn texture_step(acc: ptr<function, array<vec4<f32>, 16>>, c: i32, s: i32, row: i32, wc: i32, wr: i32) {
+    let x0 = textureLoad(x_tex, vec2<i32>(c, row), 0);
+    let x1 = textureLoad(x_tex, vec2<i32>(c + s, row), 0);
+    let x2 = textureLoad(x_tex, vec2<i32>(c + 2 * s, row), 0);
+    let x3 = textureLoad(x_tex, vec2<i32>(c + 3 * s, row), 0);
+    let x4 = textureLoad(x_tex, vec2<i32>(c + 4 * s, row), 0);
+    let x5 = textureLoad(x_tex, vec2<i32>(c + 5 * s, row), 0);
+    let x6 = textureLoad(x_tex, vec2<i32>(c + 6 * s, row), 0);
+    let x7 = textureLoad(x_tex, vec2<i32>(c + 7 * s, row), 0);
+    outer_8x8(acc, vec4<f32>(x0.x, x1.x, x2.x, x3.x), vec4<f32>(x4.x, x5.x, x6.x, x7.x),
+              textureLoad(w_tex, vec2<i32>(wc, wr), 0), textureLoad(w_tex, vec2<i32>(wc + 1, wr), 0));
+    outer_8x8(acc, vec4<f32>(x0.y, x1.y, x2.y, x3.y), vec4<f32>(x4.y, x5.y, x6.y, x7.y),
+              textureLoad(w_tex, vec2<i32>(wc, wr + 1), 0), textureLoad(w_tex, vec2<i32>(wc + 1, wr + 1), 0));
+    outer_8x8(acc, vec4<f32>(x0.z, x1.z, x2.z, x3.z), vec4<f32>(x4.z, x5.z, x6.z, x7.z),
+              textureLoad(w_tex, vec2<i32>(wc, wr + 2), 0), textureLoad(w_tex, vec2<i32>(wc + 1, wr + 2), 0));
+    outer_8x8(acc, vec4<f32>(x0.w, x1.w, x2.w, x3.w), vec4<f32>(x4.w, x5.w, x6.w, x7.w),
+              textureLoad(w_tex, vec2<i32>(wc, wr + 3), 0), textureLoad(w_tex, vec2<i32>(wc + 1, wr + 3), 0));
+}
+
+// conv2d_backward_input_texture — the input gradient of a conv of any stride for the
+// texture family (stride-1 input gradients run conv2d_forward_texture on the flipped
+// kernel). The arguments describe the transposed problem: input = grad_out
+// [N, cin, h, w] (= [N, Cout, OH, OW]), output = grad_x [N, cout, oh, ow] (= [N, Cin, H, W]);
+// kernel, stride, padding and dilation are the forward conv's.
+// The pixels of an output row fall into sw classes by r = (ix + pw) mod sw. Within a class,
+// pixels ix = m*sw + r - pw take the same taps (kx*dw ≡ r mod sw) and consecutive m read
+// consecutive grad_out columns, so a thread computes 8 of them (m0 .. m0+7) × 8 channels.
+//   6: x_tex — grad_out staged with tex_left zero columns before it and after it up to the
+//      last block (texture_pack.wgsl), h rows a plane; 7: w_tex — the weights staged
+//      transposed and flipped (conv2d_weight_layout_texture, transpose = 1).
+// Threads: count = N * oh * sw * per, per = tex_blocks * blocks rounded up to 8; channel
+// block fastest.
+@compute @workgroup_size(64)
+fn conv2d_backward_input_texture(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                                 @builtin(local_invocation_index) lid: u32) {
+    let t = thread_index(wid, nwg, lid);
+    if t >= p.count { return; }
+    // Threads of one (image, row, class) are padded to a multiple of 8, so the 8 SIMD lanes
+    // of a CPU adapter never mix rows or classes (whose taps differ: divergent lanes).
+    let used = p.tex_blocks * p.blocks;
+    let per = (used + 7u) / 8u * 8u;
+    let local = t % per;
+    if local >= used { return; }
+    let cb = local % p.blocks;
+    let m0 = (local / p.blocks) * 8u;
+    var rest = t / per;
+    let r = rest % p.sw;
+    rest /= p.sw;
+    let iy = rest % p.oh;
+    let n = rest / p.oh;
+    let groups = (p.cin + 3u) / 4u;
+    let wc = i32(2u * cb);
+
+    var acc: array<vec4<f32>, 16>;     // acc[2*q + h]: pixel m0+q of class r, channels 8*cb + 4*h ..
+    for (var ky = 0u; ky < p.kh; ky++) {
+        // Rows: output row oy reaches input row iy through tap ky if oy*sh = iy + ph - ky*dh.
+        let num = i32(iy + p.ph) - i32(ky * p.dh);
+        if num < 0 || num % i32(p.sh) != 0 { continue; }
+        let oy = u32(num) / p.sh;
+        if oy >= p.h { continue; }
+        let row0 = i32(n * groups * p.h + oy);
+        for (var kx = 0u; kx < p.kw; kx++) {
+            if (kx * p.dw) % p.sw != r { continue; }
+            // Column of pixel m through tap kx: ox = m - (kx*dw - r)/sw, shifted by tex_left.
+            let c = i32(m0 + p.tex_left) - i32((kx * p.dw - r) / p.sw);
+            let tap_flipped = (p.kh - 1u - ky) * p.kw + (p.kw - 1u - kx);
+            var row = row0;
+            var wr = i32(tap_flipped * groups * 4u);
+            for (var g = 0u; g < groups; g++) {
+                texture_step(&acc, c, 1, row, wc, wr);
+                row += i32(p.h);
+                wr += 4;
+            }
+        }
+    }
+    let c0 = cb * 8u;
+    store_class_pixel(n, iy, m0, r, c0, acc[0], acc[1]);
+    store_class_pixel(n, iy, m0 + 1u, r, c0, acc[2], acc[3]);
+    store_class_pixel(n, iy, m0 + 2u, r, c0, acc[4], acc[5]);
+    store_class_pixel(n, iy, m0 + 3u, r, c0, acc[6], acc[7]);
+    store_class_pixel(n, iy, m0 + 4u, r, c0, acc[8], acc[9]);
+    store_class_pixel(n, iy, m0 + 5u, r, c0, acc[10], acc[11]);
+    store_class_pixel(n, iy, m0 + 6u, r, c0, acc[12], acc[13]);
+    store_class_pixel(n, iy, m0 + 7u, r, c0, acc[14], acc[15]);
+}
+
+// Stores channels c0 .. c0+7 of pixel m of stride class r in row iy, if inside the row.
+fn store_class_pixel(n: u32, iy: u32, m: u32, r: u32, c0: u32, v0: vec4<f32>, v1: vec4<f32>) {
+    let ix = i32(m * p.sw + r) - i32(p.pw);
+    if ix < 0 || ix >= i32(p.ow) { return; }
+    store_output4(n, iy, u32(ix), c0, v0);
+    store_output4(n, iy, u32(ix), c0 + 4u, v1);
 }

@@ -130,7 +130,9 @@ struct ConvArgs {
     blocks: u32,
     mask_output: u32,
     tex_rows: u32,
-    _pad: [u32; 3],
+    tex_left: u32,
+    tex_blocks: u32,
+    _pad: u32,
 }
 
 /// How a conv kernel reads its input and stores its result; blocks fuse with these.
@@ -951,13 +953,29 @@ pub fn conv2d_backward_input_into(
         ]),
     };
     let [_, _, kh, kw] = g.w;
-    let family = choose(
-        rec,
-        Pass::BackwardInput,
-        &g,
-        params,
-        params.groups == 1 && transposable(&g, params),
-    )?;
+    let family = choose(rec, Pass::BackwardInput, &g, params, params.groups == 1)?;
+    let mask = fusion.relu_input.then_some(x);
+    let f = Fusion {
+        relu_input: false,
+        accumulate: fusion.accumulate,
+    };
+    let family = if transposable(&g, params) {
+        family
+    } else if family == ConvKernels::Texture
+        && texture::fits(
+            rec.gpu(),
+            &[(g.y, texture::StridedInput::new(&g, params).extent)],
+            Some((g.w, true)),
+        )
+    {
+        // Only the texture family has a kernel for input gradients that are not a
+        // stride-1 conv of grad_out.
+        return texture::backward_input_strided(
+            rec, &g, params, weight, grad_out, grad_x, mask, f, cost,
+        );
+    } else {
+        ConvKernels::Direct
+    };
     if family != ConvKernels::Direct {
         // The input gradient of a stride-1 conv is a conv of grad_out with the transposed,
         // flipped kernel and padding d*(k-1) - p.
@@ -974,11 +992,6 @@ pub fn conv2d_backward_input_into(
             ],
             dilation: params.dilation,
             groups: 1,
-        };
-        let mask = fusion.relu_input.then_some(x);
-        let f = Fusion {
-            relu_input: false,
-            accumulate: fusion.accumulate,
         };
         let staged = [(t.x, Extent::input(&t, &tp))];
         let family = texture_if_fits(rec, family, &staged, Some((g.w, true)));

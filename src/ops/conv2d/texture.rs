@@ -211,3 +211,85 @@ pub(super) fn forward(
         cost,
     )
 }
+
+/// How the strided input-gradient kernel stages grad_out: `left` zero columns before it
+/// (the farthest a tap reaches back), and blocks of 8 pixels per row and stride class.
+pub(super) struct StridedInput {
+    pub extent: Extent,
+    pub blocks: usize,
+}
+
+impl StridedInput {
+    /// For a forward conv of geometry `g` and parameters `p`.
+    pub fn new(g: &Geometry, p: &Conv2dParams) -> StridedInput {
+        let [_, _, _, w] = g.x;
+        let [_, _, oh, ow] = g.y;
+        let [_, _, _, kw] = g.w;
+        let (s, d, pad) = (p.stride[1], p.dilation[1], p.padding[1]);
+        // Pixels ix = m*s + r - pad of a class r: m < ceil((w + pad) / s) covers the row.
+        let blocks = (w + pad).div_ceil(s).div_ceil(8);
+        let left = ((kw - 1) * d).div_ceil(s);
+        StridedInput {
+            extent: Extent {
+                rows: oh,
+                cols: left + ow.max(8 * blocks),
+                top: 0,
+                left,
+            },
+            blocks,
+        }
+    }
+}
+
+/// The input gradient of a conv of any stride (`conv2d_backward_input_texture`), masked by
+/// `mask > 0` where given, into `grad_x` (=|+= by `fusion.accumulate`).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn backward_input_strided(
+    rec: &mut Recording<'_>,
+    g: &Geometry,
+    p: &Conv2dParams,
+    weight: &Tensor,
+    grad_out: &Tensor,
+    grad_x: &Tensor,
+    mask: Option<&Tensor>,
+    fusion: Fusion,
+    cost: Cost,
+) -> Result<()> {
+    let plan = StridedInput::new(g, p);
+    let g_tex = stage_activation(rec, grad_out, plan.extent, false)?;
+    let w_tex = stage_weights(rec, weight, true)?;
+    // The transposed problem: grad_out in, grad_x out; the forward's kernel parameters.
+    let t = Geometry {
+        x: g.y,
+        w: [g.x[1], g.y[1], g.w[2], g.w[3]],
+        y: g.x,
+    };
+    let blocks = g.x[1].div_ceil(8);
+    let per = (plan.blocks * blocks).next_multiple_of(8);
+    let threads = g.x[0] * g.x[2] * p.stride[1] * per;
+    let mut a = args(&t, p, threads, fusion);
+    a.relu_input = 0;
+    a.y_view = view(grad_x);
+    a.blocks = blocks as u32;
+    a.tex_rows = plan.extent.rows as u32;
+    a.tex_left = plan.extent.left as u32;
+    a.tex_blocks = plan.blocks as u32;
+    if let Some(m) = mask {
+        a.gx_view = view(m);
+        a.mask_output = 1;
+    }
+    let storage = [
+        (3, weight.raw()),
+        (4, grad_x.raw()),
+        (5, mask.unwrap_or(grad_x).raw()),
+    ];
+    rec.dispatch_with_textures(
+        shaders::CONV2D_FORWARD_REGBLOCK,
+        "conv2d_backward_input_texture",
+        bytemuck::bytes_of(&a),
+        &storage,
+        &[(6, &g_tex), (7, &w_tex)],
+        threads.div_ceil(crate::gpu::WORKGROUP_SIZE as usize) as u64,
+        cost,
+    )
+}
