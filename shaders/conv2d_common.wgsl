@@ -21,7 +21,7 @@ struct Conv {
     tex_rows: u32,     // texture kernels: rows of one (image, 4-channel group) plane of x's texture
     tex_left: u32,     // strided input gradient: zero columns before grad_out in its texture
     tex_blocks: u32,   // strided input gradient: 8-pixel blocks per row and stride class
-    _pad: u32,
+    vec4_store: u32,   // 8x8 kernels: 1 = store whole blocks as vec4s (ow % 8 = 0, views 4-aligned)
 }
 
 // The 8 × 8 outer product at the heart of the register-blocked kernels:

@@ -309,7 +309,7 @@ impl Gpu {
         }
     }
 
-    /// Allocates an accounted buffer of `bytes` (rounded up to 4) for `purpose`, checking the
+    /// Allocates an accounted buffer of `bytes` (at least 16, rounded up to 4) for `purpose`, checking the
     /// device's buffer and binding limits first.
     pub(crate) fn alloc(
         &self,
@@ -317,7 +317,8 @@ impl Gpu {
         purpose: Purpose,
         usage: wgpu::BufferUsages,
     ) -> Result<GpuBuffer> {
-        let bytes = bytes.max(4).next_multiple_of(4);
+        // At least 16 bytes: kernels may bind any buffer as an array of vec4s.
+        let bytes = bytes.max(16).next_multiple_of(4);
         if bytes > self.limits.max_buffer_size {
             return Err(Error::TooLarge {
                 bytes,
@@ -508,7 +509,8 @@ impl Gpu {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("read back"),
             });
-        encoder.copy_buffer_to_buffer(src, offset, &staging.raw, 0, staging.bytes);
+        let copy = bytes.next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
+        encoder.copy_buffer_to_buffer(src, offset, &staging.raw, 0, copy);
         self.scoped("read-back copy", || self.queue.submit([encoder.finish()]))?;
         let slice = staging.raw.slice(..);
         let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();

@@ -213,7 +213,11 @@ impl DenseBlock {
         let (c0, k, l) = (in_channels as u64, growth as u64, layers as u64);
         let sum_ci: u64 = (0..l).map(|i| c0 + i * k).sum();
         let c_l = c0 + l * k;
-        let params: u64 = 4 * (0..l).map(|i| k * (c0 + i * k) * 9 + k).sum::<u64>();
+        // Each weight and bias is its own buffer, and the allocator makes none under 16 bytes.
+        let buffer = |elems: u64| (4 * elems).max(16);
+        let params: u64 = (0..l)
+            .map(|i| buffer(k * (c0 + i * k) * 9) + buffer(k))
+            .sum();
         let (activation, gradient) = match strategy {
             ConcatStrategy::Shared => (s * (c0 + c_l), s * 2 * c_l + params),
             ConcatStrategy::Naive => (

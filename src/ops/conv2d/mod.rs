@@ -132,7 +132,7 @@ struct ConvArgs {
     tex_rows: u32,
     tex_left: u32,
     tex_blocks: u32,
-    _pad: u32,
+    vec4_store: u32,
 }
 
 /// How a conv kernel reads its input and stores its result; blocks fuse with these.
@@ -342,13 +342,21 @@ fn implicit_gemm(
         a.mask_output = 1;
     }
     let mask_buf = mask.unwrap_or(out).raw();
-    let bindings = [
+    let mut bindings = vec![
         (1, x.raw()),
         (2, packed.raw()),
         (3, bias.raw()),
         (4, out.raw()),
         (5, mask_buf),
     ];
+    // The 8×8 kernels also see output and mask as vec4s, for whole-block stores.
+    if matches!(
+        entry,
+        "conv2d_forward_regblock" | "conv2d_forward_tiled_8x8"
+    ) {
+        bindings.extend([(8, out.raw()), (9, mask_buf)]);
+        a.vec4_store = vec4_stores(out, mask) as u32;
+    }
     rec.dispatch_workgroups(
         shader,
         entry,
@@ -357,6 +365,15 @@ fn implicit_gemm(
         workgroups as u64,
         cost,
     )
+}
+
+/// Whether the 8×8 kernels may store whole blocks as vec4s into `out` (and read `mask` so):
+/// rows of whole blocks, and views whose elements start 4-aligned.
+fn vec4_stores(out: &Tensor, mask: Option<&Tensor>) -> bool {
+    let aligned = |t: &Tensor| {
+        t.shape()[3] % 8 == 0 && t.offset_u32() % 4 == 0 && t.batch_stride_u32() % 4 == 0
+    };
+    aligned(out) && mask.is_none_or(aligned)
 }
 
 /// Which pass of a convolution a kernel computes.

@@ -9,7 +9,7 @@
 //!
 //! [`ConvKernels::Texture`]: crate::ConvKernels::Texture
 
-use super::{args, shaders, view, Cost, Fusion, Geometry, LayoutArgs};
+use super::{args, shaders, vec4_stores, view, Cost, Fusion, Geometry, LayoutArgs};
 use crate::error::Result;
 use crate::memory::{GpuTexture, Purpose};
 use crate::ops::conv2d::Conv2dParams;
@@ -196,10 +196,14 @@ pub(super) fn forward(
     }
     // Unread bindings stand in: the weight for a missing bias (read-only like it), the
     // output for a missing mask (read-write like it).
+    a.vec4_store = vec4_stores(out, mask) as u32;
+    let mask_buf = mask.unwrap_or(out).raw();
     let storage = [
         (3, bias.unwrap_or(weight).raw()),
         (4, out.raw()),
-        (5, mask.unwrap_or(out).raw()),
+        (5, mask_buf),
+        (8, out.raw()),
+        (9, mask_buf),
     ];
     rec.dispatch_with_textures(
         shaders::CONV2D_FORWARD_REGBLOCK,
