@@ -371,7 +371,9 @@ fn implicit_gemm(
 /// rows of whole blocks, and views whose elements start 4-aligned.
 fn vec4_stores(out: &Tensor, mask: Option<&Tensor>) -> bool {
     let aligned = |t: &Tensor| {
-        t.shape()[3] % 8 == 0 && t.offset_u32() % 4 == 0 && t.batch_stride_u32() % 4 == 0
+        t.shape()[3].is_multiple_of(8)
+            && t.offset_u32().is_multiple_of(4)
+            && t.batch_stride_u32().is_multiple_of(4)
     };
     aligned(out) && mask.is_none_or(aligned)
 }
