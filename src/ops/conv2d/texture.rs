@@ -29,13 +29,13 @@ pub(super) struct Extent {
 
 impl Extent {
     /// The input of a conv: zero padding stored, and wide and tall enough for every tap of
-    /// every 8-pixel block (the last block may hang over the row's end) to stay inside.
+    /// every 16-pixel block (the last block may hang over the row's end) to stay inside.
     pub fn input(g: &Geometry, p: &Conv2dParams) -> Extent {
         let [_, _, kh, kw] = g.w;
         let [_, _, oh, ow] = g.y;
         Extent {
             rows: (oh - 1) * p.stride[0] + (kh - 1) * p.dilation[0] + 1,
-            cols: (ow.next_multiple_of(8) - 1) * p.stride[1] + (kw - 1) * p.dilation[1] + 1,
+            cols: (ow.next_multiple_of(16) - 1) * p.stride[1] + (kw - 1) * p.dilation[1] + 1,
             top: p.padding[0],
             left: p.padding[1],
         }
@@ -183,7 +183,7 @@ pub(super) fn forward(
     let x_tex = stage_activation(rec, x, e, fusion.relu_input)?;
     let w_tex = stage_weights(rec, weight, transpose)?;
     let blocks = g.y[1].div_ceil(8);
-    let threads = g.y[0] * g.y[2] * g.y[3].div_ceil(8) * blocks;
+    let threads = g.y[0] * g.y[2] * g.y[3].div_ceil(16) * blocks;
     let mut a = args(g, p, threads, fusion);
     a.relu_input = 0;
     a.y_view = view(out);
