@@ -25,14 +25,14 @@ fn channel_offsets(first: u32, channels: u32, plane: u32) -> vec4<u32> {
     return min(vec4<u32>(first) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(channels - 1u)) * plane;
 }
 
-// The block of the weight gradient that thread (or workgroup) t owns: an 8 (co) × 8 (ci)
-// block of one tap over one split of the reduction; ci block fastest, then co block, tap.
+// The block of the weight gradient that thread (or workgroup) t owns: a co_block (co) × 8
+// (ci) block of one tap over one split of the reduction; ci block fastest, then co block, tap.
 // Row-split kernels (`blocks` = output rows per split) reduce over rows [row0, row1).
 struct WeightBlock { cib: u32, cob: u32, tap: u32, split: u32, ky: u32, kx: u32, row0: u32, row1: u32 }
 
-fn weight_block(t: u32) -> WeightBlock {
+fn weight_block(t: u32, co_block: u32) -> WeightBlock {
     let blocks_ci = (p.cin + 7u) / 8u;
-    let blocks_co = (p.cout + 7u) / 8u;
+    let blocks_co = (p.cout + co_block - 1u) / co_block;
     let taps = p.kh * p.kw;
     let tap = (t / (blocks_ci * blocks_co)) % taps;
     let split = t / (blocks_ci * blocks_co * taps);
@@ -46,7 +46,7 @@ fn conv2d_backward_weight_regblock(@builtin(workgroup_id) wid: vec3<u32>, @built
                                    @builtin(local_invocation_index) lid: u32) {
     let t = thread_index(wid, nwg, lid);
     if t >= p.count { return; }
-    let b = weight_block(t);
+    let b = weight_block(t, 8u);
     let taps = p.kh * p.kw;
     let hw = p.h * p.w;
     let ohw = p.oh * p.ow;
@@ -139,7 +139,7 @@ fn conv2d_backward_weight_pixel(@builtin(workgroup_id) wid: vec3<u32>, @builtin(
                                 @builtin(local_invocation_index) lid: u32) {
     let wg = workgroup_index(wid, nwg);
     if wg >= p.count { return; }
-    let b = weight_block(wg);
+    let b = weight_block(wg, 8u);
     let taps = p.kh * p.kw;
     let cib = b.cib;
     let cob = b.cob;
@@ -199,13 +199,15 @@ fn conv2d_backward_weight_pixel(@builtin(workgroup_id) wid: vec3<u32>, @builtin(
     }
 }
 
-// conv2d_backward_weight_texture — the register-blocked weight gradient with both operands
-// read through the texture unit (see conv2d_forward_texture): per output pixel, two fetches
-// of x (8 input channels) and two of grad_out (8 output channels) feed 64 FMAs.
+// conv2d_backward_weight_texture — the weight gradient with both operands read through the
+// texture unit (see conv2d_forward_texture): a thread owns 16 (co) × 8 (ci) of one tap, and
+// per output pixel two fetches of x (8 input channels) and four of grad_out (16 output
+// channels) feed 128 FMAs.
 //   5: x_tex — x staged as for conv2d_forward_texture (zero padded, tex_rows rows a plane,
 //      ReLU applied), so no tap needs a bounds check.
 //   6: g_tex — grad_out staged unpadded: texel (ox, (n*ceil(cout/4) + g)*OH + oy).
-// Threads, splits and partial sums as conv2d_backward_weight_regblock (binding 3).
+// Threads: blocks_ci * ceil(cout/16) * kh*kw * splits (ci block fastest); splits and
+// partial sums as conv2d_backward_weight_regblock (binding 3).
 @group(0) @binding(5) var x_tex: texture_2d<f32>;
 @group(0) @binding(6) var g_tex: texture_2d<f32>;
 
@@ -214,37 +216,37 @@ fn conv2d_backward_weight_texture(@builtin(workgroup_id) wid: vec3<u32>, @builti
                                   @builtin(local_invocation_index) lid: u32) {
     let t = thread_index(wid, nwg, lid);
     if t >= p.count { return; }
-    let b = weight_block(t);
+    let b = weight_block(t, 16u);
     let taps = p.kh * p.kw;
     let gin = (p.cin + 3u) / 4u;
     let gout = (p.cout + 3u) / 4u;
-    // The block's two 4-channel groups of x and of grad_out (a block past the channel count
-    // reads its last group again; those lanes are never stored).
+    // The block's 4-channel groups of x and of grad_out (groups past the channel count read
+    // the last one again; those lanes are never stored).
     let xga = 2u * b.cib * p.tex_rows;
     let xgb = min(2u * b.cib + 1u, gin - 1u) * p.tex_rows;
-    let gga = 2u * b.cob * p.oh;
-    let ggb = min(2u * b.cob + 1u, gout - 1u) * p.oh;
+    let gg = vec4<u32>(4u * b.cob) + vec4<u32>(0u, 1u, 2u, 3u);
+    let ggo = min(gg, vec4<u32>(gout - 1u)) * p.oh;
     let s = i32(p.sw);
 
-    var acc: array<vec4<f32>, 16>;   // acc[2*j + h]: co = 8*b.cob + j, ci = 8*b.cib + 4*h .. +3
+    var lo: array<vec4<f32>, 16>;   // lo[2*j + h]: co = 16*cob + j, ci = 8*cib + 4*h .. +3
+    var hi: array<vec4<f32>, 16>;   // the same for co = 16*cob + 8 + j
     for (var r = b.row0; r < b.row1; r++) {
         let n = r / p.oh;
         let oy = r % p.oh;
         let xr = n * gin * p.tex_rows + oy * p.sh + b.ky * p.dh;
-        let gr = n * gout * p.oh + oy;
+        let gr = vec4<i32>(vec4<u32>(n * gout * p.oh + oy) + ggo);
         let xra = i32(xr + xga);
         let xrb = i32(xr + xgb);
-        let gra = i32(gr + gga);
-        let grb = i32(gr + ggb);
         var xc = i32(b.kx * p.dw);
         for (var ox = 0; ox < i32(p.ow); ox++) {
             let xa = textureLoad(x_tex, vec2<i32>(xc, xra), 0);
             let xb = textureLoad(x_tex, vec2<i32>(xc, xrb), 0);
-            let ga = textureLoad(g_tex, vec2<i32>(ox, gra), 0);
-            let gb = textureLoad(g_tex, vec2<i32>(ox, grb), 0);
-            outer_8x8(&acc, ga, gb, xa, xb);
+            outer_8x8(&lo, textureLoad(g_tex, vec2<i32>(ox, gr.x), 0), textureLoad(g_tex, vec2<i32>(ox, gr.y), 0), xa, xb);
+            outer_8x8(&hi, textureLoad(g_tex, vec2<i32>(ox, gr.z), 0), textureLoad(g_tex, vec2<i32>(ox, gr.w), 0), xa, xb);
             xc += s;
         }
     }
-    store_partial_8x8(b.split * p.cout * p.cin * taps, b.cob * 8u, b.cib * 8u, b.tap, &acc);
+    let base = b.split * p.cout * p.cin * taps;
+    store_partial_8x8(base, b.cob * 16u, b.cib * 8u, b.tap, &lo);
+    store_partial_8x8(base, b.cob * 16u + 8u, b.cib * 8u, b.tap, &hi);
 }

@@ -551,9 +551,15 @@ fn backward_weight_gemm(
         let blocks = cin.div_ceil(8) * cout.div_ceil(8) * kh * kw;
         ((g.y[0] * g.y[2] * g.y[3]).div_ceil(64), blocks * 64)
     } else {
+        // Register-blocked threads own 8 (co) × 8 (ci) blocks, texture threads 16 × 8.
+        let co_block = if family == ConvKernels::Texture {
+            16
+        } else {
+            8
+        };
         (
             g.y[0] * g.y[2],
-            cin.div_ceil(8) * cout.div_ceil(8) * kh * kw,
+            cin.div_ceil(8) * cout.div_ceil(co_block) * kh * kw,
         )
     };
     let max_splits = ((64 << 20) / (4 * wsize)).clamp(1, 256);
