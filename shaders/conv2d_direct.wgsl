@@ -187,6 +187,9 @@ fn conv2d_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
 
 var<workgroup> partial: array<f32, 64>;
 
+// conv2d_backward_bias also reads the buffer of y (grad_out) as vec4s, at binding 8.
+@group(0) @binding(8) var<storage, read_write> y4: array<vec4<f32>>;
+
 @compute @workgroup_size(64)
 fn conv2d_backward_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                         @builtin(local_invocation_index) lid: u32) {
@@ -195,11 +198,25 @@ fn conv2d_backward_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
     let oc = workgroup_index(wid, nwg);
     let ohw = p.oh * p.ow;
     let total = p.n * ohw;
+    // Image by image: no division in the loop (integer division is scalarised, lane by
+    // lane, on CPU adapters).
     var acc = 0.0;
-    if oc < p.cout {
-        for (var j = lid; j < total; j += WORKGROUP_SIZE) {
-            let n = j / ohw;
-            acc += y[p.y_off + n * p.y_bs + oc * ohw + j % ohw];
+    if oc < p.cout && p.vec4_store != 0u {
+        // Planes and view 4-aligned: vec4 loads (a load is a lane loop on CPU adapters).
+        var acc4 = vec4<f32>(0.0);
+        for (var n = 0u; n < p.n; n++) {
+            let base = (p.y_off + n * p.y_bs + oc * ohw) / 4u;
+            for (var j = lid; j < ohw / 4u; j += WORKGROUP_SIZE) {
+                acc4 += y4[base + j];
+            }
+        }
+        acc = acc4.x + acc4.y + acc4.z + acc4.w;
+    } else if oc < p.cout {
+        for (var n = 0u; n < p.n; n++) {
+            let base = p.y_off + n * p.y_bs + oc * ohw;
+            for (var j = lid; j < ohw; j += WORKGROUP_SIZE) {
+                acc += y[base + j];
+            }
         }
     }
     partial[lid] = acc;

@@ -1104,13 +1104,20 @@ pub fn conv2d_backward_bias_into(
         y_view: view(grad_out),
         count: cout as u32,
         accumulate: accumulate as u32,
+        vec4_store: ((oh * ow).is_multiple_of(4)
+            && grad_out.offset_u32().is_multiple_of(4)
+            && grad_out.batch_stride_u32().is_multiple_of(4)) as u32,
         ..Default::default()
     };
     rec.dispatch_workgroups(
         shaders::CONV2D_DIRECT,
         "conv2d_backward_bias",
         bytemuck::bytes_of(&a),
-        &[(4, grad_out.raw()), (7, grad_bias.raw())],
+        &[
+            (4, grad_out.raw()),
+            (7, grad_bias.raw()),
+            (8, grad_out.raw()),
+        ],
         cout as u64,
         Cost {
             flops: grad_out.numel() as u64,
