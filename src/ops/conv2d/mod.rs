@@ -422,8 +422,9 @@ fn texture_if_fits(
 }
 
 /// Picks the fastest family for one pass and shape by running each plausible one on
-/// scratch tensors of that shape (best of 3 after a warm-up, GPU timestamps where the
-/// adapter has them); the result is cached per `Gpu`, so each shape is measured once.
+/// scratch tensors of that shape (best of 3 after a warm-up; GPU timestamps on GPUs, the
+/// host clock on CPU adapters); the result is cached per `Gpu`, so each shape is measured
+/// once.
 ///
 /// Which families are plausible is the rule the benchmark justified (benches/NOTES.md): on
 /// a CPU adapter (lavapipe) the texture family beats register-blocked 1.5–2× on every
@@ -496,8 +497,14 @@ fn autotune(gpu: &crate::Gpu, pass: Pass, g: &Geometry, p: &Conv2dParams) -> Res
                     }
                 }
                 let t = rec.finish_timed()?;
+                // lavapipe's timestamps are unreliable for recordings this small (seen off
+                // by a whole dispatch either way): the host clock decides there.
+                let ms = match (cpu, t.gpu_ms) {
+                    (false, Some(gpu_ms)) => gpu_ms,
+                    _ => t.wall_ms,
+                };
                 if run > 0 {
-                    fastest = fastest.min(t.gpu_ms.unwrap_or(t.wall_ms));
+                    fastest = fastest.min(ms);
                 }
             }
             if fastest < best.0 {
