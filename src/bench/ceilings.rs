@@ -35,9 +35,11 @@ struct ProbeArgs {
     _pad: [u32; 2],
 }
 
-/// Runs one probe dispatch and returns its time in ms (GPU timestamps where available).
+/// Runs one probe dispatch and returns its time in ms (by GPU timestamps with `use_gpu`,
+/// else the host clock).
 fn time_probe(
     gpu: &Gpu,
+    use_gpu: bool,
     entry: &'static str,
     args: ProbeArgs,
     bufs: &[(u32, &wgpu::Buffer)],
@@ -53,7 +55,10 @@ fn time_probe(
         Cost::default(),
     )?;
     let t = rec.finish_timed()?;
-    Ok(t.gpu_ms.unwrap_or(t.wall_ms))
+    Ok(match (use_gpu, t.gpu_ms) {
+        (true, Some(ms)) => ms,
+        _ => t.wall_ms,
+    })
 }
 
 /// Grows the work until one run takes at least `target_ms`, then returns the best of
@@ -79,8 +84,9 @@ fn grow(
     }
 }
 
-/// Measures both ceilings (a few seconds on a software adapter, less on a real GPU).
-pub fn measure(gpu: &Gpu) -> Result<Ceilings> {
+/// Measures both ceilings (a few seconds on a software adapter, less on a real GPU), timed
+/// like the cases: GPU timestamps with `use_gpu`, else the host clock.
+pub fn measure(gpu: &Gpu, use_gpu: bool) -> Result<Ceilings> {
     let limits = gpu.limits();
     let max_groups = limits.max_compute_workgroups_per_dimension as u64;
     // FMA: threads × iterations × 64 flops.
@@ -95,7 +101,7 @@ pub fn measure(gpu: &Gpu) -> Result<Ceilings> {
             iterations,
             _pad: [0; 2],
         };
-        time_probe(gpu, "fma_peak", args, &[(1, &out.raw)], threads)
+        time_probe(gpu, use_gpu, "fma_peak", args, &[(1, &out.raw)], threads)
     })?;
     let fma_gflops = threads as f64 * iterations as f64 * 64.0 / (ms * 1e6);
     drop(out);
@@ -111,12 +117,19 @@ pub fn measure(gpu: &Gpu) -> Result<Ceilings> {
             iterations: 0,
             _pad: [0; 2],
         };
-        time_probe(gpu, "copy_peak", args, &[(1, &dst.raw), (2, &src.raw)], n)
+        time_probe(
+            gpu,
+            use_gpu,
+            "copy_peak",
+            args,
+            &[(1, &dst.raw), (2, &src.raw)],
+            n,
+        )
     })?;
     let bandwidth_gbs = vec4s as f64 * 32.0 / (ms * 1e6);
     Ok(Ceilings {
         fma_gflops,
         bandwidth_gbs,
-        gpu_timestamps: gpu.has_timestamps(),
+        gpu_timestamps: use_gpu,
     })
 }

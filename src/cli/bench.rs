@@ -19,10 +19,11 @@ pub struct BenchArgs {
     /// A fast smoke run: 3 timed runs, 1 warm-up.
     #[arg(long)]
     pub quick: bool,
-    /// Timing source: `gpu` (timestamp queries, where the adapter has them) or `wall`
-    /// (host clock around a completed submission; what peers that sync and read a clock
-    /// measure).
-    #[arg(long, default_value = "gpu", value_parser = ["gpu", "wall"])]
+    /// Timing source: `gpu` (timestamp queries, where the adapter has them), `wall` (host
+    /// clock around a completed submission; what peers that sync and read a clock measure),
+    /// or `auto`: timestamps on GPUs, the host clock on CPU adapters, whose timestamps do
+    /// not bracket the compute work (lavapipe timed a 1 ms dispatch at 0.03 ms).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "gpu", "wall"])]
     pub timing: String,
     /// Conv kernel family: auto (autotuned per shape), direct, regblock, tiled, tiled8x8, pixel, texture.
     #[arg(long, default_value = "auto")]
@@ -42,7 +43,7 @@ impl Default for BenchArgs {
             cases: Vec::new(),
             iters: 10,
             quick: false,
-            timing: "gpu".into(),
+            timing: "auto".into(),
             kernels: "auto".into(),
             json: false,
             csv: false,
@@ -150,6 +151,18 @@ struct Measured {
     dispatches: usize,
 }
 
+/// Whether to time by GPU timestamps: `gpu` where the adapter has them; `auto` also needs a
+/// real GPU (a CPU adapter's timestamps do not bracket its compute work).
+fn gpu_timing(args: &BenchArgs, gpu: &Gpu) -> bool {
+    let trusted = gpu.adapter_info().device_type != wgpu::DeviceType::Cpu;
+    gpu.has_timestamps()
+        && match args.timing.as_str() {
+            "gpu" => true,
+            "auto" => trusted,
+            _ => false,
+        }
+}
+
 fn run_case(
     gpu: &Gpu,
     case: &BenchCase,
@@ -162,7 +175,7 @@ fn run_case(
     gpu.synchronize()?;
     let base = gpu.memory_report().live_total;
     let mut w = case.prepare(gpu)?;
-    let use_gpu = args.timing == "gpu" && gpu.has_timestamps();
+    let use_gpu = gpu_timing(args, gpu);
     // Warm-up first (pipelines, autotuning), so the peak below is that of the timed runs:
     // the workload's own buffers plus what each run allocates.
     for _ in 0..warmup {
@@ -261,7 +274,7 @@ pub fn run(args: &BenchArgs, backend: Option<&str>) -> skipgrad::Result<bool> {
     };
     let gpu = open_gpu(backend)?;
     gpu.set_conv_kernels(skipgrad::ConvKernels::parse(&args.kernels)?);
-    let use_gpu = args.timing == "gpu" && gpu.has_timestamps();
+    let use_gpu = gpu_timing(&args, &gpu);
     let timing = if use_gpu {
         "gpu-timestamps"
     } else {
@@ -269,7 +282,7 @@ pub fn run(args: &BenchArgs, backend: Option<&str>) -> skipgrad::Result<bool> {
     };
     let bar = progress_bar(cases.len() as u64 + 1, "bench");
     bar.set_message("ceilings");
-    let ceil = ceilings::measure(&gpu)?;
+    let ceil = ceilings::measure(&gpu, use_gpu)?;
     bar.inc(1);
     let mut results = Vec::new();
     for case in &cases {
