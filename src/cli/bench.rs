@@ -274,7 +274,7 @@ pub fn run(args: &BenchArgs, backend: Option<&str>) -> skipgrad::Result<bool> {
     };
     let gpu = open_gpu(backend)?;
     gpu.set_conv_kernels(skipgrad::ConvKernels::parse(&args.kernels)?);
-    let use_gpu = gpu_timing(&args, &gpu);
+    let use_gpu = gpu_timing(args, &gpu);
     let timing = if use_gpu {
         "gpu-timestamps"
     } else {
