@@ -222,30 +222,50 @@ fn texture_channel(lo: ptr<function, array<vec4<f32>, 16>>, hi: ptr<function, ar
 //   6: x_tex — grad_out staged with tex_left zero columns before it and after it up to the
 //      last block (texture_pack.wgsl), h rows a plane; 7: w_tex — the weights staged
 //      transposed and flipped (conv2d_weight_layout_texture, transpose = 1).
-// Threads: count = N * oh * sw * per, per = tex_blocks * blocks rounded up to 8; channel
-// block fastest.
+// Threads: count = sw * sh * N * ceil(oh / sh) * tex_blocks * blocks (see the body for
+// their order).
 @compute @workgroup_size(64)
 fn conv2d_backward_input_texture(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                                  @builtin(local_invocation_index) lid: u32) {
-    let t = thread_index(wid, nwg, lid);
-    if t >= p.count { return; }
-    // Threads of one (image, row, class) are padded to a multiple of 8, so the 8 SIMD lanes
-    // of a CPU adapter never mix rows or classes (whose taps differ: divergent lanes).
-    let used = p.tex_blocks * p.blocks;
-    let per = (used + 7u) / 8u * 8u;
-    let local = t % per;
-    if local >= used { return; }
-    let cb = local % p.blocks;
-    let m0 = (local / p.blocks) * 8u;
-    var rest = t / per;
-    let r = rest % p.sw;
-    rest /= p.sw;
-    let iy = rest % p.oh;
-    let n = rest / p.oh;
-    let groups = (p.cin + 3u) / 4u;
-    let wc = i32(2u * cb);
+    backward_input_strided(thread_index(wid, nwg, lid), false);
+}
 
-    var acc: array<vec4<f32>, 16>;     // acc[2*q + h]: pixel m0+q of class r, channels 8*cb + 4*h ..
+// conv2d_backward_input_texture_narrow — the same with 16 pixels × 4 channels a thread, for
+// outputs whose channel count wastes most of an 8-channel block (an RGB stem's input
+// gradient: 3 channels). tex_blocks then counts 16-pixel blocks; w_tex is read one texel a
+// row (texel cb: channels 4*cb .. 4*cb+3).
+@compute @workgroup_size(64)
+fn conv2d_backward_input_texture_narrow(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                                        @builtin(local_invocation_index) lid: u32) {
+    backward_input_strided(thread_index(wid, nwg, lid), true);
+}
+
+// The body of both: `narrow` is a constant at each call.
+fn backward_input_strided(t: u32, narrow: bool) {
+    if t >= p.count { return; }
+    // Threads are ordered so that neighbours (the SIMD lanes of a CPU adapter) share the
+    // column class r and the row class iy % sh, which decide the taps (lanes that took
+    // different taps would diverge): those two vary slowest, then image and row / sh,
+    // then pixel block and channel block.
+    let used = p.tex_blocks * p.blocks;
+    let local = t % used;
+    let cb = local % p.blocks;
+    let m0 = (local / p.blocks) * select(8u, 16u, narrow);
+    let rows_hi = (p.oh + p.sh - 1u) / p.sh;
+    var rest = t / used;
+    let iy_hi = rest % rows_hi;
+    rest /= rows_hi;
+    let n = rest % p.n;
+    rest /= p.n;
+    let iy = iy_hi * p.sh + rest % p.sh;
+    let r = rest / p.sh;
+    if iy >= p.oh { return; }
+    let groups = (p.cin + 3u) / 4u;
+    let wc = i32(select(2u * cb, cb, narrow));
+
+    // Wide: acc[2*q + h] = pixel m0+q of class r, channels 8*cb + 4*h ..; narrow: acc[q] =
+    // pixel m0+q, channels 4*cb ...
+    var acc: array<vec4<f32>, 16>;
     // texture_step's second block, never touched here (the same array twice would alias).
     var unused: array<vec4<f32>, 16>;
     for (var ky = 0u; ky < p.kh; ky++) {
@@ -263,11 +283,35 @@ fn conv2d_backward_input_texture(@builtin(workgroup_id) wid: vec3<u32>, @builtin
             var row = row0;
             var wr = i32(tap_flipped * groups * 4u);
             for (var g = 0u; g < groups; g++) {
-                texture_step(&acc, &unused, false, c, 1, row, wc, wr);
+                if narrow {
+                    texture_step_narrow(&acc, c, row, wc, wr);
+                } else {
+                    texture_step(&acc, &unused, false, c, 1, row, wc, wr);
+                }
                 row += i32(p.h);
                 wr += 4;
             }
         }
+    }
+    if narrow {
+        let c0 = cb * 4u;
+        store_class_pixel4(n, iy, m0, r, c0, acc[0]);
+        store_class_pixel4(n, iy, m0 + 1u, r, c0, acc[1]);
+        store_class_pixel4(n, iy, m0 + 2u, r, c0, acc[2]);
+        store_class_pixel4(n, iy, m0 + 3u, r, c0, acc[3]);
+        store_class_pixel4(n, iy, m0 + 4u, r, c0, acc[4]);
+        store_class_pixel4(n, iy, m0 + 5u, r, c0, acc[5]);
+        store_class_pixel4(n, iy, m0 + 6u, r, c0, acc[6]);
+        store_class_pixel4(n, iy, m0 + 7u, r, c0, acc[7]);
+        store_class_pixel4(n, iy, m0 + 8u, r, c0, acc[8]);
+        store_class_pixel4(n, iy, m0 + 9u, r, c0, acc[9]);
+        store_class_pixel4(n, iy, m0 + 10u, r, c0, acc[10]);
+        store_class_pixel4(n, iy, m0 + 11u, r, c0, acc[11]);
+        store_class_pixel4(n, iy, m0 + 12u, r, c0, acc[12]);
+        store_class_pixel4(n, iy, m0 + 13u, r, c0, acc[13]);
+        store_class_pixel4(n, iy, m0 + 14u, r, c0, acc[14]);
+        store_class_pixel4(n, iy, m0 + 15u, r, c0, acc[15]);
+        return;
     }
     let c0 = cb * 8u;
     store_class_pixel(n, iy, m0, r, c0, acc[0], acc[1]);
@@ -280,11 +324,46 @@ fn conv2d_backward_input_texture(@builtin(workgroup_id) wid: vec3<u32>, @builtin
     store_class_pixel(n, iy, m0 + 7u, r, c0, acc[14], acc[15]);
 }
 
+// A narrow step: input texels (c + q, row) for 16 pixels q (4 channels each) times weight
+// rows wr .. wr+3 (texel wc: 4 output channels), acc[q] += sum_j x_q[j] * w_j.
+fn texture_step_narrow(acc: ptr<function, array<vec4<f32>, 16>>, c: i32, row: i32, wc: i32, wr: i32) {
+    let w0 = textureLoad(w_tex, vec2<i32>(wc, wr), 0);
+    let w1 = textureLoad(w_tex, vec2<i32>(wc, wr + 1), 0);
+    let w2 = textureLoad(w_tex, vec2<i32>(wc, wr + 2), 0);
+    let w3 = textureLoad(w_tex, vec2<i32>(wc, wr + 3), 0);
+    (*acc)[0] = mac4((*acc)[0], textureLoad(x_tex, vec2<i32>(c, row), 0), w0, w1, w2, w3);
+    (*acc)[1] = mac4((*acc)[1], textureLoad(x_tex, vec2<i32>(c + 1, row), 0), w0, w1, w2, w3);
+    (*acc)[2] = mac4((*acc)[2], textureLoad(x_tex, vec2<i32>(c + 2, row), 0), w0, w1, w2, w3);
+    (*acc)[3] = mac4((*acc)[3], textureLoad(x_tex, vec2<i32>(c + 3, row), 0), w0, w1, w2, w3);
+    (*acc)[4] = mac4((*acc)[4], textureLoad(x_tex, vec2<i32>(c + 4, row), 0), w0, w1, w2, w3);
+    (*acc)[5] = mac4((*acc)[5], textureLoad(x_tex, vec2<i32>(c + 5, row), 0), w0, w1, w2, w3);
+    (*acc)[6] = mac4((*acc)[6], textureLoad(x_tex, vec2<i32>(c + 6, row), 0), w0, w1, w2, w3);
+    (*acc)[7] = mac4((*acc)[7], textureLoad(x_tex, vec2<i32>(c + 7, row), 0), w0, w1, w2, w3);
+    (*acc)[8] = mac4((*acc)[8], textureLoad(x_tex, vec2<i32>(c + 8, row), 0), w0, w1, w2, w3);
+    (*acc)[9] = mac4((*acc)[9], textureLoad(x_tex, vec2<i32>(c + 9, row), 0), w0, w1, w2, w3);
+    (*acc)[10] = mac4((*acc)[10], textureLoad(x_tex, vec2<i32>(c + 10, row), 0), w0, w1, w2, w3);
+    (*acc)[11] = mac4((*acc)[11], textureLoad(x_tex, vec2<i32>(c + 11, row), 0), w0, w1, w2, w3);
+    (*acc)[12] = mac4((*acc)[12], textureLoad(x_tex, vec2<i32>(c + 12, row), 0), w0, w1, w2, w3);
+    (*acc)[13] = mac4((*acc)[13], textureLoad(x_tex, vec2<i32>(c + 13, row), 0), w0, w1, w2, w3);
+    (*acc)[14] = mac4((*acc)[14], textureLoad(x_tex, vec2<i32>(c + 14, row), 0), w0, w1, w2, w3);
+    (*acc)[15] = mac4((*acc)[15], textureLoad(x_tex, vec2<i32>(c + 15, row), 0), w0, w1, w2, w3);
+}
+
+// a + x.x*w0 + x.y*w1 + x.z*w2 + x.w*w3.
+fn mac4(a: vec4<f32>, x: vec4<f32>, w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>) -> vec4<f32> {
+    return fma(vec4<f32>(x.w), w3, fma(vec4<f32>(x.z), w2, fma(vec4<f32>(x.y), w1, fma(vec4<f32>(x.x), w0, a))));
+}
+
 // Stores channels c0 .. c0+7 of pixel m of stride class r in row iy, if inside the row.
 fn store_class_pixel(n: u32, iy: u32, m: u32, r: u32, c0: u32, v0: vec4<f32>, v1: vec4<f32>) {
+    store_class_pixel4(n, iy, m, r, c0, v0);
+    store_class_pixel4(n, iy, m, r, c0 + 4u, v1);
+}
+
+// Stores channels c0 .. c0+3 of pixel m of stride class r in row iy, if inside the row.
+fn store_class_pixel4(n: u32, iy: u32, m: u32, r: u32, c0: u32, v: vec4<f32>) {
     let ix = i32(m * p.sw + r) - i32(p.pw);
     if ix < 0 || ix >= i32(p.ow) { return; }
-    store_output4(n, iy, u32(ix), c0, v0);
-    store_output4(n, iy, u32(ix), c0 + 4u, v1);
+    store_output4(n, iy, u32(ix), c0, v);
 }
 

@@ -217,30 +217,36 @@ pub(super) fn forward(
 }
 
 /// How the strided input-gradient kernel stages grad_out: `left` zero columns before it
-/// (the farthest a tap reaches back), and blocks of 8 pixels per row and stride class.
+/// (the farthest a tap reaches back), and blocks of `pixels` (8, or 16 when `narrow`) per
+/// row and stride class; `narrow` kernels take 4 output channels a thread instead of 8.
 pub(super) struct StridedInput {
     pub extent: Extent,
     pub blocks: usize,
+    pub narrow: bool,
 }
 
 impl StridedInput {
     /// For a forward conv of geometry `g` and parameters `p`.
     pub fn new(g: &Geometry, p: &Conv2dParams) -> StridedInput {
-        let [_, _, _, w] = g.x;
+        let [_, cin, _, w] = g.x;
         let [_, _, oh, ow] = g.y;
         let [_, _, _, kw] = g.w;
         let (s, d, pad) = (p.stride[1], p.dilation[1], p.padding[1]);
+        // Narrow where 8-channel blocks would waste more than 4-channel ones (cin % 8 in 1..=4).
+        let narrow = cin.next_multiple_of(4) < cin.next_multiple_of(8);
+        let pixels = if narrow { 16 } else { 8 };
         // Pixels ix = m*s + r - pad of a class r: m < ceil((w + pad) / s) covers the row.
-        let blocks = (w + pad).div_ceil(s).div_ceil(8);
+        let blocks = (w + pad).div_ceil(s).div_ceil(pixels);
         let left = ((kw - 1) * d).div_ceil(s);
         StridedInput {
             extent: Extent {
                 rows: oh,
-                cols: left + ow.max(8 * blocks),
+                cols: left + ow.max(pixels * blocks),
                 top: 0,
                 left,
             },
             blocks,
+            narrow,
         }
     }
 }
@@ -268,9 +274,9 @@ pub(super) fn backward_input_strided(
         w: [g.x[1], g.y[1], g.w[2], g.w[3]],
         y: g.x,
     };
-    let blocks = g.x[1].div_ceil(8);
-    let per = (plan.blocks * blocks).next_multiple_of(8);
-    let threads = g.x[0] * g.x[2] * p.stride[1] * per;
+    let blocks = g.x[1].div_ceil(if plan.narrow { 4 } else { 8 });
+    let rows_hi = g.x[2].div_ceil(p.stride[0]);
+    let threads = p.stride[1] * p.stride[0] * g.x[0] * rows_hi * plan.blocks * blocks;
     let mut a = args(&t, p, threads, fusion);
     a.relu_input = 0;
     a.y_view = view(grad_x);
@@ -289,7 +295,11 @@ pub(super) fn backward_input_strided(
     ];
     rec.dispatch_with_textures(
         shaders::CONV2D_FORWARD_REGBLOCK,
-        "conv2d_backward_input_texture",
+        if plan.narrow {
+            "conv2d_backward_input_texture_narrow"
+        } else {
+            "conv2d_backward_input_texture"
+        },
         bytemuck::bytes_of(&a),
         &storage,
         &[(6, &g_tex), (7, &w_tex)],
