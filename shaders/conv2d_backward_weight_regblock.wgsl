@@ -25,13 +25,13 @@ fn channel_offsets(first: u32, channels: u32, plane: u32) -> vec4<u32> {
     return min(vec4<u32>(first) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(channels - 1u)) * plane;
 }
 
-// The block of the weight gradient that thread (or workgroup) t owns: a co_block (co) × 8
-// (ci) block of one tap over one split of the reduction; ci block fastest, then co block, tap.
+// The block of the weight gradient that thread (or workgroup) t owns: a co_block (co) ×
+// ci_block (ci) block of one tap over one split of the reduction; ci block fastest, then co block, tap.
 // Row-split kernels (`blocks` = output rows per split) reduce over rows [row0, row1).
 struct WeightBlock { cib: u32, cob: u32, tap: u32, split: u32, ky: u32, kx: u32, row0: u32, row1: u32 }
 
-fn weight_block(t: u32, co_block: u32) -> WeightBlock {
-    let blocks_ci = (p.cin + 7u) / 8u;
+fn weight_block(t: u32, co_block: u32, ci_block: u32) -> WeightBlock {
+    let blocks_ci = (p.cin + ci_block - 1u) / ci_block;
     let blocks_co = (p.cout + co_block - 1u) / co_block;
     let taps = p.kh * p.kw;
     let tap = (t / (blocks_ci * blocks_co)) % taps;
@@ -46,7 +46,7 @@ fn conv2d_backward_weight_regblock(@builtin(workgroup_id) wid: vec3<u32>, @built
                                    @builtin(local_invocation_index) lid: u32) {
     let t = thread_index(wid, nwg, lid);
     if t >= p.count { return; }
-    let b = weight_block(t, 8u);
+    let b = weight_block(t, 8u, 8u);
     let taps = p.kh * p.kw;
     let hw = p.h * p.w;
     let ohw = p.oh * p.ow;
@@ -103,15 +103,21 @@ fn store_partial_8x8(base: u32, co0: u32, ci0: u32, tap: u32, acc: ptr<function,
 // Stores partial[base + (co, ci, tap)] for ci = ci0 .. ci0+7 from v0, v1; channels past
 // cout or cin are skipped.
 fn store_partial8(base: u32, co: u32, ci0: u32, tap: u32, v0: vec4<f32>, v1: vec4<f32>) {
-    if co >= p.cout { return; }
-    let taps = p.kh * p.kw;
-    for (var k = 0u; k < 8u; k++) {
-        let ci = ci0 + k;
-        if ci >= p.cin { return; }
-        partial[base + (co * p.cin + ci) * taps + tap] = select(v1[k % 4u], v0[k % 4u], k < 4u);
-    }
+    store_partial4(base, co, ci0, tap, v0);
+    store_partial4(base, co, ci0 + 4u, tap, v1);
 }
 
+// Stores partial[base + (co, ci, tap)] for ci = ci0 .. ci0+3 from v, skipping channels past
+// cout or cin.
+fn store_partial4(base: u32, co: u32, ci0: u32, tap: u32, v: vec4<f32>) {
+    if co >= p.cout { return; }
+    let taps = p.kh * p.kw;
+    for (var k = 0u; k < 4u; k++) {
+        let ci = ci0 + k;
+        if ci >= p.cin { return; }
+        partial[base + (co * p.cin + ci) * taps + tap] = v[k];
+    }
+}
 @compute @workgroup_size(64)
 fn conv2d_backward_weight_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                                  @builtin(local_invocation_index) lid: u32) {
@@ -139,7 +145,7 @@ fn conv2d_backward_weight_pixel(@builtin(workgroup_id) wid: vec3<u32>, @builtin(
                                 @builtin(local_invocation_index) lid: u32) {
     let wg = workgroup_index(wid, nwg);
     if wg >= p.count { return; }
-    let b = weight_block(wg, 8u);
+    let b = weight_block(wg, 8u, 8u);
     let taps = p.kh * p.kw;
     let cib = b.cib;
     let cob = b.cob;
@@ -214,22 +220,37 @@ fn conv2d_backward_weight_pixel(@builtin(workgroup_id) wid: vec3<u32>, @builtin(
 @compute @workgroup_size(64)
 fn conv2d_backward_weight_texture(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                                   @builtin(local_invocation_index) lid: u32) {
-    let t = thread_index(wid, nwg, lid);
+    weight_texture(thread_index(wid, nwg, lid), false);
+}
+
+// conv2d_backward_weight_texture_narrow — the same with 16 (co) × 4 (ci) a thread, for
+// inputs whose channel count wastes most of an 8-channel block (an RGB stem: 3 channels):
+// per pixel one fetch of x and four of grad_out feed 64 FMAs.
+@compute @workgroup_size(64)
+fn conv2d_backward_weight_texture_narrow(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                                         @builtin(local_invocation_index) lid: u32) {
+    weight_texture(thread_index(wid, nwg, lid), true);
+}
+
+// The body of both: `narrow` is a constant at each call.
+fn weight_texture(t: u32, narrow: bool) {
     if t >= p.count { return; }
-    let b = weight_block(t, 16u);
+    let b = weight_block(t, 16u, select(8u, 4u, narrow));
     let taps = p.kh * p.kw;
     let gin = (p.cin + 3u) / 4u;
     let gout = (p.cout + 3u) / 4u;
     // The block's 4-channel groups of x and of grad_out (groups past the channel count read
     // the last one again; those lanes are never stored).
-    let xga = 2u * b.cib * p.tex_rows;
+    let xga = select(2u * b.cib, b.cib, narrow) * p.tex_rows;
     let xgb = min(2u * b.cib + 1u, gin - 1u) * p.tex_rows;
     let gg = vec4<u32>(4u * b.cob) + vec4<u32>(0u, 1u, 2u, 3u);
     let ggo = min(gg, vec4<u32>(gout - 1u)) * p.oh;
     let s = i32(p.sw);
 
-    var lo: array<vec4<f32>, 16>;   // lo[2*j + h]: co = 16*cob + j, ci = 8*cib + 4*h .. +3
-    var hi: array<vec4<f32>, 16>;   // the same for co = 16*cob + 8 + j
+    // Wide: lo[2*j + h] = co 16*cob + j, ci 8*cib + 4*h .. +3; hi the same for co + 8.
+    // Narrow: lo[j] = co 16*cob + j, ci 4*cib .. +3.
+    var lo: array<vec4<f32>, 16>;
+    var hi: array<vec4<f32>, 16>;
     for (var r = b.row0; r < b.row1; r++) {
         let n = r / p.oh;
         let oy = r % p.oh;
@@ -240,13 +261,55 @@ fn conv2d_backward_weight_texture(@builtin(workgroup_id) wid: vec3<u32>, @builti
         var xc = i32(b.kx * p.dw);
         for (var ox = 0; ox < i32(p.ow); ox++) {
             let xa = textureLoad(x_tex, vec2<i32>(xc, xra), 0);
-            let xb = textureLoad(x_tex, vec2<i32>(xc, xrb), 0);
-            outer_8x8(&lo, textureLoad(g_tex, vec2<i32>(ox, gr.x), 0), textureLoad(g_tex, vec2<i32>(ox, gr.y), 0), xa, xb);
-            outer_8x8(&hi, textureLoad(g_tex, vec2<i32>(ox, gr.z), 0), textureLoad(g_tex, vec2<i32>(ox, gr.w), 0), xa, xb);
+            let g0 = textureLoad(g_tex, vec2<i32>(ox, gr.x), 0);
+            let g1 = textureLoad(g_tex, vec2<i32>(ox, gr.y), 0);
+            let g2 = textureLoad(g_tex, vec2<i32>(ox, gr.z), 0);
+            let g3 = textureLoad(g_tex, vec2<i32>(ox, gr.w), 0);
+            if narrow {
+                outer_16x4(&lo, g0, g1, g2, g3, xa);
+            } else {
+                let xb = textureLoad(x_tex, vec2<i32>(xc, xrb), 0);
+                outer_8x8(&lo, g0, g1, xa, xb);
+                outer_8x8(&hi, g2, g3, xa, xb);
+            }
             xc += s;
         }
     }
     let base = b.split * p.cout * p.cin * taps;
+    if narrow {
+        let co0 = b.cob * 16u;
+        let ci0 = b.cib * 4u;
+        store_partial4(base, co0, ci0, b.tap, lo[0]);
+        store_partial4(base, co0 + 1u, ci0, b.tap, lo[1]);
+        store_partial4(base, co0 + 2u, ci0, b.tap, lo[2]);
+        store_partial4(base, co0 + 3u, ci0, b.tap, lo[3]);
+        store_partial4(base, co0 + 4u, ci0, b.tap, lo[4]);
+        store_partial4(base, co0 + 5u, ci0, b.tap, lo[5]);
+        store_partial4(base, co0 + 6u, ci0, b.tap, lo[6]);
+        store_partial4(base, co0 + 7u, ci0, b.tap, lo[7]);
+        store_partial4(base, co0 + 8u, ci0, b.tap, lo[8]);
+        store_partial4(base, co0 + 9u, ci0, b.tap, lo[9]);
+        store_partial4(base, co0 + 10u, ci0, b.tap, lo[10]);
+        store_partial4(base, co0 + 11u, ci0, b.tap, lo[11]);
+        store_partial4(base, co0 + 12u, ci0, b.tap, lo[12]);
+        store_partial4(base, co0 + 13u, ci0, b.tap, lo[13]);
+        store_partial4(base, co0 + 14u, ci0, b.tap, lo[14]);
+        store_partial4(base, co0 + 15u, ci0, b.tap, lo[15]);
+        return;
+    }
     store_partial_8x8(base, b.cob * 16u, b.cib * 8u, b.tap, &lo);
     store_partial_8x8(base, b.cob * 16u + 8u, b.cib * 8u, b.tap, &hi);
+}
+
+// acc[4*i + k] += g_i[k] * x: 16 output channels (four vec4s) × 4 input channels.
+fn outer_16x4(acc: ptr<function, array<vec4<f32>, 16>>, g0: vec4<f32>, g1: vec4<f32>, g2: vec4<f32>, g3: vec4<f32>,
+              x: vec4<f32>) {
+    (*acc)[0] = fma(vec4<f32>(g0.x), x, (*acc)[0]);   (*acc)[1] = fma(vec4<f32>(g0.y), x, (*acc)[1]);
+    (*acc)[2] = fma(vec4<f32>(g0.z), x, (*acc)[2]);   (*acc)[3] = fma(vec4<f32>(g0.w), x, (*acc)[3]);
+    (*acc)[4] = fma(vec4<f32>(g1.x), x, (*acc)[4]);   (*acc)[5] = fma(vec4<f32>(g1.y), x, (*acc)[5]);
+    (*acc)[6] = fma(vec4<f32>(g1.z), x, (*acc)[6]);   (*acc)[7] = fma(vec4<f32>(g1.w), x, (*acc)[7]);
+    (*acc)[8] = fma(vec4<f32>(g2.x), x, (*acc)[8]);   (*acc)[9] = fma(vec4<f32>(g2.y), x, (*acc)[9]);
+    (*acc)[10] = fma(vec4<f32>(g2.z), x, (*acc)[10]); (*acc)[11] = fma(vec4<f32>(g2.w), x, (*acc)[11]);
+    (*acc)[12] = fma(vec4<f32>(g3.x), x, (*acc)[12]); (*acc)[13] = fma(vec4<f32>(g3.y), x, (*acc)[13]);
+    (*acc)[14] = fma(vec4<f32>(g3.z), x, (*acc)[14]); (*acc)[15] = fma(vec4<f32>(g3.w), x, (*acc)[15]);
 }

@@ -367,6 +367,12 @@ fn implicit_gemm(
     )
 }
 
+/// Whether `channels` fill 4-channel blocks better than 8-channel ones (channels % 8 in
+/// 1..=4): the texture family's narrow kernels take 4 channels a thread there.
+fn narrow_input(channels: usize) -> bool {
+    channels.next_multiple_of(4) < channels.next_multiple_of(8)
+}
+
 /// Whether the 8×8 kernels may store whole blocks as vec4s into `out` (and read `mask` so):
 /// rows of whole blocks, and views whose elements start 4-aligned.
 fn vec4_stores(out: &Tensor, mask: Option<&Tensor>) -> bool {
@@ -558,15 +564,16 @@ fn backward_weight_gemm(
         let blocks = cin.div_ceil(8) * cout.div_ceil(8) * kh * kw;
         ((g.y[0] * g.y[2] * g.y[3]).div_ceil(64), blocks * 64)
     } else {
-        // Register-blocked threads own 8 (co) × 8 (ci) blocks, texture threads 16 × 8.
-        let co_block = if family == ConvKernels::Texture {
-            16
-        } else {
-            8
+        // Register-blocked threads own 8 (co) × 8 (ci) blocks, texture threads 16 × 8, or
+        // 16 × 4 for inputs whose channels waste most of an 8-channel block.
+        let (co_block, ci_block) = match family {
+            ConvKernels::Texture if narrow_input(cin) => (16, 4),
+            ConvKernels::Texture => (16, 8),
+            _ => (8, 8),
         };
         (
             g.y[0] * g.y[2],
-            cin.div_ceil(8) * cout.div_ceil(co_block) * kh * kw,
+            cin.div_ceil(ci_block) * cout.div_ceil(co_block) * kh * kw,
         )
     };
     let max_splits = ((64 << 20) / (4 * wsize)).clamp(1, 256);
@@ -607,7 +614,11 @@ fn backward_weight_gemm(
         a.tex_rows = x_extent.rows as u32;
         rec.dispatch_with_textures(
             shaders::CONV2D_BACKWARD_WEIGHT_REGBLOCK,
-            "conv2d_backward_weight_texture",
+            if narrow_input(cin) {
+                "conv2d_backward_weight_texture_narrow"
+            } else {
+                "conv2d_backward_weight_texture"
+            },
             bytemuck::bytes_of(&a),
             &[(3, partial.raw())],
             &[(5, &x_tex), (6, &g_tex)],

@@ -232,8 +232,7 @@ impl StridedInput {
         let [_, _, oh, ow] = g.y;
         let [_, _, _, kw] = g.w;
         let (s, d, pad) = (p.stride[1], p.dilation[1], p.padding[1]);
-        // Narrow where 8-channel blocks would waste more than 4-channel ones (cin % 8 in 1..=4).
-        let narrow = cin.next_multiple_of(4) < cin.next_multiple_of(8);
+        let narrow = super::narrow_input(cin);
         let pixels = if narrow { 16 } else { 8 };
         // Pixels ix = m*s + r - pad of a class r: m < ceil((w + pad) / s) covers the row.
         let blocks = (w + pad).div_ceil(s).div_ceil(pixels);
