@@ -102,22 +102,37 @@ pub(super) fn stage_activation(
         view: [u32; 2],
         relu: u32,
         count: u32,
+        quads: u32,
+        quad0: u32,
+        vec4_ok: u32,
+        _pad: u32,
     }
-    let texels = width * height;
+    // Threads take quads of 4 image columns (aligned to the image) covering the texture's
+    // columns, image columns -left .. cols - left.
+    let quad0 = e.left.div_ceil(4);
+    let quads = quad0 + e.cols.saturating_sub(e.left).div_ceil(4);
+    let threads = height * quads;
     let a = Pack {
         dims: [c as u32, h as u32, w as u32, c.div_ceil(4) as u32],
         place: [e.rows as u32, e.cols as u32, e.top as u32, e.left as u32],
         view: view(t),
         relu: relu as u32,
-        count: texels as u32,
+        count: threads as u32,
+        quads: quads as u32,
+        quad0: quad0 as u32,
+        vec4_ok: (w.is_multiple_of(4)
+            && t.offset_u32().is_multiple_of(4)
+            && t.batch_stride_u32().is_multiple_of(4)) as u32,
+        _pad: 0,
     };
+    let texels = width * height;
     rec.dispatch_with_textures(
         shaders::TEXTURE_PACK,
         "texture_pack_activation",
         bytemuck::bytes_of(&a),
-        &[(1, t.raw())],
+        &[(1, t.raw()), (3, t.raw())],
         &[(2, &tex.view)],
-        texels.div_ceil(crate::gpu::WORKGROUP_SIZE as usize) as u64,
+        threads.div_ceil(crate::gpu::WORKGROUP_SIZE as usize) as u64,
         Cost {
             flops: 0,
             bytes: 4 * (t.numel() + 4 * texels) as u64,
