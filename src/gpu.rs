@@ -380,7 +380,13 @@ impl Gpu {
             })
         })?;
         let bytes = 16 * width.max(1) as u64 * height.max(1) as u64;
-        Ok(GpuTexture::new(raw, bytes, purpose, self.memory.clone()))
+        Ok(GpuTexture::new(
+            raw,
+            (width, height),
+            bytes,
+            purpose,
+            self.memory.clone(),
+        ))
     }
 
     /// Accounts for a buffer created inside the caller's own error scope.

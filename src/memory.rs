@@ -214,6 +214,8 @@ impl GpuBuffer {
 /// texture unit stage them in these). Dropping it frees the texture and the count.
 pub(crate) struct GpuTexture {
     pub(crate) view: wgpu::TextureView,
+    /// Width and height in texels.
+    pub(crate) size: (u32, u32),
     _raw: wgpu::Texture,
     _account: Account,
 }
@@ -221,12 +223,14 @@ pub(crate) struct GpuTexture {
 impl GpuTexture {
     pub(crate) fn new(
         raw: wgpu::Texture,
+        size: (u32, u32),
         bytes: u64,
         purpose: Purpose,
         tracker: Arc<MemoryTracker>,
     ) -> Self {
         GpuTexture {
             view: raw.create_view(&wgpu::TextureViewDescriptor::default()),
+            size,
             _raw: raw,
             _account: Account::new(bytes, purpose, tracker),
         }

@@ -18,8 +18,11 @@ pub struct Recording<'g> {
     /// Temporaries that recorded work reads or writes, held (and so counted as live by the
     /// allocator) until the work is submitted.
     retained: Vec<Tensor>,
-    /// Textures recorded work stages its operands in, held likewise.
+    /// Textures recorded work stages its operands in, held likewise: those the next
+    /// dispatches will read, and those already read (free for later staging in this
+    /// recording: the queue orders their reuse after their readers).
     textures: Vec<GpuTexture>,
+    free_textures: Vec<GpuTexture>,
     dispatches: usize,
     cost: Cost,
     /// With timing on: a query set whose slot 0 gets the first pass's start and slot 1 each
@@ -79,6 +82,7 @@ impl<'g> Recording<'g> {
             keep: Vec::new(),
             retained: Vec::new(),
             textures: Vec::new(),
+            free_textures: Vec::new(),
             dispatches: 0,
             cost: Cost::default(),
             timer: None,
@@ -267,9 +271,38 @@ impl<'g> Recording<'g> {
         self.retained.push(t);
     }
 
-    /// Keeps a staging texture alive (and counted) until this recording is submitted.
-    pub(crate) fn retain_texture(&mut self, t: GpuTexture) {
+    /// A staging texture of at least `width` × `height` texels for the next dispatches: the
+    /// smallest one this recording has freed that is large enough, else a new one. It lives
+    /// (and counts as scratch) until the recording is submitted.
+    pub(crate) fn staging_texture(&mut self, width: u32, height: u32) -> Result<wgpu::TextureView> {
+        let fits = |t: &GpuTexture| t.size.0 >= width && t.size.1 >= height;
+        let best = (0..self.free_textures.len())
+            .filter(|&i| fits(&self.free_textures[i]))
+            .min_by_key(|&i| {
+                let (w, h) = self.free_textures[i].size;
+                w as u64 * h as u64
+            });
+        let t = match best {
+            Some(i) => self.free_textures.swap_remove(i),
+            None => {
+                // New ones get a power-of-two height (within the device's limit), so that a
+                // sequence of growing needs (a dense block's layers) reuses a few textures
+                // instead of leaving one of every size behind.
+                let limit = self.gpu.limits().max_texture_dimension_2d;
+                let rounded = height.checked_next_power_of_two().unwrap_or(height);
+                let height = if rounded <= limit { rounded } else { height };
+                self.gpu.alloc_texture(width, height, Purpose::Scratch)?
+            }
+        };
+        let view = t.view.clone();
         self.textures.push(t);
+        Ok(view)
+    }
+
+    /// Marks every staging texture handed out so far as read by the dispatches recorded since
+    /// (so later staging in this recording may reuse it).
+    pub(crate) fn staging_consumed(&mut self) {
+        self.free_textures.append(&mut self.textures);
     }
 
     /// Access to the encoder, to record your own commands between skipgrad's (ends the open
@@ -288,6 +321,7 @@ impl<'g> Recording<'g> {
             keep,
             retained,
             textures,
+            free_textures,
             ..
         } = self;
         gpu.scoped("submitting recorded work", || {
@@ -298,6 +332,7 @@ impl<'g> Recording<'g> {
         drop(keep);
         drop(retained);
         drop(textures);
+        drop(free_textures);
         Ok(())
     }
 

@@ -625,6 +625,7 @@ fn backward_weight_gemm(
             threads.div_ceil(64) as u64,
             cost,
         )?;
+        rec.staging_consumed();
         return reduce_weight_partials(rec, g, p, partial, grad_weight, splits, fusion);
     }
     let bindings = [(1, x.raw()), (2, grad_out.raw()), (3, partial.raw())];

@@ -11,7 +11,6 @@
 
 use super::{args, shaders, vec4_stores, view, Cost, Fusion, Geometry, LayoutArgs};
 use crate::error::Result;
-use crate::memory::{GpuTexture, Purpose};
 use crate::ops::conv2d::Conv2dParams;
 use crate::record::Recording;
 use crate::tensor::Tensor;
@@ -91,9 +90,7 @@ pub(super) fn stage_activation(
 ) -> Result<wgpu::TextureView> {
     let [_, c, h, w] = t.shape();
     let (width, height) = e.size(t.shape());
-    let tex = rec
-        .gpu()
-        .alloc_texture(width as u32, height as u32, Purpose::Scratch)?;
+    let tex = rec.staging_texture(width as u32, height as u32)?;
     #[repr(C)]
     #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
     struct Pack {
@@ -131,14 +128,14 @@ pub(super) fn stage_activation(
         "texture_pack_activation",
         bytemuck::bytes_of(&a),
         &[(1, t.raw()), (3, t.raw())],
-        &[(2, &tex.view)],
+        &[(2, &tex)],
         threads.div_ceil(crate::gpu::WORKGROUP_SIZE as usize) as u64,
         Cost {
             flops: 0,
             bytes: 4 * (t.numel() + 4 * texels) as u64,
         },
     )?;
-    Ok(keep(rec, tex))
+    Ok(tex)
 }
 
 /// Stages OIHW weights (transposed and flipped when `transpose`, for the input gradient)
@@ -149,9 +146,7 @@ pub(super) fn stage_weights(
     transpose: bool,
 ) -> Result<wgpu::TextureView> {
     let (width, height) = weight_size(weight.shape(), transpose);
-    let tex = rec
-        .gpu()
-        .alloc_texture(width as u32, height as u32, Purpose::Scratch)?;
+    let tex = rec.staging_texture(width as u32, height as u32)?;
     let texels = width * height;
     let a = LayoutArgs::new(weight.shape(), 4 * width, transpose, texels);
     rec.dispatch_with_textures(
@@ -159,22 +154,14 @@ pub(super) fn stage_weights(
         "conv2d_weight_layout_texture",
         bytemuck::bytes_of(&a),
         &[(1, weight.raw())],
-        &[(3, &tex.view)],
+        &[(3, &tex)],
         texels.div_ceil(crate::gpu::WORKGROUP_SIZE as usize) as u64,
         Cost {
             flops: 0,
             bytes: 4 * (weight.numel() + 4 * texels) as u64,
         },
     )?;
-    Ok(keep(rec, tex))
-}
-
-/// Hands the texture to the recording (so it lives, and counts, until submission) and
-/// returns a view of it for binding.
-fn keep(rec: &mut Recording<'_>, tex: GpuTexture) -> wgpu::TextureView {
-    let view = tex.view.clone();
-    rec.retain_texture(tex);
-    view
+    Ok(tex)
 }
 
 /// The texture-family forward kernel (also the stride-1 input gradient, given the
@@ -228,7 +215,9 @@ pub(super) fn forward(
         &[(6, &x_tex), (7, &w_tex)],
         threads.div_ceil(crate::gpu::WORKGROUP_SIZE as usize) as u64,
         cost,
-    )
+    )?;
+    rec.staging_consumed();
+    Ok(())
 }
 
 /// How the strided input-gradient kernel stages grad_out: `left` zero columns before it
@@ -319,5 +308,7 @@ pub(super) fn backward_input_strided(
         &[(6, &g_tex), (7, &w_tex)],
         threads.div_ceil(crate::gpu::WORKGROUP_SIZE as usize) as u64,
         cost,
-    )
+    )?;
+    rec.staging_consumed();
+    Ok(())
 }
