@@ -12,13 +12,17 @@ struct Pack {
     c: u32, h: u32, w: u32, groups: u32,       // source channels, height, width; ceil(c / 4)
     rows: u32, cols: u32, top: u32, left: u32, // texture rows per plane and width; zero rows / columns before the image
     off: u32, bs: u32, relu: u32, count: u32,  // source view (offset, batch stride), ReLU, threads
-    quads: u32, quad0: u32, vec4_ok: u32, _pad: u32, // 4-column quads a row; quads before the image; aligned source
+    quads: u32, quad0: u32, vec4_ok: u32, image_rows: u32, // 4-column quads a row; quads before the image; aligned source; copy rows an image
 }
 
 @group(0) @binding(0) var<uniform> a: Pack;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var dst: texture_storage_2d<rgba32float, write>;
 @group(0) @binding(3) var<storage, read> src4: array<vec4<f32>>;   // src again, as vec4s
+// texture_pack_from_copy's source: the view copied as it lies, 4 consecutive floats a texel,
+// COPY_WIDTH texels a row, each image from a new row (image_rows rows an image).
+@group(0) @binding(4) var src_copy: texture_2d<f32>;
+const COPY_WIDTH: u32 = 256u;
 
 // One thread per texture row and quad of 4 image columns (quads aligned to the image, so
 // those inside it read each channel's 4 pixels as one vec4 where the source is 4-aligned:
@@ -29,38 +33,27 @@ fn texture_pack_activation(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_w
                            @builtin(local_invocation_index) lid: u32) {
     let i = thread_index(wid, nwg, lid);
     if i >= a.count { return; }
-    let ix0 = 4 * (i32(i % a.quads) - i32(a.quad0));
-    let r = i / a.quads;
-    let plane = r / a.rows;
-    let g = plane % a.groups;
-    let n = plane / a.groups;
-    let iy = i32(r % a.rows) - i32(a.top);
-    let row_in = iy >= 0 && iy < i32(a.h);
-    let base = a.off + n * a.bs + u32(max(iy, 0)) * a.w;
+    let pq = pack_quad(i);
+    let row_in = pq.iy >= 0 && pq.iy < i32(a.h);
+    let base = a.off + pq.n * a.bs + u32(max(pq.iy, 0)) * a.w;
     let plane_size = a.h * a.w;
-    if row_in && a.vec4_ok != 0u && ix0 >= 0 && ix0 + 4 <= i32(a.w) {
+    if row_in && a.vec4_ok != 0u && pq.ix0 >= 0 && pq.ix0 + 4 <= i32(a.w) {
         // A whole quad inside the image: each channel's 4 pixels in one load.
-        let q = (base + u32(ix0)) / 4u;
-        let v0 = channel_quad(q, 4u * g);
-        let v1 = channel_quad(q, 4u * g + 1u);
-        let v2 = channel_quad(q, 4u * g + 2u);
-        let v3 = channel_quad(q, 4u * g + 3u);
-        store_texel(ix0, r, vec4<f32>(v0.x, v1.x, v2.x, v3.x));
-        store_texel(ix0 + 1, r, vec4<f32>(v0.y, v1.y, v2.y, v3.y));
-        store_texel(ix0 + 2, r, vec4<f32>(v0.z, v1.z, v2.z, v3.z));
-        store_texel(ix0 + 3, r, vec4<f32>(v0.w, v1.w, v2.w, v3.w));
+        let qi = (base + u32(pq.ix0)) / 4u;
+        store_quad(pq.ix0, pq.r, channel_quad(qi, 4u * pq.g), channel_quad(qi, 4u * pq.g + 1u),
+                   channel_quad(qi, 4u * pq.g + 2u), channel_quad(qi, 4u * pq.g + 3u));
         return;
     }
     for (var k = 0; k < 4; k++) {
-        let ix = ix0 + k;
+        let ix = pq.ix0 + k;
         var v = vec4<f32>(0.0);
         if row_in && ix >= 0 && ix < i32(a.w) {
             for (var j = 0u; j < 4u; j++) {
-                let c = 4u * g + j;
+                let c = 4u * pq.g + j;
                 if c < a.c { v[j] = src[base + u32(ix) + c * plane_size]; }
             }
         }
-        store_texel(ix, r, v);
+        store_texel(ix, pq.r, v);
     }
 }
 
@@ -78,4 +71,55 @@ fn store_texel(ix: i32, r: u32, v: vec4<f32>) {
     var t = v;
     if a.relu != 0u { t = max(t, vec4<f32>(0.0)); }
     textureStore(dst, vec2<i32>(col, i32(r)), t);
+}
+
+// Thread i's quad: image columns ix0 .. ix0+3 of texture row r, which holds row iy of
+// image n's channel group g (iy outside the image in the padding rows).
+struct PackQuad { ix0: i32, r: u32, g: u32, n: u32, iy: i32 }
+
+fn pack_quad(i: u32) -> PackQuad {
+    let r = i / a.quads;
+    let plane = r / a.rows;
+    return PackQuad(4 * (i32(i % a.quads) - i32(a.quad0)), r, plane % a.groups, plane / a.groups,
+                    i32(r % a.rows) - i32(a.top));
+}
+
+// Stores the 4 texels of image columns ix0 .. ix0+3 from 4 channels' quads (transposed).
+fn store_quad(ix0: i32, r: u32, v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>, v3: vec4<f32>) {
+    store_texel(ix0, r, vec4<f32>(v0.x, v1.x, v2.x, v3.x));
+    store_texel(ix0 + 1, r, vec4<f32>(v0.y, v1.y, v2.y, v3.y));
+    store_texel(ix0 + 2, r, vec4<f32>(v0.z, v1.z, v2.z, v3.z));
+    store_texel(ix0 + 3, r, vec4<f32>(v0.w, v1.w, v2.w, v3.w));
+}
+
+// texture_pack_from_copy — the same staging from a copy of the view in src_copy instead of
+// storage-buffer loads (on a CPU adapter the copy is a memcpy and a texel fetch one
+// vectorised gather, where a buffer load is a loop over the SIMD lanes). Needs width and
+// view 4-aligned (every quad of a row is one texel). Threads as texture_pack_activation.
+@compute @workgroup_size(64)
+fn texture_pack_from_copy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                          @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(wid, nwg, lid);
+    if i >= a.count { return; }
+    let pq = pack_quad(i);
+    var v0 = vec4<f32>(0.0);
+    var v1 = vec4<f32>(0.0);
+    var v2 = vec4<f32>(0.0);
+    var v3 = vec4<f32>(0.0);
+    if pq.iy >= 0 && pq.iy < i32(a.h) && pq.ix0 >= 0 && pq.ix0 < i32(a.w) {
+        // Texel index of (channel 4g, row iy, column ix0) within image n's copy.
+        let k = ((4u * pq.g) * a.h + u32(pq.iy)) * a.w / 4u + u32(pq.ix0) / 4u;
+        let plane4 = a.h * a.w / 4u;
+        v0 = copied_quad(pq.n, k, 4u * pq.g);
+        v1 = copied_quad(pq.n, k + plane4, 4u * pq.g + 1u);
+        v2 = copied_quad(pq.n, k + 2u * plane4, 4u * pq.g + 2u);
+        v3 = copied_quad(pq.n, k + 3u * plane4, 4u * pq.g + 3u);
+    }
+    store_quad(pq.ix0, pq.r, v0, v1, v2, v3);
+}
+
+// Texel k of image n's copy, if channel c exists (zero past the channel count).
+fn copied_quad(n: u32, k: u32, c: u32) -> vec4<f32> {
+    if c >= a.c { return vec4<f32>(0.0); }
+    return textureLoad(src_copy, vec2<u32>(k % COPY_WIDTH, n * a.image_rows + k / COPY_WIDTH), 0);
 }

@@ -216,7 +216,7 @@ pub(crate) struct GpuTexture {
     pub(crate) view: wgpu::TextureView,
     /// Width and height in texels.
     pub(crate) size: (u32, u32),
-    _raw: wgpu::Texture,
+    pub(crate) raw: wgpu::Texture,
     _account: Account,
 }
 
@@ -231,7 +231,7 @@ impl GpuTexture {
         GpuTexture {
             view: raw.create_view(&wgpu::TextureViewDescriptor::default()),
             size,
-            _raw: raw,
+            raw,
             _account: Account::new(bytes, purpose, tracker),
         }
     }

@@ -274,7 +274,11 @@ impl<'g> Recording<'g> {
     /// A staging texture of at least `width` × `height` texels for the next dispatches: the
     /// smallest one this recording has freed that is large enough, else a new one. It lives
     /// (and counts as scratch) until the recording is submitted.
-    pub(crate) fn staging_texture(&mut self, width: u32, height: u32) -> Result<wgpu::TextureView> {
+    pub(crate) fn staging_texture(
+        &mut self,
+        width: u32,
+        height: u32,
+    ) -> Result<(wgpu::Texture, wgpu::TextureView)> {
         let fits = |t: &GpuTexture| t.size.0 >= width && t.size.1 >= height;
         let best = (0..self.free_textures.len())
             .filter(|&i| fits(&self.free_textures[i]))
@@ -294,9 +298,9 @@ impl<'g> Recording<'g> {
                 self.gpu.alloc_texture(width, height, Purpose::Scratch)?
             }
         };
-        let view = t.view.clone();
+        let handles = (t.raw.clone(), t.view.clone());
         self.textures.push(t);
-        Ok(view)
+        Ok(handles)
     }
 
     /// Marks every staging texture handed out so far as read by the dispatches recorded since

@@ -90,7 +90,7 @@ pub(super) fn stage_activation(
 ) -> Result<wgpu::TextureView> {
     let [_, c, h, w] = t.shape();
     let (width, height) = e.size(t.shape());
-    let tex = rec.staging_texture(width as u32, height as u32)?;
+    let (_, tex) = rec.staging_texture(width as u32, height as u32)?;
     #[repr(C)]
     #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
     struct Pack {
@@ -102,13 +102,16 @@ pub(super) fn stage_activation(
         quads: u32,
         quad0: u32,
         vec4_ok: u32,
-        _pad: u32,
+        image_rows: u32,
     }
     // Threads take quads of 4 image columns (aligned to the image) covering the texture's
     // columns, image columns -left .. cols - left.
     let quad0 = e.left.div_ceil(4);
     let quads = quad0 + e.cols.saturating_sub(e.left).div_ceil(4);
     let threads = height * quads;
+    let aligned = w.is_multiple_of(4)
+        && t.offset_u32().is_multiple_of(4)
+        && t.batch_stride_u32().is_multiple_of(4);
     let a = Pack {
         dims: [c as u32, h as u32, w as u32, c.div_ceil(4) as u32],
         place: [e.rows as u32, e.cols as u32, e.top as u32, e.left as u32],
@@ -117,25 +120,102 @@ pub(super) fn stage_activation(
         count: threads as u32,
         quads: quads as u32,
         quad0: quad0 as u32,
-        vec4_ok: (w.is_multiple_of(4)
-            && t.offset_u32().is_multiple_of(4)
-            && t.batch_stride_u32().is_multiple_of(4)) as u32,
-        _pad: 0,
+        vec4_ok: aligned as u32,
+        image_rows: 0,
     };
     let texels = width * height;
+    let cost = Cost {
+        flops: 0,
+        bytes: 4 * (t.numel() + 4 * texels) as u64,
+    };
+    let groups = threads.div_ceil(crate::gpu::WORKGROUP_SIZE as usize) as u64;
+    // Where the view is 4-aligned and the copy fits a texture, copy it (a memcpy on CPU
+    // adapters) and stage from the copy: texel fetches instead of per-lane buffer loads.
+    let sample = c * h * w;
+    let image_rows = sample.div_ceil(4 * COPY_WIDTH);
+    let limit = rec.gpu().limits().max_texture_dimension_2d as usize;
+    if aligned && t.shape()[0] * image_rows <= limit {
+        let (copy, copy_view) =
+            rec.staging_texture(COPY_WIDTH as u32, (t.shape()[0] * image_rows) as u32)?;
+        copy_view_into(rec, t, &copy, image_rows);
+        let a = Pack {
+            image_rows: image_rows as u32,
+            ..a
+        };
+        rec.dispatch_with_textures(
+            shaders::TEXTURE_PACK,
+            "texture_pack_from_copy",
+            bytemuck::bytes_of(&a),
+            &[],
+            &[(2, &tex), (4, &copy_view)],
+            groups,
+            cost,
+        )?;
+        return Ok(tex);
+    }
     rec.dispatch_with_textures(
         shaders::TEXTURE_PACK,
         "texture_pack_activation",
         bytemuck::bytes_of(&a),
         &[(1, t.raw()), (3, t.raw())],
         &[(2, &tex)],
-        threads.div_ceil(crate::gpu::WORKGROUP_SIZE as usize) as u64,
-        Cost {
-            flops: 0,
-            bytes: 4 * (t.numel() + 4 * texels) as u64,
-        },
+        groups,
+        cost,
     )?;
     Ok(tex)
+}
+
+/// Texels a row of the copy `texture_pack_from_copy` stages from (`COPY_WIDTH` there): 4 KiB
+/// rows, a multiple of the 256 bytes a buffer-to-texture copy's rows must be.
+const COPY_WIDTH: usize = 256;
+
+/// Copies view `t` into `copy` as it lies, 4 floats a texel, `COPY_WIDTH` texels a row,
+/// image `n` from row `n * image_rows` (the view must be 4-aligned).
+fn copy_view_into(rec: &mut Recording<'_>, t: &Tensor, copy: &wgpu::Texture, image_rows: usize) {
+    let [n, c, h, w] = t.shape();
+    let sample = c * h * w;
+    let row_floats = 4 * COPY_WIDTH;
+    let full = sample / row_floats;
+    let rest = sample % row_floats;
+    let encoder = rec.encoder();
+    for i in 0..n {
+        let offset = 4 * (t.offset_u32() as u64 + i as u64 * t.batch_stride_u32() as u64);
+        let y = (i * image_rows) as u32;
+        // Whole rows, then the partial last one.
+        for (rows, width, skip) in [
+            (full, COPY_WIDTH, 0),
+            (usize::from(rest > 0), rest / 4, full),
+        ] {
+            if rows == 0 || width == 0 {
+                continue;
+            }
+            encoder.copy_buffer_to_texture(
+                wgpu::TexelCopyBufferInfo {
+                    buffer: t.raw(),
+                    layout: wgpu::TexelCopyBufferLayout {
+                        offset: offset + (skip * row_floats * 4) as u64,
+                        bytes_per_row: Some((row_floats * 4) as u32),
+                        rows_per_image: Some(rows as u32),
+                    },
+                },
+                wgpu::TexelCopyTextureInfo {
+                    texture: copy,
+                    mip_level: 0,
+                    origin: wgpu::Origin3d {
+                        x: 0,
+                        y: y + skip as u32,
+                        z: 0,
+                    },
+                    aspect: wgpu::TextureAspect::All,
+                },
+                wgpu::Extent3d {
+                    width: width as u32,
+                    height: rows as u32,
+                    depth_or_array_layers: 1,
+                },
+            );
+        }
+    }
 }
 
 /// Stages OIHW weights (transposed and flipped when `transpose`, for the input gradient)
@@ -146,7 +226,7 @@ pub(super) fn stage_weights(
     transpose: bool,
 ) -> Result<wgpu::TextureView> {
     let (width, height) = weight_size(weight.shape(), transpose);
-    let tex = rec.staging_texture(width as u32, height as u32)?;
+    let (_, tex) = rec.staging_texture(width as u32, height as u32)?;
     let texels = width * height;
     let a = LayoutArgs::new(weight.shape(), 4 * width, transpose, texels);
     rec.dispatch_with_textures(
