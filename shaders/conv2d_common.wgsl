@@ -21,7 +21,8 @@ struct Conv {
     tex_rows: u32,     // texture kernels: rows of one (image, 4-channel group) plane of x's texture
     tex_left: u32,     // strided input gradient: zero columns before grad_out in its texture
     tex_blocks: u32,   // strided input gradient: 8-pixel blocks per row and stride class
-    vec4_store: u32,   // 8x8 kernels: 1 = store whole blocks as vec4s (ow % 8 = 0, views 4-aligned)
+    vec4_ok: u32,      // 1: the views allow vec4 access (8x8 kernels: whole-block stores, ow % 8 = 0;
+                       // bias gradient: 4-aligned planes)
 }
 
 // The 8 × 8 outer product at the heart of the register-blocked kernels:

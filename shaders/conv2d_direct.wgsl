@@ -201,7 +201,7 @@ fn conv2d_backward_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
     // Image by image: no division in the loop (integer division is scalarised, lane by
     // lane, on CPU adapters).
     var acc = 0.0;
-    if oc < p.cout && p.vec4_store != 0u {
+    if oc < p.cout && p.vec4_ok != 0u {
         // Planes and view 4-aligned: vec4 loads (a load is a lane loop on CPU adapters).
         var acc4 = vec4<f32>(0.0);
         for (var n = 0u; n < p.n; n++) {

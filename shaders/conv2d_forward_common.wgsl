@@ -4,7 +4,7 @@
 // Bindings: 0: Conv args, 1: the input x and 2: the weights (declared by each family: storage
 // buffers or textures), 3: bias [cout] (unread when has_bias = 0), 4: out (output view y),
 // 5: mask view gx (read when mask_output = 1); 8 and 9: the buffers of 4 and 5 again, as
-// vec4s, for whole-block stores (vec4_store = 1).
+// vec4s, for whole-block stores (vec4_ok = 1).
 
 @group(0) @binding(0) var<uniform> p: Conv;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
@@ -48,7 +48,7 @@ fn store_output8_flat(m: u32, co0: u32, v0: vec4<f32>, v1: vec4<f32>) {
 // Stores an 8-pixel × 8-channel register block: pixels m0 .. m0 + pixels - 1 (flat, at most
 // 8), channels c0 .. c0+7, acc[2*q + h] holding pixel q's channels c0 + 4*h .. +3.
 fn store_output_8x8(m0: u32, pixels: u32, c0: u32, acc: ptr<function, array<vec4<f32>, 16>>) {
-    if p.vec4_store != 0u && pixels == 8u && m0 < p.n * p.oh * p.ow {
+    if p.vec4_ok != 0u && pixels == 8u && m0 < p.n * p.oh * p.ow {
         // A whole block in one row: each channel's 8 pixels as two vec4 stores (a store is a
         // loop over the SIMD lanes on CPU adapters: a quarter as many loops).
         store_channel8(m0, c0, vec4<f32>((*acc)[0].x, (*acc)[2].x, (*acc)[4].x, (*acc)[6].x),

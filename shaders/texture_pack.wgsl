@@ -12,22 +12,20 @@ struct Pack {
     c: u32, h: u32, w: u32, groups: u32,       // source channels, height, width; ceil(c / 4)
     rows: u32, cols: u32, top: u32, left: u32, // texture rows per plane and width; zero rows / columns before the image
     off: u32, bs: u32, relu: u32, count: u32,  // source view (offset, batch stride), ReLU, threads
-    quads: u32, quad0: u32, vec4_ok: u32, image_rows: u32, // 4-column quads a row; quads before the image; aligned source; copy rows an image
+    quads: u32, quad0: u32, image_rows: u32, _pad: u32, // 4-column quads a row; quads before the image; copy rows an image
 }
 
 @group(0) @binding(0) var<uniform> a: Pack;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var dst: texture_storage_2d<rgba32float, write>;
-@group(0) @binding(3) var<storage, read> src4: array<vec4<f32>>;   // src again, as vec4s
 // texture_pack_from_copy's source: the view copied as it lies, 4 consecutive floats a texel,
 // COPY_WIDTH texels a row, each image from a new row (image_rows rows an image).
 @group(0) @binding(4) var src_copy: texture_2d<f32>;
 const COPY_WIDTH: u32 = 256u;
 
-// One thread per texture row and quad of 4 image columns (quads aligned to the image, so
-// those inside it read each channel's 4 pixels as one vec4 where the source is 4-aligned:
-// a storage-buffer load is a loop over the SIMD lanes on CPU adapters, per component for
-// scalars). count = N * groups * rows * quads.
+// One thread per texture row and quad of 4 image columns (quads aligned to the image):
+// count = N * groups * rows * quads. This entry reads the view through storage-buffer loads
+// (any view); texture_pack_from_copy below is the faster way for 4-aligned ones.
 @compute @workgroup_size(64)
 fn texture_pack_activation(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                            @builtin(local_invocation_index) lid: u32) {
@@ -37,13 +35,6 @@ fn texture_pack_activation(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_w
     let row_in = pq.iy >= 0 && pq.iy < i32(a.h);
     let base = a.off + pq.n * a.bs + u32(max(pq.iy, 0)) * a.w;
     let plane_size = a.h * a.w;
-    if row_in && a.vec4_ok != 0u && pq.ix0 >= 0 && pq.ix0 + 4 <= i32(a.w) {
-        // A whole quad inside the image: each channel's 4 pixels in one load.
-        let qi = (base + u32(pq.ix0)) / 4u;
-        store_quad(pq.ix0, pq.r, channel_quad(qi, 4u * pq.g), channel_quad(qi, 4u * pq.g + 1u),
-                   channel_quad(qi, 4u * pq.g + 2u), channel_quad(qi, 4u * pq.g + 3u));
-        return;
-    }
     for (var k = 0; k < 4; k++) {
         let ix = pq.ix0 + k;
         var v = vec4<f32>(0.0);
@@ -55,12 +46,6 @@ fn texture_pack_activation(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_w
         }
         store_texel(ix, pq.r, v);
     }
-}
-
-// The 4 pixels at vec4 index q of channel 0, in channel c (zero past the channel count).
-fn channel_quad(q: u32, c: u32) -> vec4<f32> {
-    if c >= a.c { return vec4<f32>(0.0); }
-    return src4[q + c * (a.h * a.w / 4u)];
 }
 
 // Stores texel v of image column ix in texture row r (ReLU'd when asked), if the column

@@ -189,9 +189,8 @@ impl Drop for Account {
 /// A GPU buffer known to the allocator. Dropping it frees the buffer and the count.
 pub(crate) struct GpuBuffer {
     pub(crate) raw: wgpu::Buffer,
-    pub(crate) bytes: u64,
-    pub(crate) purpose: Purpose,
-    _account: Account,
+    /// Its size and purpose, as counted.
+    pub(crate) account: Account,
 }
 
 impl GpuBuffer {
@@ -203,9 +202,7 @@ impl GpuBuffer {
     ) -> Self {
         GpuBuffer {
             raw,
-            bytes,
-            purpose,
-            _account: Account::new(bytes, purpose, tracker),
+            account: Account::new(bytes, purpose, tracker),
         }
     }
 }
@@ -242,8 +239,8 @@ impl std::fmt::Debug for GpuBuffer {
         write!(
             f,
             "GpuBuffer({} bytes, {})",
-            self.bytes,
-            self.purpose.name()
+            self.account.bytes,
+            self.account.purpose.name()
         )
     }
 }

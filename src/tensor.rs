@@ -163,12 +163,12 @@ impl Tensor {
 
     /// What the tensor's buffer is accounted as.
     pub fn purpose(&self) -> Purpose {
-        self.buf.purpose
+        self.buf.account.purpose
     }
 
     /// Bytes of the whole underlying buffer (shared by all views of it).
     pub fn buffer_bytes(&self) -> u64 {
-        self.buf.bytes
+        self.buf.account.bytes
     }
 
     /// Offset of element 0 in the buffer, in elements.
@@ -240,7 +240,7 @@ impl std::fmt::Debug for Tensor {
             self.shape,
             self.offset,
             self.batch_stride,
-            self.buf.purpose.name()
+            self.buf.account.purpose.name()
         )
     }
 }

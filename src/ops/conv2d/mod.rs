@@ -132,7 +132,7 @@ struct ConvArgs {
     tex_rows: u32,
     tex_left: u32,
     tex_blocks: u32,
-    vec4_store: u32,
+    vec4_ok: u32,
 }
 
 /// How a conv kernel reads its input and stores its result; blocks fuse with these.
@@ -355,7 +355,7 @@ fn implicit_gemm(
         "conv2d_forward_regblock" | "conv2d_forward_tiled_8x8"
     ) {
         bindings.extend([(8, out.raw()), (9, mask_buf)]);
-        a.vec4_store = vec4_stores(out, mask) as u32;
+        a.vec4_ok = vec4_stores(out, mask) as u32;
     }
     rec.dispatch_workgroups(
         shader,
@@ -1005,19 +1005,17 @@ pub fn conv2d_backward_input_into(
     };
     let family = if transposable(&g, params) {
         family
-    } else if family == ConvKernels::Texture
-        && texture::fits(
-            rec.gpu(),
-            &[(g.y, texture::StridedInput::new(&g, params).extent)],
-            Some((g.w, true)),
-        )
-    {
+    } else {
         // Only the texture family has a kernel for input gradients that are not a
         // stride-1 conv of grad_out.
-        return texture::backward_input_strided(
-            rec, &g, params, weight, grad_out, grad_x, mask, f, cost,
-        );
-    } else {
+        let plan = texture::StridedInput::new(&g, params);
+        if family == ConvKernels::Texture
+            && texture::fits(rec.gpu(), &[(g.y, plan.extent)], Some((g.w, true)))
+        {
+            return texture::backward_input_strided(
+                rec, &g, params, &plan, weight, grad_out, grad_x, mask, f, cost,
+            );
+        }
         ConvKernels::Direct
     };
     if family != ConvKernels::Direct {
@@ -1123,7 +1121,7 @@ pub fn conv2d_backward_bias_into(
         y_view: view(grad_out),
         count: cout as u32,
         accumulate: accumulate as u32,
-        vec4_store: ((oh * ow).is_multiple_of(4)
+        vec4_ok: ((oh * ow).is_multiple_of(4)
             && grad_out.offset_u32().is_multiple_of(4)
             && grad_out.batch_stride_u32().is_multiple_of(4)) as u32,
         ..Default::default()

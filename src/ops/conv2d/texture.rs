@@ -101,8 +101,8 @@ pub(super) fn stage_activation(
         count: u32,
         quads: u32,
         quad0: u32,
-        vec4_ok: u32,
         image_rows: u32,
+        _pad: u32,
     }
     // Threads take quads of 4 image columns (aligned to the image) covering the texture's
     // columns, image columns -left .. cols - left.
@@ -120,8 +120,8 @@ pub(super) fn stage_activation(
         count: threads as u32,
         quads: quads as u32,
         quad0: quad0 as u32,
-        vec4_ok: aligned as u32,
         image_rows: 0,
+        _pad: 0,
     };
     let texels = width * height;
     let cost = Cost {
@@ -157,7 +157,7 @@ pub(super) fn stage_activation(
         shaders::TEXTURE_PACK,
         "texture_pack_activation",
         bytemuck::bytes_of(&a),
-        &[(1, t.raw()), (3, t.raw())],
+        &[(1, t.raw())],
         &[(2, &tex)],
         groups,
         cost,
@@ -278,7 +278,7 @@ pub(super) fn forward(
     }
     // Unread bindings stand in: the weight for a missing bias (read-only like it), the
     // output for a missing mask (read-write like it).
-    a.vec4_store = vec4_stores(out, mask) as u32;
+    a.vec4_ok = vec4_stores(out, mask) as u32;
     let mask_buf = mask.unwrap_or(out).raw();
     let storage = [
         (3, bias.unwrap_or(weight).raw()),
@@ -334,13 +334,15 @@ impl StridedInput {
     }
 }
 
-/// The input gradient of a conv of any stride (`conv2d_backward_input_texture`), masked by
-/// `mask > 0` where given, into `grad_x` (=|+= by `fusion.accumulate`).
+/// The input gradient of a conv of any stride (`conv2d_backward_input_texture`), staged as
+/// `plan` (`StridedInput::new(g, p)`) says, masked by `mask > 0` where given, into `grad_x`
+/// (=|+= by `fusion.accumulate`).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn backward_input_strided(
     rec: &mut Recording<'_>,
     g: &Geometry,
     p: &Conv2dParams,
+    plan: &StridedInput,
     weight: &Tensor,
     grad_out: &Tensor,
     grad_x: &Tensor,
@@ -348,7 +350,6 @@ pub(super) fn backward_input_strided(
     fusion: Fusion,
     cost: Cost,
 ) -> Result<()> {
-    let plan = StridedInput::new(g, p);
     let g_tex = stage_activation(rec, grad_out, plan.extent, false)?;
     let w_tex = stage_weights(rec, weight, true)?;
     // The transposed problem: grad_out in, grad_x out; the forward's kernel parameters.
