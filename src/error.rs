@@ -82,6 +82,20 @@ pub enum Error {
     /// Reading a buffer back from the GPU failed (for example on device loss).
     #[error("buffer read-back failed: {0}")]
     ReadBack(String),
+    /// A tensor of one [`crate::Gpu`] was handed to work on another.
+    #[error("{during}: a tensor of {tensor_gpu} was used on {gpu}; tensors live on the Gpu that created them (read it back with to_vec and upload it to the other Gpu)")]
+    WrongGpu {
+        /// What was being done.
+        during: String,
+        /// The `Gpu` that owns the tensor.
+        tensor_gpu: String,
+        /// The `Gpu` the work was meant for.
+        gpu: String,
+    },
+    /// A tensor is used in a way that would give a wrong result because of recorded work
+    /// that has not been submitted (or was dropped unsubmitted).
+    #[error("{0}")]
+    Recording(String),
     /// A file could not be read.
     #[error("cannot read {path}: {reason}")]
     Io {

@@ -114,6 +114,21 @@ pub struct Gpu {
     uncaptured: Arc<Mutex<Vec<String>>>,
     conv_kernels: Mutex<ConvKernels>,
     tuned: Mutex<HashMap<TuneKey, ConvKernels>>,
+    deterministic: std::sync::atomic::AtomicBool,
+}
+
+/// Numbers the `Gpu`s of a process, so messages about mixed-up tensors can name them.
+static NEXT_GPU_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Whether an environment variable is set to something other than empty, `0`, `false`
+/// or `off`.
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| {
+        !matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "" | "0" | "false" | "off" | "no"
+        )
+    })
 }
 
 /// What an autotuned choice is keyed on: the conv pass and every dimension of its shape.
@@ -190,6 +205,12 @@ impl Gpu {
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
             lock(&sink).push(e.to_string());
         }));
+        let id = NEXT_GPU_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let owner = format!(
+            "Gpu #{id} ({}, {})",
+            info.name,
+            info.backend.to_str()
+        );
         Ok(Gpu {
             device,
             queue,
@@ -198,13 +219,52 @@ impl Gpu {
             features,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
-            memory: Arc::new(MemoryTracker::default()),
+            memory: Arc::new(MemoryTracker::new(owner)),
             uncaptured,
             conv_kernels: Mutex::new(match std::env::var("SKIPGRAD_CONV_KERNELS") {
                 Ok(v) if !v.trim().is_empty() => ConvKernels::parse(&v)?,
                 _ => ConvKernels::Auto,
             }),
             tuned: Mutex::new(HashMap::new()),
+            deterministic: env_flag("SKIPGRAD_DETERMINISTIC").into(),
+        })
+    }
+
+    /// Whether kernel families are chosen by a fixed rule instead of by timing them
+    /// (`SKIPGRAD_DETERMINISTIC=1` sets it at creation). With it, every run of the same
+    /// work on the same adapter, driver and kernel choice gives bit-identical results: the
+    /// kernels themselves use no atomics and reduce in a fixed order; only the timing-based
+    /// choice of family (whose summation orders differ) can vary between processes.
+    pub fn deterministic(&self) -> bool {
+        self.deterministic
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Turns the deterministic choice of kernel families on or off (see
+    /// [`Gpu::deterministic`]); choices already measured for a shape are kept unless they
+    /// are cleared, so set this before recording work.
+    pub fn set_deterministic(&self, on: bool) {
+        self.deterministic
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+        if on {
+            lock(&self.tuned).clear();
+        }
+    }
+
+    /// A name for this `Gpu` in messages: `Gpu #k (adapter, backend)`.
+    pub fn label(&self) -> &str {
+        &self.memory.owner
+    }
+
+    /// Fails unless `buf` was allocated on this `Gpu`.
+    pub(crate) fn check_owner(&self, buf: &GpuBuffer, during: &str) -> Result<()> {
+        if Arc::ptr_eq(&buf.account.tracker, &self.memory) {
+            return Ok(());
+        }
+        Err(Error::WrongGpu {
+            during: during.to_string(),
+            tensor_gpu: buf.account.tracker.owner.clone(),
+            gpu: self.label().to_string(),
         })
     }
 

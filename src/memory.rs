@@ -7,6 +7,7 @@
 //!
 //! [`Gpu::alloc`]: crate::Gpu
 
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};
 
 /// Why a buffer exists. Peak bytes are kept per purpose, so a report can say how much of a
@@ -76,13 +77,24 @@ struct Counts {
     peak_data: u64,
 }
 
-/// Live and peak byte counters, shared by every buffer of one [`crate::Gpu`].
+/// Live and peak byte counters, shared by every buffer of one [`crate::Gpu`]. It also names
+/// its `Gpu` (every buffer holds it), so an op handed a tensor of another `Gpu` can say
+/// which two devices were mixed.
 #[derive(Default)]
 pub(crate) struct MemoryTracker {
     counts: Mutex<Counts>,
+    /// "Gpu #k (adapter, backend)".
+    pub(crate) owner: String,
 }
 
 impl MemoryTracker {
+    pub(crate) fn new(owner: String) -> Self {
+        MemoryTracker {
+            counts: Mutex::default(),
+            owner,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
         // A poisoned lock only means another thread panicked mid-update of plain integers.
         self.counts.lock().unwrap_or_else(|e| e.into_inner())
@@ -164,7 +176,7 @@ impl MemoryReport {
 pub(crate) struct Account {
     pub(crate) bytes: u64,
     pub(crate) purpose: Purpose,
-    tracker: Arc<MemoryTracker>,
+    pub(crate) tracker: Arc<MemoryTracker>,
 }
 
 impl Account {
@@ -191,6 +203,24 @@ pub(crate) struct GpuBuffer {
     pub(crate) raw: wgpu::Buffer,
     /// Its size and purpose, as counted.
     pub(crate) account: Account,
+    /// Which unsubmitted recordings use it (see [`UseState`]).
+    pub(crate) uses: Arc<UseState>,
+}
+
+/// How recordings that are not yet submitted use a buffer. Queue operations (a host write,
+/// a read-back) run in submission order, so a host write made while an unsubmitted
+/// recording reads the buffer would land *before* that recorded work, and a read-back
+/// before the recording that computes the buffer is submitted would return old contents:
+/// both are refused instead of giving a wrong number.
+#[derive(Default, Debug)]
+pub(crate) struct UseState {
+    /// Unsubmitted recordings that read the buffer.
+    pub(crate) pending_reads: AtomicUsize,
+    /// Unsubmitted recordings that write it.
+    pub(crate) pending_writes: AtomicUsize,
+    /// A recording that wrote it was dropped without being submitted, and nothing has
+    /// written it since: its contents are not what that recording meant to compute.
+    pub(crate) discarded: AtomicBool,
 }
 
 impl GpuBuffer {
@@ -203,6 +233,7 @@ impl GpuBuffer {
         GpuBuffer {
             raw,
             account: Account::new(bytes, purpose, tracker),
+            uses: Arc::default(),
         }
     }
 }

@@ -3,7 +3,10 @@
 
 use crate::error::Result;
 use crate::gpu::{ConvKernels, Gpu, Shader, WORKGROUP_SIZE};
-use crate::memory::{GpuBuffer, GpuTexture, Purpose};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::memory::{GpuBuffer, GpuTexture, Purpose, UseState};
 use crate::tensor::Tensor;
 
 /// A command encoder and the small buffers its dispatches need, submitted together.
@@ -34,6 +37,8 @@ pub struct Recording<'g> {
     passes: usize,
     conv_kernels: ConvKernels,
     entries: Vec<&'static str>,
+    /// Every buffer the recorded dispatches bind, once per (buffer, access).
+    uses: Vec<Use>,
 }
 
 /// The work a recording holds: floating-point operations (an FMA counts 2) and the fewest
@@ -54,6 +59,13 @@ impl std::ops::AddAssign for Cost {
     }
 }
 
+impl Drop for Recording<'_> {
+    fn drop(&mut self) {
+        // Dropped without submit: whatever it was to write was never computed.
+        self.release_uses(false);
+    }
+}
+
 /// How long a submitted recording took.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Timing {
@@ -64,9 +76,37 @@ pub struct Timing {
     pub wall_ms: f64,
 }
 
-/// One storage binding of a dispatch: a buffer bound whole; kernels address views by offsets
-/// in their uniform arguments, so no binding offset alignment applies.
-pub(crate) type Binding<'a> = &'a wgpu::Buffer;
+/// One storage binding of a dispatch: a buffer bound whole (kernels address views by offsets
+/// in their uniform arguments, so no binding offset alignment applies), and whether the
+/// kernel writes it. The recording checks that the buffer belongs to its `Gpu` and keeps
+/// track of the use until it is submitted (see [`UseState`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Binding<'a> {
+    pub buf: &'a GpuBuffer,
+    pub write: bool,
+}
+
+/// A binding the kernel only reads.
+pub(crate) fn read(t: &Tensor) -> Binding<'_> {
+    Binding {
+        buf: t.buffer(),
+        write: false,
+    }
+}
+
+/// A binding the kernel writes (or accumulates into).
+pub(crate) fn write(t: &Tensor) -> Binding<'_> {
+    Binding {
+        buf: t.buffer(),
+        write: true,
+    }
+}
+
+/// One buffer's use by a recording, undone when the recording is submitted or dropped.
+struct Use {
+    state: Arc<UseState>,
+    write: bool,
+}
 
 impl<'g> Recording<'g> {
     /// Starts an empty recording on `gpu`.
@@ -90,6 +130,7 @@ impl<'g> Recording<'g> {
             passes: 0,
             conv_kernels: gpu.conv_kernels(),
             entries: Vec::new(),
+            uses: Vec::new(),
         }
     }
 
@@ -180,6 +221,10 @@ impl<'g> Recording<'g> {
         workgroups: u64,
         cost: Cost,
     ) -> Result<()> {
+        for (_, b) in storage {
+            self.gpu
+                .check_owner(b.buf, &format!("recording {}::{entry}", shader.name))?;
+        }
         if workgroups == 0 {
             return Ok(());
         }
@@ -209,7 +254,7 @@ impl<'g> Recording<'g> {
             });
             entries.extend(storage.iter().map(|(binding, b)| wgpu::BindGroupEntry {
                 binding: *binding,
-                resource: b.as_entire_binding(),
+                resource: b.buf.raw.as_entire_binding(),
             }));
             entries.extend(textures.iter().map(|(binding, v)| wgpu::BindGroupEntry {
                 binding: *binding,
@@ -256,12 +301,55 @@ impl<'g> Recording<'g> {
             pass.dispatch_workgroups(grid[0], grid[1], grid[2]);
         }
         self.keep.push(uniform);
+        for (_, b) in storage {
+            self.note_use(&b.buf.uses, b.write);
+        }
         self.dispatches += 1;
         self.cost += cost;
         if !self.entries.contains(&entry) {
             self.entries.push(entry);
         }
         Ok(())
+    }
+
+    /// Counts one more unsubmitted use of a buffer (once per recording and access).
+    fn note_use(&mut self, state: &Arc<UseState>, write: bool) {
+        if self
+            .uses
+            .iter()
+            .any(|u| u.write == write && Arc::ptr_eq(&u.state, state))
+        {
+            return;
+        }
+        let counter = if write {
+            &state.pending_writes
+        } else {
+            &state.pending_reads
+        };
+        counter.fetch_add(1, Ordering::AcqRel);
+        self.uses.push(Use {
+            state: state.clone(),
+            write,
+        });
+    }
+
+    /// Marks that recorded work reads `t` by other means than a dispatch (a copy command).
+    pub(crate) fn note_read(&mut self, t: &Tensor) {
+        let state = t.buffer().uses.clone();
+        self.note_use(&state, false);
+    }
+
+    /// Ends this recording's uses of its buffers: `submitted` or dropped unsubmitted (then
+    /// what it was to write is marked as not computed).
+    fn release_uses(&mut self, submitted: bool) {
+        for u in self.uses.drain(..) {
+            if u.write {
+                u.state.discarded.store(!submitted, Ordering::Release);
+                u.state.pending_writes.fetch_sub(1, Ordering::AcqRel);
+            } else {
+                u.state.pending_reads.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
     }
 
     /// Keeps `t` alive until this recording is submitted. Blocks hand their temporaries
@@ -319,18 +407,23 @@ impl<'g> Recording<'g> {
     /// Submits the recorded work without waiting for it.
     pub fn submit(mut self) -> Result<()> {
         self.pass = None;
-        let Recording {
-            gpu,
-            encoder,
-            keep,
-            retained,
-            textures,
-            free_textures,
-            ..
-        } = self;
-        gpu.scoped("submitting recorded work", || {
+        let gpu = self.gpu;
+        let encoder = std::mem::replace(
+            &mut self.encoder,
+            gpu.device()
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }),
+        );
+        let submitted = gpu.scoped("submitting recorded work", || {
             gpu.queue().submit([encoder.finish()]);
-        })?;
+        });
+        // Submitted or refused, this recording's uses end here (a refused submission is
+        // as good as dropped: its work never runs).
+        self.release_uses(submitted.is_ok());
+        submitted?;
+        let keep = std::mem::take(&mut self.keep);
+        let retained = std::mem::take(&mut self.retained);
+        let textures = std::mem::take(&mut self.textures);
+        let free_textures = std::mem::take(&mut self.free_textures);
         // The uniforms are referenced by the submitted command buffer; wgpu keeps them alive
         // until it completes, so our handles (and their accounting) can go now.
         drop(keep);

@@ -10,6 +10,7 @@
 //! Weights are OIHW tensors; a bias of `C` values is a tensor of shape `[C, 1, 1, 1]`.
 
 use std::ops::Range;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -42,16 +43,31 @@ fn numel(shape: [usize; 4]) -> usize {
     shape.iter().product()
 }
 
+/// The element count of `shape`, refused when it is zero or overflows (so a shape such as
+/// `[2^62 + 1, 4, 1, 1]` cannot wrap around to a small tensor).
+fn checked_numel(shape: [usize; 4]) -> Result<usize> {
+    let n = shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| {
+            Error::shape(
+                "tensor",
+                format!("shape {shape:?} has more elements than an address space holds"),
+            )
+        })?;
+    if n == 0 {
+        return Err(Error::shape(
+            "tensor",
+            format!("shape {shape:?} has no elements"),
+        ));
+    }
+    Ok(n)
+}
+
 impl Tensor {
     /// A new tensor of zeros (wgpu zero-initialises buffers).
     pub fn zeros(gpu: &Gpu, shape: [usize; 4], purpose: Purpose) -> Result<Tensor> {
-        let elements = numel(shape);
-        if elements == 0 {
-            return Err(Error::shape(
-                "tensor",
-                format!("shape {shape:?} has no elements"),
-            ));
-        }
+        let elements = checked_numel(shape)?;
         let bytes = (elements as u64).checked_mul(4).ok_or(Error::TooLarge {
             bytes: u64::MAX,
             limit_name: "max_buffer_size",
@@ -73,10 +89,11 @@ impl Tensor {
         data: &[f32],
         purpose: Purpose,
     ) -> Result<Tensor> {
-        if data.len() != numel(shape) {
+        let expected = checked_numel(shape)?;
+        if data.len() != expected {
             return Err(Error::DataLength {
                 got: data.len(),
-                expected: numel(shape),
+                expected,
                 shape,
             });
         }
@@ -86,7 +103,24 @@ impl Tensor {
     }
 
     /// Overwrites the tensor's elements with `data` (row-major over its own shape).
+    ///
+    /// Refused while a [`crate::Recording`] that uses this tensor's buffer is not yet
+    /// submitted: host writes reach the GPU before any command buffer submitted after
+    /// them, so the write would change the result of work recorded *before* it. Submit the
+    /// recording first (or write before recording).
     pub fn write(&self, gpu: &Gpu, data: &[f32]) -> Result<()> {
+        gpu.check_owner(&self.buf, "Tensor::write")?;
+        let uses = &self.buf.uses;
+        if uses.pending_reads.load(Ordering::Acquire) + uses.pending_writes.load(Ordering::Acquire)
+            > 0
+        {
+            return Err(Error::Recording(
+                "Tensor::write: a recording that is not yet submitted uses this tensor; the \
+                 write would land before that recorded work and change its result. Submit the \
+                 recording (Recording::submit or finish) first, or write before recording"
+                    .into(),
+            ));
+        }
         if data.len() != self.numel() {
             return Err(Error::DataLength {
                 got: data.len(),
@@ -100,11 +134,36 @@ impl Tensor {
             gpu.queue()
                 .write_buffer(&self.buf.raw, at, bytemuck::cast_slice(chunk));
         }
+        if self.is_contiguous() {
+            // The whole buffer holds known values again.
+            uses.discarded.store(false, Ordering::Release);
+        }
         Ok(())
     }
 
     /// Reads the tensor back to the host, row-major over its shape (views are gathered).
+    ///
+    /// Refused while a [`crate::Recording`] that writes the tensor is not yet submitted
+    /// (its contents would be the old ones), and after such a recording was dropped
+    /// unsubmitted (they are not what it meant to compute).
     pub fn to_vec(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        gpu.check_owner(&self.buf, "Tensor::to_vec")?;
+        let uses = &self.buf.uses;
+        if uses.pending_writes.load(Ordering::Acquire) > 0 {
+            return Err(Error::Recording(
+                "Tensor::to_vec: the recording that computes this tensor has not been \
+                 submitted yet; submit it (Recording::submit or finish) before reading back"
+                    .into(),
+            ));
+        }
+        if uses.discarded.load(Ordering::Acquire) {
+            return Err(Error::Recording(
+                "Tensor::to_vec: the recording that was to compute this tensor was dropped \
+                 without being submitted, so the tensor does not hold that result; submit \
+                 recordings (Recording::submit or finish) instead of dropping them"
+                    .into(),
+            ));
+        }
         let sample = self.sample_len();
         let span = (self.shape[0] - 1) * self.batch_stride + sample;
         let bytes = gpu.read_bytes(&self.buf.raw, self.offset as u64 * 4, span as u64 * 4)?;
@@ -221,6 +280,35 @@ impl Tensor {
 
     pub(crate) fn raw(&self) -> &wgpu::Buffer {
         &self.buf.raw
+    }
+
+    /// The accounted buffer behind the tensor (what a recorded dispatch binds).
+    pub(crate) fn buffer(&self) -> &GpuBuffer {
+        &self.buf
+    }
+
+    /// A view of samples `range` of the batch (rows `range` of a weight): no copy.
+    pub(crate) fn batches(&self, range: Range<usize>) -> Result<Tensor> {
+        if range.start >= range.end || range.end > self.shape[0] {
+            return Err(Error::shape(
+                "batch view",
+                format!(
+                    "samples {}..{} of a tensor with {} samples",
+                    range.start, range.end, self.shape[0]
+                ),
+            ));
+        }
+        Ok(Tensor {
+            buf: self.buf.clone(),
+            shape: [
+                range.end - range.start,
+                self.shape[1],
+                self.shape[2],
+                self.shape[3],
+            ],
+            offset: self.offset + range.start * self.batch_stride,
+            batch_stride: self.batch_stride,
+        })
     }
 
     /// Offset and batch stride as kernel arguments.

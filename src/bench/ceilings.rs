@@ -5,7 +5,7 @@
 use crate::error::Result;
 use crate::gpu::Shader;
 use crate::memory::Purpose;
-use crate::record::{Cost, Recording};
+use crate::record::{Binding, Cost, Recording};
 use crate::Gpu;
 
 const PROBE: Shader = Shader {
@@ -42,7 +42,7 @@ fn time_probe(
     use_gpu: bool,
     entry: &'static str,
     args: ProbeArgs,
-    bufs: &[(u32, &wgpu::Buffer)],
+    bufs: &[(u32, Binding<'_>)],
     threads: u64,
 ) -> Result<f64> {
     let mut rec = Recording::timed(gpu);
@@ -101,7 +101,7 @@ pub fn measure(gpu: &Gpu, use_gpu: bool) -> Result<Ceilings> {
             iterations,
             _pad: [0; 2],
         };
-        time_probe(gpu, use_gpu, "fma_peak", args, &[(1, &out.raw)], threads)
+        time_probe(gpu, use_gpu, "fma_peak", args, &[(1, Binding { buf: &out, write: true })], threads)
     })?;
     let fma_gflops = threads as f64 * iterations as f64 * 64.0 / (ms * 1e6);
     drop(out);
@@ -122,7 +122,10 @@ pub fn measure(gpu: &Gpu, use_gpu: bool) -> Result<Ceilings> {
             use_gpu,
             "copy_peak",
             args,
-            &[(1, &dst.raw), (2, &src.raw)],
+            &[
+                (1, Binding { buf: &dst, write: true }),
+                (2, Binding { buf: &src, write: false }),
+            ],
             n,
         )
     })?;

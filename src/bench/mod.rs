@@ -308,8 +308,8 @@ impl Workload {
             Inner::Conv { p, x, w, b, y, .. } => {
                 conv2d::conv2d_into(rec, x, w, Some(b), p, y, Fusion::default())
             }
-            Inner::Residual { block, x, .. } => block.forward(rec, x).map(|_| ()),
-            Inner::Dense { block, x, .. } => block.forward(rec, x).map(|_| ()),
+            Inner::Residual { block, x, .. } => block.forward_inference(rec, x).map(|_| ()),
+            Inner::Dense { block, x, .. } => block.forward_inference(rec, x).map(|_| ()),
         }
     }
 

@@ -234,7 +234,40 @@ impl DenseBlock {
 
     /// Records the forward pass and keeps what backward needs. Returns the output
     /// `concat(x, f_1 … f_L)` (for `Shared`, the shared buffer itself).
+    ///
+    /// Refused while the state saved by an earlier `forward` has not been used by
+    /// [`DenseBlock::backward`] (a backward meant for the first input would silently
+    /// differentiate the second); for evaluation use [`DenseBlock::forward_inference`],
+    /// which saves nothing, or drop the saved state with [`DenseBlock::clear_saved`].
     pub fn forward(&mut self, rec: &mut Recording<'_>, x: &Tensor) -> Result<Tensor> {
+        if self.saved.is_some() {
+            return Err(super::forward_pending("dense block"));
+        }
+        let (out, saved) = self.record_forward(rec, x)?;
+        self.saved = Some(saved);
+        Ok(out)
+    }
+
+    /// Records the forward pass for evaluation: the output only, nothing saved for a
+    /// backward (the naive strategy's intermediate copies are freed once the recording is
+    /// submitted).
+    pub fn forward_inference(&self, rec: &mut Recording<'_>, x: &Tensor) -> Result<Tensor> {
+        let (out, saved) = self.record_forward(rec, x)?;
+        if let Saved::Naive { feats, cats, relus } = saved {
+            for t in feats.into_iter().chain(cats).chain(relus) {
+                rec.retain(t);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Drops the state saved by `forward` (so another `forward` may run without a
+    /// backward).
+    pub fn clear_saved(&mut self) {
+        self.saved = None;
+    }
+
+    fn record_forward(&self, rec: &mut Recording<'_>, x: &Tensor) -> Result<(Tensor, Saved)> {
         let [n, c, h, w] = x.shape();
         if c != self.in_channels {
             return Err(Error::shape(
@@ -247,7 +280,6 @@ impl DenseBlock {
         }
         let gpu = rec.gpu();
         let out_shape = [n, self.out_channels(), h, w];
-        self.saved = None;
         match self.strategy {
             ConcatStrategy::Naive => {
                 let mut feats = vec![x.clone()];
@@ -264,8 +296,7 @@ impl DenseBlock {
                 }
                 let refs: Vec<&Tensor> = feats.iter().collect();
                 let out = concat::concat(rec, &refs)?;
-                self.saved = Some(Saved::Naive { feats, cats, relus });
-                Ok(out)
+                Ok((out, Saved::Naive { feats, cats, relus }))
             }
             ConcatStrategy::Shared => {
                 let features = Tensor::zeros(gpu, out_shape, Purpose::Activation)?;
@@ -288,21 +319,33 @@ impl DenseBlock {
                         relu_load,
                     )?;
                 }
-                self.saved = Some(Saved::Shared {
+                let saved = Saved::Shared {
                     features: features.clone(),
-                });
-                Ok(features)
+                };
+                Ok((features, saved))
             }
         }
     }
 
     /// Records the backward pass for `grad_out` (shape of the output) and returns the
     /// gradient for the input and for every parameter.
+    /// The saved state is used up: a second backward needs another forward.
     pub fn backward(&mut self, rec: &mut Recording<'_>, grad_out: &Tensor) -> Result<BlockGrads> {
         let saved = self
             .saved
             .as_ref()
             .ok_or_else(|| forward_missing("dense block"))?;
+        let grads = self.record_backward(rec, saved, grad_out)?;
+        self.saved = None;
+        Ok(grads)
+    }
+
+    fn record_backward(
+        &self,
+        rec: &mut Recording<'_>,
+        saved: &Saved,
+        grad_out: &Tensor,
+    ) -> Result<BlockGrads> {
         let gpu = rec.gpu();
         let (c0, k) = (self.in_channels, self.growth);
         let [n, _, h, w] = grad_out.shape();

@@ -138,3 +138,13 @@ pub(crate) fn forward_missing(block: &'static str) -> Error {
         "backward called before forward (nothing saved to differentiate)",
     )
 }
+
+/// The error for a second `forward` over saved state that no backward has used.
+pub(crate) fn forward_pending(block: &'static str) -> Error {
+    Error::param(
+        block,
+        "forward called again before backward used the state the previous forward saved; \
+         call backward first, use forward_inference for evaluation (it saves nothing), or \
+         clear_saved() to discard the saved state",
+    )
+}

@@ -165,7 +165,37 @@ impl ResidualBlock {
     }
 
     /// Records the forward pass and keeps what backward needs. Returns the output.
+    ///
+    /// Refused while the state saved by an earlier `forward` has not been used by
+    /// [`ResidualBlock::backward`]: a second forward would replace it, and a backward meant
+    /// for the first input would silently differentiate the second. For evaluation use
+    /// [`ResidualBlock::forward_inference`], which saves nothing; to drop the saved state,
+    /// [`ResidualBlock::clear_saved`].
     pub fn forward(&mut self, rec: &mut Recording<'_>, x: &Tensor) -> Result<Tensor> {
+        if self.saved.is_some() {
+            return Err(super::forward_pending("residual block"));
+        }
+        let (out, saved) = self.record_forward(rec, x)?;
+        self.saved = Some(saved);
+        Ok(out)
+    }
+
+    /// Records the forward pass for evaluation: the output only, nothing saved for a
+    /// backward (intermediate activations are freed once the recording is submitted).
+    pub fn forward_inference(&self, rec: &mut Recording<'_>, x: &Tensor) -> Result<Tensor> {
+        let (out, saved) = self.record_forward(rec, x)?;
+        rec.retain(saved.a1);
+        rec.retain(saved.pre);
+        Ok(out)
+    }
+
+    /// Drops the state saved by `forward` (so another `forward` may run without a
+    /// backward).
+    pub fn clear_saved(&mut self) {
+        self.saved = None;
+    }
+
+    fn record_forward(&self, rec: &mut Recording<'_>, x: &Tensor) -> Result<(Tensor, Saved)> {
         self.check_input(x)?;
         let gpu = rec.gpu();
         let (c1, c2) = (&self.conv1, &self.conv2);
@@ -210,21 +240,33 @@ impl ResidualBlock {
                 relu::relu_into(rec, &pre, &out, true)?;
             }
         }
-        self.saved = Some(Saved {
+        let saved = Saved {
             x: x.clone(),
             a1,
             pre,
-        });
-        Ok(out)
+        };
+        Ok((out, saved))
     }
 
     /// Records the backward pass for `grad_out` (the gradient of the output) and returns the
     /// gradient for the input and for every parameter.
+    /// The saved state is used up: a second backward needs another forward.
     pub fn backward(&mut self, rec: &mut Recording<'_>, grad_out: &Tensor) -> Result<BlockGrads> {
         let saved = self
             .saved
             .as_ref()
             .ok_or_else(|| forward_missing("residual block"))?;
+        let grads = self.record_backward(rec, saved, grad_out)?;
+        self.saved = None;
+        Ok(grads)
+    }
+
+    fn record_backward(
+        &self,
+        rec: &mut Recording<'_>,
+        saved: &Saved,
+        grad_out: &Tensor,
+    ) -> Result<BlockGrads> {
         if grad_out.shape() != saved.x.shape() {
             return Err(Error::shape(
                 "residual block backward",

@@ -7,7 +7,7 @@
 use super::{dispatch_elementwise, no_overlap, same_shape, shaders::ADD};
 use crate::error::Result;
 use crate::memory::Purpose;
-use crate::record::Recording;
+use crate::record::{read, write, Recording};
 use crate::tensor::Tensor;
 
 /// `a + b` (same shape, no broadcasting) into a new activation tensor.
@@ -35,7 +35,7 @@ pub fn add_into(
         ADD,
         "add",
         &[a, b, out],
-        &[(1, a), (2, b), (3, out)],
+        &[(1, read(a)), (2, read(b)), (3, write(out))],
         accumulate,
         1,
     )
@@ -50,7 +50,7 @@ pub fn accumulate(rec: &mut Recording<'_>, src: &Tensor, dst: &Tensor) -> Result
         ADD,
         "accumulate",
         &[src, dst],
-        &[(1, src), (3, dst)],
+        &[(1, read(src)), (3, write(dst))],
         true,
         1,
     )

@@ -6,7 +6,7 @@
 use super::{dispatch_elementwise, no_overlap, shaders::CONCAT};
 use crate::error::{Error, Result};
 use crate::memory::Purpose;
-use crate::record::Recording;
+use crate::record::{read, write, Recording};
 use crate::tensor::Tensor;
 
 fn check_inputs(op: &'static str, inputs: &[&Tensor]) -> Result<[usize; 4]> {
@@ -100,7 +100,7 @@ pub fn copy_view(
         CONCAT,
         "copy_view",
         &[src, dst],
-        &[(1, src), (2, dst)],
+        &[(1, read(src)), (2, write(dst))],
         accumulate,
         accumulate as u64,
     )

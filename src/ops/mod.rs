@@ -15,7 +15,7 @@ pub mod relu;
 
 use crate::error::{Error, Result};
 use crate::gpu::Shader;
-use crate::record::{Cost, Recording};
+use crate::record::{Binding, Cost, Recording};
 use crate::tensor::Tensor;
 
 /// Arguments of the elementwise kernels (`Elementwise` in `shaders/common.wgsl`).
@@ -32,13 +32,13 @@ pub(crate) struct ElementwiseArgs {
 
 /// Records one elementwise kernel over tensors of equal shape. `views` are the tensors in the
 /// order of the kernel's view slots 0, 1, 2, the last one written; `bindings` pairs binding
-/// numbers with tensors; `flops_per_element` is what the kernel computes per element.
+/// numbers with tensors, read or written; `flops_per_element` is what the kernel computes per element.
 pub(crate) fn dispatch_elementwise(
     rec: &mut Recording<'_>,
     shader: Shader,
     entry: &'static str,
     views: &[&Tensor],
-    bindings: &[(u32, &Tensor)],
+    bindings: &[(u32, Binding<'_>)],
     accumulate: bool,
     flops_per_element: u64,
 ) -> Result<()> {
@@ -52,7 +52,6 @@ pub(crate) fn dispatch_elementwise(
     for (slot, t) in views.iter().enumerate() {
         args.views[slot] = [t.offset_u32(), t.batch_stride_u32()];
     }
-    let storage: Vec<(u32, &wgpu::Buffer)> = bindings.iter().map(|(b, t)| (*b, t.raw())).collect();
     let count = first.numel() as u64;
     // Distinct tensors touched (relu_forward names x twice), the output read too when
     // accumulating.
@@ -70,7 +69,7 @@ pub(crate) fn dispatch_elementwise(
         shader,
         entry,
         bytemuck::bytes_of(&args),
-        &storage,
+        bindings,
         count,
         cost,
     )

@@ -3,7 +3,7 @@
 use super::{dispatch_elementwise, no_overlap, same_shape, shaders::RELU};
 use crate::error::Result;
 use crate::memory::Purpose;
-use crate::record::Recording;
+use crate::record::{read, write, Recording};
 use crate::tensor::Tensor;
 
 /// `max(x, 0)` into a new activation tensor.
@@ -29,7 +29,7 @@ pub fn relu_into(
         RELU,
         "relu_forward",
         &[x, x, out],
-        &[(1, x), (3, out)],
+        &[(1, read(x)), (3, write(out))],
         accumulate,
         1,
     )
@@ -59,7 +59,7 @@ pub fn relu_backward_into(
         RELU,
         "relu_backward",
         &[x, grad_out, grad_x],
-        &[(1, x), (2, grad_out), (3, grad_x)],
+        &[(1, read(x)), (2, read(grad_out)), (3, write(grad_x))],
         accumulate,
         1,
     )

@@ -10,7 +10,7 @@ use super::{no_overlap, shaders};
 use crate::error::{Error, Result};
 use crate::gpu::ConvKernels;
 use crate::memory::Purpose;
-use crate::record::{Cost, Recording};
+use crate::record::{read, write, Cost, Recording};
 use crate::tensor::Tensor;
 use texture::Extent;
 
@@ -79,9 +79,47 @@ impl Conv2dParams {
                 ),
             ));
         }
+        // Kernels index with 32-bit integers (signed where padding makes coordinates
+        // negative): every size and parameter, and every coordinate they can form, must
+        // fit, or the arithmetic would wrap into a wrong answer. Checked here, once.
+        const KERNEL_MAX: usize = i32::MAX as usize;
+        let too_large = |what: String| {
+            Error::param(
+                OP,
+                format!(
+                    "{what} is too large for the kernels' 32-bit indices (at most {KERNEL_MAX}; input {x:?}, weight {weight:?}, {self:?})"
+                ),
+            )
+        };
+        for (what, v) in [
+            ("batch", n),
+            ("input channels", cin),
+            ("height", h),
+            ("width", w),
+            ("output channels", cout),
+            ("kernel height", kh),
+            ("kernel width", kw),
+            ("stride", self.stride[0].max(self.stride[1])),
+            ("padding", self.padding[0].max(self.padding[1])),
+            ("dilation", self.dilation[0].max(self.dilation[1])),
+            ("groups", g),
+        ] {
+            if v > KERNEL_MAX {
+                return Err(too_large(format!("{what} {v}")));
+            }
+        }
         let size = |len: usize, pad: usize, dil: usize, k: usize, s: usize, axis: &str| {
-            let span = dil * (k - 1) + 1;
-            let padded = len + 2 * pad;
+            let span = k
+                .checked_sub(1)
+                .and_then(|k1| dil.checked_mul(k1))
+                .and_then(|d| d.checked_add(1))
+                .filter(|&v| v <= KERNEL_MAX)
+                .ok_or_else(|| too_large(format!("the dilated kernel's {axis}")))?;
+            let padded = pad
+                .checked_mul(2)
+                .and_then(|p2| p2.checked_add(len))
+                .filter(|&v| v <= KERNEL_MAX)
+                .ok_or_else(|| too_large(format!("the padded input {axis}")))?;
             if padded < span {
                 return Err(Error::shape(
                     OP,
@@ -270,7 +308,7 @@ fn pack_weights(rec: &mut Recording<'_>, weight: &Tensor, transpose: bool) -> Re
         shaders::CONV2D_WEIGHT_LAYOUT,
         "conv2d_weight_layout",
         bytemuck::bytes_of(&a),
-        &[(1, weight.raw()), (2, packed.raw())],
+        &[(1, read(weight)), (2, write(&packed))],
         packed.numel() as u64,
         Cost {
             flops: 0,
@@ -341,12 +379,12 @@ fn implicit_gemm(
         a.gx_view = view(m);
         a.mask_output = 1;
     }
-    let mask_buf = mask.unwrap_or(out).raw();
+    let mask_buf = read(mask.unwrap_or(out));
     let mut bindings = vec![
-        (1, x.raw()),
-        (2, packed.raw()),
-        (3, bias.raw()),
-        (4, out.raw()),
+        (1, read(x)),
+        (2, read(packed)),
+        (3, read(bias)),
+        (4, write(out)),
         (5, mask_buf),
     ];
     // The 8×8 kernels also see output and mask as vec4s, for whole-block stores.
@@ -354,7 +392,7 @@ fn implicit_gemm(
         entry,
         "conv2d_forward_regblock" | "conv2d_forward_tiled_8x8"
     ) {
-        bindings.extend([(8, out.raw()), (9, mask_buf)]);
+        bindings.extend([(8, write(out)), (9, mask_buf)]);
         a.vec4_ok = vec4_stores(out, mask) as u32;
     }
     rec.dispatch_workgroups(
@@ -620,7 +658,7 @@ fn backward_weight_gemm(
                 "conv2d_backward_weight_texture"
             },
             bytemuck::bytes_of(&a),
-            &[(3, partial.raw())],
+            &[(3, write(&partial))],
             &[(5, &x_tex), (6, &g_tex)],
             threads.div_ceil(64) as u64,
             cost,
@@ -628,7 +666,7 @@ fn backward_weight_gemm(
         rec.staging_consumed();
         return reduce_weight_partials(rec, g, p, partial, grad_weight, splits, fusion);
     }
-    let bindings = [(1, x.raw()), (2, grad_out.raw()), (3, partial.raw())];
+    let bindings = [(1, read(x)), (2, read(grad_out)), (3, write(&partial))];
     // (shader, entry, `count` argument, workgroups to dispatch)
     let (shader, entry, count, workgroups) = if tiled {
         let workgroups = base_threads / 256 * splits;
@@ -688,7 +726,7 @@ fn reduce_weight_partials(
         shaders::CONV2D_BACKWARD_WEIGHT_REGBLOCK,
         "conv2d_backward_weight_reduce",
         bytemuck::bytes_of(&r),
-        &[(3, partial.raw()), (4, grad_weight.raw())],
+        &[(3, read(&partial)), (4, write(grad_weight))],
         wsize as u64,
         Cost {
             flops: partial.numel() as u64,
@@ -769,16 +807,16 @@ pub fn conv2d_into(
     a.y_view = view(out);
     a.has_bias = bias.is_some() as u32;
     // Without a bias the kernel never reads binding 3; the weight stands in for it.
-    let bias_buf = bias.unwrap_or(weight).raw();
+    let bias_buf = read(bias.unwrap_or(weight));
     rec.dispatch(
         shaders::CONV2D_DIRECT,
         "conv2d_forward",
         bytemuck::bytes_of(&a),
         &[
-            (1, x.raw()),
-            (2, weight.raw()),
+            (1, read(x)),
+            (2, read(weight)),
             (3, bias_buf),
-            (4, out.raw()),
+            (4, write(out)),
         ],
         out.numel() as u64,
         cost,
@@ -958,12 +996,12 @@ fn backward_fused(
         "conv2d_backward_fused",
         bytemuck::bytes_of(&a),
         &[
-            (1, x.raw()),
-            (2, weight.raw()),
-            (4, grad_out.raw()),
-            (5, grad_x.raw()),
-            (6, grad_weight.raw()),
-            (7, grad_bias.unwrap_or(grad_weight).raw()),
+            (1, read(x)),
+            (2, read(weight)),
+            (4, read(grad_out)),
+            (5, write(grad_x)),
+            (6, write(grad_weight)),
+            (7, write(grad_bias.unwrap_or(grad_weight))),
         ],
         count as u64,
         cost,
@@ -1056,10 +1094,10 @@ pub fn conv2d_backward_input_into(
         "conv2d_backward_input",
         bytemuck::bytes_of(&a),
         &[
-            (1, x.raw()),
-            (2, weight.raw()),
-            (4, grad_out.raw()),
-            (5, grad_x.raw()),
+            (1, read(x)),
+            (2, read(weight)),
+            (4, read(grad_out)),
+            (5, write(grad_x)),
         ],
         grad_x.numel() as u64,
         cost,
@@ -1099,7 +1137,7 @@ pub fn conv2d_backward_weight_into(
         shaders::CONV2D_DIRECT,
         "conv2d_backward_weight",
         bytemuck::bytes_of(&a),
-        &[(1, x.raw()), (4, grad_out.raw()), (6, grad_weight.raw())],
+        &[(1, read(x)), (4, read(grad_out)), (6, write(grad_weight))],
         grad_weight.numel() as u64,
         cost,
     )
@@ -1131,9 +1169,9 @@ pub fn conv2d_backward_bias_into(
         "conv2d_backward_bias",
         bytemuck::bytes_of(&a),
         &[
-            (4, grad_out.raw()),
-            (7, grad_bias.raw()),
-            (8, grad_out.raw()),
+            (4, read(grad_out)),
+            (7, write(grad_bias)),
+            (8, read(grad_out)),
         ],
         cout as u64,
         Cost {

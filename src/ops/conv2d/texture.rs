@@ -12,7 +12,7 @@
 use super::{args, shaders, vec4_stores, view, Cost, Fusion, Geometry, LayoutArgs};
 use crate::error::Result;
 use crate::ops::conv2d::Conv2dParams;
-use crate::record::Recording;
+use crate::record::{read, write, Recording};
 use crate::tensor::Tensor;
 
 /// Where an activation sits in its staged texture: `rows` texture rows per (image,
@@ -137,7 +137,7 @@ pub(super) fn stage_activation(
     if aligned && t.shape()[0] * image_rows <= limit {
         let (copy, copy_view) =
             rec.staging_texture(COPY_WIDTH as u32, (t.shape()[0] * image_rows) as u32)?;
-        copy_view_into(rec, t, &copy, image_rows);
+        copy_view_into(rec, t, &copy, image_rows)?;
         let a = Pack {
             image_rows: image_rows as u32,
             ..a
@@ -157,7 +157,7 @@ pub(super) fn stage_activation(
         shaders::TEXTURE_PACK,
         "texture_pack_activation",
         bytemuck::bytes_of(&a),
-        &[(1, t.raw())],
+        &[(1, read(t))],
         &[(2, &tex)],
         groups,
         cost,
@@ -171,7 +171,14 @@ const COPY_WIDTH: usize = 256;
 
 /// Copies view `t` into `copy` as it lies, 4 floats a texel, `COPY_WIDTH` texels a row,
 /// image `n` from row `n * image_rows` (the view must be 4-aligned).
-fn copy_view_into(rec: &mut Recording<'_>, t: &Tensor, copy: &wgpu::Texture, image_rows: usize) {
+fn copy_view_into(
+    rec: &mut Recording<'_>,
+    t: &Tensor,
+    copy: &wgpu::Texture,
+    image_rows: usize,
+) -> Result<()> {
+    rec.gpu().check_owner(t.buffer(), "staging a texture")?;
+    rec.note_read(t);
     let [n, c, h, w] = t.shape();
     let sample = c * h * w;
     let row_floats = 4 * COPY_WIDTH;
@@ -216,6 +223,7 @@ fn copy_view_into(rec: &mut Recording<'_>, t: &Tensor, copy: &wgpu::Texture, ima
             );
         }
     }
+    Ok(())
 }
 
 /// Stages OIHW weights (transposed and flipped when `transpose`, for the input gradient)
@@ -233,7 +241,7 @@ pub(super) fn stage_weights(
         shaders::CONV2D_WEIGHT_LAYOUT,
         "conv2d_weight_layout_texture",
         bytemuck::bytes_of(&a),
-        &[(1, weight.raw())],
+        &[(1, read(weight))],
         &[(3, &tex)],
         texels.div_ceil(crate::gpu::WORKGROUP_SIZE as usize) as u64,
         Cost {
@@ -279,12 +287,12 @@ pub(super) fn forward(
     // Unread bindings stand in: the weight for a missing bias (read-only like it), the
     // output for a missing mask (read-write like it).
     a.vec4_ok = vec4_stores(out, mask) as u32;
-    let mask_buf = mask.unwrap_or(out).raw();
+    let mask_buf = read(mask.unwrap_or(out));
     let storage = [
-        (3, bias.unwrap_or(weight).raw()),
-        (4, out.raw()),
+        (3, read(bias.unwrap_or(weight))),
+        (4, write(out)),
         (5, mask_buf),
-        (8, out.raw()),
+        (8, write(out)),
         (9, mask_buf),
     ];
     rec.dispatch_with_textures(
@@ -373,9 +381,9 @@ pub(super) fn backward_input_strided(
         a.mask_output = 1;
     }
     let storage = [
-        (3, weight.raw()),
-        (4, grad_x.raw()),
-        (5, mask.unwrap_or(grad_x).raw()),
+        (3, read(weight)),
+        (4, write(grad_x)),
+        (5, read(mask.unwrap_or(grad_x))),
     ];
     rec.dispatch_with_textures(
         shaders::CONV2D_FORWARD_REGBLOCK,
