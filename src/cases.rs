@@ -29,30 +29,53 @@ pub const CONV_TOLERANCE: Tolerance = Tolerance::Relative(1e-4);
 pub struct Comparison {
     /// Tensor name as in the case file (`out`, `grad_x`, …).
     pub name: String,
-    /// Largest `|gpu - ref|`.
+    /// Largest `|gpu - ref|` over elements where both are finite; NaN when any element
+    /// is non-finite where the reference is not (or the other way round).
     pub max_abs_err: f64,
-    /// Largest `|gpu - ref| / |ref|` over elements with `ref != 0`.
+    /// Largest `|gpu - ref| / |ref|` over finite elements with `ref != 0`.
     pub max_rel_err: f64,
+    /// Elements whose finiteness differs from the reference's (a NaN or infinity where the
+    /// reference has a number, a number where it has NaN, or an infinity of the other sign).
+    pub nonfinite_mismatches: usize,
+    /// Why the two could not be compared element by element (shape or length).
+    pub mismatch: Option<String>,
     /// Whether every element is within the tolerance.
     pub passed: bool,
 }
 
-/// Compares `got` with `want` element by element.
+/// Compares `got` with `want` element by element: finite values within `tol`, non-finite
+/// values by position (NaN where the reference has NaN, the same infinity where it has one).
 pub fn compare(name: &str, got: &[f32], want: &[f32], tol: Tolerance) -> Comparison {
     let mut c = Comparison {
         name: name.to_string(),
         max_abs_err: 0.0,
         max_rel_err: 0.0,
-        passed: got.len() == want.len(),
+        nonfinite_mismatches: 0,
+        mismatch: None,
+        passed: true,
     };
+    if got.len() != want.len() {
+        c.mismatch = Some(format!(
+            "{} values computed, the reference holds {}",
+            got.len(),
+            want.len()
+        ));
+        c.passed = false;
+        c.max_abs_err = f64::NAN;
+        return c;
+    }
     for (&g, &w) in got.iter().zip(want) {
         let (g, w) = (g as f64, w as f64);
-        let err = (g - w).abs();
-        if err.is_nan() || !g.is_finite() {
-            c.passed = false;
-            c.max_abs_err = f64::NAN;
+        if !g.is_finite() || !w.is_finite() {
+            let same = (g.is_nan() && w.is_nan()) || g == w;
+            if !same {
+                c.nonfinite_mismatches += 1;
+                c.max_abs_err = f64::NAN;
+                c.passed = false;
+            }
             continue;
         }
+        let err = (g - w).abs();
         c.max_abs_err = c.max_abs_err.max(err);
         if w != 0.0 {
             c.max_rel_err = c.max_rel_err.max(err / w.abs());
@@ -62,6 +85,28 @@ pub fn compare(name: &str, got: &[f32], want: &[f32], tol: Tolerance) -> Compari
             Tolerance::Relative(r) => err <= r * (1.0 + w.abs()),
         };
         c.passed &= ok;
+    }
+    c
+}
+
+/// [`compare`], after checking that the computed tensor has the reference's shape (padded
+/// to 4 dimensions like every tensor here: a bias `[C]` is `[C, 1, 1, 1]`).
+pub fn compare_shaped(
+    name: &str,
+    got: &[f32],
+    got_shape: [usize; 4],
+    want: &HostTensor,
+    tol: Tolerance,
+) -> Comparison {
+    let mut c = compare(name, got, &want.data, tol);
+    let want_shape = shape4(&want.shape).ok();
+    if want_shape != Some(got_shape) && c.mismatch.is_none() {
+        c.mismatch = Some(format!(
+            "computed shape {got_shape:?}, the reference is stored as {:?}",
+            want.shape
+        ));
+        c.passed = false;
+        c.max_abs_err = f64::NAN;
     }
     c
 }
@@ -141,7 +186,7 @@ pub fn run_case(gpu: &Gpu, file: &TensorFile) -> std::result::Result<Vec<Compari
     for (label, name, tensor) in outputs {
         let want = file.tensor(&name)?;
         let got = tensor.to_vec(gpu).map_err(|e| e.to_string())?;
-        comparisons.push(compare(&label, &got, &want.data, tol));
+        comparisons.push(compare_shaped(&label, &got, tensor.shape(), want, tol));
     }
     Ok(comparisons)
 }

@@ -41,7 +41,22 @@ enum Command {
     Memory(cli::memory::MemoryArgs),
 }
 
+/// Without a valid `XDG_RUNTIME_DIR` (headless machines, CI), Mesa's device-select Vulkan
+/// layer tries to reach a Wayland compositor while adapters are enumerated, and libwayland
+/// prints "error: XDG_RUNTIME_DIR is invalid" on every command although nothing is wrong.
+/// That layer only reorders adapters for programs that take the first one; skipgrad picks
+/// its own, so it is switched off there, unless the user said otherwise. Done first thing
+/// in `main`, while the process has one thread.
+fn quiet_headless_probes() {
+    let runtime_dir_ok = std::env::var_os("XDG_RUNTIME_DIR")
+        .is_some_and(|d| std::path::Path::new(&d).is_dir());
+    if !runtime_dir_ok && std::env::var_os("NODEVICE_SELECT").is_none() {
+        std::env::set_var("NODEVICE_SELECT", "1");
+    }
+}
+
 fn main() -> ExitCode {
+    quiet_headless_probes();
     let cli = Cli::parse();
     let backend = cli.backend.as_deref();
     let result = match cli.command {

@@ -32,17 +32,109 @@ fn file_error(path: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
+/// The largest header a safetensors file may declare (the format's own limit).
+const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// Appends exactly `n` more bytes from `reader` to `bytes`.
+fn read_more<R: std::io::Read>(reader: &mut R, bytes: &mut Vec<u8>, n: u64) -> std::io::Result<()> {
+    let start = bytes.len();
+    let read = std::io::Read::read_to_end(&mut std::io::Read::take(reader, n), bytes)?;
+    if (read as u64) < n {
+        bytes.truncate(start);
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("{read} of {n} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// The bytes of tensor data a safetensors header declares: the largest end offset of its
+/// tensors (the full check of the header is `safetensors`' own, after reading).
+fn declared_data_len(header: &[u8]) -> std::result::Result<u64, String> {
+    let v: serde_json::Value = serde_json::from_slice(header)
+        .map_err(|e| format!("header is not a safetensors JSON header: {e}"))?;
+    let entries = v
+        .as_object()
+        .ok_or("header is not a JSON object of tensors")?;
+    let mut end = 0u64;
+    for (name, entry) in entries {
+        if name == "__metadata__" {
+            continue;
+        }
+        let offsets = entry
+            .get("data_offsets")
+            .and_then(|o| o.as_array())
+            .ok_or_else(|| format!("tensor {name:?} has no data_offsets"))?;
+        for o in offsets {
+            let o = o
+                .as_u64()
+                .ok_or_else(|| format!("tensor {name:?} has a data offset that is not a byte count"))?;
+            end = end.max(o);
+        }
+    }
+    Ok(end)
+}
+
+/// The largest tensor file read: 1 GiB. Larger files (or endless ones such as `/dev/zero`)
+/// are refused before they are read, rather than filling memory.
+pub const MAX_FILE_BYTES: u64 = 1 << 30;
+
 impl TensorFile {
-    /// Reads and validates a safetensors file (every tensor must be `F32`).
+    /// Reads and validates a safetensors file (every tensor must be `F32`). Files larger
+    /// than [`MAX_FILE_BYTES`] are refused; at most that many bytes are ever read, even
+    /// from a file that claims less and grows (a pipe, a device).
     pub fn read(path: &Path) -> Result<TensorFile> {
-        let bytes = std::fs::read(path).map_err(|e| Error::Io {
+        use std::io::Read;
+        let io = |e: std::io::Error| Error::Io {
             path: path.display().to_string(),
             reason: e.to_string(),
-        })?;
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let meta = file.metadata().map_err(io)?;
+        if meta.is_dir() {
+            return Err(file_error(path, "is a folder, not a .safetensors file"));
+        }
+        if meta.len() > MAX_FILE_BYTES {
+            return Err(file_error(
+                path,
+                format!(
+                    "{} bytes, more than the {MAX_FILE_BYTES}-byte limit for tensor files",
+                    meta.len()
+                ),
+            ));
+        }
+        // Read what the file declares, no more: the 8-byte header length, the header,
+        // then the data its tensors' offsets reach. An endless or lying file stops there.
+        let mut reader = std::io::BufReader::new(file);
+        let mut bytes = vec![0u8; 8];
+        reader
+            .read_exact(&mut bytes)
+            .map_err(|e| file_error(path, format!("too short for a safetensors header: {e}")))?;
+        let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8]));
+        if header_len > MAX_HEADER_BYTES || header_len > MAX_FILE_BYTES {
+            return Err(file_error(
+                path,
+                format!("declares a {header_len}-byte header (at most {MAX_HEADER_BYTES})"),
+            ));
+        }
+        read_more(&mut reader, &mut bytes, header_len)
+            .map_err(|e| file_error(path, format!("header shorter than declared: {e}")))?;
+        let data_len = declared_data_len(&bytes[8..]).map_err(|r| file_error(path, r))?;
+        let total = 8 + header_len + data_len;
+        if total > MAX_FILE_BYTES {
+            return Err(file_error(
+                path,
+                format!("declares {total} bytes, more than the {MAX_FILE_BYTES}-byte limit"),
+            ));
+        }
+        read_more(&mut reader, &mut bytes, data_len)
+            .map_err(|e| file_error(path, format!("tensor data shorter than declared: {e}")))?;
         Self::parse(&bytes).map_err(|reason| file_error(path, reason))
     }
 
-    fn parse(bytes: &[u8]) -> std::result::Result<TensorFile, String> {
+    /// Parses the bytes of a safetensors file (what [`TensorFile::read`] does after reading).
+    pub fn parse(bytes: &[u8]) -> std::result::Result<TensorFile, String> {
         let (_, meta) =
             safetensors::SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
         let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;

@@ -84,16 +84,18 @@ fn print_report(r: &CaseReport) {
         println!("     error: {e}");
     }
     for c in &r.comparisons {
+        if let Some(m) = &c.mismatch {
+            println!("     {:<28} mismatch: {m}", c.name);
+            continue;
+        }
+        let why = match (c.passed, c.nonfinite_mismatches) {
+            (true, _) => String::new(),
+            (false, 0) => "  <- out of tolerance".to_string(),
+            (false, k) => format!("  <- {k} non-finite value(s) where the reference differs"),
+        };
         println!(
-            "     {:<28} max abs err {:>10.3e}  max rel err {:>10.3e}{}",
-            c.name,
-            c.max_abs_err,
-            c.max_rel_err,
-            if c.passed {
-                ""
-            } else {
-                "  <- out of tolerance"
-            }
+            "     {:<28} max abs err {:>10.3e}  max rel err {:>10.3e}{why}",
+            c.name, c.max_abs_err, c.max_rel_err,
         );
     }
 }
