@@ -16,10 +16,14 @@
 //     over (oy, ox) with oy*sh = iy + ph - ky*dh (likewise x); m = (x > 0) when relu_input = 1.
 //     The transposed convolution read straight from the forward weights. count = N*cin*H*W.
 //   conv2d_backward_weight (1, 4, 6):
-//     grad_w[oc, ic, ky, kx] (=|+=) sum_{n, oy, ox} grad_out[n, oc, oy, ox] * f(x[n, g*cin_g + ic, iy, ix]).
-//     count = cout*cin_g*kh*kw.
-//   conv2d_backward_bias (4, 7): grad_b[oc] (=|+=) sum_{n, oy, ox} grad_out[n, oc, oy, ox];
-//     one workgroup per channel: 64 threads stride over N*OH*OW, then a tree reduction.
+//     grad_w[s][oc, ic, ky, kx] (=|+=) sum_{(n, oy) in split s, ox} grad_out[n, oc, oy, ox] * f(x[n, g*cin_g + ic, iy, ix])
+//     over `blocks` of the N*OH output rows per split s; count = splits * cout*cin_g*kh*kw
+//     (one split: grad_w itself; several: partial sums for conv2d_backward_weight_reduce).
+//   conv2d_backward_bias (4, 7, 8): grad_b[s][oc] (=|+=) sum over split s of grad_out[n, oc, oy, ox]:
+//     the reduction's units are (image, chunk of `tex_rows` plane elements), `blocks` units a
+//     split; one workgroup per (oc, split), oc fastest; 64 threads stride over each unit,
+//     then a tree reduction. count = cout * splits.
+// Every loop is bounded by the host's choice of `blocks` (see src/ops/conv2d/split.rs).
 //   conv2d_backward_fused (1, 2, 4, 5, 6, 7): all three gradients in one dispatch, thread i
 //     over [grad_x | grad_weight | grad_bias]; grad_x (=|+=) as above, grad_weight and
 //     grad_bias overwritten. count = all three sizes. For tiny convolutions only: a bias
@@ -66,9 +70,7 @@ fn forward_at(i: u32) -> Element {
             var xi = x_base + u32(iy) * p.w + u32(ix);
             var wi = w_base + ky * p.kw + kx;
             for (var ic = 0u; ic < cin_g; ic++) {
-                var v = x[xi];
-                if p.relu_input != 0u { v = max(v, 0.0); }
-                acc = fma(v, weight[wi], acc);
+                acc = fma(relu_on_load(x[xi]), weight[wi], acc);
                 xi += hw;
                 wi += khw;
             }
@@ -121,15 +123,16 @@ fn backward_input_at(i: u32) -> Element {
         }
     }
     if p.relu_input != 0u {
+        // ReLU's gradient passes where x > 0 or x is NaN (PyTorch's threshold_backward).
         let xv = x[p.x_off + n * p.x_bs + (c * p.h + iy) * p.w + ix];
-        acc = select(0.0, acc, xv > 0.0);
+        acc = select(acc, 0.0, xv <= 0.0);
     }
     let o = p.gx_off + n * p.gx_bs + (c * p.h + iy) * p.w + ix;
     return Element(acc, o);
 }
 
-// Weight-gradient element i.
-fn backward_weight_at(i: u32) -> f32 {
+// Weight-gradient element i, summed over output rows [row0, row1) of the N*OH rows.
+fn backward_weight_at(i: u32, row0: u32, row1: u32) -> f32 {
     let cin_g = p.cin / p.groups;
     let cout_g = p.cout / p.groups;
     let kx = i % p.kw;
@@ -138,24 +141,25 @@ fn backward_weight_at(i: u32) -> f32 {
     let oc = i / (p.kw * p.kh * cin_g);
     let c = (oc / cout_g) * cin_g + ic;
     var acc = 0.0;
-    for (var n = 0u; n < p.n; n++) {
-        let x_base = p.x_off + n * p.x_bs + c * p.h * p.w;
-        let go_base = p.y_off + n * p.y_bs + oc * p.oh * p.ow;
-        for (var oy = 0u; oy < p.oh; oy++) {
-            let iy = i32(oy * p.sh + ky * p.dh) - i32(p.ph);
-            if iy < 0 || iy >= i32(p.h) { continue; }
-            let x_row = x_base + u32(iy) * p.w;
-            let go_row = go_base + oy * p.ow;
-            for (var ox = 0u; ox < p.ow; ox++) {
-                let ix = i32(ox * p.sw + kx * p.dw) - i32(p.pw);
-                if ix < 0 || ix >= i32(p.w) { continue; }
-                var v = x[x_row + u32(ix)];
-                if p.relu_input != 0u { v = max(v, 0.0); }
-                acc = fma(y[go_row + ox], v, acc);
-            }
+    for (var r = row0; r < row1; r++) {
+        let n = r / p.oh;
+        let oy = r % p.oh;
+        let iy = i32(oy * p.sh + ky * p.dh) - i32(p.ph);
+        if iy < 0 || iy >= i32(p.h) { continue; }
+        let x_row = p.x_off + n * p.x_bs + c * p.h * p.w + u32(iy) * p.w;
+        let go_row = p.y_off + n * p.y_bs + oc * p.oh * p.ow + oy * p.ow;
+        for (var ox = 0u; ox < p.ow; ox++) {
+            let ix = i32(ox * p.sw + kx * p.dw) - i32(p.pw);
+            if ix < 0 || ix >= i32(p.w) { continue; }
+            acc = fma(y[go_row + ox], relu_on_load(x[x_row + u32(ix)]), acc);
         }
     }
     return acc;
+}
+
+// x as the forward loaded it: ReLU'd when relu_input = 1 (NaN stays NaN, as in PyTorch).
+fn relu_on_load(v: f32) -> f32 {
+    return select(v, 0.0, p.relu_input != 0u && v < 0.0);
 }
 
 @compute @workgroup_size(64)
@@ -181,7 +185,11 @@ fn conv2d_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
                           @builtin(local_invocation_index) lid: u32) {
     let i = thread_index(wid, nwg, lid);
     if i >= p.count { return; }
-    let v = backward_weight_at(i);
+    // Thread i: element i % nw over split i / nw of the rows (`blocks` rows a split); with
+    // several splits, grad_weight is the partial sums [split][nw].
+    let nw = p.cout * (p.cin / p.groups) * p.kh * p.kw;
+    let row0 = (i / nw) * p.blocks;
+    let v = backward_weight_at(i % nw, row0, min(row0 + p.blocks, p.n * p.oh));
     if p.accumulate != 0u { grad_weight[i] += v; } else { grad_weight[i] = v; }
 }
 
@@ -193,29 +201,36 @@ var<workgroup> partial: array<f32, 64>;
 @compute @workgroup_size(64)
 fn conv2d_backward_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                         @builtin(local_invocation_index) lid: u32) {
-
     // workgroup_index is uniform across the workgroup, so every thread reaches the barriers.
-    let oc = workgroup_index(wid, nwg);
+    let wg = workgroup_index(wid, nwg);
+    let in_range = wg < p.count;
+    let oc = wg % p.cout;
     let ohw = p.oh * p.ow;
-    let total = p.n * ohw;
-    // Image by image: no division in the loop (integer division is scalarised, lane by
-    // lane, on CPU adapters).
+    // The reduction's units: (image, chunk of tex_rows plane elements); this workgroup sums
+    // units [u0, u1), `blocks` a split, so no lane loops past the budget on any plane size.
+    let chunks = (ohw + p.tex_rows - 1u) / p.tex_rows;
+    let u0 = (wg / p.cout) * p.blocks;
+    let u1 = min(u0 + p.blocks, p.n * chunks);
     var acc = 0.0;
-    if oc < p.cout && p.vec4_ok != 0u {
-        // Planes and view 4-aligned: vec4 loads (a load is a lane loop on CPU adapters).
+    if in_range && p.vec4_ok != 0u {
+        // Planes, view and chunks 4-aligned: vec4 loads (a load is a lane loop on CPU adapters).
         var acc4 = vec4<f32>(0.0);
-        for (var n = 0u; n < p.n; n++) {
-            let base = (p.y_off + n * p.y_bs + oc * ohw) / 4u;
-            for (var j = lid; j < ohw / 4u; j += WORKGROUP_SIZE) {
-                acc4 += y4[base + j];
+        for (var u = u0; u < u1; u++) {
+            let plane = p.y_off + (u / chunks) * p.y_bs + oc * ohw;
+            let c0 = (u % chunks) * p.tex_rows;
+            let c1 = min(c0 + p.tex_rows, ohw);
+            for (var j = (plane + c0) / 4u + lid; j < (plane + c1) / 4u; j += WORKGROUP_SIZE) {
+                acc4 += y4[j];
             }
         }
         acc = acc4.x + acc4.y + acc4.z + acc4.w;
-    } else if oc < p.cout {
-        for (var n = 0u; n < p.n; n++) {
-            let base = p.y_off + n * p.y_bs + oc * ohw;
-            for (var j = lid; j < ohw; j += WORKGROUP_SIZE) {
-                acc += y[base + j];
+    } else if in_range {
+        for (var u = u0; u < u1; u++) {
+            let plane = p.y_off + (u / chunks) * p.y_bs + oc * ohw;
+            let c0 = (u % chunks) * p.tex_rows;
+            let c1 = min(c0 + p.tex_rows, ohw);
+            for (var j = plane + c0 + lid; j < plane + c1; j += WORKGROUP_SIZE) {
+                acc += y[j];
             }
         }
     }
@@ -225,8 +240,10 @@ fn conv2d_backward_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
         if lid < stride { partial[lid] += partial[lid + stride]; }
         workgroupBarrier();
     }
-    if lid == 0u && oc < p.cout {
-        if p.accumulate != 0u { grad_bias[oc] += partial[0]; } else { grad_bias[oc] = partial[0]; }
+    // Workgroup (oc, split) = oc + cout * split: with several splits, grad_bias is the
+    // partial sums [split][cout].
+    if lid == 0u && in_range {
+        if p.accumulate != 0u { grad_bias[wg] += partial[0]; } else { grad_bias[wg] = partial[0]; }
     }
 }
 
@@ -242,7 +259,7 @@ fn conv2d_backward_fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
         let r = backward_input_at(i);
         if p.accumulate != 0u { grad_x[r.index] += r.value; } else { grad_x[r.index] = r.value; }
     } else if i < nx + nw {
-        grad_weight[i - nx] = backward_weight_at(i - nx);
+        grad_weight[i - nx] = backward_weight_at(i - nx, 0u, p.n * p.oh);
     } else if i < nx + nw + p.cout {
         let oc = i - nx - nw;
         let ohw = p.oh * p.ow;

@@ -4,11 +4,12 @@
 //!
 //! `H_out = (H + 2 * pad_h - dilation_h * (kh - 1) - 1) / stride_h + 1` (floor), same for W.
 
+mod split;
 mod texture;
 
 use super::{no_overlap, shaders};
 use crate::error::{Error, Result};
-use crate::gpu::ConvKernels;
+use crate::gpu::{ConvKernels, WORKGROUP_SIZE};
 use crate::memory::Purpose;
 use crate::record::{read, write, Cost, Recording};
 use crate::tensor::Tensor;
@@ -618,7 +619,18 @@ fn backward_weight_gemm(
     let splits = target_threads(rec.gpu())
         .div_ceil(base_threads)
         .clamp(1, max_splits.min(units));
-    let mut per = units.div_ceil(splits);
+    // The most units one split may hold and keep each thread's loops within the budget
+    // (see split.rs): tiled threads run ~1.3 iterations a pixel (16-pixel slices with inner
+    // loops), pixel-family lanes one per 64-pixel unit plus their final 64-lane sum, row
+    // kernels a row's pixels plus the row itself.
+    let per_max = if tiled {
+        split::SERIAL_TERMS.min(split::LOOP_BUDGET * 2 / 3) / 16 * 16
+    } else if pixel {
+        split::LOOP_BUDGET - 2 * WORKGROUP_SIZE as usize
+    } else {
+        split::rows_per_split(g.y[3], 2, "weight gradient")?
+    };
+    let mut per = units.div_ceil(splits).min(per_max);
     if tiled {
         per = per.next_multiple_of(16);
     }
@@ -768,6 +780,9 @@ pub fn conv2d_into(
     }
     expect_shape("output", out, g.y)?;
     no_overlap("conv2d", out, x)?;
+    if !split::channels_fit(g.w[2], g.w[3], g.w[1]) {
+        return split::forward(rec, &g, params, x, weight, bias, out, fusion);
+    }
     let cost = Cost {
         flops: tap_flops(&g) + bias.map_or(0, |_| out.numel() as u64),
         bytes: bytes_of(&[
@@ -905,7 +920,12 @@ pub fn conv2d_backward_into(
     fusion: Fusion,
 ) -> Result<()> {
     let g = geometry(x, weight, params)?;
-    let tiny = tap_flops(&g) <= FUSED_BACKWARD_MAX_FLOPS;
+    // The fused kernel sums each weight and bias element in one thread: only where those
+    // loops (N*OH*OW pixels, channels × taps) stay within the budget.
+    let [_, cin_g, kh, kw] = g.w;
+    let loops_fit = g.y[0] * g.y[2] * (g.y[3] + 2) <= split::LOOP_BUDGET
+        && split::channels_fit(kh, kw, cin_g.max(g.y[1] / params.groups));
+    let tiny = tap_flops(&g) <= FUSED_BACKWARD_MAX_FLOPS && loops_fit;
     if tiny
         && rec.conv_kernels() != ConvKernels::Tiled
         && rec.conv_kernels() != ConvKernels::Tiled8x8
@@ -1025,6 +1045,9 @@ pub fn conv2d_backward_input_into(
     expect_shape("input gradient", grad_x, g.x)?;
     no_overlap("conv2d backward input", grad_x, grad_out)?;
     no_overlap("conv2d backward input", grad_x, x)?;
+    if !split::channels_fit(g.w[2], g.w[3], g.y[1] / params.groups) {
+        return split::backward_input(rec, &g, params, x, weight, grad_out, grad_x, fusion);
+    }
     let cost = Cost {
         flops: tap_flops(&g),
         bytes: bytes_of(&[
@@ -1122,25 +1145,39 @@ pub fn conv2d_backward_weight_into(
     if family != ConvKernels::Direct {
         return backward_weight_gemm(rec, family, &g, params, x, grad_out, grad_weight, fusion);
     }
-    let mut a = args(&g, params, grad_weight.numel(), fusion);
+    // The reduction over the N*OH output rows, split so no thread loops past the budget;
+    // several splits write partial sums that a second pass adds up.
+    let wsize = grad_weight.numel();
+    let rows = g.y[0] * g.y[2];
+    let per = split::rows_per_split(g.y[3], 2, "weight gradient")?.min(rows);
+    let splits = rows.div_ceil(per);
+    let partial = if splits == 1 {
+        grad_weight.clone()
+    } else {
+        Tensor::zeros(rec.gpu(), [splits, wsize, 1, 1], Purpose::Scratch)?
+    };
+    let mut a = args(&g, params, wsize * splits, fusion);
     a.x_view = view(x);
     a.y_view = view(grad_out);
+    a.blocks = per as u32;
+    a.accumulate = (fusion.accumulate && splits == 1) as u32;
     let cost = Cost {
         flops: tap_flops(&g),
         bytes: bytes_of(&[
             x.numel(),
             grad_out.numel(),
-            grad_weight.numel() * (1 + fusion.accumulate as usize),
+            wsize * splits * (1 + fusion.accumulate as usize),
         ]),
     };
     rec.dispatch(
         shaders::CONV2D_DIRECT,
         "conv2d_backward_weight",
         bytemuck::bytes_of(&a),
-        &[(1, read(x)), (4, read(grad_out)), (6, write(grad_weight))],
-        grad_weight.numel() as u64,
+        &[(1, read(x)), (4, read(grad_out)), (6, write(&partial))],
+        (wsize * splits) as u64,
         cost,
-    )
+    )?;
+    reduce_weight_partials(rec, &g, params, partial, grad_weight, splits, fusion)
 }
 
 /// Bias gradient (the sum of `grad_out` over batch and pixels) into `grad_bias` `[cout]`.
@@ -1153,12 +1190,27 @@ pub fn conv2d_backward_bias_into(
     let [n, cout, oh, ow] = grad_out.shape();
     check_bias(grad_bias, cout)?;
     no_overlap("conv2d backward bias", grad_bias, grad_out)?;
+    // Units of the reduction: (image, chunk of BIAS_CHUNK plane elements); a split's
+    // workgroup lanes loop BIAS_CHUNK / 64 times a unit.
+    const BIAS_CHUNK: usize = 4096;
+    let chunks = (oh * ow).div_ceil(BIAS_CHUNK);
+    let units = n * chunks;
+    let per = split::rows_per_split(BIAS_CHUNK / WORKGROUP_SIZE as usize, 2, "bias gradient")?
+        .min(units);
+    let splits = units.div_ceil(per);
+    let partial = if splits == 1 {
+        grad_bias.clone()
+    } else {
+        Tensor::zeros(rec.gpu(), [splits * cout, 1, 1, 1], Purpose::Scratch)?
+    };
     let a = ConvArgs {
         input: [n as u32, 0, 0, 0],
         output: [cout as u32, oh as u32, ow as u32, 1],
         y_view: view(grad_out),
-        count: cout as u32,
-        accumulate: accumulate as u32,
+        count: (cout * splits) as u32,
+        accumulate: (accumulate && splits == 1) as u32,
+        blocks: per as u32,
+        tex_rows: BIAS_CHUNK as u32,
         vec4_ok: ((oh * ow).is_multiple_of(4)
             && grad_out.offset_u32().is_multiple_of(4)
             && grad_out.batch_stride_u32().is_multiple_of(4)) as u32,
@@ -1170,13 +1222,35 @@ pub fn conv2d_backward_bias_into(
         bytemuck::bytes_of(&a),
         &[
             (4, read(grad_out)),
-            (7, write(grad_bias)),
+            (7, write(&partial)),
             (8, read(grad_out)),
         ],
-        cout as u64,
+        (cout * splits) as u64,
         Cost {
             flops: grad_out.numel() as u64,
             bytes: bytes_of(&[grad_out.numel(), cout * (1 + accumulate as usize)]),
         },
-    )
+    )?;
+    if splits == 1 {
+        return Ok(());
+    }
+    let r = ConvArgs {
+        count: cout as u32,
+        mask_output: splits as u32,
+        accumulate: accumulate as u32,
+        ..Default::default()
+    };
+    rec.dispatch(
+        shaders::CONV2D_BACKWARD_WEIGHT_REGBLOCK,
+        "conv2d_backward_weight_reduce",
+        bytemuck::bytes_of(&r),
+        &[(3, read(&partial)), (4, write(grad_bias))],
+        cout as u64,
+        Cost {
+            flops: partial.numel() as u64,
+            bytes: bytes_of(&[partial.numel(), cout * (1 + accumulate as usize)]),
+        },
+    )?;
+    rec.retain(partial);
+    Ok(())
 }
