@@ -36,3 +36,24 @@ struct Elementwise {
 fn view_index(i: u32, sample: u32, off: u32, bs: u32) -> u32 {
     return off + (i / sample) * bs + i % sample;
 }
+
+// ReLU as PyTorch computes it: negatives become 0 and NaN stays NaN (max(NaN, 0) may give 0
+// on some hardware and compilers, so it is never used for ReLU).
+fn relu4(v: vec4<f32>) -> vec4<f32> {
+    return select(v, vec4<f32>(0.0), v < vec4<f32>(0.0));
+}
+
+// A loaded activation with a conv's optional ReLU-on-load (`on`); NaN stays NaN.
+fn relu_if(v: f32, on: bool) -> f32 {
+    return select(v, 0.0, on && v < 0.0);
+}
+
+fn relu_if4(v: vec4<f32>, on: bool) -> vec4<f32> {
+    return select(v, vec4<f32>(0.0), (v < vec4<f32>(0.0)) & vec4<bool>(on));
+}
+
+// Whether ReLU's gradient passes at input x: x > 0 or x NaN (PyTorch's threshold_backward
+// zeroes only where x <= 0).
+fn relu_grad_passes(x: f32) -> bool {
+    return !(x <= 0.0);
+}

@@ -55,7 +55,7 @@ fn conv2d_backward_weight_regblock(@builtin(workgroup_id) wid: vec3<u32>, @built
     let cibb = channel_offsets(b.cib * 8u + 4u, p.cin, hw);
     let coa = channel_offsets(b.cob * 8u, p.cout, ohw);
     let cobb = channel_offsets(b.cob * 8u + 4u, p.cout, ohw);
-    let lo = select(-3.0e38, 0.0, p.relu_input != 0u);
+    let relu = p.relu_input != 0u;   // ReLU on load (NaN kept, as in PyTorch)
 
     // The output columns whose tap kx lands inside the image: ox*sw + kx*dw - pw in [0, W).
     // Computed once, so the inner loop has no bounds branch.
@@ -76,8 +76,8 @@ fn conv2d_backward_weight_regblock(@builtin(workgroup_id) wid: vec3<u32>, @built
         for (var ox = ox_lo; ox < ox_hi; ox++) {
             let xo = xr + u32(i32(ox * p.sw) + shift);
             let go = gr + ox;
-            let xa = max(vec4<f32>(x[xo + cia.x], x[xo + cia.y], x[xo + cia.z], x[xo + cia.w]), vec4<f32>(lo));
-            let xb = max(vec4<f32>(x[xo + cibb.x], x[xo + cibb.y], x[xo + cibb.z], x[xo + cibb.w]), vec4<f32>(lo));
+            let xa = relu_if4(vec4<f32>(x[xo + cia.x], x[xo + cia.y], x[xo + cia.z], x[xo + cia.w]), relu);
+            let xb = relu_if4(vec4<f32>(x[xo + cibb.x], x[xo + cibb.y], x[xo + cibb.z], x[xo + cibb.w]), relu);
             let ga = vec4<f32>(grad_out[go + coa.x], grad_out[go + coa.y], grad_out[go + coa.z], grad_out[go + coa.w]);
             let gb = vec4<f32>(grad_out[go + cobb.x], grad_out[go + cobb.y], grad_out[go + cobb.z], grad_out[go + cobb.w]);
             outer_8x8(&acc, ga, gb, xa, xb);
@@ -161,7 +161,7 @@ fn conv2d_backward_weight_pixel(@builtin(workgroup_id) wid: vec3<u32>, @builtin(
     let cibb = channel_offsets(cib * 8u + 4u, p.cin, hw);
     let coa = channel_offsets(cob * 8u, p.cout, ohw);
     let cobb = channel_offsets(cob * 8u + 4u, p.cout, ohw);
-    let lo = select(-3.0e38, 0.0, p.relu_input != 0u);
+    let relu = p.relu_input != 0u;   // ReLU on load (NaN kept, as in PyTorch)
 
     var acc: array<vec4<f32>, 16>;   // acc[2*j + h]: co = 8*cob + j, ci = 8*cib + 4*h .. +3
     for (var q = q0 + lid; q < q1; q += WORKGROUP_SIZE) {
@@ -171,11 +171,10 @@ fn conv2d_backward_weight_pixel(@builtin(workgroup_id) wid: vec3<u32>, @builtin(
         let iy = i32(oy * p.sh + ky * p.dh) - i32(p.ph);
         let ix = i32(ox * p.sw + kx * p.dw) - i32(p.pw);
         let ok = iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w);
-        let m = select(0.0, 1.0, ok);
         let xo = p.x_off + n * p.x_bs + select(0u, u32(iy) * p.w + u32(ix), ok);
         let go = p.y_off + n * p.y_bs + oy * p.ow + ox;
-        let xa = max(vec4<f32>(x[xo + cia.x], x[xo + cia.y], x[xo + cia.z], x[xo + cia.w]), vec4<f32>(lo)) * m;
-        let xb = max(vec4<f32>(x[xo + cibb.x], x[xo + cibb.y], x[xo + cibb.z], x[xo + cibb.w]), vec4<f32>(lo)) * m;
+        let xa = select(vec4<f32>(0.0), relu_if4(vec4<f32>(x[xo + cia.x], x[xo + cia.y], x[xo + cia.z], x[xo + cia.w]), relu), ok);
+        let xb = select(vec4<f32>(0.0), relu_if4(vec4<f32>(x[xo + cibb.x], x[xo + cibb.y], x[xo + cibb.z], x[xo + cibb.w]), relu), ok);
         let ga = vec4<f32>(grad_out[go + coa.x], grad_out[go + coa.y], grad_out[go + coa.z], grad_out[go + coa.w]);
         let gb = vec4<f32>(grad_out[go + cobb.x], grad_out[go + cobb.y], grad_out[go + cobb.z], grad_out[go + cobb.w]);
         outer_8x8(&acc, ga, gb, xa, xb);

@@ -39,7 +39,7 @@ fn conv2d_backward_weight_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(
     let p0 = split * p.blocks;
     let p1 = min(p0 + p.blocks, p_total);
     let hw = p.h * p.w;
-    let lo = select(-3.0e38, 0.0, p.relu_input != 0u);
+    let relu = p.relu_input != 0u;   // ReLU on load (NaN kept, as in PyTorch)
 
     // Loading: slice row kk = lid % 16 (consecutive threads, consecutive pixels), and four
     // columns lid / 16 + 16*j of each operand.
@@ -83,7 +83,7 @@ fn conv2d_backward_weight_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(
             let ix = i32(ox * p.sw) + xk_dx[j];
             var v = 0.0;
             if q_ok && xk_ok[j] && iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w) {
-                v = max(x[x_base + xk_off[j] + u32(iy) * p.w + u32(ix)], lo);
+                v = relu_if(x[x_base + xk_off[j] + u32(iy) * p.w + u32(ix)], relu);
             }
             let c = col_l + 16u * j;
             x_tile[kk_l * 16u + c / 4u][c % 4u] = v;

@@ -13,7 +13,7 @@
 //     g = oc / (cout/groups), f = ReLU when relu_input = 1. count = N*cout*OH*OW.
 //   conv2d_backward_input (1, 2, 4, 5):
 //     grad_x[n, c, iy, ix] (=|+=) m * sum_{oc in c's group, ky, kx} grad_out[n, oc, oy, ox] * w[oc, c % cin_g, ky, kx]
-//     over (oy, ox) with oy*sh = iy + ph - ky*dh (likewise x); m = (x > 0) when relu_input = 1.
+//     over (oy, ox) with oy*sh = iy + ph - ky*dh (likewise x); m = !(x <= 0) when relu_input = 1 (NaN passes).
 //     The transposed convolution read straight from the forward weights. count = N*cin*H*W.
 //   conv2d_backward_weight (1, 4, 6):
 //     grad_w[s][oc, ic, ky, kx] (=|+=) sum_{(n, oy) in split s, ox} grad_out[n, oc, oy, ox] * f(x[n, g*cin_g + ic, iy, ix])

@@ -94,8 +94,8 @@ fn store_channel8(m0: u32, co: u32, a: vec4<f32>, b: vec4<f32>) {
     }
     if p.mask_output != 0u {
         let mi = (p.gx_off + n * p.gx_bs + pix) / 4u;
-        va = select(vec4<f32>(0.0), va, mask4[mi] > vec4<f32>(0.0));
-        vb = select(vec4<f32>(0.0), vb, mask4[mi + 1u] > vec4<f32>(0.0));
+        va = select(va, vec4<f32>(0.0), mask4[mi] <= vec4<f32>(0.0));
+        vb = select(vb, vec4<f32>(0.0), mask4[mi + 1u] <= vec4<f32>(0.0));
     }
     let i = (p.y_off + n * p.y_bs + pix) / 4u;
     if p.accumulate != 0u {

@@ -6,7 +6,7 @@
 //
 // Contract (bindings in conv2d_forward_common.wgsl; ph/pw may be any padding):
 //   out[n, co, oy, ox] (=|+=) m * (bias[co] + sum_{ky, kx, ci} f(x[n, ci, iy, ix]) * w[co, ci, ky, kx])
-//   f = ReLU when relu_input = 1; m = (mask[n, co, oy, ox] > 0) when mask_output = 1, else 1.
+//   f = ReLU when relu_input = 1; m = !(mask[n, co, oy, ox] <= 0) when mask_output = 1 (NaN passes, as in PyTorch), else 1.
 //   The same kernel computes a stride-1 input gradient: x = grad_out, packed = the
 //   transposed flipped weights, padding d*(k-1) - p, mask = the forward input.
 // `count` = N * OH * ceil(OW / 8) * blocks threads, blocks = co_pad / 8.
@@ -31,7 +31,7 @@ fn conv2d_forward_regblock(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_w
     let hw = p.h * p.w;
     let x_n = p.x_off + n * p.x_bs;
     let wt_row = blocks_co * 2u;       // vec4s per packed row
-    let lo = select(-3.0e38, 0.0, p.relu_input != 0u);
+    let relu = p.relu_input != 0u;   // ReLU on load (NaN kept, as in PyTorch)
 
     var acc: array<vec4<f32>, 16>;     // acc[2*q + h]: pixel ox0+q, channels 8*cb + 4*h .. +3
     for (var ky = 0u; ky < p.kh; ky++) {
@@ -40,7 +40,8 @@ fn conv2d_forward_regblock(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_w
         let row = x_n + u32(iy) * p.w;
         for (var kx = 0u; kx < p.kw; kx++) {
             // Padding is decided once per (ky, kx) for the 8 pixels, then reused for every ci.
-            // Taps outside the image read offset 0 of the row and are multiplied by 0.
+            // Taps outside the image read offset 0 of the row and are replaced by 0 (selected,
+            // not multiplied: an infinity there times 0 would make a NaN that no output owes).
             let s = i32(p.sw);
             let ixa = vec4<i32>(i32(ox0 * p.sw + kx * p.dw) - i32(p.pw)) + vec4<i32>(0, 1, 2, 3) * s;
             let ixb = ixa + vec4<i32>(4 * s);
@@ -48,13 +49,11 @@ fn conv2d_forward_regblock(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_w
             let okb = (ixb >= vec4<i32>(0)) & (ixb < vec4<i32>(i32(p.w)));
             let oa = row + vec4<u32>(select(vec4<i32>(0), ixa, oka));
             let ob = row + vec4<u32>(select(vec4<i32>(0), ixb, okb));
-            let ma = select(vec4<f32>(0.0), vec4<f32>(1.0), oka);
-            let mb = select(vec4<f32>(0.0), vec4<f32>(1.0), okb);
             var wi = ((ky * p.kw + kx) * p.cin) * wt_row + cb * 2u;
             var xo = 0u;
             for (var ci = 0u; ci < p.cin; ci++) {
-                let xa = max(vec4<f32>(x[oa.x + xo], x[oa.y + xo], x[oa.z + xo], x[oa.w + xo]), vec4<f32>(lo)) * ma;
-                let xb = max(vec4<f32>(x[ob.x + xo], x[ob.y + xo], x[ob.z + xo], x[ob.w + xo]), vec4<f32>(lo)) * mb;
+                let xa = select(vec4<f32>(0.0), relu_if4(vec4<f32>(x[oa.x + xo], x[oa.y + xo], x[oa.z + xo], x[oa.w + xo]), relu), oka);
+                let xb = select(vec4<f32>(0.0), relu_if4(vec4<f32>(x[ob.x + xo], x[ob.y + xo], x[ob.z + xo], x[ob.w + xo]), relu), okb);
                 let w0 = wt[wi];
                 let w1 = wt[wi + 1u];
                 outer_8x8(&acc, xa, xb, w0, w1);
@@ -87,7 +86,7 @@ fn conv2d_forward_pixel(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
     let hw = p.h * p.w;
     let x_n = p.x_off + n * p.x_bs;
     let wt_row = p.blocks * 2u;
-    let lo = select(-3.0e38, 0.0, p.relu_input != 0u);
+    let relu = p.relu_input != 0u;   // ReLU on load (NaN kept, as in PyTorch)
     var a0 = vec4<f32>(0.0);
     var a1 = vec4<f32>(0.0);
     for (var ky = 0u; ky < p.kh; ky++) {
@@ -95,11 +94,10 @@ fn conv2d_forward_pixel(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
         for (var kx = 0u; kx < p.kw; kx++) {
             let ix = i32(ox * p.sw + kx * p.dw) - i32(p.pw);
             let ok = iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w);
-            let mk = select(0.0, 1.0, ok);
             var xo = x_n + select(0u, u32(iy) * p.w + u32(ix), ok);
             var wi = ((ky * p.kw + kx) * p.cin) * wt_row + cb * 2u;
             for (var ci = 0u; ci < p.cin; ci++) {
-                let v = vec4<f32>(max(x[xo], lo) * mk);
+                let v = vec4<f32>(select(0.0, relu_if(x[xo], relu), ok));
                 a0 = fma(v, wt[wi], a0);
                 a1 = fma(v, wt[wi + 1u], a1);
                 wi += wt_row;

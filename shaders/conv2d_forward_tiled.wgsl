@@ -39,7 +39,7 @@ fn conv2d_forward_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
     let row4 = p.blocks * 2u;             // vec4s per packed weight row
     let k_total = p.kh * p.kw * p.cin;
     let hw = p.h * p.w;
-    let lo = select(-3.0e38, 0.0, p.relu_input != 0u);
+    let relu = p.relu_input != 0u;   // ReLU on load (NaN kept, as in PyTorch)
 
     // This thread's pixel for loading the input slice (fixed for the whole reduction).
     let m_load = tm * BM + lid % BM;
@@ -67,7 +67,7 @@ fn conv2d_forward_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
                 let iy = iy0 + i32((tap / p.kw) * p.dh);
                 let ix = ix0 + i32((tap % p.kw) * p.dw);
                 if iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w) {
-                    v = max(x[x_n + ci * hw + u32(iy) * p.w + u32(ix)], lo);
+                    v = relu_if(x[x_n + ci * hw + u32(iy) * p.w + u32(ix)], relu);
                 }
             }
             a_tile[kk * BM + lid % BM] = v;
@@ -114,7 +114,7 @@ fn conv2d_forward_tiled_8x8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_
     let row4 = p.blocks * 2u;
     let k_total = p.kh * p.kw * p.cin;
     let hw = p.h * p.w;
-    let lo = select(-3.0e38, 0.0, p.relu_input != 0u);
+    let relu = p.relu_input != 0u;   // ReLU on load (NaN kept, as in PyTorch)
 
     // Loading: this thread gathers pixel lid of the tile for all 16 rows of the slice.
     let m_load = tm * BM + lid;
@@ -141,7 +141,7 @@ fn conv2d_forward_tiled_8x8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_
                 let iy = iy0 + i32((tap / p.kw) * p.dh);
                 let ix = ix0 + i32((tap % p.kw) * p.dw);
                 if iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w) {
-                    v = max(x[x_n + ci * hw + u32(iy) * p.w + u32(ix)], lo);
+                    v = relu_if(x[x_n + ci * hw + u32(iy) * p.w + u32(ix)], relu);
                 }
             }
             a_tile8[kk * 16u + lid / 4u][lid % 4u] = v;

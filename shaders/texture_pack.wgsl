@@ -54,7 +54,7 @@ fn store_texel(ix: i32, r: u32, v: vec4<f32>) {
     let col = ix + i32(a.left);
     if col < 0 || col >= i32(a.cols) { return; }
     var t = v;
-    if a.relu != 0u { t = max(t, vec4<f32>(0.0)); }
+    if a.relu != 0u { t = relu4(t); }
     textureStore(dst, vec2<i32>(col, i32(r)), t);
 }
 

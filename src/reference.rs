@@ -123,16 +123,16 @@ pub fn conv2d_backward_bias(grad_y: &[f64], ys: [usize; 4]) -> Vec<f64> {
     gb
 }
 
-/// `max(x, 0)`.
+/// `max(x, 0)`, with PyTorch's NaN rule: `relu(NaN) = NaN`.
 pub fn relu(x: &[f64]) -> Vec<f64> {
-    x.iter().map(|&v| v.max(0.0)).collect()
+    x.iter().map(|&v| if v < 0.0 { 0.0 } else { v }).collect()
 }
 
-/// `grad_y` where `x > 0`, else 0.
+/// `grad_y` except where `x <= 0` (PyTorch's `threshold_backward`: NaN passes).
 pub fn relu_backward(x: &[f64], grad_y: &[f64]) -> Vec<f64> {
     x.iter()
         .zip(grad_y)
-        .map(|(&v, &g)| if v > 0.0 { g } else { 0.0 })
+        .map(|(&v, &g)| if v <= 0.0 { 0.0 } else { g })
         .collect()
 }
 

@@ -7,7 +7,8 @@ use common::{gpu, to_f64, upload, Rng};
 use skipgrad::reference::{self, HostConv};
 use skipgrad::weights::{HostTensor, TensorFile};
 use skipgrad::{
-    BlockGrads, ConcatStrategy, Conv2dParams, DenseBlock, Error, Purpose, Recording, ResidualBlock,
+    BlockGrads, ConcatStrategy, Conv2dParams, ConvKernels, DenseBlock, Error, Purpose, Recording,
+    ResidualBlock,
     ResidualVariant, Tensor,
 };
 
@@ -295,13 +296,16 @@ fn shared_dense_block_output_is_the_feature_buffer() {
     let mut block = DenseBlock::new(g, 4, 2, 3, ConcatStrategy::Shared).unwrap();
     let xv: Vec<f32> = (0..4 * 9).map(|i| i as f32).collect();
     let x = upload([1, 4, 3, 3], &xv, Purpose::Activation);
+    // One family for every conv (the timing-based choice may differ per layer shape).
     let mut rec = Recording::new(g);
+    rec.set_conv_kernels(ConvKernels::RegisterBlocked);
     let out = block.forward(&mut rec, &x).unwrap();
     let dispatches = rec.dispatch_count();
     rec.finish().unwrap();
     assert_eq!(out.shape(), [1, 10, 3, 3]);
     // What one conv records (its kernel, and a weight layout where the family packs weights).
     let mut one = Recording::new(g);
+    one.set_conv_kernels(ConvKernels::RegisterBlocked);
     let w = Tensor::zeros(g, [2, 4, 3, 3], Purpose::Parameter).unwrap();
     let y = Tensor::zeros(g, [1, 2, 3, 3], Purpose::Activation).unwrap();
     skipgrad::ops::conv2d::conv2d_into(
