@@ -85,7 +85,6 @@ impl TensorFile {
     /// than [`MAX_FILE_BYTES`] are refused; at most that many bytes are ever read, even
     /// from a file that claims less and grows (a pipe, a device).
     pub fn read(path: &Path) -> Result<TensorFile> {
-        use std::io::Read;
         let io = |e: std::io::Error| Error::Io {
             path: path.display().to_string(),
             reason: e.to_string(),
@@ -104,33 +103,38 @@ impl TensorFile {
                 ),
             ));
         }
-        // Read what the file declares, no more: the 8-byte header length, the header,
-        // then the data its tensors' offsets reach. An endless or lying file stops there.
-        let mut reader = std::io::BufReader::new(file);
+        Self::from_reader(file).map_err(|reason| file_error(path, reason))
+    }
+
+    /// Reads a safetensors stream as [`TensorFile::read`] reads a file: only as many bytes
+    /// as its header declares (the 8-byte header length, the header, the data its tensors'
+    /// offsets reach), at most [`MAX_FILE_BYTES`], then validated. An endless or lying
+    /// stream stops there, with a reason instead of a panic.
+    pub fn from_reader<R: std::io::Read>(reader: R) -> std::result::Result<TensorFile, String> {
+        use std::io::Read;
+        let mut reader = std::io::BufReader::new(reader);
         let mut bytes = vec![0u8; 8];
         reader
             .read_exact(&mut bytes)
-            .map_err(|e| file_error(path, format!("too short for a safetensors header: {e}")))?;
+            .map_err(|e| format!("too short for a safetensors header: {e}"))?;
         let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8]));
         if header_len > MAX_HEADER_BYTES || header_len > MAX_FILE_BYTES {
-            return Err(file_error(
-                path,
-                format!("declares a {header_len}-byte header (at most {MAX_HEADER_BYTES})"),
+            return Err(format!(
+                "declares a {header_len}-byte header (at most {MAX_HEADER_BYTES})"
             ));
         }
         read_more(&mut reader, &mut bytes, header_len)
-            .map_err(|e| file_error(path, format!("header shorter than declared: {e}")))?;
-        let data_len = declared_data_len(&bytes[8..]).map_err(|r| file_error(path, r))?;
+            .map_err(|e| format!("header shorter than declared: {e}"))?;
+        let data_len = declared_data_len(&bytes[8..])?;
         let total = 8 + header_len + data_len;
         if total > MAX_FILE_BYTES {
-            return Err(file_error(
-                path,
-                format!("declares {total} bytes, more than the {MAX_FILE_BYTES}-byte limit"),
+            return Err(format!(
+                "declares {total} bytes, more than the {MAX_FILE_BYTES}-byte limit"
             ));
         }
         read_more(&mut reader, &mut bytes, data_len)
-            .map_err(|e| file_error(path, format!("tensor data shorter than declared: {e}")))?;
-        Self::parse(&bytes).map_err(|reason| file_error(path, reason))
+            .map_err(|e| format!("tensor data shorter than declared: {e}"))?;
+        Self::parse(&bytes)
     }
 
     /// Parses the bytes of a safetensors file (what [`TensorFile::read`] does after reading).

@@ -512,6 +512,16 @@ fn autotune(gpu: &crate::Gpu, pass: Pass, g: &Geometry, p: &Conv2dParams) -> Res
     };
     let choice = if candidates.len() == 1 {
         candidates[0]
+    } else if gpu.deterministic() {
+        // A fixed rule instead of a measurement, so every process makes the same choice
+        // (timings vary between runs, and families sum in different orders): the direct
+        // family for tiny shapes on CPU adapters (launch overhead rules there), the pixel
+        // family on GPUs (the H200's winner for every pass, benches/NOTES.md).
+        if cpu {
+            ConvKernels::Direct
+        } else {
+            ConvKernels::Pixel
+        }
     } else {
         // Non-zero inputs: zeros can run faster than real data on some GPUs.
         let filled = |shape: [usize; 4]| {
