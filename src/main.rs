@@ -39,6 +39,9 @@ enum Command {
     Bench(cli::bench::BenchArgs),
     /// Measure the memory cost of concatenation: dense blocks of depth 1..L, naive vs shared.
     Memory(cli::memory::MemoryArgs),
+    /// Reliability under load: threads on one Gpu compared bitwise with a serial run, and
+    /// thousands of passes with memory sampled (deterministic kernel choice).
+    Stress(cli::stress::StressArgs),
 }
 
 /// Without a valid `XDG_RUNTIME_DIR` (headless machines, CI), Mesa's device-select Vulkan
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         Some(Command::Check { paths, json }) => cli::check::run(&paths, backend, json),
         Some(Command::Memory(args)) => cli::memory::run(&args, backend).map(|_| true),
         Some(Command::Bench(args)) => cli::bench::run(&args, backend),
+        Some(Command::Stress(args)) => cli::stress::run(&args, backend),
         None => cli::bench::run(&cli::bench::BenchArgs::default(), backend),
     };
     match result {

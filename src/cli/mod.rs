@@ -4,6 +4,7 @@ pub mod bench;
 pub mod check;
 pub mod info;
 pub mod memory;
+pub mod stress;
 
 use skipgrad::{Gpu, Result};
 
