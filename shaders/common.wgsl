@@ -37,23 +37,40 @@ fn view_index(i: u32, sample: u32, off: u32, bs: u32) -> u32 {
     return off + (i / sample) * bs + i % sample;
 }
 
-// ReLU as PyTorch computes it: negatives become 0 and NaN stays NaN (max(NaN, 0) may give 0
-// on some hardware and compilers, so it is never used for ReLU).
+// Whether v is NaN, by its bits: GL drivers may assume floats are never NaN and fold a
+// comparison-based ReLU into max(v, 0), which drops NaN; integer tests cannot be folded.
+fn is_nan(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
+fn is_nan4(v: vec4<f32>) -> vec4<bool> {
+    return (bitcast<vec4<u32>>(v) & vec4<u32>(0x7fffffffu)) > vec4<u32>(0x7f800000u);
+}
+
+// ReLU as PyTorch computes it: negatives become 0 and NaN stays NaN.
+fn relu1(v: f32) -> f32 {
+    return select(select(v, 0.0, v < 0.0), v, is_nan(v));
+}
+
 fn relu4(v: vec4<f32>) -> vec4<f32> {
-    return select(v, vec4<f32>(0.0), v < vec4<f32>(0.0));
+    return select(select(v, vec4<f32>(0.0), v < vec4<f32>(0.0)), v, is_nan4(v));
 }
 
 // A loaded activation with a conv's optional ReLU-on-load (`on`); NaN stays NaN.
 fn relu_if(v: f32, on: bool) -> f32 {
-    return select(v, 0.0, on && v < 0.0);
+    return select(v, relu1(v), on);
 }
 
 fn relu_if4(v: vec4<f32>, on: bool) -> vec4<f32> {
-    return select(v, vec4<f32>(0.0), (v < vec4<f32>(0.0)) & vec4<bool>(on));
+    return select(v, relu4(v), on);
 }
 
 // Whether ReLU's gradient passes at input x: x > 0 or x NaN (PyTorch's threshold_backward
 // zeroes only where x <= 0).
 fn relu_grad_passes(x: f32) -> bool {
-    return !(x <= 0.0);
+    return x > 0.0 || is_nan(x);
+}
+
+fn relu_grad_passes4(x: vec4<f32>) -> vec4<bool> {
+    return (x > vec4<f32>(0.0)) | is_nan4(x);
 }

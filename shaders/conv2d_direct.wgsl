@@ -125,7 +125,7 @@ fn backward_input_at(i: u32) -> Element {
     if p.relu_input != 0u {
         // ReLU's gradient passes where x > 0 or x is NaN (PyTorch's threshold_backward).
         let xv = x[p.x_off + n * p.x_bs + (c * p.h + iy) * p.w + ix];
-        acc = select(acc, 0.0, xv <= 0.0);
+        acc = select(0.0, acc, relu_grad_passes(xv));
     }
     let o = p.gx_off + n * p.gx_bs + (c * p.h + iy) * p.w + ix;
     return Element(acc, o);
@@ -159,7 +159,7 @@ fn backward_weight_at(i: u32, row0: u32, row1: u32) -> f32 {
 
 // x as the forward loaded it: ReLU'd when relu_input = 1 (NaN stays NaN, as in PyTorch).
 fn relu_on_load(v: f32) -> f32 {
-    return select(v, 0.0, p.relu_input != 0u && v < 0.0);
+    return relu_if(v, p.relu_input != 0u);
 }
 
 @compute @workgroup_size(64)

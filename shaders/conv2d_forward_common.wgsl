@@ -26,7 +26,7 @@ fn store_output4(n: u32, oy: u32, ox: u32, co0: u32, v: vec4<f32>) {
         let pix = (co * p.oh + oy) * p.ow + ox;
         var r = v[j];
         if p.has_bias != 0u { r += bias[co]; }
-        if p.mask_output != 0u && mask[m_n + pix] <= 0.0 { r = 0.0; }
+        if p.mask_output != 0u && !relu_grad_passes(mask[m_n + pix]) { r = 0.0; }
         let o = y_n + pix;
         if p.accumulate != 0u { out[o] += r; } else { out[o] = r; }
     }
@@ -94,8 +94,8 @@ fn store_channel8(m0: u32, co: u32, a: vec4<f32>, b: vec4<f32>) {
     }
     if p.mask_output != 0u {
         let mi = (p.gx_off + n * p.gx_bs + pix) / 4u;
-        va = select(va, vec4<f32>(0.0), mask4[mi] <= vec4<f32>(0.0));
-        vb = select(vb, vec4<f32>(0.0), mask4[mi + 1u] <= vec4<f32>(0.0));
+        va = select(vec4<f32>(0.0), va, relu_grad_passes4(mask4[mi]));
+        vb = select(vec4<f32>(0.0), vb, relu_grad_passes4(mask4[mi + 1u]));
     }
     let i = (p.y_off + n * p.y_bs + pix) / 4u;
     if p.accumulate != 0u {

@@ -18,7 +18,7 @@ fn relu_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let i = thread_index(wid, nwg, lid);
     if i >= args.count { return; }
     let xv = x[view_index(i, args.sample, args.off0, args.bs0)];
-    let v = select(xv, 0.0, xv < 0.0);   // NaN stays NaN, as in PyTorch
+    let v = relu1(xv);   // NaN stays NaN, as in PyTorch
     let o = view_index(i, args.sample, args.off2, args.bs2);
     if args.accumulate != 0u { out[o] += v; } else { out[o] = v; }
 }
