@@ -117,6 +117,21 @@ pub struct Gpu {
     deterministic: std::sync::atomic::AtomicBool,
 }
 
+/// How to open a [`Gpu`]: [`Gpu::with_options`]. The default is what [`Gpu::new`] does
+/// without `SKIPGRAD_BACKEND`.
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// Backend name (`vulkan`, `gl`, `metal`, `dx12`); `None`: any, native APIs first.
+    pub backend: Option<String>,
+    /// Lowers the device's `max_storage_buffer_binding_size` to this many bytes (at least
+    /// four storage offset alignments). Tensors larger than one binding still work: ops
+    /// split their work into bindings that fit (by batch, then channels). Mostly for
+    /// testing that path on small tensors.
+    pub max_storage_binding_bytes: Option<u64>,
+    /// Choose kernel families by rule, not by timing (see [`Gpu::deterministic`]).
+    pub deterministic: bool,
+}
+
 /// Numbers the `Gpu`s of a process, so messages about mixed-up tensors can name them.
 static NEXT_GPU_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -165,6 +180,15 @@ impl Gpu {
 
     /// Opens an adapter of the named backend (`None`: any backend, high performance first).
     pub fn with_backend(backend: Option<&str>) -> Result<Gpu> {
+        Gpu::with_options(&GpuOptions {
+            backend: backend.map(str::to_string),
+            ..GpuOptions::default()
+        })
+    }
+
+    /// Opens an adapter as `options` say (see [`GpuOptions`]).
+    pub fn with_options(options: &GpuOptions) -> Result<Gpu> {
+        let backend = options.backend.as_deref();
         let adapter = match backend {
             Some(name) => Self::request_adapter(parse_backend(name)?),
             // Native APIs first; GL only when none of them has an adapter (probing GL on a
@@ -183,8 +207,24 @@ impl Gpu {
             ),
         })?;
         let info = adapter.get_info();
-        // The adapter's real limits, not wgpu's conservative defaults (128 MiB bindings).
-        let limits = adapter.limits();
+        // The adapter's real limits, not wgpu's conservative defaults (128 MiB bindings),
+        // with the binding size lowered where the options ask.
+        let mut limits = adapter.limits();
+        if let Some(max) = options.max_storage_binding_bytes {
+            let align = limits.min_storage_buffer_offset_alignment as u64;
+            if max < 4 * align.max(16) {
+                return Err(Error::InvalidParameter {
+                    op: "Gpu options",
+                    detail: format!(
+                        "max_storage_binding_bytes {max} is below {} (four storage offset alignments)",
+                        4 * align.max(16)
+                    ),
+                });
+            }
+            let max = max / 4 * 4;
+            limits.max_storage_buffer_binding_size =
+                limits.max_storage_buffer_binding_size.min(max);
+        }
         let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("skipgrad"),
@@ -206,11 +246,7 @@ impl Gpu {
             lock(&sink).push(e.to_string());
         }));
         let id = NEXT_GPU_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let owner = format!(
-            "Gpu #{id} ({}, {})",
-            info.name,
-            info.backend.to_str()
-        );
+        let owner = format!("Gpu #{id} ({}, {})", info.name, info.backend.to_str());
         Ok(Gpu {
             device,
             queue,
@@ -226,7 +262,7 @@ impl Gpu {
                 _ => ConvKernels::Auto,
             }),
             tuned: Mutex::new(HashMap::new()),
-            deterministic: env_flag("SKIPGRAD_DETERMINISTIC").into(),
+            deterministic: (options.deterministic || env_flag("SKIPGRAD_DETERMINISTIC")).into(),
         })
     }
 
@@ -249,6 +285,15 @@ impl Gpu {
         if on {
             lock(&self.tuned).clear();
         }
+    }
+
+    /// The most bytes one dispatch may bind of a buffer, and the alignment of a binding's
+    /// offset: ops bind windows of larger buffers (see `Tensor::rebased`).
+    pub(crate) fn binding_limits(&self) -> (u64, u64) {
+        (
+            self.limits.max_storage_buffer_binding_size,
+            (self.limits.min_storage_buffer_offset_alignment as u64).max(16),
+        )
     }
 
     /// A name for this `Gpu` in messages: `Gpu #k (adapter, backend)`.
@@ -384,15 +429,6 @@ impl Gpu {
                 bytes,
                 limit_name: "max_buffer_size",
                 limit: self.limits.max_buffer_size,
-            });
-        }
-        if usage.contains(wgpu::BufferUsages::STORAGE)
-            && bytes > self.limits.max_storage_buffer_binding_size
-        {
-            return Err(Error::TooLarge {
-                bytes,
-                limit_name: "max_storage_buffer_binding_size",
-                limit: self.limits.max_storage_buffer_binding_size,
             });
         }
         let raw = self.scoped("buffer allocation", || {

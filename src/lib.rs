@@ -37,7 +37,7 @@ pub mod weights;
 
 pub use blocks::{BlockGrads, ConcatStrategy, DenseBlock, ResidualBlock, ResidualVariant};
 pub use error::{Error, Result};
-pub use gpu::{ConvKernels, Gpu};
+pub use gpu::{ConvKernels, Gpu, GpuOptions};
 pub use memory::{MemoryReport, Purpose};
 pub use ops::conv2d::{Conv2dParams, Fusion};
 pub use record::{Cost, Recording, Timing};

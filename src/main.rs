@@ -51,8 +51,8 @@ enum Command {
 /// its own, so it is switched off there, unless the user said otherwise. Done first thing
 /// in `main`, while the process has one thread.
 fn quiet_headless_probes() {
-    let runtime_dir_ok = std::env::var_os("XDG_RUNTIME_DIR")
-        .is_some_and(|d| std::path::Path::new(&d).is_dir());
+    let runtime_dir_ok =
+        std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| std::path::Path::new(&d).is_dir());
     if !runtime_dir_ok && std::env::var_os("NODEVICE_SELECT").is_none() {
         std::env::set_var("NODEVICE_SELECT", "1");
     }

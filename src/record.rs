@@ -84,6 +84,9 @@ pub struct Timing {
 pub(crate) struct Binding<'a> {
     pub buf: &'a GpuBuffer,
     pub write: bool,
+    /// `(byte offset, byte size)` of the part bound, for buffers larger than one binding
+    /// may be (see `Tensor::rebased`); `None` binds the whole buffer.
+    pub window: Option<(u64, u64)>,
 }
 
 /// A binding the kernel only reads.
@@ -91,6 +94,7 @@ pub(crate) fn read(t: &Tensor) -> Binding<'_> {
     Binding {
         buf: t.buffer(),
         write: false,
+        window: t.binding_window(),
     }
 }
 
@@ -99,6 +103,7 @@ pub(crate) fn write(t: &Tensor) -> Binding<'_> {
     Binding {
         buf: t.buffer(),
         write: true,
+        window: t.binding_window(),
     }
 }
 
@@ -221,9 +226,18 @@ impl<'g> Recording<'g> {
         workgroups: u64,
         cost: Cost,
     ) -> Result<()> {
+        let limit = self.gpu.limits().max_storage_buffer_binding_size;
         for (_, b) in storage {
             self.gpu
                 .check_owner(b.buf, &format!("recording {}::{entry}", shader.name))?;
+            let bytes = b.window.map_or(b.buf.account.bytes, |(_, size)| size);
+            if bytes > limit {
+                return Err(crate::Error::TooLarge {
+                    bytes,
+                    limit_name: "max_storage_buffer_binding_size (one binding of a tensor that could not be split further)",
+                    limit,
+                });
+            }
         }
         if workgroups == 0 {
             return Ok(());
@@ -254,7 +268,14 @@ impl<'g> Recording<'g> {
             });
             entries.extend(storage.iter().map(|(binding, b)| wgpu::BindGroupEntry {
                 binding: *binding,
-                resource: b.buf.raw.as_entire_binding(),
+                resource: match b.window {
+                    None => b.buf.raw.as_entire_binding(),
+                    Some((offset, size)) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &b.buf.raw,
+                        offset,
+                        size: wgpu::BufferSize::new(size.max(4).next_multiple_of(4)),
+                    }),
+                },
             }));
             entries.extend(textures.iter().map(|(binding, v)| wgpu::BindGroupEntry {
                 binding: *binding,

@@ -24,6 +24,10 @@ pub struct Tensor {
     shape: [usize; 4],
     offset: usize,
     batch_stride: usize,
+    /// Where a dispatch binds the buffer from, in elements, when the whole buffer is larger
+    /// than one binding may be (see [`Tensor::rebased`]); kernels then address the view
+    /// relative to it. `None`: bound whole.
+    base: Option<usize>,
 }
 
 /// Pads a shape of rank 1 to 4 with trailing ones (`[C]` → `[C, 1, 1, 1]`).
@@ -79,6 +83,7 @@ impl Tensor {
             shape,
             offset: 0,
             batch_stride: shape[1] * shape[2] * shape[3],
+            base: None,
         })
     }
 
@@ -202,6 +207,7 @@ impl Tensor {
             ],
             offset: self.offset + range.start * hw,
             batch_stride: self.batch_stride,
+            base: None,
         })
     }
 
@@ -308,12 +314,49 @@ impl Tensor {
             ],
             offset: self.offset + range.start * self.batch_stride,
             batch_stride: self.batch_stride,
+            base: None,
         })
     }
 
-    /// Offset and batch stride as kernel arguments.
+    /// Offset (relative to where the buffer is bound) and batch stride as kernel
+    /// arguments.
     pub(crate) fn offset_u32(&self) -> u32 {
-        self.offset as u32
+        (self.offset - self.base.unwrap_or(0)) as u32
+    }
+
+    /// Bytes from the first to one past the last element of the view.
+    fn span_bytes(&self) -> u64 {
+        let (a, b) = self.extent();
+        4 * (b - a) as u64
+    }
+
+    /// What a dispatch binds: `(byte offset, byte size)` of a window of the buffer, or
+    /// `None` for the whole buffer.
+    pub(crate) fn binding_window(&self) -> Option<(u64, u64)> {
+        self.base.map(|base| {
+            let start = 4 * base as u64;
+            (start, 4 * self.extent().1 as u64 - start)
+        })
+    }
+
+    /// Bytes one dispatch must bind for this view: the whole buffer where it fits the
+    /// device's binding limit, else a window from the aligned offset before the view to
+    /// its end.
+    pub(crate) fn binding_bytes(&self, limit: u64, align: u64) -> u64 {
+        if self.buffer_bytes() <= limit {
+            return self.buffer_bytes();
+        }
+        let start = 4 * self.offset as u64;
+        self.span_bytes() + (start - start / align * align)
+    }
+
+    /// The same view, bound as a window of its buffer when the buffer is larger than the
+    /// binding limit (`align`: the device's storage offset alignment, a multiple of 4).
+    pub(crate) fn rebased(&self, limit: u64, align: u64) -> Tensor {
+        let mut t = self.clone();
+        t.base = (self.buffer_bytes() > limit)
+            .then(|| ((4 * self.offset as u64) / align * align / 4) as usize);
+        t
     }
     pub(crate) fn batch_stride_u32(&self) -> u32 {
         self.batch_stride as u32

@@ -67,9 +67,9 @@ fn declared_data_len(header: &[u8]) -> std::result::Result<u64, String> {
             .and_then(|o| o.as_array())
             .ok_or_else(|| format!("tensor {name:?} has no data_offsets"))?;
         for o in offsets {
-            let o = o
-                .as_u64()
-                .ok_or_else(|| format!("tensor {name:?} has a data offset that is not a byte count"))?;
+            let o = o.as_u64().ok_or_else(|| {
+                format!("tensor {name:?} has a data offset that is not a byte count")
+            })?;
             end = end.max(o);
         }
     }

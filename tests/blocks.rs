@@ -8,8 +8,7 @@ use skipgrad::reference::{self, HostConv};
 use skipgrad::weights::{HostTensor, TensorFile};
 use skipgrad::{
     BlockGrads, ConcatStrategy, Conv2dParams, ConvKernels, DenseBlock, Error, Purpose, Recording,
-    ResidualBlock,
-    ResidualVariant, Tensor,
+    ResidualBlock, ResidualVariant, Tensor,
 };
 
 /// Host copies of a block's parameters, by state_dict name, written into a TensorFile.

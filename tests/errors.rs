@@ -147,13 +147,32 @@ fn data_length_and_views_are_checked() {
 }
 
 #[test]
-fn tensor_past_the_binding_limit_is_refused() {
+fn tensor_past_the_buffer_limit_is_refused() {
     let g = gpu();
-    let limit = g.limits().max_storage_buffer_binding_size as usize;
-    let elements = limit / 4 + 1;
-    let e = Tensor::zeros(g, [1, 1, 1, elements], Purpose::Activation).unwrap_err();
+    let limit = g.limits().max_buffer_size as usize;
+    let e = Tensor::zeros(g, [1, 1, 1, limit / 4 + 1], Purpose::Activation).unwrap_err();
     assert!(matches!(e, Error::TooLarge { .. }), "{e}");
-    assert!(e.to_string().contains("exceeds"), "{e}");
+    assert!(e.to_string().contains("max_buffer_size"), "{e}");
+}
+
+/// Past the binding limit ops split their work (tests/binding_limit.rs); one channel plane
+/// of one sample larger than a binding cannot be split, and is refused clearly.
+#[test]
+fn an_unsplittable_binding_is_refused() {
+    let g = skipgrad::Gpu::with_options(&skipgrad::GpuOptions {
+        max_storage_binding_bytes: Some(256 << 10),
+        ..Default::default()
+    })
+    .unwrap();
+    let plane = (256 << 10) / 4 + 1;
+    let x = Tensor::zeros(&g, [1, 1, 1, plane], Purpose::Activation).unwrap();
+    let mut rec = Recording::new(&g);
+    let e = skipgrad::ops::relu::relu(&mut rec, &x).unwrap_err();
+    assert!(matches!(e, Error::TooLarge { .. }), "{e}");
+    assert!(
+        e.to_string().contains("max_storage_buffer_binding_size"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -42,7 +42,10 @@ fn seeds() -> Vec<Vec<u8>> {
         .map(|p| std::fs::read(p).unwrap())
         .filter(|b| b.len() < 64 << 10)
         .collect();
-    assert!(seeds.len() >= 10, "expected the small reference cases as seeds");
+    assert!(
+        seeds.len() >= 10,
+        "expected the small reference cases as seeds"
+    );
     seeds
 }
 
@@ -139,7 +142,8 @@ fn mutated_files_that_parse_run_or_fail_cleanly_on_the_gpu() {
                 }
                 // The same file as a state_dict of every block: refused or loaded, no panic.
                 let _ = ResidualBlock::from_state_dict(g, ResidualVariant::Basic, 16, &file);
-                let _ = ResidualBlock::from_state_dict(g, ResidualVariant::SkipConnection, 3, &file);
+                let _ =
+                    ResidualBlock::from_state_dict(g, ResidualVariant::SkipConnection, 3, &file);
                 let _ = DenseBlock::from_state_dict(g, 4, 4, 3, ConcatStrategy::Shared, &file);
             }
             Ok(())

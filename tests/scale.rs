@@ -131,7 +131,11 @@ fn bias_gradient_over_2049_squared_pixels() {
         assert_eq!(gb.to_vec(g).unwrap(), vec![want]);
     }
     // Odd plane sizes take the scalar path.
-    let odd = upload([3, 2, 1500, 1501], &vec![1.0; 3 * 2 * 1500 * 1501], Purpose::Gradient);
+    let odd = upload(
+        [3, 2, 1500, 1501],
+        &vec![1.0; 3 * 2 * 1500 * 1501],
+        Purpose::Gradient,
+    );
     let gb2 = Tensor::zeros(g, [2, 1, 1, 1], Purpose::Gradient).unwrap();
     let mut rec = Recording::new(g);
     conv2d::conv2d_backward_bias_into(&mut rec, &odd, &gb2, false).unwrap();

@@ -25,7 +25,16 @@ fn assert_same(what: &str, got: &[f32], want: &[f64]) {
 #[test]
 fn relu_keeps_nan_and_its_gradient_passes_where_x_is_nan() {
     let g = gpu();
-    let xv = [f32::NAN, -1.0, 0.0, 2.0, f32::INFINITY, f32::NEG_INFINITY, -0.0, 3.0];
+    let xv = [
+        f32::NAN,
+        -1.0,
+        0.0,
+        2.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        -0.0,
+        3.0,
+    ];
     let gov = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, f32::NAN];
     let x = upload([1, 2, 2, 2], &xv, Purpose::Activation);
     let go = upload([1, 2, 2, 2], &gov, Purpose::Gradient);
@@ -62,7 +71,8 @@ fn conv2d_propagates_nan_and_inf_like_pytorch_in_every_family() {
     let wv = rng.vec(ws.iter().product());
     let (want_y, ys) = reference::conv2d(&to_f64(&xv), xs, &to_f64(&wv), ws, None, &p).unwrap();
     let gov = rng.vec(ys.iter().product());
-    let want_gx = reference::conv2d_backward_input(&to_f64(&gov), xs, &to_f64(&wv), ws, &p).unwrap();
+    let want_gx =
+        reference::conv2d_backward_input(&to_f64(&gov), xs, &to_f64(&wv), ws, &p).unwrap();
     let want_gw =
         reference::conv2d_backward_weight(&to_f64(&xv), xs, &to_f64(&gov), ws, &p).unwrap();
     // Fused: ReLU on load (NaN kept), and the input gradient masked where x <= 0.
@@ -113,7 +123,10 @@ fn a_nan_in_a_residual_blocks_input_reaches_its_output() {
     let y = block.forward_inference(&mut rec, &x).unwrap();
     rec.finish().unwrap();
     let y = y.to_vec(g).unwrap();
-    assert!(y[40].is_nan(), "the skip path carries the NaN to the output");
+    assert!(
+        y[40].is_nan(),
+        "the skip path carries the NaN to the output"
+    );
 }
 
 #[test]
@@ -218,7 +231,13 @@ fn comparisons_check_shapes_and_non_finite_positions() {
     let t = |shape: Vec<usize>, data: Vec<f32>| HostTensor { shape, data };
     let tol = Tolerance::Relative(1e-4);
     // Same length, other shape: a mismatch, not a pass.
-    let c = compare_shaped("out", &[1.0; 6], [1, 2, 3, 1], &t(vec![1, 3, 2, 1], vec![1.0; 6]), tol);
+    let c = compare_shaped(
+        "out",
+        &[1.0; 6],
+        [1, 2, 3, 1],
+        &t(vec![1, 3, 2, 1], vec![1.0; 6]),
+        tol,
+    );
     assert!(!c.passed && c.mismatch.is_some());
     // A short reference is a length mismatch.
     let c = compare("out", &[1.0; 4], &[1.0; 3], tol);

@@ -101,7 +101,21 @@ pub fn measure(gpu: &Gpu, use_gpu: bool) -> Result<Ceilings> {
             iterations,
             _pad: [0; 2],
         };
-        time_probe(gpu, use_gpu, "fma_peak", args, &[(1, Binding { buf: &out, write: true })], threads)
+        time_probe(
+            gpu,
+            use_gpu,
+            "fma_peak",
+            args,
+            &[(
+                1,
+                Binding {
+                    buf: &out,
+                    write: true,
+                    window: None,
+                },
+            )],
+            threads,
+        )
     })?;
     let fma_gflops = threads as f64 * iterations as f64 * 64.0 / (ms * 1e6);
     drop(out);
@@ -123,8 +137,22 @@ pub fn measure(gpu: &Gpu, use_gpu: bool) -> Result<Ceilings> {
             "copy_peak",
             args,
             &[
-                (1, Binding { buf: &dst, write: true }),
-                (2, Binding { buf: &src, write: false }),
+                (
+                    1,
+                    Binding {
+                        buf: &dst,
+                        write: true,
+                        window: None,
+                    },
+                ),
+                (
+                    2,
+                    Binding {
+                        buf: &src,
+                        write: false,
+                        window: None,
+                    },
+                ),
             ],
             n,
         )

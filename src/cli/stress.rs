@@ -59,7 +59,7 @@ impl Kind {
 
 /// One block with its input and output gradient, ready for passes.
 enum Block {
-    Residual(ResidualBlock),
+    Residual(Box<ResidualBlock>),
     Dense(DenseBlock),
 }
 
@@ -82,7 +82,11 @@ impl Bench {
         let x = Tensor::from_slice(gpu, x_shape, &values(2 * 8 * 64, 1), Purpose::Activation)?;
         let (block, out_channels) = match kind {
             Kind::Residual => (
-                Block::Residual(ResidualBlock::new(gpu, ResidualVariant::Basic, 8)?),
+                Block::Residual(Box::new(ResidualBlock::new(
+                    gpu,
+                    ResidualVariant::Basic,
+                    8,
+                )?)),
                 8,
             ),
             Kind::DenseNaive | Kind::DenseShared => {
@@ -185,7 +189,9 @@ pub fn run(args: &StressArgs, backend: Option<&str>) -> Result<bool> {
                 .collect();
             for w in workers {
                 w.join().unwrap_or_else(|_| {
-                    Err(skipgrad::Error::Recording("a stress thread panicked".into()))
+                    Err(skipgrad::Error::Recording(
+                        "a stress thread panicked".into(),
+                    ))
                 })?;
             }
             Ok(())
@@ -256,7 +262,13 @@ pub fn run(args: &StressArgs, backend: Option<&str>) -> Result<bool> {
     } else {
         println!(
             "{:<30} {:>16} {:>10} {:>10} {:>22} {:>22} {:>8}",
-            "block", "threads x passes", "mismatch", "iterations", "live (warm / max)", "driver (warm / max)", "s"
+            "block",
+            "threads x passes",
+            "mismatch",
+            "iterations",
+            "live (warm / max)",
+            "driver (warm / max)",
+            "s"
         );
         for r in &reports {
             let driver = match (r.driver_bytes_after_warmup, r.driver_bytes_max) {

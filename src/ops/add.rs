@@ -4,10 +4,10 @@
 //! When `a` also feeds another path (a skip connection `y = F(x) + x`), its total gradient is
 //! the sum of the paths, which [`accumulate`] adds into one buffer.
 
-use super::{dispatch_elementwise, no_overlap, same_shape, shaders::ADD};
+use super::{dispatch_elementwise, no_overlap, same_shape, shaders::ADD, Access};
 use crate::error::Result;
 use crate::memory::Purpose;
-use crate::record::{read, write, Recording};
+use crate::record::Recording;
 use crate::tensor::Tensor;
 
 /// `a + b` (same shape, no broadcasting) into a new activation tensor.
@@ -35,7 +35,11 @@ pub fn add_into(
         ADD,
         "add",
         &[a, b, out],
-        &[(1, read(a)), (2, read(b)), (3, write(out))],
+        &[
+            (1, 0, Access::Read),
+            (2, 1, Access::Read),
+            (3, 2, Access::Write),
+        ],
         accumulate,
         1,
     )
@@ -50,7 +54,7 @@ pub fn accumulate(rec: &mut Recording<'_>, src: &Tensor, dst: &Tensor) -> Result
         ADD,
         "accumulate",
         &[src, dst],
-        &[(1, read(src)), (3, write(dst))],
+        &[(1, 0, Access::Read), (3, 1, Access::Write)],
         true,
         1,
     )

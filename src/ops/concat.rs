@@ -3,10 +3,10 @@
 //! These are the copying forms, what a framework without views does. A block that keeps all
 //! its feature maps as channel views of one buffer ([`Tensor::channels`]) needs neither.
 
-use super::{dispatch_elementwise, no_overlap, shaders::CONCAT};
+use super::{dispatch_elementwise, no_overlap, shaders::CONCAT, Access};
 use crate::error::{Error, Result};
 use crate::memory::Purpose;
-use crate::record::{read, write, Recording};
+use crate::record::Recording;
 use crate::tensor::Tensor;
 
 fn check_inputs(op: &'static str, inputs: &[&Tensor]) -> Result<[usize; 4]> {
@@ -100,7 +100,7 @@ pub fn copy_view(
         CONCAT,
         "copy_view",
         &[src, dst],
-        &[(1, read(src)), (2, write(dst))],
+        &[(1, 0, Access::Read), (2, 1, Access::Write)],
         accumulate,
         accumulate as u64,
     )

@@ -15,7 +15,7 @@ pub mod relu;
 
 use crate::error::{Error, Result};
 use crate::gpu::Shader;
-use crate::record::{Binding, Cost, Recording};
+use crate::record::{read, write, Binding, Cost, Recording};
 use crate::tensor::Tensor;
 
 /// Arguments of the elementwise kernels (`Elementwise` in `shaders/common.wgsl`).
@@ -30,19 +30,101 @@ pub(crate) struct ElementwiseArgs {
     _pad1: [u32; 2],
 }
 
+/// Whether one dispatch can bind every tensor: whole, or as a window of a buffer larger
+/// than the device's binding limit.
+pub(crate) fn bindable(gpu: &crate::Gpu, tensors: &[&Tensor]) -> bool {
+    let (limit, align) = gpu.binding_limits();
+    tensors
+        .iter()
+        .all(|t| t.binding_bytes(limit, align) <= limit)
+}
+
+/// `t`, bound as a window where its buffer is larger than one binding may be.
+pub(crate) fn rebase(gpu: &crate::Gpu, t: &Tensor) -> Tensor {
+    let (limit, align) = gpu.binding_limits();
+    t.rebased(limit, align)
+}
+
+/// How a part of an op's work is cut out when its tensors do not fit one binding: the
+/// first or second half of the batch, else of the channels.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Half {
+    Batch(usize, usize),
+    Channels(usize, usize),
+}
+
+impl Half {
+    /// The two halves of tensors of `shape`, batch first; `None` for one sample of one
+    /// channel (nothing left to split).
+    pub(crate) fn of(shape: [usize; 4], channels_too: bool) -> Option<[Half; 2]> {
+        let [n, c, _, _] = shape;
+        if n > 1 {
+            Some([Half::Batch(0, n / 2), Half::Batch(n / 2, n)])
+        } else if channels_too && c > 1 {
+            Some([Half::Channels(0, c / 2), Half::Channels(c / 2, c)])
+        } else {
+            None
+        }
+    }
+
+    /// The part of `t` this half covers.
+    pub(crate) fn of_tensor(self, t: &Tensor) -> Result<Tensor> {
+        match self {
+            Half::Batch(a, b) => t.batches(a..b),
+            Half::Channels(a, b) => t.channels(a..b),
+        }
+    }
+
+    /// Whether this is the second half (which accumulates onto the first's result).
+    pub(crate) fn is_second(self) -> bool {
+        matches!(self, Half::Batch(a, _) | Half::Channels(a, _) if a > 0)
+    }
+}
+
+/// Whether a binding is read or written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    Read,
+    Write,
+}
+
 /// Records one elementwise kernel over tensors of equal shape. `views` are the tensors in the
 /// order of the kernel's view slots 0, 1, 2, the last one written; `bindings` pairs binding
-/// numbers with tensors, read or written; `flops_per_element` is what the kernel computes per element.
+/// numbers with view slots, read or written; `flops_per_element` is what the kernel computes
+/// per element. Tensors larger than one binding are split by batch, then by channels.
 pub(crate) fn dispatch_elementwise(
     rec: &mut Recording<'_>,
     shader: Shader,
     entry: &'static str,
     views: &[&Tensor],
-    bindings: &[(u32, Binding<'_>)],
+    bindings: &[(u32, usize, Access)],
     accumulate: bool,
     flops_per_element: u64,
 ) -> Result<()> {
-    let first = views[0];
+    let gpu = rec.gpu();
+    if !bindable(gpu, views) {
+        if let Some(halves) = Half::of(views[0].shape(), true) {
+            for half in halves {
+                let parts = views
+                    .iter()
+                    .map(|t| half.of_tensor(t))
+                    .collect::<Result<Vec<_>>>()?;
+                let refs: Vec<&Tensor> = parts.iter().collect();
+                dispatch_elementwise(
+                    rec,
+                    shader,
+                    entry,
+                    &refs,
+                    bindings,
+                    accumulate,
+                    flops_per_element,
+                )?;
+            }
+            return Ok(());
+        }
+    }
+    let views: Vec<Tensor> = views.iter().map(|t| rebase(gpu, t)).collect();
+    let first = &views[0];
     let mut args = ElementwiseArgs {
         count: first.numel() as u32,
         sample: first.sample_len() as u32,
@@ -52,13 +134,24 @@ pub(crate) fn dispatch_elementwise(
     for (slot, t) in views.iter().enumerate() {
         args.views[slot] = [t.offset_u32(), t.batch_stride_u32()];
     }
+    let storage: Vec<(u32, Binding<'_>)> = bindings
+        .iter()
+        .map(|&(binding, slot, access)| {
+            let t = &views[slot];
+            let b = match access {
+                Access::Read => read(t),
+                Access::Write => write(t),
+            };
+            (binding, b)
+        })
+        .collect();
     let count = first.numel() as u64;
     // Distinct tensors touched (relu_forward names x twice), the output read too when
     // accumulating.
-    let mut touched: Vec<&Tensor> = Vec::new();
-    for t in views {
-        if !touched.iter().any(|u| std::ptr::eq(*u, *t)) {
-            touched.push(t);
+    let mut touched: Vec<usize> = Vec::new();
+    for &(_, slot, _) in bindings {
+        if !touched.contains(&slot) {
+            touched.push(slot);
         }
     }
     let cost = Cost {
@@ -69,7 +162,7 @@ pub(crate) fn dispatch_elementwise(
         shader,
         entry,
         bytemuck::bytes_of(&args),
-        bindings,
+        &storage,
         count,
         cost,
     )

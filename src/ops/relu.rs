@@ -1,9 +1,9 @@
 //! ReLU and its gradient (`shaders/relu.wgsl`).
 
-use super::{dispatch_elementwise, no_overlap, same_shape, shaders::RELU};
+use super::{dispatch_elementwise, no_overlap, same_shape, shaders::RELU, Access};
 use crate::error::Result;
 use crate::memory::Purpose;
-use crate::record::{read, write, Recording};
+use crate::record::Recording;
 use crate::tensor::Tensor;
 
 /// `max(x, 0)` into a new activation tensor.
@@ -29,7 +29,7 @@ pub fn relu_into(
         RELU,
         "relu_forward",
         &[x, x, out],
-        &[(1, read(x)), (3, write(out))],
+        &[(1, 0, Access::Read), (3, 2, Access::Write)],
         accumulate,
         1,
     )
@@ -59,7 +59,11 @@ pub fn relu_backward_into(
         RELU,
         "relu_backward",
         &[x, grad_out, grad_x],
-        &[(1, read(x)), (2, read(grad_out)), (3, write(grad_x))],
+        &[
+            (1, 0, Access::Read),
+            (2, 1, Access::Read),
+            (3, 2, Access::Write),
+        ],
         accumulate,
         1,
     )

@@ -7,7 +7,7 @@
 mod split;
 mod texture;
 
-use super::{no_overlap, shaders};
+use super::{bindable, no_overlap, rebase, shaders, Half};
 use crate::error::{Error, Result};
 use crate::gpu::{ConvKernels, WORKGROUP_SIZE};
 use crate::memory::Purpose;
@@ -790,6 +790,16 @@ pub fn conv2d_into(
     }
     expect_shape("output", out, g.y)?;
     no_overlap("conv2d", out, x)?;
+    if !bindable(rec.gpu(), &[x, out]) {
+        if let Some(halves) = Half::of(g.x, false) {
+            for half in halves {
+                let (xh, oh) = (half.of_tensor(x)?, half.of_tensor(out)?);
+                conv2d_into(rec, &xh, weight, bias, params, &oh, fusion)?;
+            }
+            return Ok(());
+        }
+    }
+    let (x, out) = (&rebase(rec.gpu(), x), &rebase(rec.gpu(), out));
     if !split::channels_fit(g.w[2], g.w[3], g.w[1]) {
         return split::forward(rec, &g, params, x, weight, bias, out, fusion);
     }
@@ -935,7 +945,9 @@ pub fn conv2d_backward_into(
     let [_, cin_g, kh, kw] = g.w;
     let loops_fit = g.y[0] * g.y[2] * (g.y[3] + 2) <= split::LOOP_BUDGET
         && split::channels_fit(kh, kw, cin_g.max(g.y[1] / params.groups));
-    let tiny = tap_flops(&g) <= FUSED_BACKWARD_MAX_FLOPS && loops_fit;
+    let tiny = tap_flops(&g) <= FUSED_BACKWARD_MAX_FLOPS
+        && loops_fit
+        && bindable(rec.gpu(), &[x, grad_out, grad_x]);
     if tiny
         && rec.conv_kernels() != ConvKernels::Tiled
         && rec.conv_kernels() != ConvKernels::Tiled8x8
@@ -1003,6 +1015,12 @@ fn backward_fused(
         no_overlap("conv2d backward", t, x)?;
         no_overlap("conv2d backward", t, grad_out)?;
     }
+    let gpu = rec.gpu();
+    let (x, grad_out, grad_x) = (
+        &rebase(gpu, x),
+        &rebase(gpu, grad_out),
+        &rebase(gpu, grad_x),
+    );
     // Without a bias gradient its slot is bound to the weight gradient and never written.
     let cout = if grad_bias.is_some() { g.y[1] } else { 0 };
     let count = grad_x.numel() + grad_weight.numel() + cout;
@@ -1055,6 +1073,25 @@ pub fn conv2d_backward_input_into(
     expect_shape("input gradient", grad_x, g.x)?;
     no_overlap("conv2d backward input", grad_x, grad_out)?;
     no_overlap("conv2d backward input", grad_x, x)?;
+    if !bindable(rec.gpu(), &[x, grad_out, grad_x]) {
+        if let Some(halves) = Half::of(g.x, false) {
+            for half in halves {
+                let (xh, goh, gxh) = (
+                    half.of_tensor(x)?,
+                    half.of_tensor(grad_out)?,
+                    half.of_tensor(grad_x)?,
+                );
+                conv2d_backward_input_into(rec, &xh, weight, &goh, params, &gxh, fusion)?;
+            }
+            return Ok(());
+        }
+    }
+    let gpu = rec.gpu();
+    let (x, grad_out, grad_x) = (
+        &rebase(gpu, x),
+        &rebase(gpu, grad_out),
+        &rebase(gpu, grad_x),
+    );
     if !split::channels_fit(g.w[2], g.w[3], g.y[1] / params.groups) {
         return split::backward_input(rec, &g, params, x, weight, grad_out, grad_x, fusion);
     }
@@ -1151,6 +1188,20 @@ pub fn conv2d_backward_weight_into(
     expect_shape("output gradient", grad_out, g.y)?;
     no_overlap("conv2d backward weight", grad_weight, x)?;
     no_overlap("conv2d backward weight", grad_weight, grad_out)?;
+    if !bindable(rec.gpu(), &[x, grad_out]) {
+        if let Some(halves) = Half::of(g.x, false) {
+            for half in halves {
+                let f = Fusion {
+                    relu_input: fusion.relu_input,
+                    accumulate: fusion.accumulate || half.is_second(),
+                };
+                let (xh, goh) = (half.of_tensor(x)?, half.of_tensor(grad_out)?);
+                conv2d_backward_weight_into(rec, &xh, &goh, params, grad_weight, f)?;
+            }
+            return Ok(());
+        }
+    }
+    let (x, grad_out) = (&rebase(rec.gpu(), x), &rebase(rec.gpu(), grad_out));
     let family = choose(rec, Pass::BackwardWeight, &g, params, params.groups == 1)?;
     if family != ConvKernels::Direct {
         return backward_weight_gemm(rec, family, &g, params, x, grad_out, grad_weight, fusion);
@@ -1200,13 +1251,24 @@ pub fn conv2d_backward_bias_into(
     let [n, cout, oh, ow] = grad_out.shape();
     check_bias(grad_bias, cout)?;
     no_overlap("conv2d backward bias", grad_bias, grad_out)?;
+    if !bindable(rec.gpu(), &[grad_out]) {
+        if let Some(halves) = Half::of(grad_out.shape(), false) {
+            for half in halves {
+                let goh = half.of_tensor(grad_out)?;
+                let acc = accumulate || half.is_second();
+                conv2d_backward_bias_into(rec, &goh, grad_bias, acc)?;
+            }
+            return Ok(());
+        }
+    }
+    let grad_out = &rebase(rec.gpu(), grad_out);
     // Units of the reduction: (image, chunk of BIAS_CHUNK plane elements); a split's
     // workgroup lanes loop BIAS_CHUNK / 64 times a unit.
     const BIAS_CHUNK: usize = 4096;
     let chunks = (oh * ow).div_ceil(BIAS_CHUNK);
     let units = n * chunks;
-    let per = split::rows_per_split(BIAS_CHUNK / WORKGROUP_SIZE as usize, 2, "bias gradient")?
-        .min(units);
+    let per =
+        split::rows_per_split(BIAS_CHUNK / WORKGROUP_SIZE as usize, 2, "bias gradient")?.min(units);
     let splits = units.div_ceil(per);
     let partial = if splits == 1 {
         grad_bias.clone()

@@ -90,7 +90,10 @@ fn whole_copy(rec: &mut Recording<'_>, view: &Tensor) -> Result<Tensor> {
 
 /// A grouped convolution as one convolution per group: `(group, input channels, output
 /// channels)` ranges.
-fn groups_of(g: &Geometry, p: &Conv2dParams) -> Vec<(std::ops::Range<usize>, std::ops::Range<usize>)> {
+fn groups_of(
+    g: &Geometry,
+    p: &Conv2dParams,
+) -> Vec<(std::ops::Range<usize>, std::ops::Range<usize>)> {
     let (cin_g, cout_g) = (g.x[1] / p.groups, g.y[1] / p.groups);
     (0..p.groups)
         .map(|i| (i * cin_g..(i + 1) * cin_g, i * cout_g..(i + 1) * cout_g))

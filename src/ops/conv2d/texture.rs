@@ -110,7 +110,7 @@ pub(super) fn stage_activation(
     let quads = quad0 + e.cols.saturating_sub(e.left).div_ceil(4);
     let threads = height * quads;
     let aligned = w.is_multiple_of(4)
-        && t.offset_u32().is_multiple_of(4)
+        && t.offset().is_multiple_of(4)
         && t.batch_stride_u32().is_multiple_of(4);
     let a = Pack {
         dims: [c as u32, h as u32, w as u32, c.div_ceil(4) as u32],
@@ -186,7 +186,7 @@ fn copy_view_into(
     let rest = sample % row_floats;
     let encoder = rec.encoder();
     for i in 0..n {
-        let offset = 4 * (t.offset_u32() as u64 + i as u64 * t.batch_stride_u32() as u64);
+        let offset = 4 * (t.offset() as u64 + i as u64 * t.batch_stride_u32() as u64);
         let y = (i * image_rows) as u32;
         // Whole rows, then the partial last one.
         for (rows, width, skip) in [
