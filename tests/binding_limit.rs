@@ -64,13 +64,24 @@ fn elementwise_ops_split_by_batch_and_channels() {
 
 #[test]
 fn conv2d_forward_and_backward_split_by_batch_in_every_family() {
-    let g = small_gpu();
     // x: 6 x 64 KiB = 384 KiB; out, grad_out and grad_x the same.
-    let (xs, ws, p) = ([6, 16, 32, 32], [16, 16, 3, 3], Conv2dParams::new(1, 1));
+    conv_past_the_limit([6, 16, 32, 32], [16, 16, 3, 3], &ConvKernels::CONCRETE);
+}
+
+#[test]
+fn conv2d_of_one_sample_past_the_limit_splits_channels() {
+    // One sample: x 384 KiB, out 320 KiB; the split goes by output, then input channels.
+    conv_past_the_limit([1, 96, 32, 32], [80, 96, 3, 3], &ConvKernels::CONCRETE);
+}
+
+fn conv_past_the_limit(xs: [usize; 4], ws: [usize; 4], families: &[ConvKernels]) {
+    let g = small_gpu();
+    let p = Conv2dParams::new(1, 1);
+    let cout = ws[0];
     let mut rng = Rng(3);
     let xv = rng.vec(xs.iter().product());
     let wv = rng.vec(ws.iter().product());
-    let bv = rng.vec(16);
+    let bv = rng.vec(cout);
     let (want_y, ys) =
         reference::conv2d(&to_f64(&xv), xs, &to_f64(&wv), ws, Some(&to_f64(&bv)), &p).unwrap();
     let gov = rng.vec(ys.iter().product());
@@ -80,9 +91,9 @@ fn conv2d_forward_and_backward_split_by_batch_in_every_family() {
     let want_gb = reference::conv2d_backward_bias(&go64, ys);
     let x = upload(&g, xs, &xv);
     let w = Tensor::from_slice(&g, ws, &wv, Purpose::Parameter).unwrap();
-    let b = Tensor::from_slice(&g, [16, 1, 1, 1], &bv, Purpose::Parameter).unwrap();
+    let b = Tensor::from_slice(&g, [cout, 1, 1, 1], &bv, Purpose::Parameter).unwrap();
     let go = upload(&g, ys, &gov);
-    for family in ConvKernels::CONCRETE {
+    for &family in families {
         let mut rec = Recording::new(&g);
         rec.set_conv_kernels(family);
         let y = conv2d::conv2d(&mut rec, &x, &w, Some(&b), &p).unwrap();

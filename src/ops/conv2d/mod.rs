@@ -625,7 +625,9 @@ fn backward_weight_gemm(
             cin.div_ceil(ci_block) * cout.div_ceil(co_block) * kh * kw,
         )
     };
-    let max_splits = ((64 << 20) / (4 * wsize)).clamp(1, 256);
+    // Partial sums: at most 64 MiB, and one binding.
+    let max_bytes = (64 << 20).min(rec.gpu().limits().max_storage_buffer_binding_size as usize);
+    let max_splits = (max_bytes / (4 * wsize)).clamp(1, 256);
     let splits = target_threads(rec.gpu())
         .div_ceil(base_threads)
         .clamp(1, max_splits.min(units));
@@ -790,13 +792,24 @@ pub fn conv2d_into(
     }
     expect_shape("output", out, g.y)?;
     no_overlap("conv2d", out, x)?;
-    if !bindable(rec.gpu(), &[x, out]) {
-        if let Some(halves) = Half::of(g.x, false) {
-            for half in halves {
-                let (xh, oh) = (half.of_tensor(x)?, half.of_tensor(out)?);
-                conv2d_into(rec, &xh, weight, bias, params, &oh, fusion)?;
+    // Tensors larger than one binding: halves of the batch, else of the channels.
+    let params_fit = bindable(rec.gpu(), &[weight]);
+    if !bindable(rec.gpu(), &[x, out]) || !params_fit {
+        match Half::of(g.x, false) {
+            Some(halves) if params_fit => {
+                for half in halves {
+                    let (xh, oh) = (half.of_tensor(x)?, half.of_tensor(out)?);
+                    conv2d_into(rec, &xh, weight, bias, params, &oh, fusion)?;
+                }
+                return Ok(());
             }
-            return Ok(());
+            _ if params.groups == 1 => {
+                let out_fits = params_fit && bindable(rec.gpu(), &[out]);
+                return split::forward_channels(
+                    rec, params, x, weight, bias, out, fusion, out_fits,
+                );
+            }
+            _ => {}
         }
     }
     let (x, out) = (&rebase(rec.gpu(), x), &rebase(rec.gpu(), out));
@@ -1073,8 +1086,9 @@ pub fn conv2d_backward_input_into(
     expect_shape("input gradient", grad_x, g.x)?;
     no_overlap("conv2d backward input", grad_x, grad_out)?;
     no_overlap("conv2d backward input", grad_x, x)?;
-    if !bindable(rec.gpu(), &[x, grad_out, grad_x]) {
-        if let Some(halves) = Half::of(g.x, false) {
+    let params_fit = bindable(rec.gpu(), &[weight]);
+    if !bindable(rec.gpu(), &[x, grad_out, grad_x]) || !params_fit {
+        if let Some(halves) = Half::of(g.x, false).filter(|_| params_fit) {
             for half in halves {
                 let (xh, goh, gxh) = (
                     half.of_tensor(x)?,
@@ -1084,6 +1098,12 @@ pub fn conv2d_backward_input_into(
                 conv2d_backward_input_into(rec, &xh, weight, &goh, params, &gxh, fusion)?;
             }
             return Ok(());
+        }
+        if params.groups == 1 {
+            let fits = params_fit && bindable(rec.gpu(), &[grad_out]);
+            return split::backward_input_channels(
+                rec, params, x, weight, grad_out, grad_x, fusion, fits,
+            );
         }
     }
     let gpu = rec.gpu();
@@ -1188,8 +1208,9 @@ pub fn conv2d_backward_weight_into(
     expect_shape("output gradient", grad_out, g.y)?;
     no_overlap("conv2d backward weight", grad_weight, x)?;
     no_overlap("conv2d backward weight", grad_weight, grad_out)?;
-    if !bindable(rec.gpu(), &[x, grad_out]) {
-        if let Some(halves) = Half::of(g.x, false) {
+    let params_fit = bindable(rec.gpu(), &[grad_weight]);
+    if !bindable(rec.gpu(), &[x, grad_out]) || !params_fit {
+        if let Some(halves) = Half::of(g.x, false).filter(|_| params_fit) {
             for half in halves {
                 let f = Fusion {
                     relu_input: fusion.relu_input,
@@ -1199,6 +1220,18 @@ pub fn conv2d_backward_weight_into(
                 conv2d_backward_weight_into(rec, &xh, &goh, params, grad_weight, f)?;
             }
             return Ok(());
+        }
+        if params.groups == 1 {
+            let fits = params_fit && bindable(rec.gpu(), &[grad_out]);
+            return split::backward_weight_channels(
+                rec,
+                params,
+                x,
+                grad_out,
+                grad_weight,
+                fusion,
+                fits,
+            );
         }
     }
     let (x, grad_out) = (&rebase(rec.gpu(), x), &rebase(rec.gpu(), grad_out));
@@ -1260,6 +1293,7 @@ pub fn conv2d_backward_bias_into(
             }
             return Ok(());
         }
+        return split::backward_bias_channels(rec, grad_out, grad_bias, accumulate);
     }
     let grad_out = &rebase(rec.gpu(), grad_out);
     // Units of the reduction: (image, chunk of BIAS_CHUNK plane elements); a split's

@@ -179,3 +179,162 @@ pub(crate) fn backward_input(
     }
     Ok(())
 }
+
+/// Halves of `0..len` (the channels of a sample too large for one binding).
+fn halves(len: usize) -> [std::ops::Range<usize>; 2] {
+    [0..len / 2, len / 2..len]
+}
+
+/// The forward of one sample too large for one binding (groups = 1): halves of the output
+/// channels while the output does not fit, else halves of the input channels, accumulating.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn forward_channels(
+    rec: &mut Recording<'_>,
+    p: &Conv2dParams,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    out: &Tensor,
+    fusion: Fusion,
+    out_fits: bool,
+) -> Result<()> {
+    let (cin, cout) = (x.shape()[1], out.shape()[1]);
+    if !out_fits && cout > 1 {
+        for o in halves(cout) {
+            let w = whole_copy(rec, &weight.batches(o.clone())?)?;
+            let b = match bias {
+                Some(b) => Some(whole_copy(rec, &b.batches(o.clone())?)?),
+                None => None,
+            };
+            conv2d_into(rec, x, &w, b.as_ref(), p, &out.channels(o)?, fusion)?;
+        }
+        return Ok(());
+    }
+    if cin < 2 {
+        return Err(unsplittable("conv2d"));
+    }
+    for (k, c) in halves(cin).into_iter().enumerate() {
+        let w = whole_copy(rec, &weight.channels(c.clone())?)?;
+        let f = Fusion {
+            relu_input: fusion.relu_input,
+            accumulate: fusion.accumulate || k > 0,
+        };
+        let b = if k == 0 { bias } else { None };
+        conv2d_into(rec, &x.channels(c)?, &w, b, p, out, f)?;
+    }
+    Ok(())
+}
+
+/// The input gradient of one sample too large for one binding (groups = 1): halves of the
+/// output channels (accumulating) while grad_out does not fit, else of the input channels.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backward_input_channels(
+    rec: &mut Recording<'_>,
+    p: &Conv2dParams,
+    x: &Tensor,
+    weight: &Tensor,
+    grad_out: &Tensor,
+    grad_x: &Tensor,
+    fusion: Fusion,
+    grad_out_fits: bool,
+) -> Result<()> {
+    let (cin, cout) = (x.shape()[1], grad_out.shape()[1]);
+    if !grad_out_fits && cout > 1 {
+        for (k, o) in halves(cout).into_iter().enumerate() {
+            let w = whole_copy(rec, &weight.batches(o.clone())?)?;
+            let f = Fusion {
+                relu_input: fusion.relu_input,
+                accumulate: fusion.accumulate || k > 0,
+            };
+            conv2d_backward_input_into(rec, x, &w, &grad_out.channels(o)?, p, grad_x, f)?;
+        }
+        return Ok(());
+    }
+    if cin < 2 {
+        return Err(unsplittable("conv2d backward input"));
+    }
+    for c in halves(cin) {
+        let w = whole_copy(rec, &weight.channels(c.clone())?)?;
+        let (xc, gxc) = (x.channels(c.clone())?, grad_x.channels(c)?);
+        conv2d_backward_input_into(rec, &xc, &w, grad_out, p, &gxc, fusion)?;
+    }
+    Ok(())
+}
+
+/// The weight gradient of one sample too large for one binding (groups = 1): halves of the
+/// output channels while grad_out does not fit, else of the input channels, each into a
+/// whole scratch gradient copied (or added) into its rows or columns of `grad_weight`.
+pub(crate) fn backward_weight_channels(
+    rec: &mut Recording<'_>,
+    p: &Conv2dParams,
+    x: &Tensor,
+    grad_out: &Tensor,
+    grad_weight: &Tensor,
+    fusion: Fusion,
+    grad_out_fits: bool,
+) -> Result<()> {
+    let (cin, cout) = (x.shape()[1], grad_out.shape()[1]);
+    let [_, _, kh, kw] = grad_weight.shape();
+    let load = Fusion {
+        relu_input: fusion.relu_input,
+        accumulate: false,
+    };
+    let split_out = !grad_out_fits && cout > 1;
+    if !split_out && cin < 2 {
+        return Err(unsplittable("conv2d backward weight"));
+    }
+    for r in halves(if split_out { cout } else { cin }) {
+        let (xs, gos, dst, shape) = if split_out {
+            let part = [r.len(), cin, kh, kw];
+            (
+                x.clone(),
+                grad_out.channels(r.clone())?,
+                grad_weight.batches(r)?,
+                part,
+            )
+        } else {
+            let part = [cout, r.len(), kh, kw];
+            (
+                x.channels(r.clone())?,
+                grad_out.clone(),
+                grad_weight.channels(r)?,
+                part,
+            )
+        };
+        let part = Tensor::zeros(rec.gpu(), shape, Purpose::Scratch)?;
+        super::conv2d_backward_weight_into(rec, &xs, &gos, p, &part, load)?;
+        copy_view(rec, &part, &dst, fusion.accumulate)?;
+        rec.retain(part);
+    }
+    Ok(())
+}
+
+/// The bias gradient of one sample too large for one binding: halves of the channels, each
+/// into a scratch gradient copied (or added) into its rows of `grad_bias`.
+pub(crate) fn backward_bias_channels(
+    rec: &mut Recording<'_>,
+    grad_out: &Tensor,
+    grad_bias: &Tensor,
+    accumulate: bool,
+) -> Result<()> {
+    let cout = grad_out.shape()[1];
+    if cout < 2 {
+        return Err(unsplittable("conv2d backward bias"));
+    }
+    for o in halves(cout) {
+        let part = Tensor::zeros(rec.gpu(), [o.len(), 1, 1, 1], Purpose::Scratch)?;
+        super::conv2d_backward_bias_into(rec, &grad_out.channels(o.clone())?, &part, false)?;
+        copy_view(rec, &part, &grad_bias.batches(o)?, accumulate)?;
+        rec.retain(part);
+    }
+    Ok(())
+}
+
+/// One channel plane of one sample is larger than one binding: nothing left to split.
+fn unsplittable(op: &'static str) -> Error {
+    Error::param(
+        op,
+        "one channel of one sample is larger than the device's max_storage_buffer_binding_size; \
+         use smaller images",
+    )
+}
