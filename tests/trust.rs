@@ -13,6 +13,7 @@ use skipgrad::{
     reference, Conv2dParams, ConvKernels, Error, Gpu, Purpose, Recording, ResidualBlock,
     ResidualVariant, Tensor,
 };
+use std::io::Read;
 
 /// Asserts that `got` equals the f64 reference: finite values within 1e-4·(1 + |ref|),
 /// NaN and infinities at exactly the reference's positions.
@@ -248,4 +249,57 @@ fn comparisons_check_shapes_and_non_finite_positions() {
     assert!(!c.passed && c.max_abs_err.is_nan() && c.nonfinite_mismatches == 1);
     assert!(!compare("out", &[0.0], &[f32::NAN], tol).passed);
     assert!(!compare("out", &[f32::INFINITY], &[f32::NEG_INFINITY], tol).passed);
+}
+
+#[test]
+fn endless_and_lying_files_stop_at_what_they_declare() {
+    use skipgrad::weights::TensorFile;
+    // An endless stream of zeros: a zero-length header, refused at once.
+    let e = TensorFile::from_reader(std::io::repeat(0)).unwrap_err();
+    assert!(e.contains("header"), "{e}");
+    // A header declaring 2^40 bytes of data is refused before any is read.
+    let header = br#"{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,1099511627776]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header);
+    let e = TensorFile::from_reader(bytes.as_slice().chain(std::io::repeat(0))).unwrap_err();
+    assert!(e.contains("limit"), "{e}");
+    // A device file fails fast too (a regular read of /dev/zero would never end).
+    if std::path::Path::new("/dev/zero").exists() {
+        let start = std::time::Instant::now();
+        assert!(TensorFile::read(std::path::Path::new("/dev/zero")).is_err());
+        assert!(start.elapsed().as_secs_f64() < 1.0);
+    }
+}
+
+/// In deterministic mode every `Gpu` (as every process) makes the same kernel choices, so
+/// the same dense block gives the same bits each time.
+#[test]
+fn deterministic_mode_gives_identical_bits_across_gpus() {
+    use skipgrad::{ConcatStrategy, DenseBlock, GpuOptions};
+    let xv = Rng(8).vec(2 * 6 * 8 * 8);
+    let run = || -> Vec<u32> {
+        let g = Gpu::with_options(&GpuOptions {
+            deterministic: true,
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(g.deterministic());
+        let x = Tensor::from_slice(&g, [2, 6, 8, 8], &xv, Purpose::Activation).unwrap();
+        let mut block = DenseBlock::new(&g, 6, 4, 3, ConcatStrategy::Shared).unwrap();
+        let mut rec = Recording::new(&g);
+        let y = block.forward(&mut rec, &x).unwrap();
+        let go =
+            Tensor::from_slice(&g, y.shape(), &Rng(9).vec(y.numel()), Purpose::Gradient).unwrap();
+        let grads = block.backward(&mut rec, &go).unwrap();
+        rec.finish().unwrap();
+        let mut bits: Vec<u32> = y.to_vec(&g).unwrap().iter().map(|v| v.to_bits()).collect();
+        for (_, t) in &grads.params {
+            bits.extend(t.to_vec(&g).unwrap().iter().map(|v| v.to_bits()));
+        }
+        bits
+    };
+    let first = run();
+    for _ in 0..2 {
+        assert!(run() == first, "deterministic runs differ");
+    }
 }
