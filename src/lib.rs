@@ -33,15 +33,17 @@ pub mod ops;
 pub mod record;
 pub mod reference;
 pub mod tensor;
+pub mod train;
 pub mod weights;
 
-pub use blocks::{BlockGrads, ConcatStrategy, DenseBlock, ResidualBlock, ResidualVariant};
+pub use blocks::{BlockGrads, ConcatStrategy, DenseBlock, Init, ResidualBlock, ResidualVariant};
 pub use error::{Error, Result};
 pub use gpu::{ConvKernels, Gpu, GpuOptions};
 pub use memory::{MemoryReport, Purpose};
 pub use ops::conv2d::{Conv2dParams, Fusion};
 pub use record::{Cost, Recording, Timing};
 pub use tensor::Tensor;
+pub use train::{Arch, Network, Optimizer, OptimizerKind};
 
 /// The README's code runs as a doctest, so the documented usage cannot rot.
 #[doc = include_str!("../README.md")]

@@ -26,17 +26,20 @@ pub enum Purpose {
     Staging,
     /// Small uniform buffers holding kernel arguments.
     Uniform,
+    /// Optimizer state (momentum buffers, Adam's moment estimates).
+    Optimizer,
 }
 
 impl Purpose {
     /// All purposes, in report order.
-    pub const ALL: [Purpose; 6] = [
+    pub const ALL: [Purpose; 7] = [
         Purpose::Activation,
         Purpose::Gradient,
         Purpose::Parameter,
         Purpose::Scratch,
         Purpose::Staging,
         Purpose::Uniform,
+        Purpose::Optimizer,
     ];
 
     /// Lower-case name, as used in tables and JSON.
@@ -48,6 +51,7 @@ impl Purpose {
             Purpose::Scratch => "scratch",
             Purpose::Staging => "staging",
             Purpose::Uniform => "uniform",
+            Purpose::Optimizer => "optimizer",
         }
     }
 
@@ -67,8 +71,8 @@ impl Purpose {
 
 #[derive(Default, Clone, Copy)]
 struct Counts {
-    live: [u64; 6],
-    peak: [u64; 6],
+    live: [u64; 7],
+    peak: [u64; 7],
     live_total: u64,
     peak_total: u64,
     /// Activations, gradients and parameters only: the model's data, without the kernels'
@@ -146,8 +150,8 @@ impl MemoryTracker {
 /// A snapshot of the allocator's counters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemoryReport {
-    live: [u64; 6],
-    peak: [u64; 6],
+    live: [u64; 7],
+    peak: [u64; 7],
     /// Bytes held by live buffers, all purposes together.
     pub live_total: u64,
     /// Highest `live_total` since creation or the last [`crate::Gpu::reset_peak_memory`].

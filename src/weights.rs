@@ -192,6 +192,19 @@ impl TensorFile {
             .map_err(|e| file_error(path, e.to_string()))
     }
 
+    /// The entries whose names start with `prefix`, with the prefix removed (one block's
+    /// parameters out of a whole network's `state_dict`: `blocks.3.` → `conv1.weight`, …).
+    pub fn with_prefix(&self, prefix: &str) -> TensorFile {
+        TensorFile {
+            metadata: self.metadata.clone(),
+            tensors: self
+                .tensors
+                .iter()
+                .filter_map(|(k, v)| k.strip_prefix(prefix).map(|s| (s.to_string(), v.clone())))
+                .collect(),
+        }
+    }
+
     /// The tensor `name`, or an error naming the file and what is missing.
     pub fn tensor(&self, name: &str) -> std::result::Result<&HostTensor, String> {
         self.tensors

@@ -17,7 +17,7 @@
 //!   (masked by the ReLU as it is stored) accumulates into the earlier channels. Memory grows
 //!   linearly with depth.
 
-use super::{forward_missing, BlockGrads, ConvLayer};
+use super::{forward_missing, BlockGrads, ConvLayer, Init};
 use crate::error::{Error, Result};
 use crate::memory::Purpose;
 use crate::ops::conv2d::{self, Conv2dParams, Fusion};
@@ -100,7 +100,7 @@ fn layer_shape(in_channels: usize, growth: usize, i: usize) -> [usize; 4] {
 
 impl DenseBlock {
     /// A block of `layers` layers with growth `growth` on `in_channels` input channels,
-    /// with freshly initialised parameters (PyTorch's default init, fixed seed).
+    /// with freshly initialised parameters (PyTorch's default init, seed 0).
     pub fn new(
         gpu: &Gpu,
         in_channels: usize,
@@ -108,13 +108,31 @@ impl DenseBlock {
         layers: usize,
         strategy: ConcatStrategy,
     ) -> Result<DenseBlock> {
+        Self::with_init(gpu, in_channels, growth, layers, strategy, Init::Torch(0))
+    }
+
+    /// As [`DenseBlock::new`], with parameters drawn as `init` says.
+    pub fn with_init(
+        gpu: &Gpu,
+        in_channels: usize,
+        growth: usize,
+        layers: usize,
+        strategy: ConcatStrategy,
+        init: Init,
+    ) -> Result<DenseBlock> {
         Self::build(
             in_channels,
             growth,
             layers,
             strategy,
-            |i, name, shape, p| ConvLayer::init(gpu, name, shape, p, 100 + i as u64),
+            |_, name, shape, p| ConvLayer::init(gpu, name, shape, p, init),
         )
+    }
+
+    /// Every parameter with its `state_dict` name (`layer0.weight`, …), in order. The
+    /// tensors share the block's buffers: an optimizer updates them in place.
+    pub fn parameters(&self) -> Vec<(String, Tensor)> {
+        self.layers.iter().flat_map(|c| c.parameters()).collect()
     }
 
     /// A block whose parameters come from a PyTorch `state_dict` (`layer{i}.weight`,

@@ -39,35 +39,115 @@ pub(crate) struct ConvLayer {
     pub params: Conv2dParams,
 }
 
+/// How a layer's fresh parameters are drawn, from a user seed. Each layer draws from its
+/// own stream (the seed mixed with the layer's `state_dict` name), so no two layers, and no
+/// two blocks made with different seeds, start equal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Init {
+    /// PyTorch's `nn.Conv2d` default: weight and bias uniform in `±1/sqrt(fan_in)`.
+    Torch(u64),
+    /// He (`kaiming_normal_`, fan_in, ReLU gain): weight normal with standard deviation
+    /// `sqrt(2 / fan_in)`, bias 0.
+    He(u64),
+}
+
+impl Init {
+    /// Parses `torch` or `he` with a seed.
+    pub fn parse(name: &str, seed: u64) -> Result<Init> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "torch" | "default" => Ok(Init::Torch(seed)),
+            "he" | "kaiming" => Ok(Init::He(seed)),
+            other => Err(Error::param(
+                "init",
+                format!("unknown init {other:?} (expected torch or he)"),
+            )),
+        }
+    }
+
+    /// The same scheme with the seed mixed with `salt` (a block's index in a network).
+    pub fn derive(self, salt: u64) -> Init {
+        let mix = |s: u64| s ^ salt.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        match self {
+            Init::Torch(s) => Init::Torch(mix(s)),
+            Init::He(s) => Init::He(mix(s)),
+        }
+    }
+
+    fn seed(self) -> u64 {
+        match self {
+            Init::Torch(s) | Init::He(s) => s,
+        }
+    }
+}
+
+/// xorshift64* seeded from `seed` and `name` (FNV-1a): plenty for initial weights, and no
+/// dependency.
+struct LayerRng(u64);
+
+impl LayerRng {
+    fn new(seed: u64, name: &str) -> LayerRng {
+        let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
+        for b in name.bytes() {
+            h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+        LayerRng(h.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// Uniform in [0, 1).
+    fn uniform(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Standard normal (Box-Muller).
+    fn normal(&mut self) -> f64 {
+        let u1 = self.uniform().max(f64::MIN_POSITIVE);
+        let u2 = self.uniform();
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+}
+
 impl ConvLayer {
-    /// A layer initialised like PyTorch's `nn.Conv2d` default: uniform in
-    /// `±1/sqrt(fan_in)` for weight and bias (a fixed seed per layer, so runs repeat).
+    /// A layer with fresh parameters drawn as `init` says, from a stream of its own.
     pub fn init(
         gpu: &Gpu,
         name: &str,
         shape: [usize; 4],
         params: Conv2dParams,
-        seed: u64,
+        init: Init,
     ) -> Result<ConvLayer> {
-        let fan_in = (shape[1] * shape[2] * shape[3]) as f32;
-        let bound = 1.0 / fan_in.sqrt();
-        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let mut uniform = move || {
-            // xorshift64*: plenty for initial weights, and no dependency.
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            let u = (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 24) as f32;
-            (2.0 * u - 1.0) * bound
+        let fan_in = (shape[1] * shape[2] * shape[3]) as f64;
+        let mut rng = LayerRng::new(init.seed(), name);
+        let n: usize = shape.iter().product();
+        let (w, b): (Vec<f32>, Vec<f32>) = match init {
+            Init::Torch(_) => {
+                let bound = 1.0 / fan_in.sqrt();
+                let mut draw = || ((2.0 * rng.uniform() - 1.0) * bound) as f32;
+                let w = (0..n).map(|_| draw()).collect();
+                (w, (0..shape[0]).map(|_| draw()).collect())
+            }
+            Init::He(_) => {
+                let std = (2.0 / fan_in).sqrt();
+                let w = (0..n).map(|_| (rng.normal() * std) as f32).collect();
+                (w, vec![0.0; shape[0]])
+            }
         };
-        let w: Vec<f32> = (0..shape.iter().product()).map(|_| uniform()).collect();
-        let b: Vec<f32> = (0..shape[0]).map(|_| uniform()).collect();
         Ok(ConvLayer {
             name: name.to_string(),
             weight: Tensor::from_slice(gpu, shape, &w, Purpose::Parameter)?,
             bias: Tensor::from_slice(gpu, [shape[0], 1, 1, 1], &b, Purpose::Parameter)?,
             params,
         })
+    }
+
+    /// `{name}.weight` and `{name}.bias` with their tensors.
+    pub fn parameters(&self) -> [(String, Tensor); 2] {
+        [
+            (format!("{}.weight", self.name), self.weight.clone()),
+            (format!("{}.bias", self.name), self.bias.clone()),
+        ]
     }
 
     /// A layer whose weight and bias come from `file` as `{name}.weight` / `{name}.bias`,

@@ -12,7 +12,7 @@
 //! Backward routes the skip gradient into `grad_x` first and the conv path accumulates onto
 //! it: one buffer, no separate add.
 
-use super::{forward_missing, BlockGrads, ConvLayer};
+use super::{forward_missing, BlockGrads, ConvLayer, Init};
 use crate::error::{Error, Result};
 use crate::memory::Purpose;
 use crate::ops::conv2d::{self, Conv2dParams, Fusion};
@@ -76,18 +76,37 @@ fn shapes(variant: ResidualVariant, channels: usize) -> ([usize; 4], [usize; 4],
 }
 
 impl ResidualBlock {
-    /// A block with freshly initialised parameters (PyTorch's default init, fixed seed).
+    /// A block with freshly initialised parameters (PyTorch's default init, seed 0).
     /// `channels` is ignored for `SkipConnection` (always 3).
     pub fn new(gpu: &Gpu, variant: ResidualVariant, channels: usize) -> Result<ResidualBlock> {
+        Self::with_init(gpu, variant, channels, Init::Torch(0))
+    }
+
+    /// A block with parameters drawn as `init` says (each conv from its own stream).
+    pub fn with_init(
+        gpu: &Gpu,
+        variant: ResidualVariant,
+        channels: usize,
+        init: Init,
+    ) -> Result<ResidualBlock> {
         let channels = Self::check_channels(variant, channels)?;
         let (s1, s2, p) = shapes(variant, channels);
         Ok(ResidualBlock {
             variant,
             channels,
-            conv1: ConvLayer::init(gpu, "conv1", s1, p, 1)?,
-            conv2: ConvLayer::init(gpu, "conv2", s2, p, 2)?,
+            conv1: ConvLayer::init(gpu, "conv1", s1, p, init)?,
+            conv2: ConvLayer::init(gpu, "conv2", s2, p, init)?,
             saved: None,
         })
+    }
+
+    /// Every parameter with its `state_dict` name (`conv1.weight`, …), in order. The tensors
+    /// share the block's buffers: an optimizer updates them in place.
+    pub fn parameters(&self) -> Vec<(String, Tensor)> {
+        [&self.conv1, &self.conv2]
+            .iter()
+            .flat_map(|c| c.parameters())
+            .collect()
     }
 
     /// A block whose parameters come from a PyTorch `state_dict` (`conv1.weight`,

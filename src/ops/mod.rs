@@ -11,6 +11,7 @@
 pub mod add;
 pub mod concat;
 pub mod conv2d;
+pub mod loss;
 pub mod relu;
 
 use crate::error::{Error, Result};
@@ -123,6 +124,54 @@ pub(crate) fn dispatch_elementwise(
             return Ok(());
         }
     }
+    record_elementwise(
+        rec,
+        shader,
+        entry,
+        views,
+        bindings,
+        &[],
+        accumulate,
+        flops_per_element,
+    )
+}
+
+/// An elementwise kernel with more, whole, bindings beside its views (no splitting: the
+/// caller checks that everything fits one binding); never accumulates.
+pub(crate) fn dispatch_elementwise_extra(
+    rec: &mut Recording<'_>,
+    shader: Shader,
+    entry: &'static str,
+    views: &[&Tensor],
+    bindings: &[(u32, usize, Access)],
+    extra: &[(u32, Binding<'_>)],
+    flops_per_element: u64,
+) -> Result<()> {
+    record_elementwise(
+        rec,
+        shader,
+        entry,
+        views,
+        bindings,
+        extra,
+        false,
+        flops_per_element,
+    )
+}
+
+/// Records one elementwise dispatch over views that fit their bindings.
+#[allow(clippy::too_many_arguments)]
+fn record_elementwise(
+    rec: &mut Recording<'_>,
+    shader: Shader,
+    entry: &'static str,
+    views: &[&Tensor],
+    bindings: &[(u32, usize, Access)],
+    extra: &[(u32, Binding<'_>)],
+    accumulate: bool,
+    flops_per_element: u64,
+) -> Result<()> {
+    let gpu = rec.gpu();
     let views: Vec<Tensor> = views.iter().map(|t| rebase(gpu, t)).collect();
     let first = &views[0];
     let mut args = ElementwiseArgs {
@@ -134,7 +183,7 @@ pub(crate) fn dispatch_elementwise(
     for (slot, t) in views.iter().enumerate() {
         args.views[slot] = [t.offset_u32(), t.batch_stride_u32()];
     }
-    let storage: Vec<(u32, Binding<'_>)> = bindings
+    let mut storage: Vec<(u32, Binding<'_>)> = bindings
         .iter()
         .map(|&(binding, slot, access)| {
             let t = &views[slot];
@@ -145,6 +194,7 @@ pub(crate) fn dispatch_elementwise(
             (binding, b)
         })
         .collect();
+    storage.extend_from_slice(extra);
     let count = first.numel() as u64;
     // Distinct tensors touched (relu_forward names x twice), the output read too when
     // accumulating.
@@ -156,7 +206,7 @@ pub(crate) fn dispatch_elementwise(
     }
     let cost = Cost {
         flops: flops_per_element * count,
-        bytes: 4 * count * (touched.len() as u64 + accumulate as u64),
+        bytes: 4 * count * ((touched.len() + extra.len()) as u64 + accumulate as u64),
     };
     rec.dispatch(
         shader,
@@ -208,6 +258,9 @@ pub(crate) mod shaders {
     }
 
     pub const ADD: Shader = shader!("add.wgsl");
+    pub const LOSS: Shader = shader!("loss.wgsl");
+    pub const REDUCE: Shader = shader!("reduce.wgsl");
+    pub const OPTIM: Shader = shader!("optim.wgsl");
     pub const RELU: Shader = shader!("relu.wgsl");
     pub const CONCAT: Shader = shader!("concat.wgsl");
     pub const CONV2D_DIRECT: Shader = shader!("conv2d_direct.wgsl", "conv2d_common.wgsl");

@@ -1,0 +1,111 @@
+//! Loss functions and their gradients (`shaders/loss.wgsl`): what a training step differentiates.
+
+use super::shaders::{LOSS, REDUCE};
+use super::{same_shape, Access};
+use crate::error::{Error, Result};
+use crate::memory::Purpose;
+use crate::record::{read, write, Cost, Recording};
+use crate::tensor::Tensor;
+
+/// The mean squared error of a prediction and its gradient, both on the GPU.
+#[derive(Debug)]
+pub struct MseLoss {
+    /// `mean((y - target)^2)` as a `[1, 1, 1, 1]` tensor: read it back only when needed.
+    pub loss: Tensor,
+    /// `d loss / d y = 2 (y - target) / numel`, shaped like `y`.
+    pub grad: Tensor,
+}
+
+/// Elements one lane of `sum_chunks` adds at most is this / 64: 64 iterations.
+const SUM_CHUNK: usize = 64 * 64;
+
+/// `mean((y - target)^2)` (PyTorch's `F.mse_loss`, reduction `mean`) and its gradient.
+pub fn mse(rec: &mut Recording<'_>, y: &Tensor, target: &Tensor) -> Result<MseLoss> {
+    same_shape("mse", "prediction and target", y, target)?;
+    let gpu = rec.gpu();
+    let count = y.numel();
+    let grad = Tensor::zeros(gpu, y.shape(), Purpose::Gradient)?;
+    let sq = Tensor::zeros(gpu, [count, 1, 1, 1], Purpose::Scratch)?;
+    // The gradient into its view slot; the squares at binding 4 (a whole tensor, index i).
+    let sq_binding = [(4, write(&sq))];
+    dispatch_elementwise_with(
+        rec,
+        &[y, target, &grad],
+        &[
+            (1, 0, Access::Read),
+            (2, 1, Access::Read),
+            (3, 2, Access::Write),
+        ],
+        &sq_binding,
+    )?;
+    let loss = sum(rec, &sq, 1.0 / count as f32)?;
+    rec.retain(sq);
+    Ok(MseLoss { loss, grad })
+}
+
+/// `mse_forward_backward`: an elementwise kernel with one more, whole, binding.
+fn dispatch_elementwise_with(
+    rec: &mut Recording<'_>,
+    views: &[&Tensor],
+    bindings: &[(u32, usize, Access)],
+    extra: &[(u32, crate::record::Binding<'_>)],
+) -> Result<()> {
+    // The squares buffer is indexed by element, so the views must not be split.
+    if !super::bindable(rec.gpu(), views) {
+        return Err(Error::param(
+            "mse",
+            "the prediction is larger than one binding of this device; compute the loss in parts",
+        ));
+    }
+    super::dispatch_elementwise_extra(rec, LOSS, "mse_forward_backward", views, bindings, extra, 3)
+}
+
+/// Arguments of `sum_chunks` (`Sum` in `shaders/loss.wgsl`).
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct SumArgs {
+    len: u32,
+    chunk: u32,
+    scale: f32,
+    _pad: u32,
+}
+
+/// `scale * sum(src)` as a `[1, 1, 1, 1]` tensor: chunks of 4,096 summed per workgroup,
+/// level by level, in a fixed order (bit-reproducible), every loop bounded.
+pub(crate) fn sum(rec: &mut Recording<'_>, src: &Tensor, scale: f32) -> Result<Tensor> {
+    let gpu = rec.gpu();
+    let mut level = src.clone();
+    loop {
+        let len = level.numel();
+        let groups = len.div_ceil(SUM_CHUNK);
+        let last = groups == 1;
+        let purpose = if last {
+            Purpose::Activation
+        } else {
+            Purpose::Scratch
+        };
+        let dst = Tensor::zeros(gpu, [groups, 1, 1, 1], purpose)?;
+        let a = SumArgs {
+            len: len as u32,
+            chunk: SUM_CHUNK as u32,
+            scale: if last { scale } else { 1.0 },
+            _pad: 0,
+        };
+        rec.dispatch_workgroups(
+            REDUCE,
+            "sum_chunks",
+            bytemuck::bytes_of(&a),
+            &[(1, read(&level)), (2, write(&dst))],
+            groups as u64,
+            Cost {
+                flops: len as u64,
+                bytes: 4 * (len + groups) as u64,
+            },
+        )?;
+        rec.retain(level);
+        if last {
+            return Ok(dst);
+        }
+        level = dst;
+    }
+}

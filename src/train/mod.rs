@@ -1,0 +1,39 @@
+//! Training on the GPU: [`Network`] (the plain, residual and dense stacks with PyTorch's
+//! `state_dict` names), the MSE loss ([`crate::ops::loss`]) and [`Optimizer`] (SGD, Adam,
+//! AdamW with `torch.optim`'s rules). [`train_step`] records forward, loss, backward and
+//! update into one recording: one submission a step, nothing read back unless asked.
+
+pub mod network;
+pub mod optim;
+
+pub use network::{Arch, Network};
+pub use optim::{Adam, Optimizer, OptimizerKind, Sgd};
+
+use crate::error::Result;
+use crate::ops::loss;
+use crate::record::Recording;
+use crate::tensor::Tensor;
+
+/// Records one training step — forward, `mse(net(x), target)`, backward, the optimizer's
+/// update of every parameter — and returns the loss of this step's forward (before the
+/// update, as a PyTorch loop prints it) as a `[1, 1, 1, 1]` tensor, read back only if the
+/// caller asks.
+pub fn train_step(
+    rec: &mut Recording<'_>,
+    net: &mut Network,
+    optimizer: &mut Optimizer,
+    x: &Tensor,
+    target: &Tensor,
+) -> Result<Tensor> {
+    let y = net.forward(rec, x)?;
+    let l = loss::mse(rec, &y, target)?;
+    let grads = net.backward(rec, &l.grad)?;
+    optimizer.step(rec, &net.parameters(), &grads.params)?;
+    rec.retain(y);
+    rec.retain(l.grad);
+    for (_, g) in grads.params {
+        rec.retain(g);
+    }
+    rec.retain(grads.grad_x);
+    Ok(l.loss)
+}

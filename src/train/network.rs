@@ -1,0 +1,470 @@
+//! [`Network`]: the three stacks of the vanishing-gradient experiment — a plain stack of
+//! conv3×3 + ReLU layers, a stack of basic residual blocks, and a dense block with a 1×1
+//! transition — with PyTorch's `state_dict` names, forward and backward in one recording.
+//!
+//! The PyTorch definitions (kept in `tests/train/make_train_vectors.py`) fix the names:
+//! `layers.{i}.weight` (plain), `blocks.{i}.conv1.weight` (residual, `depth / 2` blocks),
+//! `block.layer{i}.weight` and `transition.weight` (dense, growth 12).
+
+use crate::blocks::{BlockGrads, ConvLayer, Init};
+use crate::error::{Error, Result};
+use crate::memory::Purpose;
+use crate::ops::conv2d::{self, Conv2dParams, Fusion};
+use crate::ops::relu;
+use crate::record::Recording;
+use crate::tensor::Tensor;
+use crate::weights::TensorFile;
+use crate::{ConcatStrategy, DenseBlock, Gpu, ResidualBlock, ResidualVariant};
+
+/// Which stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Arch {
+    /// `depth` conv3×3 layers, each followed by ReLU: no skip connection.
+    Plain,
+    /// `depth / 2` basic residual blocks (`depth` convs): skips by addition.
+    Residual,
+    /// One dense block of `depth` layers (growth 12), then a 1×1 conv back to the input's
+    /// channels: skips by concatenation.
+    Dense,
+}
+
+impl Arch {
+    /// All three, in the order of the experiment.
+    pub const ALL: [Arch; 3] = [Arch::Plain, Arch::Residual, Arch::Dense];
+
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Plain => "plain",
+            Arch::Residual => "residual",
+            Arch::Dense => "dense",
+        }
+    }
+
+    /// Parses `plain`, `residual` or `dense`.
+    pub fn parse(name: &str) -> Result<Arch> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "plain" => Ok(Arch::Plain),
+            "residual" | "resnet" => Ok(Arch::Residual),
+            "dense" | "densenet" => Ok(Arch::Dense),
+            other => Err(Error::param(
+                "network",
+                format!("unknown arch {other:?} (expected plain, residual or dense)"),
+            )),
+        }
+    }
+}
+
+/// The growth rate of the dense stack.
+pub const DENSE_GROWTH: usize = 12;
+
+enum Body {
+    Plain(Vec<ConvLayer>),
+    Residual(Vec<ResidualBlock>),
+    Dense(Box<(DenseBlock, ConvLayer)>),
+}
+
+/// A stack of one architecture, its parameters, and what backward needs after a forward.
+pub struct Network {
+    arch: Arch,
+    depth: usize,
+    channels: usize,
+    body: Body,
+    /// Plain stack: the input and every layer's pre-ReLU output, for backward.
+    saved: Option<Vec<Tensor>>,
+    /// Dense stack: the block's output (the transition's input).
+    dense_features: Option<Tensor>,
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Network({}, depth {}, {} channels)",
+            self.arch.name(),
+            self.depth,
+            self.channels
+        )
+    }
+}
+
+fn conv3x3() -> Conv2dParams {
+    Conv2dParams::new(1, 1)
+}
+
+impl Network {
+    /// A network with parameters drawn as `init` says (every layer its own stream).
+    /// `depth`: convs of the plain and residual stacks (even for residual), layers of the
+    /// dense block.
+    pub fn new(
+        gpu: &Gpu,
+        arch: Arch,
+        depth: usize,
+        channels: usize,
+        init: Init,
+    ) -> Result<Network> {
+        Self::build(
+            gpu,
+            arch,
+            depth,
+            channels,
+            |gpu, name, shape, p, i| match i {
+                Some(block) => Ok(Made::Block(init.derive(block as u64))),
+                None => ConvLayer::init(gpu, name, shape, p, init).map(|l| Made::Layer(Box::new(l))),
+            },
+        )
+    }
+
+    /// A network whose parameters come from a PyTorch `state_dict` with the names above;
+    /// every expected tensor must be there with its exact shape.
+    pub fn from_state_dict(
+        gpu: &Gpu,
+        arch: Arch,
+        depth: usize,
+        channels: usize,
+        file: &TensorFile,
+    ) -> Result<Network> {
+        Self::build(
+            gpu,
+            arch,
+            depth,
+            channels,
+            |gpu, name, shape, p, i| match i {
+                Some(_) => Ok(Made::Loaded),
+                None => ConvLayer::load(gpu, file, name, shape, p).map(|l| Made::Layer(Box::new(l))),
+            },
+        )
+        .and_then(|mut n| {
+            // Blocks load from their prefix of the file.
+            match &mut n.body {
+                Body::Residual(blocks) => {
+                    for (i, b) in blocks.iter_mut().enumerate() {
+                        let sub = file.with_prefix(&format!("blocks.{i}."));
+                        *b = ResidualBlock::from_state_dict(
+                            gpu,
+                            ResidualVariant::Basic,
+                            channels,
+                            &sub,
+                        )?;
+                    }
+                }
+                Body::Dense(dense) => {
+                    dense.0 = DenseBlock::from_state_dict(
+                        gpu,
+                        channels,
+                        DENSE_GROWTH,
+                        depth,
+                        ConcatStrategy::Shared,
+                        &file.with_prefix("block."),
+                    )?;
+                }
+                Body::Plain(_) => {}
+            }
+            Ok(n)
+        })
+    }
+
+    fn build(
+        gpu: &Gpu,
+        arch: Arch,
+        depth: usize,
+        channels: usize,
+        make: impl Fn(&Gpu, &str, [usize; 4], Conv2dParams, Option<usize>) -> Result<Made>,
+    ) -> Result<Network> {
+        if depth == 0 || channels == 0 {
+            return Err(Error::param(
+                "network",
+                format!("depth ({depth}) and channels ({channels}) must be at least 1"),
+            ));
+        }
+        if arch == Arch::Residual && !depth.is_multiple_of(2) {
+            return Err(Error::param(
+                "network",
+                format!("a residual stack has two convs a block: depth {depth} must be even"),
+            ));
+        }
+        let layer = |name: &str, shape, p| match make(gpu, name, shape, p, None)? {
+            Made::Layer(l) => Ok(*l),
+            _ => Err(Error::param("network", "internal: expected a layer")),
+        };
+        let body = match arch {
+            Arch::Plain => Body::Plain(
+                (0..depth)
+                    .map(|i| {
+                        layer(
+                            &format!("layers.{i}"),
+                            [channels, channels, 3, 3],
+                            conv3x3(),
+                        )
+                    })
+                    .collect::<Result<_>>()?,
+            ),
+            Arch::Residual => Body::Residual(
+                (0..depth / 2)
+                    .map(|i| {
+                        let init = match make(gpu, "", [0; 4], conv3x3(), Some(i))? {
+                            Made::Block(init) => init,
+                            _ => Init::Torch(0),
+                        };
+                        ResidualBlock::with_init(gpu, ResidualVariant::Basic, channels, init)
+                    })
+                    .collect::<Result<_>>()?,
+            ),
+            Arch::Dense => {
+                let init = match make(gpu, "", [0; 4], conv3x3(), Some(0))? {
+                    Made::Block(init) => init,
+                    _ => Init::Torch(0),
+                };
+                let block = DenseBlock::with_init(
+                    gpu,
+                    channels,
+                    DENSE_GROWTH,
+                    depth,
+                    ConcatStrategy::Shared,
+                    init,
+                )?;
+                let transition = layer(
+                    "transition",
+                    [channels, channels + depth * DENSE_GROWTH, 1, 1],
+                    Conv2dParams::default(),
+                )?;
+                Body::Dense(Box::new((block, transition)))
+            }
+        };
+        Ok(Network {
+            arch,
+            depth,
+            channels,
+            body,
+            saved: None,
+            dense_features: None,
+        })
+    }
+
+    /// The architecture.
+    pub fn arch(&self) -> Arch {
+        self.arch
+    }
+
+    /// The depth it was made with.
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// Input (and output) channels.
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+
+    /// Every parameter with its `state_dict` name, in forward order. The tensors share the
+    /// network's buffers: an optimizer updates them in place.
+    pub fn parameters(&self) -> Vec<(String, Tensor)> {
+        match &self.body {
+            Body::Plain(layers) => layers.iter().flat_map(|l| l.parameters()).collect(),
+            Body::Residual(blocks) => blocks
+                .iter()
+                .enumerate()
+                .flat_map(|(i, b)| {
+                    b.parameters()
+                        .into_iter()
+                        .map(move |(n, t)| (format!("blocks.{i}.{n}"), t))
+                })
+                .collect(),
+            Body::Dense(dense) => dense
+                .0
+                .parameters()
+                .into_iter()
+                .map(|(n, t)| (format!("block.{n}"), t))
+                .chain(dense.1.parameters())
+                .collect(),
+        }
+    }
+
+    /// Writes the parameters as a safetensors `state_dict` (PyTorch names).
+    pub fn save(&self, gpu: &Gpu, path: &std::path::Path) -> Result<()> {
+        let mut file = TensorFile::default();
+        for (name, t) in self.parameters() {
+            let shape = if name.ends_with(".bias") {
+                vec![t.shape()[0]]
+            } else {
+                t.shape().to_vec()
+            };
+            file.tensors.insert(
+                name,
+                crate::weights::HostTensor {
+                    shape,
+                    data: t.to_vec(gpu)?,
+                },
+            );
+        }
+        file.write(path)
+    }
+
+    fn check_input(&self, x: &Tensor) -> Result<()> {
+        if x.shape()[1] != self.channels {
+            return Err(Error::shape(
+                "network",
+                format!(
+                    "input has {} channels, the network takes {}",
+                    x.shape()[1],
+                    self.channels
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Records the forward pass and keeps what backward needs; returns the output (the
+    /// input's shape). Refused while an earlier forward's state is unused (see the blocks).
+    pub fn forward(&mut self, rec: &mut Recording<'_>, x: &Tensor) -> Result<Tensor> {
+        self.check_input(x)?;
+        if self.saved.is_some() || self.dense_features.is_some() {
+            return Err(crate::blocks::forward_pending("network"));
+        }
+        match &mut self.body {
+            Body::Plain(layers) => {
+                // pre_0 = conv(x); pre_i = conv(relu(pre_{i-1})) with the ReLU applied as
+                // the conv loads; out = relu(pre_last). No ReLU copies are kept.
+                let mut saved = vec![x.clone()];
+                for (i, l) in layers.iter().enumerate() {
+                    let input = &saved[i];
+                    let pre = Tensor::zeros(rec.gpu(), x.shape(), Purpose::Activation)?;
+                    let fusion = Fusion {
+                        relu_input: i > 0,
+                        accumulate: false,
+                    };
+                    conv2d::conv2d_into(
+                        rec,
+                        input,
+                        &l.weight,
+                        Some(&l.bias),
+                        &l.params,
+                        &pre,
+                        fusion,
+                    )?;
+                    saved.push(pre);
+                }
+                let out = relu::relu(rec, &saved[layers.len()])?;
+                self.saved = Some(saved);
+                Ok(out)
+            }
+            Body::Residual(blocks) => {
+                let mut h = x.clone();
+                for b in blocks.iter_mut() {
+                    h = b.forward(rec, &h)?;
+                }
+                self.saved = Some(Vec::new());
+                Ok(h)
+            }
+            Body::Dense(dense) => {
+                let (block, t) = &mut **dense;
+                let features = block.forward(rec, x)?;
+                let out = conv2d::conv2d(rec, &features, &t.weight, Some(&t.bias), &t.params)?;
+                self.dense_features = Some(features);
+                Ok(out)
+            }
+        }
+    }
+
+    /// Records the backward pass for `grad_out` and returns the gradients of the input and
+    /// of every parameter (by `state_dict` name, in forward order). Uses up the saved state.
+    pub fn backward(&mut self, rec: &mut Recording<'_>, grad_out: &Tensor) -> Result<BlockGrads> {
+        let gpu = rec.gpu();
+        let grads = match &mut self.body {
+            Body::Plain(layers) => {
+                let saved = self
+                    .saved
+                    .as_ref()
+                    .ok_or_else(|| crate::blocks::forward_missing("network"))?;
+                let last = &saved[layers.len()];
+                if grad_out.shape() != last.shape() {
+                    return Err(Error::shape(
+                        "network backward",
+                        format!("grad_out {:?}, output {:?}", grad_out.shape(), last.shape()),
+                    ));
+                }
+                // g holds d loss / d pre_i, from the last layer down.
+                let mut g = relu::relu_backward(rec, last, grad_out)?;
+                let mut params = Vec::with_capacity(2 * layers.len());
+                for i in (0..layers.len()).rev() {
+                    let l = &layers[i];
+                    let gx = Tensor::zeros(gpu, saved[i].shape(), Purpose::Gradient)?;
+                    let gw = Tensor::zeros(gpu, l.weight.shape(), Purpose::Gradient)?;
+                    let gb = Tensor::zeros(gpu, l.bias.shape(), Purpose::Gradient)?;
+                    // Below the first layer the input was ReLU'd on load: its gradient is
+                    // masked by pre_{i-1} > 0 as it is stored.
+                    let fusion = Fusion {
+                        relu_input: i > 0,
+                        accumulate: false,
+                    };
+                    conv2d::conv2d_backward_into(
+                        rec,
+                        &saved[i],
+                        &l.weight,
+                        &g,
+                        &l.params,
+                        &gx,
+                        &gw,
+                        Some(&gb),
+                        fusion,
+                    )?;
+                    params.push((format!("{}.bias", l.name), gb));
+                    params.push((format!("{}.weight", l.name), gw));
+                    g = gx;
+                }
+                params.reverse();
+                BlockGrads { grad_x: g, params }
+            }
+            Body::Residual(blocks) => {
+                if self.saved.is_none() {
+                    return Err(crate::blocks::forward_missing("network"));
+                }
+                let mut g = grad_out.clone();
+                let mut params = Vec::new();
+                for (i, b) in blocks.iter_mut().enumerate().rev() {
+                    let bg = b.backward(rec, &g)?;
+                    for (n, t) in bg.params.into_iter().rev() {
+                        params.push((format!("blocks.{i}.{n}"), t));
+                    }
+                    g = bg.grad_x;
+                }
+                params.reverse();
+                BlockGrads { grad_x: g, params }
+            }
+            Body::Dense(dense) => {
+                let (block, t) = &mut **dense;
+                let features = self
+                    .dense_features
+                    .as_ref()
+                    .ok_or_else(|| crate::blocks::forward_missing("network"))?;
+                let g =
+                    conv2d::conv2d_backward(rec, features, &t.weight, true, grad_out, &t.params)?;
+                let bg = block.backward(rec, &g.grad_x)?;
+                let mut params: Vec<(String, Tensor)> = bg
+                    .params
+                    .into_iter()
+                    .map(|(n, t)| (format!("block.{n}"), t))
+                    .collect();
+                params.push(("transition.weight".into(), g.grad_weight));
+                if let Some(gb) = g.grad_bias {
+                    params.push(("transition.bias".into(), gb));
+                }
+                rec.retain(g.grad_x);
+                BlockGrads {
+                    grad_x: bg.grad_x,
+                    params,
+                }
+            }
+        };
+        self.saved = None;
+        self.dense_features = None;
+        Ok(grads)
+    }
+}
+
+/// What `build`'s callback makes: a layer, a block's init, or a block loaded later.
+enum Made {
+    Layer(Box<ConvLayer>),
+    Block(Init),
+    Loaded,
+}
