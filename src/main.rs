@@ -42,6 +42,9 @@ enum Command {
     /// Reliability under load: threads on one Gpu compared bitwise with a serial run, and
     /// thousands of passes with memory sampled (deterministic kernel choice).
     Stress(cli::stress::StressArgs),
+    /// The vanishing gradient, measured: per-layer weight-gradient norms of plain, residual
+    /// and dense stacks by depth.
+    Gradflow(cli::gradflow::GradflowArgs),
 }
 
 /// Without a valid `XDG_RUNTIME_DIR` (headless machines, CI), Mesa's device-select Vulkan
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         Some(Command::Memory(args)) => cli::memory::run(&args, backend).map(|_| true),
         Some(Command::Bench(args)) => cli::bench::run(&args, backend),
         Some(Command::Stress(args)) => cli::stress::run(&args, backend),
+        Some(Command::Gradflow(args)) => cli::gradflow::run(&args, backend),
         None => cli::bench::run(&cli::bench::BenchArgs::default(), backend),
     };
     match result {

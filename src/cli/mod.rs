@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod check;
+pub mod gradflow;
 pub mod info;
 pub mod memory;
 pub mod stress;

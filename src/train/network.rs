@@ -110,7 +110,9 @@ impl Network {
             channels,
             |gpu, name, shape, p, i| match i {
                 Some(block) => Ok(Made::Block(init.derive(block as u64))),
-                None => ConvLayer::init(gpu, name, shape, p, init).map(|l| Made::Layer(Box::new(l))),
+                None => {
+                    ConvLayer::init(gpu, name, shape, p, init).map(|l| Made::Layer(Box::new(l)))
+                }
             },
         )
     }
@@ -131,7 +133,9 @@ impl Network {
             channels,
             |gpu, name, shape, p, i| match i {
                 Some(_) => Ok(Made::Loaded),
-                None => ConvLayer::load(gpu, file, name, shape, p).map(|l| Made::Layer(Box::new(l))),
+                None => {
+                    ConvLayer::load(gpu, file, name, shape, p).map(|l| Made::Layer(Box::new(l)))
+                }
             },
         )
         .and_then(|mut n| {

@@ -1,0 +1,402 @@
+//! `skipgrad gradflow`: the vanishing gradient, measured. For each architecture and depth,
+//! one forward and backward of the MSE against a target, then the L2 norm of every layer's
+//! weight gradient: in a plain stack the first layers' gradients collapse with depth; skip
+//! connections (residual: addition, dense: concatenation) keep them alive.
+
+use std::path::{Path, PathBuf};
+
+use plotters::prelude::*;
+use skipgrad::ops::loss;
+use skipgrad::tensor::shape4;
+use skipgrad::weights::TensorFile;
+use skipgrad::{Arch, Error, Gpu, Init, Network, Purpose, Recording, Result, Tensor};
+
+use super::{adapter_line, open_gpu, progress_bar};
+
+/// What to measure.
+#[derive(Clone, Debug, clap::Args)]
+pub struct GradflowArgs {
+    /// Architectures: plain, residual, dense (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "plain,residual,dense")]
+    pub arch: Vec<String>,
+    /// Depths (convs of plain and residual stacks, layers of the dense block).
+    #[arg(long, value_delimiter = ',', default_value = "4,8,16,32,64")]
+    pub depth: Vec<usize>,
+    /// Channels of the input and of every plain/residual layer.
+    #[arg(long, default_value_t = 16)]
+    pub channels: usize,
+    /// Image height and width.
+    #[arg(long, default_value_t = 16)]
+    pub size: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Initialisation: torch (nn.Conv2d's default) or he (kaiming_normal_).
+    #[arg(long, default_value = "torch")]
+    pub init: String,
+    /// Seed of the parameters and of the random data.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// A safetensors file with `x` and `target` ([N, C, H, W]) instead of random data.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// A state_dict of the network (PyTorch names) instead of initialising (one arch and
+    /// depth).
+    #[arg(long)]
+    pub load: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Folder for gradflow.csv, gradflow_layers.svg and gradflow_depth.svg.
+    #[arg(long, default_value = "out")]
+    pub out_dir: PathBuf,
+}
+
+/// One weight's gradient norm.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Layer {
+    name: String,
+    grad_norm: f64,
+}
+
+/// One network's measurement.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Run {
+    arch: &'static str,
+    depth: usize,
+    loss: f64,
+    layers: Vec<Layer>,
+}
+
+impl Run {
+    fn first(&self) -> f64 {
+        self.layers.first().map_or(0.0, |l| l.grad_norm)
+    }
+    fn last(&self) -> f64 {
+        self.layers.last().map_or(0.0, |l| l.grad_norm)
+    }
+}
+
+/// Standard normal values from a seed (xorshift + Box-Muller).
+pub fn normal_data(seed: u64, n: usize) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut uniform = move || {
+        s ^= s >> 12;
+        s ^= s << 25;
+        s ^= s >> 27;
+        (s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    (0..n)
+        .map(|_| {
+            let (u1, u2) = (uniform().max(f64::MIN_POSITIVE), uniform());
+            ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+        })
+        .collect()
+}
+
+/// `x` and `target`: from `--data`, or random from the seed.
+pub fn data(
+    gpu: &Gpu,
+    path: Option<&Path>,
+    shape: [usize; 4],
+    seed: u64,
+) -> Result<(Tensor, Tensor)> {
+    match path {
+        Some(p) => {
+            let f = TensorFile::read(p)?;
+            let get = |k: &str| -> Result<Tensor> {
+                let t = f.tensor(k).map_err(|e| Error::TensorFile {
+                    path: p.display().to_string(),
+                    reason: e,
+                })?;
+                Tensor::from_slice(gpu, shape4(&t.shape)?, &t.data, Purpose::Activation)
+            };
+            Ok((get("x")?, get("target")?))
+        }
+        None => {
+            let n: usize = shape.iter().product();
+            let x = Tensor::from_slice(gpu, shape, &normal_data(seed ^ 1, n), Purpose::Activation)?;
+            let t = Tensor::from_slice(gpu, shape, &normal_data(seed ^ 2, n), Purpose::Activation)?;
+            Ok((x, t))
+        }
+    }
+}
+
+/// Parses the comma-separated architectures.
+pub fn archs(names: &[String]) -> Result<Vec<Arch>> {
+    names.iter().map(|n| Arch::parse(n)).collect()
+}
+
+/// One forward and backward; the gradient norm of every weight, in forward order.
+fn measure(gpu: &Gpu, net: &mut Network, x: &Tensor, target: &Tensor) -> Result<(f64, Vec<Layer>)> {
+    let mut rec = Recording::new(gpu);
+    let y = net.forward(&mut rec, x)?;
+    let l = loss::mse(&mut rec, &y, target)?;
+    let grads = net.backward(&mut rec, &l.grad)?;
+    rec.finish()?;
+    let mut layers = Vec::new();
+    for (name, g) in &grads.params {
+        if !name.ends_with(".weight") {
+            continue;
+        }
+        let v = g.to_vec(gpu)?;
+        let norm = v
+            .iter()
+            .map(|&a| (a as f64) * (a as f64))
+            .sum::<f64>()
+            .sqrt();
+        layers.push(Layer {
+            name: name.clone(),
+            grad_norm: norm,
+        });
+    }
+    Ok((l.loss.to_vec(gpu)?[0] as f64, layers))
+}
+
+/// Runs the sweep; prints the table or JSON, writes the CSV and plots.
+pub fn run(args: &GradflowArgs, backend: Option<&str>) -> Result<bool> {
+    let gpu = open_gpu(backend)?;
+    let archs = archs(&args.arch)?;
+    if args.load.is_some() && (archs.len() != 1 || args.depth.len() != 1) {
+        return Err(Error::InvalidParameter {
+            op: "gradflow",
+            detail: "--load takes one state_dict: give one --arch and one --depth".into(),
+        });
+    }
+    let shape = [args.batch, args.channels, args.size, args.size];
+    let (x, target) = data(&gpu, args.data.as_deref(), shape, args.seed)?;
+    let bar = progress_bar((archs.len() * args.depth.len()) as u64, "gradflow");
+    let mut runs = Vec::new();
+    for &arch in &archs {
+        for &depth in &args.depth {
+            bar.set_message(format!("{} depth {depth}", arch.name()));
+            let mut net = match &args.load {
+                Some(p) => Network::from_state_dict(
+                    &gpu,
+                    arch,
+                    depth,
+                    args.channels,
+                    &TensorFile::read(p)?,
+                )?,
+                None => Network::new(
+                    &gpu,
+                    arch,
+                    depth,
+                    args.channels,
+                    Init::parse(&args.init, args.seed)?,
+                )?,
+            };
+            let (loss, layers) = measure(&gpu, &mut net, &x, &target)?;
+            runs.push(Run {
+                arch: arch.name(),
+                depth,
+                loss,
+                layers,
+            });
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    std::fs::create_dir_all(&args.out_dir).map_err(|e| io_err(&args.out_dir, e))?;
+    write_csv(&args.out_dir.join("gradflow.csv"), &runs)?;
+    plot_layers(&args.out_dir.join("gradflow_layers.svg"), &runs, args)?;
+    plot_depth(&args.out_dir.join("gradflow_depth.svg"), &runs, args)?;
+    if args.json {
+        let v = serde_json::json!({
+            "adapter": adapter_line(&gpu),
+            "channels": args.channels, "size": args.size, "batch": args.batch,
+            "init": args.init, "seed": args.seed,
+            "runs": runs,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        println!("adapter: {}", adapter_line(&gpu));
+        println!(
+            "MSE loss vs a target, one backward; ||grad|| of each weight ({} channels, {}x{}, batch {}, init {}, seed {})",
+            args.channels, args.size, args.size, args.batch, args.init, args.seed
+        );
+        println!(
+            "{:<9} {:>6} {:>12} {:>14} {:>14} {:>12}",
+            "arch", "depth", "loss", "first ||g||", "last ||g||", "first/last"
+        );
+        for r in &runs {
+            println!(
+                "{:<9} {:>6} {:>12.5} {:>14.4e} {:>14.4e} {:>12.3e}",
+                r.arch,
+                r.depth,
+                r.loss,
+                r.first(),
+                r.last(),
+                r.first() / r.last()
+            );
+        }
+        println!(
+            "per-layer norms: {}; plots: {}, {}",
+            args.out_dir.join("gradflow.csv").display(),
+            args.out_dir.join("gradflow_layers.svg").display(),
+            args.out_dir.join("gradflow_depth.svg").display()
+        );
+    }
+    Ok(true)
+}
+
+fn io_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Io {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+fn write_csv(path: &Path, runs: &[Run]) -> Result<()> {
+    let mut s = String::from("arch,depth,layer_index,name,grad_norm\n");
+    for r in runs {
+        for (i, l) in r.layers.iter().enumerate() {
+            s.push_str(&format!(
+                "{},{},{i},{},{:e}\n",
+                r.arch, r.depth, l.name, l.grad_norm
+            ));
+        }
+    }
+    std::fs::write(path, s).map_err(|e| io_err(path, e))
+}
+
+fn color(arch: &str) -> RGBColor {
+    match arch {
+        "plain" => RED,
+        "residual" => BLUE,
+        _ => RGBColor(0, 140, 60),
+    }
+}
+
+/// log10 of a norm, floored so a zero gradient still plots.
+fn lg(v: f64) -> f64 {
+    v.max(1e-30).log10()
+}
+
+fn y_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+        (a.min(v), b.max(v))
+    });
+    if lo.is_finite() {
+        (lo.floor() - 0.5)..(hi.ceil() + 0.5)
+    } else {
+        -1.0..1.0
+    }
+}
+
+/// Per-layer norms of the deepest run of each architecture.
+fn plot_layers(path: &Path, runs: &[Run], a: &GradflowArgs) -> Result<()> {
+    let deepest: Vec<&Run> = ["plain", "residual", "dense"]
+        .iter()
+        .filter_map(|arch| {
+            runs.iter()
+                .filter(|r| r.arch == *arch)
+                .max_by_key(|r| r.depth)
+        })
+        .collect();
+    let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let xmax = deepest.iter().map(|r| r.layers.len()).max().unwrap_or(1) as f64;
+        let yr = y_range(
+            deepest
+                .iter()
+                .flat_map(|r| r.layers.iter().map(|l| lg(l.grad_norm))),
+        );
+        let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!(
+                    "Weight-gradient norm by layer ({} ch, {}x{}, batch {}, init {})",
+                    a.channels, a.size, a.size, a.batch, a.init
+                ),
+                ("sans-serif", 20),
+            )
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..xmax, yr)?;
+        chart
+            .configure_mesh()
+            .x_desc("layer (forward order)")
+            .y_desc("log10 ||dL/dW||")
+            .draw()?;
+        for r in &deepest {
+            let c = color(r.arch);
+            let pts: Vec<(f64, f64)> = r
+                .layers
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (i as f64, lg(l.grad_norm)))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(pts, c.stroke_width(2)))?
+                .label(format!("{} (depth {})", r.arch, r.depth))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.9))
+            .draw()?;
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| io_err(path, e))
+}
+
+/// The first layer's norm against depth, per architecture.
+fn plot_depth(path: &Path, runs: &[Run], a: &GradflowArgs) -> Result<()> {
+    let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let xmax = runs.iter().map(|r| r.depth).max().unwrap_or(1) as f64;
+        let yr = y_range(runs.iter().map(|r| lg(r.first())));
+        let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!(
+                    "First layer's weight-gradient norm vs depth ({} ch, init {})",
+                    a.channels, a.init
+                ),
+                ("sans-serif", 20),
+            )
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..xmax * 1.05, yr)?;
+        chart
+            .configure_mesh()
+            .x_desc("depth")
+            .y_desc("log10 ||dL/dW_first||")
+            .draw()?;
+        for arch in ["plain", "residual", "dense"] {
+            let c = color(arch);
+            let pts: Vec<(f64, f64)> = runs
+                .iter()
+                .filter(|r| r.arch == arch)
+                .map(|r| (r.depth as f64, lg(r.first())))
+                .collect();
+            if pts.is_empty() {
+                continue;
+            }
+            chart
+                .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))?
+                .label(arch)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
+                });
+            chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled())))?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerLeft)
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.9))
+            .draw()?;
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| io_err(path, e))
+}
