@@ -45,6 +45,9 @@ enum Command {
     /// The vanishing gradient, measured: per-layer weight-gradient norms of plain, residual
     /// and dense stacks by depth.
     Gradflow(cli::gradflow::GradflowArgs),
+    /// Train plain / residual / dense stacks on a synthetic denoising task (or --data) on the
+    /// GPU: one submission a step, the loss read back only when logged.
+    Train(cli::train::TrainArgs),
 }
 
 /// Without a valid `XDG_RUNTIME_DIR` (headless machines, CI), Mesa's device-select Vulkan
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         Some(Command::Bench(args)) => cli::bench::run(&args, backend),
         Some(Command::Stress(args)) => cli::stress::run(&args, backend),
         Some(Command::Gradflow(args)) => cli::gradflow::run(&args, backend),
+        Some(Command::Train(args)) => cli::train::run(&args, backend),
         None => cli::bench::run(&cli::bench::BenchArgs::default(), backend),
     };
     match result {
