@@ -1,6 +1,7 @@
 //! Tensors in `.safetensors` files: the reference cases and block parameters, read and
-//! written with the `safetensors` crate. Only `F32` tensors are accepted; names are kept as
-//! they are (PyTorch `state_dict` names such as `conv1.weight`).
+//! written with the `safetensors` crate. Float tensors (F32, F64, F16, BF16) are read as
+//! f32; integer entries (`num_batches_tracked`) are skipped; names are kept as they are
+//! (PyTorch `state_dict` names such as `conv1.weight`). Files are written as F32.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -145,17 +146,30 @@ impl TensorFile {
         let metadata = meta.metadata().clone().unwrap_or_default();
         let mut tensors = BTreeMap::new();
         for (name, view) in st.tensors() {
-            if view.dtype() != safetensors::Dtype::F32 {
-                return Err(format!(
-                    "tensor {name} is {:?}; only F32 is supported",
-                    view.dtype()
-                ));
-            }
-            let data: Vec<f32> = view
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
+            use safetensors::Dtype;
+            // Floats of every width become f32 (as PyTorch's `.float()` rounds them);
+            // integer and boolean entries (`num_batches_tracked`, masks) are not
+            // parameters of any conv and are left out.
+            let bytes = view.data();
+            let data: Vec<f32> = match view.dtype() {
+                Dtype::F32 => bytes
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+                Dtype::F64 => bytes
+                    .chunks_exact(8)
+                    .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32)
+                    .collect(),
+                Dtype::F16 => bytes
+                    .chunks_exact(2)
+                    .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect(),
+                Dtype::BF16 => bytes
+                    .chunks_exact(2)
+                    .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect(),
+                _ => continue,
+            };
             tensors.insert(
                 name,
                 HostTensor {

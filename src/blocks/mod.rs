@@ -151,7 +151,8 @@ impl ConvLayer {
     }
 
     /// A layer whose weight and bias come from `file` as `{name}.weight` / `{name}.bias`,
-    /// which must have exactly the expected shapes.
+    /// which must have exactly the expected shapes (no `{name}.bias`: a conv made with
+    /// `bias=False`, whose bias is zero).
     pub fn load(
         gpu: &Gpu,
         file: &TensorFile,
@@ -182,10 +183,16 @@ impl ConvLayer {
             }
             Tensor::from_slice(gpu, shape4(&t.shape)?, &t.data, Purpose::Parameter)
         };
+        // A conv made with `bias=False` has no `{name}.bias`: its bias is zero.
+        let bias = if file.tensors.contains_key(&format!("{name}.bias")) {
+            get("bias", [shape[0], 1, 1, 1], 1)?
+        } else {
+            Tensor::zeros(gpu, [shape[0], 1, 1, 1], Purpose::Parameter)?
+        };
         Ok(ConvLayer {
             name: name.to_string(),
             weight: get("weight", shape, 4)?,
-            bias: get("bias", [shape[0], 1, 1, 1], 1)?,
+            bias,
             params,
         })
     }

@@ -110,7 +110,9 @@ impl ResidualBlock {
     }
 
     /// A block whose parameters come from a PyTorch `state_dict` (`conv1.weight`,
-    /// `conv1.bias`, `conv2.weight`, `conv2.bias`).
+    /// `conv1.bias`, `conv2.weight`, `conv2.bias`; the notebook's `conv_layer1.*` and
+    /// `conv_layer2.*` too). Convs saved without a bias load with a zero one; for one block
+    /// out of a larger `state_dict`, pass `file.with_prefix("blocks.3.")`.
     pub fn from_state_dict(
         gpu: &Gpu,
         variant: ResidualVariant,
@@ -119,11 +121,23 @@ impl ResidualBlock {
     ) -> Result<ResidualBlock> {
         let channels = Self::check_channels(variant, channels)?;
         let (s1, s2, p) = shapes(variant, channels);
+        // The notebook's own module names its convs conv_layer1 / conv_layer2.
+        let notebook = !file.tensors.contains_key("conv1.weight")
+            && file.tensors.contains_key("conv_layer1.weight");
+        let (n1, n2) = if notebook {
+            ("conv_layer1", "conv_layer2")
+        } else {
+            ("conv1", "conv2")
+        };
+        let mut conv1 = ConvLayer::load(gpu, file, n1, s1, p)?;
+        let mut conv2 = ConvLayer::load(gpu, file, n2, s2, p)?;
+        conv1.name = "conv1".into();
+        conv2.name = "conv2".into();
         Ok(ResidualBlock {
             variant,
             channels,
-            conv1: ConvLayer::load(gpu, file, "conv1", s1, p)?,
-            conv2: ConvLayer::load(gpu, file, "conv2", s2, p)?,
+            conv1,
+            conv2,
             saved: None,
         })
     }
