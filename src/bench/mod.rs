@@ -12,11 +12,14 @@ use crate::cases::{compare, Comparison, CONV_TOLERANCE};
 use crate::error::{Error, Result};
 use crate::memory::Purpose;
 use crate::ops::conv2d::{self, Conv2dParams, Fusion};
+use crate::ops::loss;
 use crate::record::Recording;
 use crate::reference::{self, HostConv};
 use crate::tensor::Tensor;
+use crate::train::{self, Arch, Network, Optimizer, OptimizerKind, Sgd};
 use crate::weights::{HostTensor, TensorFile};
 use crate::Gpu;
+use crate::Init;
 
 /// What a case runs.
 #[derive(Clone, Debug, PartialEq)]
@@ -64,6 +67,19 @@ pub enum CaseKind {
         hw: usize,
         /// Concatenation strategy.
         strategy: ConcatStrategy,
+    },
+    /// One training step of a [`Network`]: forward, MSE, backward, SGD with momentum 0.9.
+    TrainStep {
+        /// Batch.
+        n: usize,
+        /// Architecture.
+        arch: Arch,
+        /// Depth.
+        depth: usize,
+        /// Channels.
+        c: usize,
+        /// Image size.
+        hw: usize,
     },
 }
 
@@ -120,6 +136,18 @@ pub fn standard_cases() -> Vec<BenchCase> {
                 layers: 6,
                 hw: 16,
                 strategy,
+            },
+        });
+    }
+    for (arch, depth) in [(Arch::Residual, 20), (Arch::Dense, 12)] {
+        cases.push(BenchCase {
+            name: format!("train_step_{}_d{depth}_c16_16x16_n8", arch.name()),
+            kind: CaseKind::TrainStep {
+                n: 8,
+                arch,
+                depth,
+                c: 16,
+                hw: 16,
             },
         });
     }
@@ -193,6 +221,12 @@ enum Inner {
         go: Tensor,
         last: Option<(Tensor, crate::BlockGrads)>,
     },
+    Train {
+        net: Box<Network>,
+        opt: Box<Optimizer>,
+        x: Tensor,
+        target: Tensor,
+    },
 }
 
 impl BenchCase {
@@ -202,7 +236,8 @@ impl BenchCase {
         match &mut c.kind {
             CaseKind::Conv { n, .. }
             | CaseKind::ResidualBasic { n, .. }
-            | CaseKind::Dense { n, .. } => *n = batch,
+            | CaseKind::Dense { n, .. }
+            | CaseKind::TrainStep { n, .. } => *n = batch,
         }
         c
     }
@@ -296,6 +331,29 @@ impl BenchCase {
                     last: None,
                 }
             }
+            CaseKind::TrainStep {
+                n,
+                arch,
+                depth,
+                c,
+                hw,
+            } => {
+                file.tensors
+                    .insert("x".into(), host(&[n, c, hw, hw], 1.0, 1));
+                file.tensors
+                    .insert("target".into(), host(&[n, c, hw, hw], 1.0, 5));
+                let sgd = Sgd {
+                    lr: 0.01,
+                    momentum: 0.9,
+                    ..Sgd::default()
+                };
+                Inner::Train {
+                    net: Box::new(Network::new(gpu, arch, depth, c, Init::Torch(7))?),
+                    opt: Box::new(Optimizer::new(OptimizerKind::Sgd(sgd))?),
+                    x: upload(gpu, &file.tensors["x"], Purpose::Activation)?,
+                    target: upload(gpu, &file.tensors["target"], Purpose::Activation)?,
+                }
+            }
         };
         Ok(Workload { inner, host: file })
     }
@@ -310,6 +368,16 @@ impl Workload {
             }
             Inner::Residual { block, x, .. } => block.forward_inference(rec, x).map(|_| ()),
             Inner::Dense { block, x, .. } => block.forward_inference(rec, x).map(|_| ()),
+            Inner::Train { net, x, target, .. } => {
+                // Forward and loss: what a training step computes before backward.
+                let y = net.forward(rec, x)?;
+                let l = loss::mse(rec, &y, target)?;
+                net.clear_saved();
+                rec.retain(y);
+                rec.retain(l.loss);
+                rec.retain(l.grad);
+                Ok(())
+            }
         }
     }
 
@@ -342,6 +410,16 @@ impl Workload {
                 *last = Some((out, grads));
                 Ok(())
             }
+            Inner::Train {
+                net,
+                opt,
+                x,
+                target,
+            } => {
+                let loss = train::train_step(rec, net, opt, x, target)?;
+                rec.retain(loss);
+                Ok(())
+            }
         }
     }
 
@@ -349,6 +427,9 @@ impl Workload {
     /// cases at sampled elements of every output (the full reference of a large conv takes
     /// seconds), blocks in full. Returns one comparison per output.
     pub fn verify(&mut self, gpu: &Gpu) -> Result<Vec<Comparison>> {
+        if let Inner::Train { net, x, target, .. } = &mut self.inner {
+            return verify_train(gpu, net, x, target);
+        }
         let mut rec = Recording::new(gpu);
         self.record_fwd_bwd(&mut rec)?;
         rec.finish()?;
@@ -403,6 +484,7 @@ impl Workload {
                 ));
                 Ok(out)
             }
+            Inner::Train { .. } => Ok(Vec::new()),
             Inner::Residual { last, .. } | Inner::Dense { last, .. } => {
                 let (y, grads) = last
                     .as_ref()
@@ -454,4 +536,111 @@ impl Workload {
             }
         }
     }
+}
+
+/// A training step's guard: the network's output and loss before the update against the f64
+/// CPU reference of the same stack (from its parameters read back), then one step's update
+/// of the first weight against `w - lr * grad` (SGD's first step, momentum buffer = grad).
+fn verify_train(
+    gpu: &Gpu,
+    net: &mut Network,
+    x: &Tensor,
+    target: &Tensor,
+) -> Result<Vec<Comparison>> {
+    let mut rec = Recording::new(gpu);
+    let y = net.forward(&mut rec, x)?;
+    let l = loss::mse(&mut rec, &y, target)?;
+    let grads = net.backward(&mut rec, &l.grad)?;
+    rec.finish()?;
+    let host: Vec<(String, Vec<f64>, [usize; 4])> = net
+        .parameters()
+        .iter()
+        .map(|(n, t)| Ok((n.clone(), f64s(&t.to_vec(gpu)?), t.shape())))
+        .collect::<Result<_>>()?;
+    let convs: Vec<HostConv<'_>> = host
+        .chunks(2)
+        .map(|pair| HostConv {
+            weight: &pair[0].1,
+            shape: pair[0].2,
+            bias: &pair[1].1,
+        })
+        .collect();
+    let (xs, xv) = (x.shape(), f64s(&x.to_vec(gpu)?));
+    let p = Conv2dParams::new(1, 1);
+    let want_y = match net.arch() {
+        Arch::Plain => {
+            let mut h = xv;
+            for c in &convs {
+                h = reference::relu(
+                    &reference::conv2d(&h, xs, c.weight, c.shape, Some(c.bias), &p)?.0,
+                );
+            }
+            h
+        }
+        Arch::Residual => {
+            let mut h = xv;
+            for pair in convs.chunks(2) {
+                h = reference::residual_block(&h, xs, &pair[0], &pair[1], &p, true)?;
+            }
+            h
+        }
+        Arch::Dense => {
+            let (body, transition) = convs.split_at(convs.len() - 1);
+            let f = reference::dense_block(&xv, xs, body)?;
+            let fs = [xs[0], transition[0].shape[1], xs[2], xs[3]];
+            let t = &transition[0];
+            reference::conv2d(
+                &f,
+                fs,
+                t.weight,
+                t.shape,
+                Some(t.bias),
+                &Conv2dParams::default(),
+            )?
+            .0
+        }
+    };
+    let tv = f64s(&target.to_vec(gpu)?);
+    let want_loss = want_y
+        .iter()
+        .zip(&tv)
+        .map(|(a, b)| (a - b) * (a - b))
+        .sum::<f64>()
+        / want_y.len() as f64;
+    let f32s = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
+    let mut out = vec![
+        compare("out", &y.to_vec(gpu)?, &f32s(&want_y), CONV_TOLERANCE),
+        compare(
+            "loss",
+            &l.loss.to_vec(gpu)?,
+            &[want_loss as f32],
+            CONV_TOLERANCE,
+        ),
+    ];
+    // One SGD step (lr 0.01, momentum 0.9: the first step moves by lr * grad).
+    let mut opt = Optimizer::new(OptimizerKind::Sgd(Sgd {
+        lr: 0.01,
+        momentum: 0.9,
+        ..Sgd::default()
+    }))?;
+    let (name, w) = net.parameters()[0].clone();
+    let before = w.to_vec(gpu)?;
+    let g = grads
+        .params
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, g)| g.to_vec(gpu))
+        .transpose()?
+        .unwrap_or_default();
+    let mut rec = Recording::new(gpu);
+    opt.step(&mut rec, &net.parameters(), &grads.params)?;
+    rec.finish()?;
+    let want_w: Vec<f32> = before.iter().zip(&g).map(|(w, g)| w - 0.01 * g).collect();
+    out.push(compare(
+        &format!("{name} after one step"),
+        &w.to_vec(gpu)?,
+        &want_w,
+        CONV_TOLERANCE,
+    ));
+    Ok(out)
 }

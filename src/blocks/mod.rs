@@ -183,6 +183,7 @@ impl ConvLayer {
             }
             Tensor::from_slice(gpu, shape4(&t.shape)?, &t.data, Purpose::Parameter)
         };
+        let weight = get("weight", shape, 4)?;
         // A conv made with `bias=False` has no `{name}.bias`: its bias is zero.
         let bias = if file.tensors.contains_key(&format!("{name}.bias")) {
             get("bias", [shape[0], 1, 1, 1], 1)?
@@ -191,7 +192,7 @@ impl ConvLayer {
         };
         Ok(ConvLayer {
             name: name.to_string(),
-            weight: get("weight", shape, 4)?,
+            weight,
             bias,
             params,
         })

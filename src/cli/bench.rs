@@ -96,6 +96,9 @@ pub struct CaseResult {
     fwd_bwd_fraction_of_bandwidth: f64,
     bound: &'static str,
     peak_bytes: u64,
+    /// Peak bytes per purpose (activation, gradient, parameter, scratch, staging, uniform,
+    /// optimizer) over the timed runs.
+    peak_bytes_by_purpose: std::collections::BTreeMap<&'static str, u64>,
     dispatches_fwd_bwd: usize,
     /// The kernels (entry points) the case ran, autotuned choices included.
     kernels: Vec<String>,
@@ -222,7 +225,12 @@ fn run_case(
     let (tf, wf, cf) = (fwd.times, fwd.wall, fwd.cost);
     let (tb, wb, cb, dispatches) = (fb.times, fb.wall, fb.cost, fb.dispatches);
     let kernels: Vec<String> = kernels.iter().map(|k| k.to_string()).collect();
-    let peak_bytes = gpu.memory_report().peak_total.saturating_sub(base);
+    let report = gpu.memory_report();
+    let peak_bytes = report.peak_total.saturating_sub(base);
+    let peak_bytes_by_purpose = skipgrad::Purpose::ALL
+        .iter()
+        .map(|&p| (p.name(), report.peak(p)))
+        .collect();
     drop(w);
     let (sf, sb) = (stats(tf), stats(tb));
     let gflops = |flops: u64, ms: f64| flops as f64 / (ms * 1e6);
@@ -255,6 +263,7 @@ fn run_case(
         fwd_bwd_fraction_of_bandwidth: fwd_bwd_gbs / ceil.bandwidth_gbs,
         bound,
         peak_bytes,
+        peak_bytes_by_purpose,
         dispatches_fwd_bwd: dispatches,
         kernels,
         max_rel_err,

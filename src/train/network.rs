@@ -370,6 +370,18 @@ impl Network {
         }
     }
 
+    /// Drops the state saved by `forward` (so another `forward` may run without a backward).
+    pub fn clear_saved(&mut self) {
+        self.saved = None;
+        self.dense_features = None;
+        if let Body::Residual(blocks) = &mut self.body {
+            blocks.iter_mut().for_each(ResidualBlock::clear_saved);
+        }
+        if let Body::Dense(dense) = &mut self.body {
+            dense.0.clear_saved();
+        }
+    }
+
     /// Records the backward pass for `grad_out` and returns the gradients of the input and
     /// of every parameter (by `state_dict` name, in forward order). Uses up the saved state.
     pub fn backward(&mut self, rec: &mut Recording<'_>, grad_out: &Tensor) -> Result<BlockGrads> {
