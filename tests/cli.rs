@@ -35,3 +35,93 @@ fn check_refuses_an_endless_file_fast() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 passed, 1 failed"));
     assert!(start.elapsed().as_secs_f64() < 10.0);
 }
+
+/// `gradflow --json` at depth 16: the plain stack's first-layer gradient is orders of
+/// magnitude below the residual and dense ones; CSV and plots are written.
+#[test]
+fn gradflow_shows_the_vanishing_gradient() {
+    let dir = std::env::temp_dir().join("skipgrad_cli_gradflow");
+    let out = skipgrad()
+        .args([
+            "gradflow",
+            "--depth",
+            "16",
+            "--channels",
+            "8",
+            "--size",
+            "8",
+            "--batch",
+            "2",
+        ])
+        .args(["--json", "--out-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let first = |arch: &str| -> f64 {
+        let run = v["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["arch"] == arch)
+            .unwrap();
+        run["layers"][0]["grad_norm"].as_f64().unwrap()
+    };
+    assert!(first("plain") * 1e3 < first("residual"), "{v}");
+    assert!(first("plain") * 1e3 < first("dense"), "{v}");
+    for f in ["gradflow.csv", "gradflow_layers.svg", "gradflow_depth.svg"] {
+        assert!(dir.join(f).exists(), "{f}");
+    }
+}
+
+/// `train --json`: one entry per logged step; the loss read back only at those steps.
+#[test]
+fn train_logs_the_requested_steps() {
+    let dir = std::env::temp_dir().join("skipgrad_cli_train");
+    let out = skipgrad()
+        .args([
+            "train",
+            "--arch",
+            "residual",
+            "--depth",
+            "4",
+            "--channels",
+            "4",
+            "--size",
+            "8",
+        ])
+        .args([
+            "--steps",
+            "6",
+            "--log-every",
+            "3",
+            "--optimizer",
+            "adamw",
+            "--json",
+            "--out-dir",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run = &v["runs"][0];
+    let steps: Vec<u64> = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, vec![0, 2, 5]);
+    assert_eq!(run["read_backs"], 3);
+    assert!(dir.join("train.svg").exists());
+}

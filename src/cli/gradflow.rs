@@ -5,13 +5,13 @@
 
 use std::path::{Path, PathBuf};
 
-use plotters::prelude::*;
+use plotters::chart::SeriesLabelPosition;
 use skipgrad::ops::loss;
 use skipgrad::tensor::shape4;
 use skipgrad::weights::TensorFile;
 use skipgrad::{Arch, Error, Gpu, Init, Network, Purpose, Recording, Result, Tensor};
 
-use super::{adapter_line, open_gpu, progress_bar};
+use super::{adapter_line, arch_color, line_chart, open_gpu, progress_bar, Series};
 
 /// What to measure.
 #[derive(Clone, Debug, clap::Args)]
@@ -22,6 +22,20 @@ pub struct GradflowArgs {
     /// Depths (convs of plain and residual stacks, layers of the dense block).
     #[arg(long, value_delimiter = ',', default_value = "4,8,16,32,64")]
     pub depth: Vec<usize>,
+    /// The network and its data.
+    #[command(flatten)]
+    pub net: NetArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Folder for gradflow.csv, gradflow_layers.svg and gradflow_depth.svg.
+    #[arg(long, default_value = "out")]
+    pub out_dir: PathBuf,
+}
+
+/// What `gradflow` and `train` share: the network's size and initialisation, and its data.
+#[derive(Clone, Debug, clap::Args)]
+pub struct NetArgs {
     /// Channels of the input and of every plain/residual layer.
     #[arg(long, default_value_t = 16)]
     pub channels: usize,
@@ -34,22 +48,39 @@ pub struct GradflowArgs {
     /// Initialisation: torch (nn.Conv2d's default) or he (kaiming_normal_).
     #[arg(long, default_value = "torch")]
     pub init: String,
-    /// Seed of the parameters and of the random data.
+    /// Seed of the parameters and of the data.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// A safetensors file with `x` and `target` ([N, C, H, W]) instead of random data.
+    /// A safetensors file with `x` and `target` ([N, C, H, W]) instead of generated data.
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// A state_dict of the network (PyTorch names) instead of initialising (one arch and
     /// depth).
     #[arg(long)]
     pub load: Option<PathBuf>,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
-    /// Folder for gradflow.csv, gradflow_layers.svg and gradflow_depth.svg.
-    #[arg(long, default_value = "out")]
-    pub out_dir: PathBuf,
+}
+
+impl NetArgs {
+    /// The shape of the data: `[batch, channels, size, size]`.
+    pub fn shape(&self) -> [usize; 4] {
+        [self.batch, self.channels, self.size, self.size]
+    }
+
+    /// A network of `arch` and `depth`: loaded from `--load`, else initialised.
+    pub fn network(&self, gpu: &Gpu, arch: Arch, depth: usize) -> Result<Network> {
+        match &self.load {
+            Some(p) => {
+                Network::from_state_dict(gpu, arch, depth, self.channels, &TensorFile::read(p)?)
+            }
+            None => Network::new(
+                gpu,
+                arch,
+                depth,
+                self.channels,
+                Init::parse(&self.init, self.seed)?,
+            ),
+        }
+    }
 }
 
 /// One weight's gradient norm.
@@ -157,35 +188,20 @@ fn measure(gpu: &Gpu, net: &mut Network, x: &Tensor, target: &Tensor) -> Result<
 pub fn run(args: &GradflowArgs, backend: Option<&str>) -> Result<bool> {
     let gpu = open_gpu(backend)?;
     let archs = archs(&args.arch)?;
-    if args.load.is_some() && (archs.len() != 1 || args.depth.len() != 1) {
+    if args.net.load.is_some() && (archs.len() != 1 || args.depth.len() != 1) {
         return Err(Error::InvalidParameter {
             op: "gradflow",
             detail: "--load takes one state_dict: give one --arch and one --depth".into(),
         });
     }
-    let shape = [args.batch, args.channels, args.size, args.size];
-    let (x, target) = data(&gpu, args.data.as_deref(), shape, args.seed)?;
+    let a = &args.net;
+    let (x, target) = data(&gpu, a.data.as_deref(), a.shape(), a.seed)?;
     let bar = progress_bar((archs.len() * args.depth.len()) as u64, "gradflow");
     let mut runs = Vec::new();
     for &arch in &archs {
         for &depth in &args.depth {
             bar.set_message(format!("{} depth {depth}", arch.name()));
-            let mut net = match &args.load {
-                Some(p) => Network::from_state_dict(
-                    &gpu,
-                    arch,
-                    depth,
-                    args.channels,
-                    &TensorFile::read(p)?,
-                )?,
-                None => Network::new(
-                    &gpu,
-                    arch,
-                    depth,
-                    args.channels,
-                    Init::parse(&args.init, args.seed)?,
-                )?,
-            };
+            let mut net = args.net.network(&gpu, arch, depth)?;
             let (loss, layers) = measure(&gpu, &mut net, &x, &target)?;
             runs.push(Run {
                 arch: arch.name(),
@@ -199,13 +215,13 @@ pub fn run(args: &GradflowArgs, backend: Option<&str>) -> Result<bool> {
     bar.finish_and_clear();
     std::fs::create_dir_all(&args.out_dir).map_err(|e| io_err(&args.out_dir, e))?;
     write_csv(&args.out_dir.join("gradflow.csv"), &runs)?;
-    plot_layers(&args.out_dir.join("gradflow_layers.svg"), &runs, args)?;
-    plot_depth(&args.out_dir.join("gradflow_depth.svg"), &runs, args)?;
+    plot_layers(&args.out_dir.join("gradflow_layers.svg"), &runs, a)?;
+    plot_depth(&args.out_dir.join("gradflow_depth.svg"), &runs, a)?;
     if args.json {
         let v = serde_json::json!({
             "adapter": adapter_line(&gpu),
-            "channels": args.channels, "size": args.size, "batch": args.batch,
-            "init": args.init, "seed": args.seed,
+            "channels": a.channels, "size": a.size, "batch": a.batch,
+            "init": a.init, "seed": a.seed,
             "runs": runs,
         });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
@@ -213,7 +229,7 @@ pub fn run(args: &GradflowArgs, backend: Option<&str>) -> Result<bool> {
         println!("adapter: {}", adapter_line(&gpu));
         println!(
             "MSE loss vs a target, one backward; ||grad|| of each weight ({} channels, {}x{}, batch {}, init {}, seed {})",
-            args.channels, args.size, args.size, args.batch, args.init, args.seed
+            a.channels, a.size, a.size, a.batch, a.init, a.seed
         );
         println!(
             "{:<9} {:>6} {:>12} {:>14} {:>14} {:>12}",
@@ -260,14 +276,6 @@ fn write_csv(path: &Path, runs: &[Run]) -> Result<()> {
     std::fs::write(path, s).map_err(|e| io_err(path, e))
 }
 
-fn color(arch: &str) -> RGBColor {
-    match arch {
-        "plain" => RED,
-        "residual" => BLUE,
-        _ => RGBColor(0, 140, 60),
-    }
-}
-
 /// log10 of a norm, floored so a zero gradient still plots.
 fn lg(v: f64) -> f64 {
     v.max(1e-30).log10()
@@ -285,7 +293,7 @@ fn y_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
 }
 
 /// Per-layer norms of the deepest run of each architecture.
-fn plot_layers(path: &Path, runs: &[Run], a: &GradflowArgs) -> Result<()> {
+fn plot_layers(path: &Path, runs: &[Run], a: &NetArgs) -> Result<()> {
     let deepest: Vec<&Run> = ["plain", "residual", "dense"]
         .iter()
         .filter_map(|arch| {
@@ -294,109 +302,68 @@ fn plot_layers(path: &Path, runs: &[Run], a: &GradflowArgs) -> Result<()> {
                 .max_by_key(|r| r.depth)
         })
         .collect();
-    let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
-        let xmax = deepest.iter().map(|r| r.layers.len()).max().unwrap_or(1) as f64;
-        let yr = y_range(
-            deepest
-                .iter()
-                .flat_map(|r| r.layers.iter().map(|l| lg(l.grad_norm))),
-        );
-        let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
-        root.fill(&WHITE)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                format!(
-                    "Weight-gradient norm by layer ({} ch, {}x{}, batch {}, init {})",
-                    a.channels, a.size, a.size, a.batch, a.init
-                ),
-                ("sans-serif", 20),
-            )
-            .margin(15)
-            .x_label_area_size(40)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0f64..xmax, yr)?;
-        chart
-            .configure_mesh()
-            .x_desc("layer (forward order)")
-            .y_desc("log10 ||dL/dW||")
-            .draw()?;
-        for r in &deepest {
-            let c = color(r.arch);
-            let pts: Vec<(f64, f64)> = r
+    let xmax = deepest.iter().map(|r| r.layers.len()).max().unwrap_or(1) as f64;
+    let yr = y_range(
+        deepest
+            .iter()
+            .flat_map(|r| r.layers.iter().map(|l| lg(l.grad_norm))),
+    );
+    let series: Vec<Series> = deepest
+        .iter()
+        .map(|r| Series {
+            label: format!("{} (depth {})", r.arch, r.depth),
+            color: arch_color(r.arch),
+            points: r
                 .layers
                 .iter()
                 .enumerate()
                 .map(|(i, l)| (i as f64, lg(l.grad_norm)))
-                .collect();
-            chart
-                .draw_series(LineSeries::new(pts, c.stroke_width(2)))?
-                .label(format!("{} (depth {})", r.arch, r.depth))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.9))
-            .draw()?;
-        root.present()?;
-        Ok(())
-    };
-    draw().map_err(|e| io_err(path, e))
+                .collect(),
+            dots: false,
+        })
+        .collect();
+    let caption = format!(
+        "Weight-gradient norm by layer ({} ch, {}x{}, batch {}, init {})",
+        a.channels, a.size, a.size, a.batch, a.init
+    );
+    line_chart(
+        path,
+        &caption,
+        ("layer (forward order)", "log10 ||dL/dW||"),
+        (0f64..xmax, yr),
+        &series,
+        SeriesLabelPosition::LowerRight,
+    )
 }
 
 /// The first layer's norm against depth, per architecture.
-fn plot_depth(path: &Path, runs: &[Run], a: &GradflowArgs) -> Result<()> {
-    let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
-        let xmax = runs.iter().map(|r| r.depth).max().unwrap_or(1) as f64;
-        let yr = y_range(runs.iter().map(|r| lg(r.first())));
-        let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
-        root.fill(&WHITE)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                format!(
-                    "First layer's weight-gradient norm vs depth ({} ch, init {})",
-                    a.channels, a.init
-                ),
-                ("sans-serif", 20),
-            )
-            .margin(15)
-            .x_label_area_size(40)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0f64..xmax * 1.05, yr)?;
-        chart
-            .configure_mesh()
-            .x_desc("depth")
-            .y_desc("log10 ||dL/dW_first||")
-            .draw()?;
-        for arch in ["plain", "residual", "dense"] {
-            let c = color(arch);
-            let pts: Vec<(f64, f64)> = runs
+fn plot_depth(path: &Path, runs: &[Run], a: &NetArgs) -> Result<()> {
+    let xmax = runs.iter().map(|r| r.depth).max().unwrap_or(1) as f64;
+    let yr = y_range(runs.iter().map(|r| lg(r.first())));
+    let series: Vec<Series> = ["plain", "residual", "dense"]
+        .iter()
+        .map(|arch| Series {
+            label: arch.to_string(),
+            color: arch_color(arch),
+            points: runs
                 .iter()
-                .filter(|r| r.arch == arch)
+                .filter(|r| r.arch == *arch)
                 .map(|r| (r.depth as f64, lg(r.first())))
-                .collect();
-            if pts.is_empty() {
-                continue;
-            }
-            chart
-                .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))?
-                .label(arch)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
-                });
-            chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled())))?;
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerLeft)
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.9))
-            .draw()?;
-        root.present()?;
-        Ok(())
-    };
-    draw().map_err(|e| io_err(path, e))
+                .collect(),
+            dots: true,
+        })
+        .filter(|s| !s.points.is_empty())
+        .collect();
+    let caption = format!(
+        "First layer's weight-gradient norm vs depth ({} ch, init {})",
+        a.channels, a.init
+    );
+    line_chart(
+        path,
+        &caption,
+        ("depth", "log10 ||dL/dW_first||"),
+        (0f64..xmax * 1.05, yr),
+        &series,
+        SeriesLabelPosition::LowerLeft,
+    )
 }

@@ -57,3 +57,76 @@ pub fn progress_bar(len: u64, prefix: &'static str) -> indicatif::ProgressBar {
     }
     bar.with_prefix(prefix)
 }
+
+/// One line of a chart: label, colour, points, and whether each point is also marked.
+pub struct Series {
+    /// Legend text.
+    pub label: String,
+    /// Line colour.
+    pub color: plotters::style::RGBColor,
+    /// (x, y) points in order.
+    pub points: Vec<(f64, f64)>,
+    /// Mark every point with a dot.
+    pub dots: bool,
+}
+
+/// Draws `series` as lines on one chart (white background, mesh, legend) into an SVG.
+pub fn line_chart(
+    path: &std::path::Path,
+    caption: &str,
+    (x_desc, y_desc): (&str, &str),
+    (x, y): (std::ops::Range<f64>, std::ops::Range<f64>),
+    series: &[Series],
+    legend: plotters::chart::SeriesLabelPosition,
+) -> Result<()> {
+    use plotters::prelude::*;
+    let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(caption, ("sans-serif", 20))
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(x.clone(), y.clone())?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .draw()?;
+        for s in series {
+            let c = s.color;
+            chart
+                .draw_series(LineSeries::new(s.points.clone(), c.stroke_width(2)))?
+                .label(s.label.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
+                });
+            if s.dots {
+                chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 4, c.filled())))?;
+            }
+        }
+        chart
+            .configure_series_labels()
+            .position(legend)
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.9))
+            .draw()?;
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| skipgrad::Error::Io {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// The colour of an architecture in every plot.
+pub fn arch_color(arch: &str) -> plotters::style::RGBColor {
+    use plotters::style::{BLUE, RED};
+    match arch {
+        "plain" => RED,
+        "residual" => BLUE,
+        _ => plotters::style::RGBColor(0, 140, 60),
+    }
+}

@@ -6,15 +6,12 @@
 
 use std::path::{Path, PathBuf};
 
-use plotters::prelude::*;
+use plotters::chart::SeriesLabelPosition;
 use skipgrad::train::{self, Adam, Sgd};
-use skipgrad::weights::TensorFile;
-use skipgrad::{
-    Error, Gpu, Init, Network, Optimizer, OptimizerKind, Purpose, Recording, Result, Tensor,
-};
+use skipgrad::{Error, Gpu, Optimizer, OptimizerKind, Purpose, Recording, Result, Tensor};
 
-use super::gradflow::{archs, data, normal_data};
-use super::{adapter_line, open_gpu, progress_bar};
+use super::gradflow::{archs, data, normal_data, NetArgs};
+use super::{adapter_line, arch_color, line_chart, open_gpu, progress_bar, Series};
 
 /// What to train and how.
 #[derive(Clone, Debug, clap::Args)]
@@ -25,15 +22,9 @@ pub struct TrainArgs {
     /// Depth (convs of plain and residual stacks, layers of the dense block).
     #[arg(long, default_value_t = 20)]
     pub depth: usize,
-    /// Channels of the images and layers.
-    #[arg(long, default_value_t = 16)]
-    pub channels: usize,
-    /// Image height and width (synthetic task).
-    #[arg(long, default_value_t = 16)]
-    pub size: usize,
-    /// Batch size (synthetic task).
-    #[arg(long, default_value_t = 8)]
-    pub batch: usize,
+    /// The network and its data (the synthetic task unless `--data`).
+    #[command(flatten)]
+    pub net: NetArgs,
     /// Optimizer steps.
     #[arg(long, default_value_t = 200)]
     pub steps: usize,
@@ -58,18 +49,6 @@ pub struct TrainArgs {
     /// Adam epsilon.
     #[arg(long, default_value_t = 1e-8)]
     pub eps: f32,
-    /// Initialisation: torch or he.
-    #[arg(long, default_value = "torch")]
-    pub init: String,
-    /// Seed of the parameters and of the task.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// A safetensors file with `x` and `target` instead of the synthetic task.
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    /// A state_dict to start from (one arch).
-    #[arg(long)]
-    pub load: Option<PathBuf>,
     /// Where to write the final state_dict (PyTorch names; one arch).
     #[arg(long)]
     pub save: Option<PathBuf>,
@@ -175,7 +154,7 @@ fn denoising(gpu: &Gpu, shape: [usize; 4], seed: u64) -> Result<(Tensor, Tensor)
 pub fn run(args: &TrainArgs, backend: Option<&str>) -> Result<bool> {
     let gpu = open_gpu(backend)?;
     let archs = archs(&args.arch)?;
-    if (args.load.is_some() || args.save.is_some()) && archs.len() != 1 {
+    if (args.net.load.is_some() || args.save.is_some()) && archs.len() != 1 {
         return Err(Error::InvalidParameter {
             op: "train",
             detail: "--load and --save take one state_dict: give one --arch".into(),
@@ -188,29 +167,14 @@ pub fn run(args: &TrainArgs, backend: Option<&str>) -> Result<bool> {
         });
     }
     let kind = optimizer(args)?;
-    let shape = [args.batch, args.channels, args.size, args.size];
-    let (x, target) = match &args.data {
-        Some(p) => data(&gpu, Some(p), shape, args.seed)?,
-        None => denoising(&gpu, shape, args.seed)?,
+    let shape = args.net.shape();
+    let (x, target) = match &args.net.data {
+        Some(p) => data(&gpu, Some(p), shape, args.net.seed)?,
+        None => denoising(&gpu, shape, args.net.seed)?,
     };
     let mut reports = Vec::new();
     for &arch in &archs {
-        let mut net = match &args.load {
-            Some(p) => Network::from_state_dict(
-                &gpu,
-                arch,
-                args.depth,
-                args.channels,
-                &TensorFile::read(p)?,
-            )?,
-            None => Network::new(
-                &gpu,
-                arch,
-                args.depth,
-                args.channels,
-                Init::parse(&args.init, args.seed)?,
-            )?,
-        };
+        let mut net = args.net.network(&gpu, arch, args.depth)?;
         let mut opt = Optimizer::new(kind)?;
         let bar = progress_bar(args.steps as u64, "train");
         bar.set_message(arch.name());
@@ -252,7 +216,7 @@ pub fn run(args: &TrainArgs, backend: Option<&str>) -> Result<bool> {
     if args.json {
         let v = serde_json::json!({
             "adapter": adapter_line(&gpu),
-            "task": if args.data.is_some() { "data" } else { "denoising" },
+            "task": if args.net.data.is_some() { "data" } else { "denoising" },
             "runs": reports,
         });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
@@ -260,7 +224,7 @@ pub fn run(args: &TrainArgs, backend: Option<&str>) -> Result<bool> {
         println!("adapter: {}", adapter_line(&gpu));
         println!(
             "task: {}, {:?}; optimizer {kind:?}; {} steps",
-            if args.data.is_some() {
+            if args.net.data.is_some() {
                 "--data"
             } else {
                 "denoising (seeded)"
@@ -303,61 +267,37 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> Error {
 }
 
 fn plot(path: &Path, runs: &[RunReport], a: &TrainArgs) -> Result<()> {
-    let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
-        let lg = |v: f64| v.max(1e-30).log10();
-        let (lo, hi) = runs
-            .iter()
-            .flat_map(|r| r.steps.iter().map(|s| lg(s.loss)))
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-                (a.min(v), b.max(v))
-            });
-        let (lo, hi) = if lo.is_finite() {
-            (lo - 0.1, hi + 0.1)
-        } else {
-            (-1.0, 1.0)
-        };
-        let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
-        root.fill(&WHITE)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                format!("Training loss, depth {} ({})", a.depth, a.optimizer),
-                ("sans-serif", 20),
-            )
-            .margin(15)
-            .x_label_area_size(40)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0f64..a.steps as f64, lo..hi)?;
-        chart
-            .configure_mesh()
-            .x_desc("step")
-            .y_desc("log10 MSE loss")
-            .draw()?;
-        for r in runs {
-            let c = match r.arch {
-                "plain" => RED,
-                "residual" => BLUE,
-                _ => RGBColor(0, 140, 60),
-            };
-            let pts: Vec<(f64, f64)> = r
+    let lg = |v: f64| v.max(1e-30).log10();
+    let (lo, hi) = runs
+        .iter()
+        .flat_map(|r| r.steps.iter().map(|s| lg(s.loss)))
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(v), b.max(v))
+        });
+    let (lo, hi) = if lo.is_finite() {
+        (lo - 0.1, hi + 0.1)
+    } else {
+        (-1.0, 1.0)
+    };
+    let series: Vec<Series> = runs
+        .iter()
+        .map(|r| Series {
+            label: r.arch.to_string(),
+            color: arch_color(r.arch),
+            points: r
                 .steps
                 .iter()
                 .map(|s| (s.step as f64, lg(s.loss)))
-                .collect();
-            chart
-                .draw_series(LineSeries::new(pts, c.stroke_width(2)))?
-                .label(r.arch)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.9))
-            .draw()?;
-        root.present()?;
-        Ok(())
-    };
-    draw().map_err(|e| io_err(path, e))
+                .collect(),
+            dots: false,
+        })
+        .collect();
+    line_chart(
+        path,
+        &format!("Training loss, depth {} ({})", a.depth, a.optimizer),
+        ("step", "log10 MSE loss"),
+        (0f64..a.steps as f64, lo..hi),
+        &series,
+        SeriesLabelPosition::UpperRight,
+    )
 }
