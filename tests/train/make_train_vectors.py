@@ -149,7 +149,8 @@ def case(arch, depth, c=8, n=2, hw=8, seed=0):
     print(f"{arch} d{depth}: {os.path.getsize(path) / 2**10:.0f} KiB", {k: v for k, v in meta.items() if k.startswith("f32")})
 
 
-for arch in ("plain", "residual", "dense"):
-    case(arch, 12)
-case("residual", 20)
-case("dense", 4)
+if __name__ == "__main__":
+    for arch in ("plain", "residual", "dense"):
+        case(arch, 12)
+    case("residual", 20)
+    case("dense", 4)
