@@ -419,7 +419,9 @@ impl<'g> Recording<'g> {
     }
 
     /// Access to the encoder, to record your own commands between skipgrad's (ends the open
-    /// compute pass; the next dispatch opens another).
+    /// compute pass; the next dispatch opens another). Commands recorded here are yours to
+    /// order: the checks that refuse reading back unsubmitted results, or writing under a
+    /// recorded read, only see skipgrad's own dispatches.
     pub fn encoder(&mut self) -> &mut wgpu::CommandEncoder {
         self.pass = None;
         &mut self.encoder
