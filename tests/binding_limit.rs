@@ -98,8 +98,9 @@ fn conv_past_the_limit(xs: [usize; 4], ws: [usize; 4], families: &[ConvKernels])
         rec.set_conv_kernels(family);
         let y = conv2d::conv2d(&mut rec, &x, &w, Some(&b), &p).unwrap();
         let grads = conv2d::conv2d_backward(&mut rec, &x, &w, true, &go, &p).unwrap();
-        rec.finish().unwrap();
         let name = |t: &str| format!("{t} ({})", family.name());
+        common::assert_family_ran(rec.kernels(), family, &name("kernels"));
+        rec.finish().unwrap();
         assert_close(&name("out"), &y.to_vec(&g).unwrap(), &want_y, 1e-4);
         assert_close(
             &name("grad_x"),

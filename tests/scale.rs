@@ -29,8 +29,11 @@ fn check(xs: [usize; 4], ws: [usize; 4], p: Conv2dParams, family: ConvKernels, s
     rec.set_conv_kernels(family);
     let y = conv2d::conv2d(&mut rec, &x, &w, Some(&b), &p).unwrap();
     let grads = conv2d::conv2d_backward(&mut rec, &x, &w, true, &go, &p).unwrap();
-    rec.finish().unwrap();
     let what = |t: &str| format!("{t} ({}, x {xs:?}, w {ws:?})", family.name());
+    if p.groups == 1 {
+        common::assert_family_ran(rec.kernels(), family, &what("kernels"));
+    }
+    rec.finish().unwrap();
     assert_close(&what("out"), &y.to_vec(g).unwrap(), &want_y, 1e-4);
     let want_gx = reference::conv2d_backward_input(&go64, xs, &to_f64(&wv), ws, &p).unwrap();
     assert_close(

@@ -99,6 +99,7 @@ fn conv2d_propagates_nan_and_inf_like_pytorch_in_every_family() {
             rec.set_conv_kernels(family);
             conv2d::conv2d_into(&mut rec, &x, &w, None, &p, &y, f).unwrap();
             conv2d::conv2d_backward_into(&mut rec, &x, &w, &go, &p, &gx, &gw, None, f).unwrap();
+            common::assert_family_ran(rec.kernels(), family, family.name());
             rec.finish().unwrap();
             let name = |t: &str| format!("{t} ({}, relu_input {relu_input})", family.name());
             let (wy, wgx, wgw) = if relu_input {

@@ -49,3 +49,36 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f64], tol: f64) {
         );
     }
 }
+
+/// Asserts that a recording ran a kernel of `family` (so a test that names a family cannot
+/// pass on another one's fallback): its entry points carry the family's name, the direct
+/// family's are the plain `conv2d_*` ones.
+pub fn assert_family_ran(kernels: &[&str], family: skipgrad::ConvKernels, what: &str) {
+    use skipgrad::ConvKernels as K;
+    let tag = match family {
+        K::Auto => return,
+        K::Direct => {
+            let direct = [
+                "conv2d_forward",
+                "conv2d_backward_input",
+                "conv2d_backward_weight",
+                "conv2d_backward_fused",
+            ];
+            assert!(
+                kernels.iter().any(|k| direct.contains(k)),
+                "{what}: no direct kernel ran: {kernels:?}"
+            );
+            return;
+        }
+        K::RegisterBlocked => "regblock",
+        K::Tiled => "tiled",
+        K::Tiled8x8 => "tiled_8x8",
+        K::Pixel => "pixel",
+        K::Texture => "texture",
+    };
+    assert!(
+        kernels.iter().any(|k| k.contains(tag)),
+        "{what}: no {} kernel ran: {kernels:?}",
+        family.name()
+    );
+}
