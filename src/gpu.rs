@@ -414,8 +414,9 @@ impl Gpu {
         }
     }
 
-    /// Allocates an accounted buffer of `bytes` (at least 16, rounded up to 4) for `purpose`, checking the
-    /// device's buffer and binding limits first.
+    /// Allocates an accounted buffer of `bytes` (at least 16, rounded up to 4) for `purpose`,
+    /// checking the device's buffer limit first. A buffer may exceed the binding limit: ops
+    /// bind windows of it and split their work (see `Tensor::rebased`).
     pub(crate) fn alloc(
         &self,
         bytes: u64,

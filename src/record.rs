@@ -15,7 +15,8 @@ use crate::tensor::Tensor;
 /// also waits). Dropping a recording without submitting discards its work.
 pub struct Recording<'g> {
     gpu: &'g Gpu,
-    encoder: wgpu::CommandEncoder,
+    /// The command encoder; taken out when the recording is submitted.
+    encoder: Option<wgpu::CommandEncoder>,
     /// Uniform buffers of recorded dispatches; they must outlive the submission's recording.
     keep: Vec<GpuBuffer>,
     /// Temporaries that recorded work reads or writes, held (and so counted as live by the
@@ -57,6 +58,13 @@ impl std::ops::AddAssign for Cost {
         self.flops += o.flops;
         self.bytes += o.bytes;
     }
+}
+
+fn new_encoder(gpu: &Gpu) -> wgpu::CommandEncoder {
+    gpu.device()
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("skipgrad"),
+        })
 }
 
 impl Drop for Recording<'_> {
@@ -116,14 +124,9 @@ struct Use {
 impl<'g> Recording<'g> {
     /// Starts an empty recording on `gpu`.
     pub fn new(gpu: &'g Gpu) -> Recording<'g> {
-        let encoder = gpu
-            .device()
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("skipgrad"),
-            });
         Recording {
             gpu,
-            encoder,
+            encoder: Some(new_encoder(gpu)),
             keep: Vec::new(),
             retained: Vec::new(),
             textures: Vec::new(),
@@ -307,8 +310,10 @@ impl<'g> Recording<'g> {
                         beginning_of_pass_write_index: (self.passes == 0).then_some(0),
                         end_of_pass_write_index: Some(1),
                     });
+            let gpu = self.gpu;
             let pass = self
                 .encoder
+                .get_or_insert_with(|| new_encoder(gpu))
                 .begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some("skipgrad"),
                     timestamp_writes,
@@ -424,18 +429,19 @@ impl<'g> Recording<'g> {
     /// recorded read, only see skipgrad's own dispatches.
     pub fn encoder(&mut self) -> &mut wgpu::CommandEncoder {
         self.pass = None;
-        &mut self.encoder
+        self.encoder_mut()
+    }
+
+    fn encoder_mut(&mut self) -> &mut wgpu::CommandEncoder {
+        let gpu = self.gpu;
+        self.encoder.get_or_insert_with(|| new_encoder(gpu))
     }
 
     /// Submits the recorded work without waiting for it.
     pub fn submit(mut self) -> Result<()> {
         self.pass = None;
         let gpu = self.gpu;
-        let encoder = std::mem::replace(
-            &mut self.encoder,
-            gpu.device()
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }),
-        );
+        let encoder = self.encoder.take().unwrap_or_else(|| new_encoder(gpu));
         let submitted = gpu.scoped("submitting recorded work", || {
             gpu.queue().submit([encoder.finish()]);
         });
@@ -468,7 +474,7 @@ impl<'g> Recording<'g> {
                     Purpose::Scratch,
                     wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
                 )?;
-                self.encoder
+                self.encoder_mut()
                     .resolve_query_set(&query_set, 0..2, &buf.raw, 0);
                 Some(buf)
             }

@@ -304,3 +304,35 @@ fn optimizer_updates_follow_torch_rules() {
         }
     }
 }
+
+/// A refused step changes nothing: no parameter moves, the step count stays; state made
+/// for one shape is not reused for another parameter of the same name.
+#[test]
+fn refused_optimizer_steps_change_nothing() {
+    let g = gpu();
+    let p = Tensor::from_slice(g, [4, 1, 1, 1], &[1.0; 4], Purpose::Parameter).unwrap();
+    let grad = Tensor::from_slice(g, [4, 1, 1, 1], &[1.0; 4], Purpose::Gradient).unwrap();
+    let q = Tensor::from_slice(g, [2, 1, 1, 1], &[1.0; 2], Purpose::Parameter).unwrap();
+    let mut opt = Optimizer::new(OptimizerKind::Adam(Adam::default())).unwrap();
+    let params = vec![("a".to_string(), p.clone()), ("b".to_string(), q.clone())];
+    let mut rec = Recording::new(g);
+    // "b" has no gradient: nothing is recorded, not even "a"'s update.
+    assert!(opt
+        .step(&mut rec, &params, &[("a".into(), grad.clone())])
+        .is_err());
+    rec.finish().unwrap();
+    assert_eq!(opt.steps(), 0);
+    assert_eq!(p.to_vec(g).unwrap(), vec![1.0; 4]);
+    // One step of "a", then "a" with another shape is refused.
+    let mut rec = Recording::new(g);
+    opt.step(&mut rec, &params[..1], &[("a".into(), grad)])
+        .unwrap();
+    rec.finish().unwrap();
+    let g2 = Tensor::from_slice(g, [2, 1, 1, 1], &[1.0; 2], Purpose::Gradient).unwrap();
+    let mut rec = Recording::new(g);
+    let e = opt
+        .step(&mut rec, &[("a".into(), q)], &[("a".into(), g2)])
+        .unwrap_err();
+    assert!(e.to_string().contains("one optimizer per set"), "{e}");
+    assert_eq!(opt.steps(), 1);
+}

@@ -16,7 +16,7 @@ pub struct MseLoss {
     pub grad: Tensor,
 }
 
-/// Elements one lane of `sum_chunks` adds at most is this / 64: 64 iterations.
+/// Elements a workgroup of `sum_chunks` adds: 64 per lane, 64 loop iterations.
 const SUM_CHUNK: usize = 64 * 64;
 
 /// `mean((y - target)^2)` (PyTorch's `F.mse_loss`, reduction `mean`) and its gradient.
@@ -26,41 +26,33 @@ pub fn mse(rec: &mut Recording<'_>, y: &Tensor, target: &Tensor) -> Result<MseLo
     let count = y.numel();
     let grad = Tensor::zeros(gpu, y.shape(), Purpose::Gradient)?;
     let sq = Tensor::zeros(gpu, [count, 1, 1, 1], Purpose::Scratch)?;
+    // The squares are indexed by element, so the views cannot be split across bindings.
+    if !super::bindable(gpu, &[y, target, &grad]) {
+        return Err(Error::param(
+            "mse",
+            "the prediction is larger than one binding of this device; compute the loss in parts",
+        ));
+    }
     // The gradient into its view slot; the squares at binding 4 (a whole tensor, index i).
-    let sq_binding = [(4, write(&sq))];
-    dispatch_elementwise_with(
+    super::dispatch_elementwise_extra(
         rec,
+        LOSS,
+        "mse_forward_backward",
         &[y, target, &grad],
         &[
             (1, 0, Access::Read),
             (2, 1, Access::Read),
             (3, 2, Access::Write),
         ],
-        &sq_binding,
+        &[(4, write(&sq))],
+        3,
     )?;
     let loss = sum(rec, &sq, 1.0 / count as f32)?;
     rec.retain(sq);
     Ok(MseLoss { loss, grad })
 }
 
-/// `mse_forward_backward`: an elementwise kernel with one more, whole, binding.
-fn dispatch_elementwise_with(
-    rec: &mut Recording<'_>,
-    views: &[&Tensor],
-    bindings: &[(u32, usize, Access)],
-    extra: &[(u32, crate::record::Binding<'_>)],
-) -> Result<()> {
-    // The squares buffer is indexed by element, so the views must not be split.
-    if !super::bindable(rec.gpu(), views) {
-        return Err(Error::param(
-            "mse",
-            "the prediction is larger than one binding of this device; compute the loss in parts",
-        ));
-    }
-    super::dispatch_elementwise_extra(rec, LOSS, "mse_forward_backward", views, bindings, extra, 3)
-}
-
-/// Arguments of `sum_chunks` (`Sum` in `shaders/loss.wgsl`).
+/// Arguments of `sum_chunks` (`Sum` in `shaders/reduce.wgsl`).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct SumArgs {

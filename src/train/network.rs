@@ -103,18 +103,7 @@ impl Network {
         channels: usize,
         init: Init,
     ) -> Result<Network> {
-        Self::build(
-            gpu,
-            arch,
-            depth,
-            channels,
-            |gpu, name, shape, p, i| match i {
-                Some(block) => Ok(Made::Block(init.derive(block as u64))),
-                None => {
-                    ConvLayer::init(gpu, name, shape, p, init).map(|l| Made::Layer(Box::new(l)))
-                }
-            },
-        )
+        Self::build(gpu, arch, depth, channels, Source::Init(init))
     }
 
     /// A network whose parameters come from a PyTorch `state_dict` with the names above;
@@ -126,46 +115,7 @@ impl Network {
         channels: usize,
         file: &TensorFile,
     ) -> Result<Network> {
-        Self::build(
-            gpu,
-            arch,
-            depth,
-            channels,
-            |gpu, name, shape, p, i| match i {
-                Some(_) => Ok(Made::Loaded),
-                None => {
-                    ConvLayer::load(gpu, file, name, shape, p).map(|l| Made::Layer(Box::new(l)))
-                }
-            },
-        )
-        .and_then(|mut n| {
-            // Blocks load from their prefix of the file.
-            match &mut n.body {
-                Body::Residual(blocks) => {
-                    for (i, b) in blocks.iter_mut().enumerate() {
-                        let sub = file.with_prefix(&format!("blocks.{i}."));
-                        *b = ResidualBlock::from_state_dict(
-                            gpu,
-                            ResidualVariant::Basic,
-                            channels,
-                            &sub,
-                        )?;
-                    }
-                }
-                Body::Dense(dense) => {
-                    dense.0 = DenseBlock::from_state_dict(
-                        gpu,
-                        channels,
-                        DENSE_GROWTH,
-                        depth,
-                        ConcatStrategy::Shared,
-                        &file.with_prefix("block."),
-                    )?;
-                }
-                Body::Plain(_) => {}
-            }
-            Ok(n)
-        })
+        Self::build(gpu, arch, depth, channels, Source::File(file))
     }
 
     fn build(
@@ -173,7 +123,7 @@ impl Network {
         arch: Arch,
         depth: usize,
         channels: usize,
-        make: impl Fn(&Gpu, &str, [usize; 4], Conv2dParams, Option<usize>) -> Result<Made>,
+        source: Source<'_>,
     ) -> Result<Network> {
         if depth == 0 || channels == 0 {
             return Err(Error::param(
@@ -187,9 +137,9 @@ impl Network {
                 format!("a residual stack has two convs a block: depth {depth} must be even"),
             ));
         }
-        let layer = |name: &str, shape, p| match make(gpu, name, shape, p, None)? {
-            Made::Layer(l) => Ok(*l),
-            _ => Err(Error::param("network", "internal: expected a layer")),
+        let layer = |name: &str, shape, p| match source {
+            Source::Init(init) => ConvLayer::init(gpu, name, shape, p, init),
+            Source::File(file) => ConvLayer::load(gpu, file, name, shape, p),
         };
         let body = match arch {
             Arch::Plain => Body::Plain(
@@ -203,30 +153,45 @@ impl Network {
                     })
                     .collect::<Result<_>>()?,
             ),
+            // Blocks draw from the seed mixed with their index, or load from their prefix.
             Arch::Residual => Body::Residual(
                 (0..depth / 2)
-                    .map(|i| {
-                        let init = match make(gpu, "", [0; 4], conv3x3(), Some(i))? {
-                            Made::Block(init) => init,
-                            _ => Init::Torch(0),
-                        };
-                        ResidualBlock::with_init(gpu, ResidualVariant::Basic, channels, init)
+                    .map(|i| match source {
+                        Source::Init(init) => ResidualBlock::with_init(
+                            gpu,
+                            ResidualVariant::Basic,
+                            channels,
+                            init.derive(i as u64),
+                        ),
+                        Source::File(file) => ResidualBlock::from_state_dict(
+                            gpu,
+                            ResidualVariant::Basic,
+                            channels,
+                            &file.with_prefix(&format!("blocks.{i}.")),
+                        ),
                     })
                     .collect::<Result<_>>()?,
             ),
             Arch::Dense => {
-                let init = match make(gpu, "", [0; 4], conv3x3(), Some(0))? {
-                    Made::Block(init) => init,
-                    _ => Init::Torch(0),
+                let strategy = ConcatStrategy::Shared;
+                let block = match source {
+                    Source::Init(init) => DenseBlock::with_init(
+                        gpu,
+                        channels,
+                        DENSE_GROWTH,
+                        depth,
+                        strategy,
+                        init.derive(0),
+                    )?,
+                    Source::File(file) => DenseBlock::from_state_dict(
+                        gpu,
+                        channels,
+                        DENSE_GROWTH,
+                        depth,
+                        strategy,
+                        &file.with_prefix("block."),
+                    )?,
                 };
-                let block = DenseBlock::with_init(
-                    gpu,
-                    channels,
-                    DENSE_GROWTH,
-                    depth,
-                    ConcatStrategy::Shared,
-                    init,
-                )?;
                 let transition = layer(
                     "transition",
                     [channels, channels + depth * DENSE_GROWTH, 1, 1],
@@ -478,9 +443,9 @@ impl Network {
     }
 }
 
-/// What `build`'s callback makes: a layer, a block's init, or a block loaded later.
-enum Made {
-    Layer(Box<ConvLayer>),
-    Block(Init),
-    Loaded,
+/// Where a network's parameters come from.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    Init(Init),
+    File(&'a TensorFile),
 }

@@ -143,6 +143,16 @@ impl Optimizer {
         self.step
     }
 
+    /// Which state buffers a parameter needs: SGD without momentum none, with momentum one
+    /// (the momentum buffer), Adam two (the moment estimates).
+    fn slots(&self) -> (bool, bool) {
+        match self.kind {
+            OptimizerKind::Sgd(s) if s.momentum == 0.0 => (false, false),
+            OptimizerKind::Sgd(_) => (true, false),
+            _ => (true, true),
+        }
+    }
+
     /// Records one update of every parameter from its gradient (matched by name), in place.
     pub fn step(
         &mut self,
@@ -150,8 +160,9 @@ impl Optimizer {
         params: &[(String, Tensor)],
         grads: &[(String, Tensor)],
     ) -> Result<()> {
-        self.step += 1;
-        let step = self.step;
+        // Everything is checked before anything is recorded or counted: a refused step
+        // leaves parameters, state and the step count as they were.
+        let mut pairs = Vec::with_capacity(params.len());
         for (name, p) in params {
             let g = grads
                 .iter()
@@ -170,14 +181,28 @@ impl Optimizer {
                     ),
                 ));
             }
+            if let Some((s0, s1)) = self.state.get(name) {
+                let (n0, n1) = self.slots();
+                if (n0 && s0.shape() != p.shape()) || (n1 && s1.shape() != p.shape()) {
+                    return Err(Error::shape(
+                        "optimizer",
+                        format!(
+                            "{name}: the optimizer's state has shape {:?}, the parameter {:?}; \
+                             use one optimizer per set of parameters",
+                            s0.shape(),
+                            p.shape()
+                        ),
+                    ));
+                }
+            }
+            pairs.push((name, p, g));
+        }
+        self.step += 1;
+        let step = self.step;
+        for (name, p, g) in pairs {
             if !self.state.contains_key(name) {
-                // SGD without momentum keeps no state, with momentum one buffer; Adam two.
                 // Unused slots get a 16-byte placeholder (never read).
-                let (n0, n1) = match self.kind {
-                    OptimizerKind::Sgd(s) if s.momentum == 0.0 => (false, false),
-                    OptimizerKind::Sgd(_) => (true, false),
-                    _ => (true, true),
-                };
+                let (n0, n1) = self.slots();
                 let make = |full: bool| {
                     let shape = if full { p.shape() } else { [1, 1, 1, 1] };
                     Tensor::zeros(rec.gpu(), shape, Purpose::Optimizer)

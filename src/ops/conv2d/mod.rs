@@ -688,7 +688,7 @@ fn backward_weight_gemm(
             cost,
         )?;
         rec.staging_consumed();
-        return reduce_weight_partials(rec, g, p, partial, grad_weight, splits, fusion);
+        return reduce_partials(rec, partial, grad_weight, splits, fusion.accumulate);
     }
     let bindings = [(1, read(x)), (2, read(grad_out)), (3, write(&partial))];
     // (shader, entry, `count` argument, workgroups to dispatch)
@@ -726,35 +726,48 @@ fn backward_weight_gemm(
         workgroups as u64,
         cost,
     )?;
-    reduce_weight_partials(rec, g, p, partial, grad_weight, splits, fusion)
+    reduce_partials(rec, partial, grad_weight, splits, fusion.accumulate)
 }
 
-/// Sums the splits' partial weight gradients into `grad_weight` (=|+=); nothing to do when
-/// one split wrote the gradient itself (`partial` is then `grad_weight`).
-fn reduce_weight_partials(
+/// Sums the splits' partial weight or bias gradients, `partial` `[splits][dst.numel()]`,
+/// into `dst` (=|+=); nothing to do when one split wrote `dst` itself (`partial` is then
+/// `dst`). The sum is one thread's loop over the splits, so their count is bounded too.
+fn reduce_partials(
     rec: &mut Recording<'_>,
-    g: &Geometry,
-    p: &Conv2dParams,
     partial: Tensor,
-    grad_weight: &Tensor,
+    dst: &Tensor,
     splits: usize,
-    fusion: Fusion,
+    accumulate: bool,
 ) -> Result<()> {
-    if partial.shares_buffer(grad_weight) {
+    if partial.shares_buffer(dst) {
         return Ok(());
     }
-    let wsize = grad_weight.numel();
-    let mut r = args(g, p, wsize, fusion);
-    r.mask_output = splits as u32;
+    if splits > split::LOOP_BUDGET {
+        return Err(Error::param(
+            "conv2d backward",
+            format!(
+                "the reduction needs {splits} partial sums, more than one GPU thread may add up \
+                 ({}); use smaller images or batches",
+                split::LOOP_BUDGET
+            ),
+        ));
+    }
+    let size = dst.numel();
+    let r = ConvArgs {
+        count: size as u32,
+        mask_output: splits as u32,
+        accumulate: accumulate as u32,
+        ..Default::default()
+    };
     rec.dispatch(
         shaders::CONV2D_BACKWARD_WEIGHT_REGBLOCK,
         "conv2d_backward_weight_reduce",
         bytemuck::bytes_of(&r),
-        &[(3, read(&partial)), (4, write(grad_weight))],
-        wsize as u64,
+        &[(3, read(&partial)), (4, write(dst))],
+        size as u64,
         Cost {
             flops: partial.numel() as u64,
-            bytes: bytes_of(&[partial.numel(), wsize * (1 + fusion.accumulate as usize)]),
+            bytes: bytes_of(&[partial.numel(), size * (1 + accumulate as usize)]),
         },
     )?;
     rec.retain(partial);
@@ -1271,7 +1284,7 @@ pub fn conv2d_backward_weight_into(
         (wsize * splits) as u64,
         cost,
     )?;
-    reduce_weight_partials(rec, &g, params, partial, grad_weight, splits, fusion)
+    reduce_partials(rec, partial, grad_weight, splits, fusion.accumulate)
 }
 
 /// Bias gradient (the sum of `grad_out` over batch and pixels) into `grad_bias` `[cout]`.
@@ -1337,26 +1350,5 @@ pub fn conv2d_backward_bias_into(
             bytes: bytes_of(&[grad_out.numel(), cout * (1 + accumulate as usize)]),
         },
     )?;
-    if splits == 1 {
-        return Ok(());
-    }
-    let r = ConvArgs {
-        count: cout as u32,
-        mask_output: splits as u32,
-        accumulate: accumulate as u32,
-        ..Default::default()
-    };
-    rec.dispatch(
-        shaders::CONV2D_BACKWARD_WEIGHT_REGBLOCK,
-        "conv2d_backward_weight_reduce",
-        bytemuck::bytes_of(&r),
-        &[(3, read(&partial)), (4, write(grad_bias))],
-        cout as u64,
-        Cost {
-            flops: partial.numel() as u64,
-            bytes: bytes_of(&[partial.numel(), cout * (1 + accumulate as usize)]),
-        },
-    )?;
-    rec.retain(partial);
-    Ok(())
+    reduce_partials(rec, partial, grad_bias, splits, accumulate)
 }
