@@ -1,10 +1,12 @@
 // common.wgsl — prepended to every kernel file.
 //
-// Every kernel runs in workgroups of 64 threads. Large dispatches are laid out by the host as
-// a 2-D or 3-D grid of workgroups (each dimension at most the device's
+// Every kernel runs in workgroups of WORKGROUP_SIZE threads: a pipeline-overridable constant
+// that the host sets when it creates each pipeline (`PIPELINE_CONSTANTS` in src/gpu.rs, the
+// one place the number is written). Large dispatches are laid out by the host as a 2-D or
+// 3-D grid of workgroups (each dimension at most the device's
 // max_compute_workgroups_per_dimension); these helpers rebuild the linear indices.
 
-const WORKGROUP_SIZE: u32 = 64u;
+override WORKGROUP_SIZE: u32;
 
 // Linear index of a workgroup in a grid of `nwg` workgroups.
 fn workgroup_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {

@@ -40,7 +40,7 @@ struct Optim {
 @group(0) @binding(3) var<storage, read_write> state0: array<f32>;
 @group(0) @binding(4) var<storage, read_write> state1: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn sgd_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
     let i = thread_index(wid, nwg, lid);
@@ -57,7 +57,7 @@ fn sgd_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     param[i] = p - o.lr * g;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn adam_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
     let i = thread_index(wid, nwg, lid);

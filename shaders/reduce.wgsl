@@ -17,9 +17,9 @@ struct Sum {
 @group(0) @binding(1) var<storage, read_write> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 
-var<workgroup> lanes: array<f32, 64>;
+var<workgroup> lanes: array<f32, WORKGROUP_SIZE>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn sum_chunks(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
     // Uniform across the workgroup, so every lane reaches the barriers.

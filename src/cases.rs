@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::memory::Purpose;
 use crate::ops::{self, conv2d::Conv2dParams};
 use crate::record::Recording;
@@ -153,7 +153,7 @@ pub fn run_case_file(gpu: &Gpu, path: &Path) -> CaseReport {
             report.op = file.metadata.get("op").cloned().unwrap_or_default();
             match run_case(gpu, &file) {
                 Ok(c) => report.comparisons = c,
-                Err(e) => report.error = Some(e),
+                Err(e) => report.error = Some(e.to_string()),
             }
         }
     }
@@ -169,11 +169,11 @@ fn named(list: Vec<(String, Tensor)>) -> Outputs {
 }
 
 /// Runs a loaded case on the GPU and compares every output and gradient.
-pub fn run_case(gpu: &Gpu, file: &TensorFile) -> std::result::Result<Vec<Comparison>, String> {
+pub fn run_case(gpu: &Gpu, file: &TensorFile) -> Result<Vec<Comparison>> {
     let op = file
         .metadata
         .get("op")
-        .ok_or("missing metadata \"op\"")?
+        .ok_or_else(|| Error::Content("missing metadata \"op\"".into()))?
         .as_str();
     let (outputs, tol) = match op {
         "conv2d" => (run_conv2d(gpu, file)?, CONV_TOLERANCE),
@@ -182,35 +182,27 @@ pub fn run_case(gpu: &Gpu, file: &TensorFile) -> std::result::Result<Vec<Compari
         "concat" => (run_concat(gpu, file)?, Tolerance::Exact),
         "residual_block" => (run_residual(gpu, file)?, CONV_TOLERANCE),
         "dense_block" => (run_dense(gpu, file)?, CONV_TOLERANCE),
-        other => return Err(format!("unsupported op {other:?}")),
+        other => return Err(Error::Content(format!("unsupported op {other:?}"))),
     };
     let mut comparisons = Vec::with_capacity(outputs.len());
     for (label, name, tensor) in outputs {
         let want = file.tensor(&name)?;
-        let got = tensor.to_vec(gpu).map_err(|e| e.to_string())?;
+        let got = tensor.to_vec(gpu)?;
         comparisons.push(compare_shaped(&label, &got, tensor.shape(), want, tol));
     }
     Ok(comparisons)
 }
 
 /// Uploads a named tensor of the case.
-pub fn upload(
-    gpu: &Gpu,
-    file: &TensorFile,
-    name: &str,
-    purpose: Purpose,
-) -> std::result::Result<Tensor, String> {
+pub fn upload(gpu: &Gpu, file: &TensorFile, name: &str, purpose: Purpose) -> Result<Tensor> {
     let t: &HostTensor = file.tensor(name)?;
-    let shape = shape4(&t.shape).map_err(|e| format!("{name}: {e}"))?;
-    Tensor::from_slice(gpu, shape, &t.data, purpose).map_err(|e| format!("{name}: {e}"))
-}
-
-fn gpu_err(e: crate::Error) -> String {
-    e.to_string()
+    let named = |e: Error| Error::Content(format!("{name}: {e}"));
+    let shape = shape4(&t.shape).map_err(named)?;
+    Tensor::from_slice(gpu, shape, &t.data, purpose).map_err(named)
 }
 
 /// Conv parameters from a case's metadata.
-pub fn conv_params(file: &TensorFile) -> std::result::Result<Conv2dParams, String> {
+pub fn conv_params(file: &TensorFile) -> Result<Conv2dParams> {
     let m = |k: &str| file.meta_usize(k);
     Ok(Conv2dParams {
         stride: [m("stride_h")?, m("stride_w")?],
@@ -220,7 +212,7 @@ pub fn conv_params(file: &TensorFile) -> std::result::Result<Conv2dParams, Strin
     })
 }
 
-fn run_conv2d(gpu: &Gpu, file: &TensorFile) -> std::result::Result<Outputs, String> {
+fn run_conv2d(gpu: &Gpu, file: &TensorFile) -> Result<Outputs> {
     let p = conv_params(file)?;
     let has_bias = file.meta_usize("has_bias")? != 0;
     let x = upload(gpu, file, "x", Purpose::Activation)?;
@@ -246,10 +238,10 @@ fn run_conv2d(gpu: &Gpu, file: &TensorFile) -> std::result::Result<Outputs, Stri
         }
         Ok(named(outs))
     };
-    run().map_err(gpu_err)
+    run()
 }
 
-fn run_relu(gpu: &Gpu, file: &TensorFile) -> std::result::Result<Outputs, String> {
+fn run_relu(gpu: &Gpu, file: &TensorFile) -> Result<Outputs> {
     let x = upload(gpu, file, "x", Purpose::Activation)?;
     let go = upload(gpu, file, "grad_out", Purpose::Gradient)?;
     let run = || -> Result<Outputs> {
@@ -259,10 +251,10 @@ fn run_relu(gpu: &Gpu, file: &TensorFile) -> std::result::Result<Outputs, String
         rec.finish()?;
         Ok(named(vec![("out".into(), out), ("grad_x".into(), gx)]))
     };
-    run().map_err(gpu_err)
+    run()
 }
 
-fn run_add(gpu: &Gpu, file: &TensorFile) -> std::result::Result<Outputs, String> {
+fn run_add(gpu: &Gpu, file: &TensorFile) -> Result<Outputs> {
     let a = upload(gpu, file, "a", Purpose::Activation)?;
     let b = upload(gpu, file, "b", Purpose::Activation)?;
     let go = upload(gpu, file, "grad_out", Purpose::Gradient)?;
@@ -282,13 +274,15 @@ fn run_add(gpu: &Gpu, file: &TensorFile) -> std::result::Result<Outputs, String>
             ("grad_b".into(), gb),
         ]))
     };
-    run().map_err(gpu_err)
+    run()
 }
 
-fn run_concat(gpu: &Gpu, file: &TensorFile) -> std::result::Result<Outputs, String> {
+fn run_concat(gpu: &Gpu, file: &TensorFile) -> Result<Outputs> {
     let n = file.meta_usize("n_inputs")?;
     if file.meta_usize("dim")? != 1 {
-        return Err("only concatenation along channels (dim = 1) is supported".into());
+        return Err(Error::Content(
+            "only concatenation along channels (dim = 1) is supported".into(),
+        ));
     }
     let xs = (0..n)
         .map(|i| upload(gpu, file, &format!("x{i}"), Purpose::Activation))
@@ -310,7 +304,7 @@ fn run_concat(gpu: &Gpu, file: &TensorFile) -> std::result::Result<Outputs, Stri
         );
         Ok(named(outs))
     };
-    run().map_err(gpu_err)
+    run()
 }
 
 /// Runs a block forward and backward in one recording each; returns out, grad_x and the
@@ -347,12 +341,12 @@ fn block_outputs(
     Ok(outs)
 }
 
-fn run_residual(gpu: &Gpu, file: &TensorFile) -> std::result::Result<Outputs, String> {
+fn run_residual(gpu: &Gpu, file: &TensorFile) -> Result<Outputs> {
     let variant_name = file
         .metadata
         .get("variant")
-        .ok_or("missing metadata \"variant\"")?;
-    let variant = crate::ResidualVariant::from_name(variant_name).map_err(gpu_err)?;
+        .ok_or_else(|| Error::Content("missing metadata \"variant\"".into()))?;
+    let variant = crate::ResidualVariant::from_name(variant_name)?;
     let x = upload(gpu, file, "x", Purpose::Activation)?;
     let go = upload(gpu, file, "grad_out", Purpose::Gradient)?;
     // The block's geometry is fixed by its variant; the file must describe the same one.
@@ -367,14 +361,13 @@ fn run_residual(gpu: &Gpu, file: &TensorFile) -> std::result::Result<Outputs, St
             file.meta_usize(&format!("{conv}_pad"))?,
         );
         if got != (kernel, stride, pad) {
-            return Err(format!(
+            return Err(Error::Content(format!(
                 "{conv} is kernel/stride/pad {got:?}, the {variant_name} block has {:?}",
                 (kernel, stride, pad)
-            ));
+            )));
         }
     }
-    let mut block =
-        crate::ResidualBlock::from_state_dict(gpu, variant, x.shape()[1], file).map_err(gpu_err)?;
+    let mut block = crate::ResidualBlock::from_state_dict(gpu, variant, x.shape()[1], file)?;
     let block = std::cell::RefCell::new(&mut block);
     block_outputs(
         gpu,
@@ -384,10 +377,9 @@ fn run_residual(gpu: &Gpu, file: &TensorFile) -> std::result::Result<Outputs, St
         &mut |rec, x| block.borrow_mut().forward(rec, x),
         &mut |rec, g| block.borrow_mut().backward(rec, g),
     )
-    .map_err(gpu_err)
 }
 
-fn run_dense(gpu: &Gpu, file: &TensorFile) -> std::result::Result<Outputs, String> {
+fn run_dense(gpu: &Gpu, file: &TensorFile) -> Result<Outputs> {
     let (c0, k, layers) = (
         file.meta_usize("in_channels")?,
         file.meta_usize("growth")?,
@@ -395,10 +387,10 @@ fn run_dense(gpu: &Gpu, file: &TensorFile) -> std::result::Result<Outputs, Strin
     );
     for (key, want) in [("kernel", 3), ("stride", 1), ("pad", 1)] {
         if file.meta_usize(key)? != want {
-            return Err(format!(
+            return Err(Error::Content(format!(
                 "dense layers are 3x3, stride 1, pad 1; the file has {key} = {}",
                 file.meta_usize(key)?
-            ));
+            )));
         }
     }
     let x = upload(gpu, file, "x", Purpose::Activation)?;
@@ -406,20 +398,16 @@ fn run_dense(gpu: &Gpu, file: &TensorFile) -> std::result::Result<Outputs, Strin
     let mut outs = Vec::new();
     // Both concatenation strategies must reproduce PyTorch.
     for strategy in crate::ConcatStrategy::ALL {
-        let mut block = crate::DenseBlock::from_state_dict(gpu, c0, k, layers, strategy, file)
-            .map_err(gpu_err)?;
+        let mut block = crate::DenseBlock::from_state_dict(gpu, c0, k, layers, strategy, file)?;
         let block = std::cell::RefCell::new(&mut block);
-        outs.extend(
-            block_outputs(
-                gpu,
-                &x,
-                &go,
-                strategy.name(),
-                &mut |rec, x| block.borrow_mut().forward(rec, x),
-                &mut |rec, g| block.borrow_mut().backward(rec, g),
-            )
-            .map_err(gpu_err)?,
-        );
+        outs.extend(block_outputs(
+            gpu,
+            &x,
+            &go,
+            strategy.name(),
+            &mut |rec, x| block.borrow_mut().forward(rec, x),
+            &mut |rec, g| block.borrow_mut().backward(rec, g),
+        )?);
     }
     Ok(outs)
 }

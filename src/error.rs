@@ -104,6 +104,11 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A tensor stream's or a reference case's content is not what the operation needs: not
+    /// safetensors, a missing tensor or metadata entry, an op the case runner does not know.
+    #[error("{0}")]
+    Content(String),
+
     /// A safetensors file is malformed or does not hold what is expected.
     #[error("bad tensor file {path}: {reason}")]
     TensorFile {

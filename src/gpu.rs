@@ -12,84 +12,75 @@ use crate::memory::{GpuBuffer, GpuTexture, MemoryReport, MemoryTracker, Purpose}
 pub(crate) const WORKGROUP_SIZE: u32 = 64;
 
 /// A WGSL source file: its name (for the pipeline cache and error messages) and its text.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Shader {
     pub name: &'static str,
     pub source: &'static str,
 }
 
-/// Which conv2d kernel family the ops use. Every family computes the same function; they
-/// differ in speed per adapter and shape.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ConvKernels {
-    /// Pick per adapter, pass and shape: a rule on CPU adapters (texture family; tiny shapes
-    /// measured), a one-time measurement of every family on GPUs; cached per `Gpu`.
-    Auto,
-    /// One thread per output element; every shape, groups and stride.
-    Direct,
-    /// Register-blocked implicit GEMM (8 pixels × 8 channels per thread, no workgroup
-    /// memory) where it applies (groups = 1; stride-1 input gradients), direct otherwise.
-    RegisterBlocked,
-    /// Implicit GEMM tiled in workgroup memory (64×64 tiles, 4×4 per thread) where it
-    /// applies, direct otherwise.
-    Tiled,
-    /// As `Tiled`, with 64 threads of 8×8 per tile (forward and input gradient; the weight
-    /// gradient uses the 4×4 tiles).
-    Tiled8x8,
-    /// One output pixel × 8 channels per thread, weights broadcast across the workgroup
-    /// (forward and input gradient), and a weight gradient whose reduction is spread over
-    /// the lanes of a workgroup: many threads for small layers on big GPUs.
-    Pixel,
-    /// Register-blocked (8 pixels × 8 channels per thread) with both operands staged in
-    /// `rgba32float` textures and read four channels a fetch: what a CPU adapter (lavapipe,
-    /// whose storage-buffer loads are per-lane loops) runs fastest. Forward, stride-1 input
-    /// gradient and weight gradient, where the staged textures fit the device's limits.
-    Texture,
+/// Whether a kernel declares a binding read-only or read-write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    Read,
+    Write,
 }
 
-impl ConvKernels {
-    /// The concrete families (all but `Auto`).
-    pub const CONCRETE: [ConvKernels; 6] = [
-        ConvKernels::Direct,
-        ConvKernels::RegisterBlocked,
-        ConvKernels::Tiled,
-        ConvKernels::Tiled8x8,
-        ConvKernels::Pixel,
-        ConvKernels::Texture,
-    ];
+/// What a kernel is, as its WGSL declares it: the shader, the entry point, and the bindings
+/// the entry point uses — uniforms (the argument structs), storage buffers with their
+/// declared access, and textures. `Recording::launch` binds exactly these (a missing
+/// optional buffer gets a small dummy), and a unit test reads every spec's shader with naga
+/// and fails if the sets differ, so a wrong binding is caught by `cargo test`, not by a
+/// validation error at run time.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct KernelSpec {
+    pub shader: Shader,
+    pub entry: &'static str,
+    /// Uniform bindings, each filled from one argument struct (binding 0 in every kernel).
+    pub uniforms: &'static [u32],
+    /// Storage-buffer bindings in the order `launch` takes them, with their declared access.
+    pub buffers: &'static [(u32, Access)],
+    /// Texture bindings (sampled or storage), in the order `launch` takes them.
+    pub textures: &'static [u32],
+    /// The shader's own `override` constants (beside [`PIPELINE_CONSTANTS`]).
+    pub constants: &'static [(&'static str, f64)],
+}
 
-    /// Lower-case name.
-    pub fn name(self) -> &'static str {
-        match self {
-            ConvKernels::Auto => "auto",
-            ConvKernels::Direct => "direct",
-            ConvKernels::RegisterBlocked => "regblock",
-            ConvKernels::Tiled => "tiled",
-            ConvKernels::Tiled8x8 => "tiled8x8",
-            ConvKernels::Pixel => "pixel",
-            ConvKernels::Texture => "texture",
+impl KernelSpec {
+    /// A kernel with its arguments at binding 0 and the given storage buffers.
+    pub const fn new(
+        shader: Shader,
+        entry: &'static str,
+        buffers: &'static [(u32, Access)],
+    ) -> KernelSpec {
+        KernelSpec {
+            shader,
+            entry,
+            uniforms: &[0],
+            buffers,
+            textures: &[],
+            constants: &[],
         }
     }
 
-    /// Parses `auto`, `direct`, `regblock`, `tiled`, `tiled8x8`, `pixel` or `texture`.
-    pub fn parse(name: &str) -> Result<ConvKernels> {
-        match name.trim().to_ascii_lowercase().as_str() {
-            "auto" => Ok(ConvKernels::Auto),
-            "direct" => Ok(ConvKernels::Direct),
-            "regblock" | "register-blocked" => Ok(ConvKernels::RegisterBlocked),
-            "tiled" => Ok(ConvKernels::Tiled),
-            "tiled8x8" => Ok(ConvKernels::Tiled8x8),
-            "pixel" => Ok(ConvKernels::Pixel),
-            "texture" => Ok(ConvKernels::Texture),
-            other => Err(Error::InvalidParameter {
-                op: "conv kernels",
-                detail: format!(
-                    "unknown family {other:?} (expected auto, direct, regblock, tiled, tiled8x8, pixel or texture)"
-                ),
-            }),
-        }
+    /// The same kernel with its own override constants.
+    pub const fn with_constants(self, constants: &'static [(&'static str, f64)]) -> KernelSpec {
+        KernelSpec { constants, ..self }
+    }
+
+    /// The same kernel with texture bindings too.
+    pub const fn with_textures(self, textures: &'static [u32]) -> KernelSpec {
+        KernelSpec { textures, ..self }
+    }
+
+    /// The same kernel with more uniform bindings (after binding 0).
+    pub const fn with_uniforms(self, uniforms: &'static [u32]) -> KernelSpec {
+        KernelSpec { uniforms, ..self }
     }
 }
+
+/// Values of the WGSL `override` constants every shader declares (in `shaders/common.wgsl`),
+/// set when a pipeline is created: the one place these numbers are defined.
+pub(crate) const PIPELINE_CONSTANTS: &[(&str, f64)] = &[("WORKGROUP_SIZE", WORKGROUP_SIZE as f64)];
 
 /// A compiled kernel: its pipeline and the layout of its bind group 0.
 #[derive(Clone)]
@@ -109,13 +100,21 @@ pub struct Gpu {
     limits: wgpu::Limits,
     features: wgpu::Features,
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
-    pipelines: Mutex<HashMap<(&'static str, &'static str), Kernel>>,
+    pipelines: Mutex<HashMap<PipelineKey, Kernel>>,
     memory: Arc<MemoryTracker>,
     uncaptured: Arc<Mutex<Vec<String>>>,
-    conv_kernels: Mutex<ConvKernels>,
-    tuned: Mutex<HashMap<TuneKey, ConvKernels>>,
     deterministic: std::sync::atomic::AtomicBool,
+    /// Bound in place of absent optional bindings (a kernel that has no bias, no mask): one
+    /// for read-only slots and one for read-write ones (wgpu refuses one buffer bound both
+    /// ways in a dispatch).
+    dummies: [GpuBuffer; 2],
+    /// State that layers above keep per `Gpu` (the conv kernel policy and its tuning
+    /// cache), one value per type: the device context does not know what they are.
+    extensions: Mutex<HashMap<std::any::TypeId, Arc<dyn std::any::Any + Send + Sync>>>,
 }
+
+/// A compiled pipeline is one per shader, entry point and override constants.
+type PipelineKey = (&'static str, &'static str, Vec<(&'static str, u64)>);
 
 /// How to open a [`Gpu`]: [`Gpu::with_options`]. The default is what [`Gpu::new`] does
 /// without `SKIPGRAD_BACKEND`.
@@ -144,13 +143,6 @@ fn env_flag(name: &str) -> bool {
             "" | "0" | "false" | "off" | "no"
         )
     })
-}
-
-/// What an autotuned choice is keyed on: the conv pass and every dimension of its shape.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct TuneKey {
-    pub pass: u8,
-    pub dims: [usize; 14],
 }
 
 /// Parses a backend name as accepted by `SKIPGRAD_BACKEND` and `--backend`.
@@ -247,6 +239,17 @@ impl Gpu {
         }));
         let id = NEXT_GPU_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let owner = format!("Gpu #{id} ({}, {})", info.name, info.backend.to_str());
+        let memory = Arc::new(MemoryTracker::new(owner));
+        let dummy = || {
+            let raw = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("absent binding"),
+                size: 16,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            });
+            GpuBuffer::new(raw, 16, Purpose::Scratch, memory.clone())
+        };
+        let dummies = [dummy(), dummy()];
         Ok(Gpu {
             device,
             queue,
@@ -255,14 +258,11 @@ impl Gpu {
             features,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
-            memory: Arc::new(MemoryTracker::new(owner)),
+            memory,
             uncaptured,
-            conv_kernels: Mutex::new(match std::env::var("SKIPGRAD_CONV_KERNELS") {
-                Ok(v) if !v.trim().is_empty() => ConvKernels::parse(&v)?,
-                _ => ConvKernels::Auto,
-            }),
-            tuned: Mutex::new(HashMap::new()),
             deterministic: (options.deterministic || env_flag("SKIPGRAD_DETERMINISTIC")).into(),
+            dummies,
+            extensions: Mutex::new(HashMap::new()),
         })
     }
 
@@ -277,14 +277,27 @@ impl Gpu {
     }
 
     /// Turns the deterministic choice of kernel families on or off (see
-    /// [`Gpu::deterministic`]); choices already measured for a shape are kept unless they
-    /// are cleared, so set this before recording work.
+    /// [`Gpu::deterministic`]); work recorded from then on follows it.
     pub fn set_deterministic(&self, on: bool) {
         self.deterministic
             .store(on, std::sync::atomic::Ordering::Relaxed);
-        if on {
-            lock(&self.tuned).clear();
-        }
+    }
+
+    /// The state of type `T` this `Gpu` keeps for a layer above it, made on first use.
+    pub(crate) fn extension<T: Default + Send + Sync + 'static>(&self) -> Arc<T> {
+        let mut map = lock(&self.extensions);
+        let any = map
+            .entry(std::any::TypeId::of::<T>())
+            .or_insert_with(|| Arc::new(T::default()))
+            .clone();
+        // The map holds a `T` under `T`'s own type id.
+        any.downcast::<T>()
+            .unwrap_or_else(|_| Arc::new(T::default()))
+    }
+
+    /// The buffer bound where a kernel's optional binding of `access` is absent.
+    pub(crate) fn dummy(&self, access: Access) -> &GpuBuffer {
+        &self.dummies[(access == Access::Write) as usize]
     }
 
     /// The most bytes one dispatch may bind of a buffer, and the alignment of a binding's
@@ -326,25 +339,6 @@ impl Gpu {
             // The real limits, not a bucketed approximation.
             apply_limit_buckets: false,
         }))
-    }
-
-    /// The conv kernel family in use (`SKIPGRAD_CONV_KERNELS` sets the initial choice).
-    pub fn conv_kernels(&self) -> ConvKernels {
-        *lock(&self.conv_kernels)
-    }
-
-    /// Chooses the conv kernel family for ops recorded from now on.
-    pub fn set_conv_kernels(&self, family: ConvKernels) {
-        *lock(&self.conv_kernels) = family;
-    }
-
-    /// The family autotuning chose for a shape, if it has been measured.
-    pub(crate) fn tuned(&self, key: &TuneKey) -> Option<ConvKernels> {
-        lock(&self.tuned).get(key).copied()
-    }
-
-    pub(crate) fn set_tuned(&self, key: TuneKey, family: ConvKernels) {
-        lock(&self.tuned).insert(key, family);
     }
 
     /// The adapter's name, vendor, driver and backend.
@@ -504,9 +498,21 @@ impl Gpu {
         )
     }
 
-    /// The compiled pipeline of `entry` in `shader`, compiled once per `Gpu` and cached.
-    pub(crate) fn pipeline(&self, shader: Shader, entry: &'static str) -> Result<Kernel> {
-        if let Some(p) = lock(&self.pipelines).get(&(shader.name, entry)) {
+    /// The compiled pipeline of a kernel, compiled once per `Gpu` (per shader, entry point
+    /// and override constants) and cached.
+    pub(crate) fn pipeline(&self, spec: &KernelSpec) -> Result<Kernel> {
+        let (shader, entry) = (spec.shader, spec.entry);
+        let constants: Vec<(&'static str, f64)> = PIPELINE_CONSTANTS
+            .iter()
+            .chain(spec.constants)
+            .copied()
+            .collect();
+        let key: PipelineKey = (
+            shader.name,
+            entry,
+            constants.iter().map(|&(k, v)| (k, v.to_bits())).collect(),
+        );
+        if let Some(p) = lock(&self.pipelines).get(&key) {
             return Ok(p.clone());
         }
         let module = {
@@ -535,7 +541,10 @@ impl Gpu {
                         layout: None,
                         module: &module,
                         entry_point: Some(entry),
-                        compilation_options: Default::default(),
+                        compilation_options: wgpu::PipelineCompilationOptions {
+                            constants: &constants,
+                            ..Default::default()
+                        },
                         cache: None,
                     })
             },
@@ -544,7 +553,7 @@ impl Gpu {
             layout: pipeline.get_bind_group_layout(0),
             pipeline,
         };
-        lock(&self.pipelines).insert((shader.name, entry), kernel.clone());
+        lock(&self.pipelines).insert(key, kernel.clone());
         Ok(kernel)
     }
 

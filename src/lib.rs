@@ -23,14 +23,32 @@
 
 #![warn(missing_docs)]
 
+/// A WGSL source for a kernel: `common.wgsl`, then the listed prefix files (shared bindings
+/// and helpers), then the file itself; paths relative to `shaders/`.
+macro_rules! wgsl {
+    ($name:literal $(, $prefix:literal)*) => {
+        crate::gpu::Shader {
+            name: $name,
+            source: concat!(
+                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/common.wgsl")),
+                $(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/", $prefix)),)*
+                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/", $name))
+            ),
+        }
+    };
+}
+
+#[cfg(feature = "cli")]
 pub mod bench;
 pub mod blocks;
+#[cfg(feature = "oracle")]
 pub mod cases;
 pub mod error;
 pub mod gpu;
 pub mod memory;
 pub mod ops;
 pub mod record;
+#[cfg(feature = "oracle")]
 pub mod reference;
 pub mod tensor;
 pub mod train;
@@ -38,8 +56,9 @@ pub mod weights;
 
 pub use blocks::{BlockGrads, ConcatStrategy, DenseBlock, Init, ResidualBlock, ResidualVariant};
 pub use error::{Error, Result};
-pub use gpu::{ConvKernels, Gpu, GpuOptions};
+pub use gpu::{Gpu, GpuOptions};
 pub use memory::{MemoryReport, Purpose};
+pub use ops::conv2d::ConvKernels;
 pub use ops::conv2d::{Conv2dParams, Fusion};
 pub use record::{Cost, Recording, Timing};
 pub use tensor::Tensor;

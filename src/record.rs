@@ -2,7 +2,7 @@
 //! command buffer. A whole block pass is one recording, so it runs with no CPU round trip.
 
 use crate::error::Result;
-use crate::gpu::{ConvKernels, Gpu, Shader, WORKGROUP_SIZE};
+use crate::gpu::{Access, Gpu, KernelSpec, WORKGROUP_SIZE};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -36,7 +36,9 @@ pub struct Recording<'g> {
     /// the barriers between them), which saves a pass's begin/end cost per dispatch.
     pass: Option<wgpu::ComputePass<'static>>,
     passes: usize,
-    conv_kernels: ConvKernels,
+    /// Choices that layers above make per recording (the conv kernel family), one value per
+    /// type: the recording does not know what they are.
+    options: Vec<Box<dyn std::any::Any + Send>>,
     entries: Vec<&'static str>,
     /// Every buffer the recorded dispatches bind, once per (buffer, access).
     uses: Vec<Use>,
@@ -97,6 +99,16 @@ pub(crate) struct Binding<'a> {
     pub window: Option<(u64, u64)>,
 }
 
+/// How many threads or workgroups a dispatch runs (laid out as a 2-D/3-D grid past the
+/// per-dimension limit).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Grid {
+    /// Threads, in workgroups of `WORKGROUP_SIZE`.
+    Threads(u64),
+    /// Workgroups (kernels whose workgroup cooperates on one output).
+    Workgroups(u64),
+}
+
 /// A binding the kernel only reads.
 pub(crate) fn read(t: &Tensor) -> Binding<'_> {
     Binding {
@@ -136,7 +148,7 @@ impl<'g> Recording<'g> {
             timer: None,
             pass: None,
             passes: 0,
-            conv_kernels: gpu.conv_kernels(),
+            options: Vec::new(),
             entries: Vec::new(),
             uses: Vec::new(),
         }
@@ -161,14 +173,17 @@ impl<'g> Recording<'g> {
         self.gpu
     }
 
-    /// The conv kernel family ops recorded here use (initially the `Gpu`'s).
-    pub fn conv_kernels(&self) -> ConvKernels {
-        self.conv_kernels
+    /// The option of type `T` a layer above set on this recording, if any.
+    pub(crate) fn option<T: Copy + Send + 'static>(&self) -> Option<T> {
+        self.options
+            .iter()
+            .find_map(|o| o.downcast_ref::<T>().copied())
     }
 
-    /// Chooses the conv kernel family for ops recorded from now on.
-    pub fn set_conv_kernels(&mut self, family: ConvKernels) {
-        self.conv_kernels = family;
+    /// Sets this recording's option of type `T`.
+    pub(crate) fn set_option<T: Copy + Send + 'static>(&mut self, value: T) {
+        self.options.retain(|o| !o.is::<T>());
+        self.options.push(Box::new(value));
     }
 
     /// The operations and bytes of everything recorded so far.
@@ -186,49 +201,82 @@ impl<'g> Recording<'g> {
         self.dispatches
     }
 
-    /// Records one dispatch of `entry` in `shader` over `invocations` threads (1-D, any size:
-    /// laid out as a 2-D/3-D grid past the per-dimension limit). Binding 0 is the uniform
-    /// `args`; `storage` pairs the kernel's other binding numbers with buffers.
-    pub(crate) fn dispatch(
+    /// Records one dispatch of `spec` over `grid`. `args` fill the kernel's uniform bindings
+    /// (`spec.uniforms`, in order); `buffers` and `textures` its other bindings, in the
+    /// spec's order, `None` for an absent optional buffer (bound to a small dummy).
+    pub(crate) fn launch(
         &mut self,
-        shader: Shader,
-        entry: &'static str,
-        args: &[u8],
-        storage: &[(u32, Binding<'_>)],
-        invocations: u64,
+        spec: &KernelSpec,
+        args: &[&[u8]],
+        buffers: &[Option<Binding<'_>>],
+        textures: &[&wgpu::TextureView],
+        grid: Grid,
         cost: Cost,
     ) -> Result<()> {
-        let workgroups = invocations.div_ceil(WORKGROUP_SIZE as u64);
-        self.dispatch_workgroups(shader, entry, args, storage, workgroups, cost)
+        let (shader, entry) = (spec.shader, spec.entry);
+        let mismatch = |what: &str, got: usize, want: usize| crate::Error::Gpu {
+            during: format!("recording {}::{entry}", shader.name),
+            message: format!("internal error: {got} {what} given, the kernel declares {want}"),
+        };
+        if args.len() != spec.uniforms.len() {
+            return Err(mismatch(
+                "argument structs",
+                args.len(),
+                spec.uniforms.len(),
+            ));
+        }
+        if buffers.len() != spec.buffers.len() {
+            return Err(mismatch("buffers", buffers.len(), spec.buffers.len()));
+        }
+        if textures.len() != spec.textures.len() {
+            return Err(mismatch("textures", textures.len(), spec.textures.len()));
+        }
+        let gpu = self.gpu;
+        let mut storage = Vec::with_capacity(buffers.len());
+        for (b, &(binding, access)) in buffers.iter().zip(spec.buffers) {
+            match b {
+                Some(b) if b.write && access == Access::Read => {
+                    return Err(crate::Error::Gpu {
+                        during: format!("recording {}::{entry}", shader.name),
+                        message: format!(
+                            "internal error: binding {binding} is declared read-only but given a buffer to write"
+                        ),
+                    })
+                }
+                Some(b) => storage.push((binding, *b)),
+                None => storage.push((
+                    binding,
+                    Binding {
+                        buf: gpu.dummy(access),
+                        write: false,
+                        window: None,
+                    },
+                )),
+            }
+        }
+        let workgroups = match grid {
+            Grid::Threads(n) => n.div_ceil(WORKGROUP_SIZE as u64),
+            Grid::Workgroups(n) => n,
+        };
+        let textures: Vec<(u32, &wgpu::TextureView)> = spec
+            .textures
+            .iter()
+            .copied()
+            .zip(textures.iter().copied())
+            .collect();
+        self.record(spec, args, &storage, &textures, workgroups, cost)
     }
 
-    /// Like [`Recording::dispatch`], but counting workgroups rather than threads (for kernels
-    /// where one workgroup cooperates on one output).
-    pub(crate) fn dispatch_workgroups(
+    fn record(
         &mut self,
-        shader: Shader,
-        entry: &'static str,
-        args: &[u8],
-        storage: &[(u32, Binding<'_>)],
-        workgroups: u64,
-        cost: Cost,
-    ) -> Result<()> {
-        self.dispatch_with_textures(shader, entry, args, storage, &[], workgroups, cost)
-    }
-
-    /// Like [`Recording::dispatch_workgroups`], with texture views bound too (sampled or
-    /// storage, as the kernel declares them).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn dispatch_with_textures(
-        &mut self,
-        shader: Shader,
-        entry: &'static str,
-        args: &[u8],
+        spec: &KernelSpec,
+        args: &[&[u8]],
         storage: &[(u32, Binding<'_>)],
         textures: &[(u32, &wgpu::TextureView)],
         workgroups: u64,
         cost: Cost,
     ) -> Result<()> {
+        let (shader, entry) = (spec.shader, spec.entry);
         let limit = self.gpu.limits().max_storage_buffer_binding_size;
         for (_, b) in storage {
             self.gpu
@@ -246,13 +294,22 @@ impl<'g> Recording<'g> {
             return Ok(());
         }
         let grid = self.gpu.workgroup_grid(workgroups)?;
-        let kernel = self.gpu.pipeline(shader, entry)?;
-        // The arguments go into a small uniform buffer written while mapped at creation (no
-        // staging copy), and buffer and bind group are made under one error scope.
-        let size = (args.len() as u64).max(4).next_multiple_of(4);
+        let kernel = self.gpu.pipeline(spec)?;
+        // The argument structs go into one small uniform buffer written while mapped at
+        // creation (no staging copy), each at an offset the device allows for a uniform
+        // binding; buffer and bind group are made under one error scope.
+        let align = (self.gpu.limits().min_uniform_buffer_offset_alignment as usize).max(16);
+        let mut padded = Vec::new();
+        let mut ranges = Vec::with_capacity(args.len());
+        for a in args {
+            let start = padded.len().next_multiple_of(align);
+            padded.resize(start, 0);
+            padded.extend_from_slice(a);
+            padded.resize(start + a.len().max(16).next_multiple_of(16), 0);
+            ranges.push((start as u64, (padded.len() - start) as u64));
+        }
+        let size = padded.len() as u64;
         let device = self.gpu.device();
-        let mut padded = args.to_vec();
-        padded.resize(size as usize, 0);
         let made = self.gpu.scoped("recording a dispatch", || {
             let raw = device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("kernel arguments"),
@@ -264,11 +321,20 @@ impl<'g> Recording<'g> {
                 view.copy_from_slice(&padded);
             }
             raw.unmap();
-            let mut entries = Vec::with_capacity(storage.len() + 1);
-            entries.push(wgpu::BindGroupEntry {
-                binding: 0,
-                resource: raw.as_entire_binding(),
-            });
+            let mut entries = Vec::with_capacity(storage.len() + args.len());
+            entries.extend(
+                spec.uniforms
+                    .iter()
+                    .zip(&ranges)
+                    .map(|(&binding, &(offset, size))| wgpu::BindGroupEntry {
+                        binding,
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: &raw,
+                            offset,
+                            size: wgpu::BufferSize::new(size),
+                        }),
+                    }),
+            );
             entries.extend(storage.iter().map(|(binding, b)| wgpu::BindGroupEntry {
                 binding: *binding,
                 resource: match b.window {

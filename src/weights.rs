@@ -52,12 +52,12 @@ fn read_more<R: std::io::Read>(reader: &mut R, bytes: &mut Vec<u8>, n: u64) -> s
 
 /// The bytes of tensor data a safetensors header declares: the largest end offset of its
 /// tensors (the full check of the header is `safetensors`' own, after reading).
-fn declared_data_len(header: &[u8]) -> std::result::Result<u64, String> {
+fn declared_data_len(header: &[u8]) -> Result<u64> {
     let v: serde_json::Value = serde_json::from_slice(header)
-        .map_err(|e| format!("header is not a safetensors JSON header: {e}"))?;
+        .map_err(|e| content(format!("header is not a safetensors JSON header: {e}")))?;
     let entries = v
         .as_object()
-        .ok_or("header is not a JSON object of tensors")?;
+        .ok_or_else(|| content("header is not a JSON object of tensors"))?;
     let mut end = 0u64;
     for (name, entry) in entries {
         if name == "__metadata__" {
@@ -66,15 +66,22 @@ fn declared_data_len(header: &[u8]) -> std::result::Result<u64, String> {
         let offsets = entry
             .get("data_offsets")
             .and_then(|o| o.as_array())
-            .ok_or_else(|| format!("tensor {name:?} has no data_offsets"))?;
+            .ok_or_else(|| content(format!("tensor {name:?} has no data_offsets")))?;
         for o in offsets {
             let o = o.as_u64().ok_or_else(|| {
-                format!("tensor {name:?} has a data offset that is not a byte count")
+                content(format!(
+                    "tensor {name:?} has a data offset that is not a byte count"
+                ))
             })?;
             end = end.max(o);
         }
     }
     Ok(end)
+}
+
+/// What is wrong with a stream's content.
+fn content(reason: impl Into<String>) -> Error {
+    Error::Content(reason.into())
 }
 
 /// The largest tensor file read: 1 GiB. Larger files (or endless ones such as `/dev/zero`)
@@ -104,45 +111,48 @@ impl TensorFile {
                 ),
             ));
         }
-        Self::from_reader(file).map_err(|reason| file_error(path, reason))
+        Self::from_reader(file).map_err(|e| match e {
+            Error::Content(reason) => file_error(path, reason),
+            other => other,
+        })
     }
 
     /// Reads a safetensors stream as [`TensorFile::read`] reads a file: only as many bytes
     /// as its header declares (the 8-byte header length, the header, the data its tensors'
     /// offsets reach), at most [`MAX_FILE_BYTES`], then validated. An endless or lying
     /// stream stops there, with a reason instead of a panic.
-    pub fn from_reader<R: std::io::Read>(reader: R) -> std::result::Result<TensorFile, String> {
+    pub fn from_reader<R: std::io::Read>(reader: R) -> Result<TensorFile> {
         use std::io::Read;
         let mut reader = std::io::BufReader::new(reader);
         let mut bytes = vec![0u8; 8];
         reader
             .read_exact(&mut bytes)
-            .map_err(|e| format!("too short for a safetensors header: {e}"))?;
+            .map_err(|e| content(format!("too short for a safetensors header: {e}")))?;
         let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8]));
         if header_len > MAX_HEADER_BYTES || header_len > MAX_FILE_BYTES {
-            return Err(format!(
+            return Err(content(format!(
                 "declares a {header_len}-byte header (at most {MAX_HEADER_BYTES})"
-            ));
+            )));
         }
         read_more(&mut reader, &mut bytes, header_len)
-            .map_err(|e| format!("header shorter than declared: {e}"))?;
+            .map_err(|e| content(format!("header shorter than declared: {e}")))?;
         let data_len = declared_data_len(&bytes[8..])?;
         let total = 8 + header_len + data_len;
         if total > MAX_FILE_BYTES {
-            return Err(format!(
+            return Err(content(format!(
                 "declares {total} bytes, more than the {MAX_FILE_BYTES}-byte limit"
-            ));
+            )));
         }
         read_more(&mut reader, &mut bytes, data_len)
-            .map_err(|e| format!("tensor data shorter than declared: {e}"))?;
+            .map_err(|e| content(format!("tensor data shorter than declared: {e}")))?;
         Self::parse(&bytes)
     }
 
     /// Parses the bytes of a safetensors file (what [`TensorFile::read`] does after reading).
-    pub fn parse(bytes: &[u8]) -> std::result::Result<TensorFile, String> {
-        let (_, meta) =
-            safetensors::SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
-        let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
+    pub fn parse(bytes: &[u8]) -> Result<TensorFile> {
+        let invalid = |e: safetensors::SafeTensorError| content(e.to_string());
+        let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(invalid)?;
+        let st = safetensors::SafeTensors::deserialize(bytes).map_err(invalid)?;
         let metadata = meta.metadata().clone().unwrap_or_default();
         let mut tensors = BTreeMap::new();
         for (name, view) in st.tensors() {
@@ -220,20 +230,22 @@ impl TensorFile {
     }
 
     /// The tensor `name`, or an error naming the file and what is missing.
-    pub fn tensor(&self, name: &str) -> std::result::Result<&HostTensor, String> {
+    pub fn tensor(&self, name: &str) -> Result<&HostTensor> {
         self.tensors
             .get(name)
-            .ok_or_else(|| format!("missing tensor {name:?}"))
+            .ok_or_else(|| content(format!("missing tensor {name:?}")))
     }
 
     /// Metadata value `key` parsed as an integer.
-    pub fn meta_usize(&self, key: &str) -> std::result::Result<usize, String> {
+    pub fn meta_usize(&self, key: &str) -> Result<usize> {
         let v = self
             .metadata
             .get(key)
-            .ok_or_else(|| format!("missing metadata {key:?}"))?;
-        v.trim()
-            .parse()
-            .map_err(|_| format!("metadata {key:?} = {v:?} is not a non-negative integer"))
+            .ok_or_else(|| content(format!("missing metadata {key:?}")))?;
+        v.trim().parse().map_err(|_| {
+            content(format!(
+                "metadata {key:?} = {v:?} is not a non-negative integer"
+            ))
+        })
     }
 }

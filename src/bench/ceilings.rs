@@ -3,18 +3,17 @@
 //! benchmark case, so each case can be placed on a roofline.
 
 use crate::error::Result;
-use crate::gpu::Shader;
+use crate::gpu::{Access, KernelSpec, Shader};
 use crate::memory::Purpose;
-use crate::record::{Binding, Cost, Recording};
+use crate::record::{Binding, Cost, Grid, Recording};
 use crate::Gpu;
 
-const PROBE: Shader = Shader {
-    name: "probe.wgsl",
-    source: concat!(
-        include_str!("../../shaders/common.wgsl"),
-        include_str!("../../shaders/probe.wgsl")
-    ),
-};
+const PROBE: Shader = wgsl!("probe.wgsl");
+/// `fma_peak`: FMA chains into `out` (binding 1).
+pub(crate) const FMA_PEAK: KernelSpec = KernelSpec::new(PROBE, "fma_peak", &[(1, Access::Write)]);
+/// `copy_peak`: `src` (binding 2) copied into `out` (binding 1).
+pub(crate) const COPY_PEAK: KernelSpec =
+    KernelSpec::new(PROBE, "copy_peak", &[(1, Access::Write), (2, Access::Read)]);
 
 /// Measured ceilings.
 #[derive(Clone, Copy, Debug, serde::Serialize)]
@@ -40,18 +39,18 @@ struct ProbeArgs {
 fn time_probe(
     gpu: &Gpu,
     use_gpu: bool,
-    entry: &'static str,
+    spec: &KernelSpec,
     args: ProbeArgs,
-    bufs: &[(u32, Binding<'_>)],
+    bufs: &[Option<Binding<'_>>],
     threads: u64,
 ) -> Result<f64> {
     let mut rec = Recording::timed(gpu);
-    rec.dispatch(
-        PROBE,
-        entry,
-        bytemuck::bytes_of(&args),
+    rec.launch(
+        spec,
+        &[bytemuck::bytes_of(&args)],
         bufs,
-        threads,
+        &[],
+        Grid::Threads(threads),
         Cost::default(),
     )?;
     let t = rec.finish_timed()?;
@@ -104,16 +103,13 @@ pub fn measure(gpu: &Gpu, use_gpu: bool) -> Result<Ceilings> {
         time_probe(
             gpu,
             use_gpu,
-            "fma_peak",
+            &FMA_PEAK,
             args,
-            &[(
-                1,
-                Binding {
-                    buf: &out,
-                    write: true,
-                    window: None,
-                },
-            )],
+            &[Some(Binding {
+                buf: &out,
+                write: true,
+                window: None,
+            })],
             threads,
         )
     })?;
@@ -134,25 +130,19 @@ pub fn measure(gpu: &Gpu, use_gpu: bool) -> Result<Ceilings> {
         time_probe(
             gpu,
             use_gpu,
-            "copy_peak",
+            &COPY_PEAK,
             args,
             &[
-                (
-                    1,
-                    Binding {
-                        buf: &dst,
-                        write: true,
-                        window: None,
-                    },
-                ),
-                (
-                    2,
-                    Binding {
-                        buf: &src,
-                        write: false,
-                        window: None,
-                    },
-                ),
+                Some(Binding {
+                    buf: &dst,
+                    write: true,
+                    window: None,
+                }),
+                Some(Binding {
+                    buf: &src,
+                    write: false,
+                    window: None,
+                }),
             ],
             n,
         )

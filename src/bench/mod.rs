@@ -396,7 +396,14 @@ impl Workload {
                 gb,
             } => {
                 conv2d::conv2d_into(rec, x, w, Some(b), p, y, Fusion::default())?;
-                conv2d::conv2d_backward_into(rec, x, w, go, p, gx, gw, Some(gb), Fusion::default())
+                conv2d::Conv2dBackward {
+                    x,
+                    weight: w,
+                    grad_out: go,
+                    params: p,
+                    fusion: Fusion::default(),
+                }
+                .record_into(rec, gx, gw, Some(gb))
             }
             Inner::Residual { block, x, go, last } => {
                 let out = block.forward(rec, x)?;

@@ -51,7 +51,8 @@ impl ConcatStrategy {
 
 /// The analytic memory of a dense block's forward+backward, per purpose (see
 /// [`DenseBlock::analytic_peak_bytes`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "oracle", derive(serde::Serialize))]
 pub struct AnalyticMemory {
     /// Feature maps: input, per-layer buffers, output.
     pub activation: u64,
@@ -400,17 +401,14 @@ impl DenseBlock {
                     let (gw, gb) = param_grads(layer)?;
                     let g = &g_feats[i + 1];
                     let g_relu = Tensor::zeros(gpu, relus[i].shape(), Purpose::Gradient)?;
-                    conv2d::conv2d_backward_into(
-                        rec,
-                        &relus[i],
-                        &layer.weight,
-                        g,
-                        &layer.params,
-                        &g_relu,
-                        &gw,
-                        Some(&gb),
-                        Fusion::default(),
-                    )?;
+                    conv2d::Conv2dBackward {
+                        x: &relus[i],
+                        weight: &layer.weight,
+                        grad_out: g,
+                        params: &layer.params,
+                        fusion: Fusion::default(),
+                    }
+                    .record_into(rec, &g_relu, &gw, Some(&gb))?;
                     let g_cat = relu::relu_backward(rec, &cats[i], &g_relu)?;
                     let mut at = 0;
                     for (j, gf) in g_feats.iter().take(i + 1).enumerate() {
@@ -444,16 +442,18 @@ impl DenseBlock {
                         relu_input: true,
                         accumulate: true,
                     };
-                    conv2d::conv2d_backward_into(
+                    conv2d::Conv2dBackward {
+                        x: &input,
+                        weight: &layer.weight,
+                        grad_out: &g_out,
+                        params: &layer.params,
+                        fusion: masked_accumulate,
+                    }
+                    .record_into(
                         rec,
-                        &input,
-                        &layer.weight,
-                        &g_out,
-                        &layer.params,
                         &grads.channels(0..ci)?,
                         &gw,
                         Some(&gb),
-                        masked_accumulate,
                     )?;
                     params.push((gw, gb, i));
                 }

@@ -332,17 +332,14 @@ impl ResidualBlock {
         let gw2 = grad(c2.weight.shape())?;
         let gb2 = grad(c2.bias.shape())?;
         let g_a1 = grad(saved.a1.shape())?;
-        conv2d::conv2d_backward_into(
-            rec,
-            &saved.a1,
-            &c2.weight,
-            &g_pre,
-            &c2.params,
-            &g_a1,
-            &gw2,
-            Some(&gb2),
-            relu_load,
-        )?;
+        conv2d::Conv2dBackward {
+            x: &saved.a1,
+            weight: &c2.weight,
+            grad_out: &g_pre,
+            params: &c2.params,
+            fusion: relu_load,
+        }
+        .record_into(rec, &g_a1, &gw2, Some(&gb2))?;
         // conv1: the conv path's input gradient accumulates onto the skip path's.
         let gw1 = grad(c1.weight.shape())?;
         let gb1 = grad(c1.bias.shape())?;
@@ -350,17 +347,14 @@ impl ResidualBlock {
             relu_input: false,
             accumulate: true,
         };
-        conv2d::conv2d_backward_into(
-            rec,
-            &saved.x,
-            &c1.weight,
-            &g_a1,
-            &c1.params,
-            &grad_x,
-            &gw1,
-            Some(&gb1),
-            accumulate,
-        )?;
+        conv2d::Conv2dBackward {
+            x: &saved.x,
+            weight: &c1.weight,
+            grad_out: &g_a1,
+            params: &c1.params,
+            fusion: accumulate,
+        }
+        .record_into(rec, &grad_x, &gw1, Some(&gb1))?;
         Ok(BlockGrads {
             grad_x,
             params: vec![

@@ -25,7 +25,7 @@ pub struct BenchArgs {
     /// not bracket the compute work (lavapipe timed a 1 ms dispatch at 0.03 ms).
     #[arg(long, default_value = "auto", value_parser = ["auto", "gpu", "wall"])]
     pub timing: String,
-    /// Conv kernel family: auto (autotuned per shape), direct, regblock, tiled, tiled8x8, pixel, texture.
+    /// Conv kernel family: auto (autotuned per shape), direct, regblock, pixel, texture.
     #[arg(long, default_value = "auto")]
     pub kernels: String,
     /// Print JSON instead of a table.

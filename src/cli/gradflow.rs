@@ -138,7 +138,7 @@ pub fn data(
             let get = |k: &str| -> Result<Tensor> {
                 let t = f.tensor(k).map_err(|e| Error::TensorFile {
                     path: p.display().to_string(),
-                    reason: e,
+                    reason: e.to_string(),
                 })?;
                 Tensor::from_slice(gpu, shape4(&t.shape)?, &t.data, Purpose::Activation)
             };

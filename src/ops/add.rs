@@ -4,7 +4,22 @@
 //! When `a` also feeds another path (a skip connection `y = F(x) + x`), its total gradient is
 //! the sum of the paths, which [`accumulate`] adds into one buffer.
 
-use super::{dispatch_elementwise, no_overlap, same_shape, shaders::ADD, Access};
+use super::{dispatch_elementwise, no_overlap, same_shape, Access};
+use crate::gpu::{KernelSpec, Shader};
+
+const ADD_WGSL: Shader = wgsl!("add.wgsl");
+/// `add`: a, b → out.
+pub(crate) const ADD: KernelSpec = KernelSpec::new(
+    ADD_WGSL,
+    "add",
+    &[(1, Access::Write), (2, Access::Write), (3, Access::Write)],
+);
+/// `accumulate`: src → dst (+=).
+pub(crate) const ACCUMULATE: KernelSpec = KernelSpec::new(
+    ADD_WGSL,
+    "accumulate",
+    &[(1, Access::Write), (3, Access::Write)],
+);
 use crate::error::Result;
 use crate::memory::Purpose;
 use crate::record::Recording;
@@ -30,32 +45,12 @@ pub fn add_into(
     same_shape("add", "operands and output", a, out)?;
     no_overlap("add", out, a)?;
     no_overlap("add", out, b)?;
-    dispatch_elementwise(
-        rec,
-        ADD,
-        "add",
-        &[a, b, out],
-        &[
-            (1, 0, Access::Read),
-            (2, 1, Access::Read),
-            (3, 2, Access::Write),
-        ],
-        accumulate,
-        1,
-    )
+    dispatch_elementwise(rec, &ADD, &[a, b, out], &[0, 1, 2], accumulate, 1)
 }
 
 /// `dst += src` (same shape; views allowed): gradient routing for skip connections.
 pub fn accumulate(rec: &mut Recording<'_>, src: &Tensor, dst: &Tensor) -> Result<()> {
     same_shape("accumulate", "source and destination", src, dst)?;
     no_overlap("accumulate", dst, src)?;
-    dispatch_elementwise(
-        rec,
-        ADD,
-        "accumulate",
-        &[src, dst],
-        &[(1, 0, Access::Read), (3, 1, Access::Write)],
-        true,
-        1,
-    )
+    dispatch_elementwise(rec, &ACCUMULATE, &[src, dst], &[0, 1], true, 1)
 }

@@ -3,11 +3,19 @@
 //! These are the copying forms, what a framework without views does. A block that keeps all
 //! its feature maps as channel views of one buffer ([`Tensor::channels`]) needs neither.
 
-use super::{dispatch_elementwise, no_overlap, shaders::CONCAT, Access};
+use super::{dispatch_elementwise, no_overlap, Access};
 use crate::error::{Error, Result};
+use crate::gpu::KernelSpec;
 use crate::memory::Purpose;
 use crate::record::Recording;
 use crate::tensor::Tensor;
+
+/// `copy_view`: src → dst (=|+=).
+pub(crate) const COPY_VIEW: KernelSpec = KernelSpec::new(
+    wgsl!("concat.wgsl"),
+    "copy_view",
+    &[(1, Access::Write), (2, Access::Write)],
+);
 
 fn check_inputs(op: &'static str, inputs: &[&Tensor]) -> Result<[usize; 4]> {
     let Some(first) = inputs.first() else {
@@ -97,10 +105,9 @@ pub fn copy_view(
     no_overlap("copy", dst, src)?;
     dispatch_elementwise(
         rec,
-        CONCAT,
-        "copy_view",
+        &COPY_VIEW,
         &[src, dst],
-        &[(1, 0, Access::Read), (2, 1, Access::Write)],
+        &[0, 1],
         accumulate,
         accumulate as u64,
     )

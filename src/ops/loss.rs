@@ -1,11 +1,29 @@
 //! Loss functions and their gradients (`shaders/loss.wgsl`): what a training step differentiates.
 
-use super::shaders::{LOSS, REDUCE};
 use super::{same_shape, Access};
 use crate::error::{Error, Result};
+use crate::gpu::KernelSpec;
 use crate::memory::Purpose;
-use crate::record::{read, write, Cost, Recording};
+use crate::record::{read, write, Cost, Grid, Recording};
 use crate::tensor::Tensor;
+
+/// `mse_forward_backward`: y, target → grad (views), and the squares (whole, binding 4).
+pub(crate) const MSE: KernelSpec = KernelSpec::new(
+    wgsl!("loss.wgsl"),
+    "mse_forward_backward",
+    &[
+        (1, Access::Write),
+        (2, Access::Write),
+        (3, Access::Write),
+        (4, Access::Write),
+    ],
+);
+/// `sum_chunks`: src → dst, one chunk a workgroup.
+pub(crate) const SUM: KernelSpec = KernelSpec::new(
+    wgsl!("reduce.wgsl"),
+    "sum_chunks",
+    &[(1, Access::Write), (2, Access::Write)],
+);
 
 /// The mean squared error of a prediction and its gradient, both on the GPU.
 #[derive(Debug)]
@@ -36,15 +54,10 @@ pub fn mse(rec: &mut Recording<'_>, y: &Tensor, target: &Tensor) -> Result<MseLo
     // The gradient into its view slot; the squares at binding 4 (a whole tensor, index i).
     super::dispatch_elementwise_extra(
         rec,
-        LOSS,
-        "mse_forward_backward",
+        &MSE,
         &[y, target, &grad],
-        &[
-            (1, 0, Access::Read),
-            (2, 1, Access::Read),
-            (3, 2, Access::Write),
-        ],
-        &[(4, write(&sq))],
+        &[0, 1, 2],
+        &[write(&sq)],
         3,
     )?;
     let loss = sum(rec, &sq, 1.0 / count as f32)?;
@@ -83,12 +96,12 @@ pub(crate) fn sum(rec: &mut Recording<'_>, src: &Tensor, scale: f32) -> Result<T
             scale: if last { scale } else { 1.0 },
             _pad: 0,
         };
-        rec.dispatch_workgroups(
-            REDUCE,
-            "sum_chunks",
-            bytemuck::bytes_of(&a),
-            &[(1, read(&level)), (2, write(&dst))],
-            groups as u64,
+        rec.launch(
+            &SUM,
+            &[bytemuck::bytes_of(&a)],
+            &[Some(read(&level)), Some(write(&dst))],
+            &[],
+            Grid::Workgroups(groups as u64),
             Cost {
                 flops: len as u64,
                 bytes: 4 * (len + groups) as u64,

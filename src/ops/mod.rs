@@ -14,10 +14,31 @@ pub mod conv2d;
 pub mod loss;
 pub mod relu;
 
+#[cfg(test)]
+mod binding_tests;
+
 use crate::error::{Error, Result};
-use crate::gpu::Shader;
-use crate::record::{read, write, Binding, Cost, Recording};
+pub(crate) use crate::gpu::Access;
+use crate::gpu::KernelSpec;
+use crate::record::{read, write, Binding, Cost, Grid, Recording};
 use crate::tensor::Tensor;
+
+/// Every kernel of the elementwise ops, the loss and the optimizers (the conv kernels are
+/// listed by their families): what the binding test checks.
+#[cfg(test)]
+pub(crate) fn elementwise_kernels() -> Vec<&'static KernelSpec> {
+    vec![
+        &relu::FORWARD,
+        &relu::BACKWARD,
+        &add::ADD,
+        &add::ACCUMULATE,
+        &concat::COPY_VIEW,
+        &loss::MSE,
+        &loss::SUM,
+        &crate::train::optim::SGD,
+        &crate::train::optim::ADAM,
+    ]
+}
 
 /// Arguments of the elementwise kernels (`Elementwise` in `shaders/common.wgsl`).
 #[repr(C)]
@@ -82,23 +103,16 @@ impl Half {
     }
 }
 
-/// Whether a binding is read or written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Access {
-    Read,
-    Write,
-}
-
-/// Records one elementwise kernel over tensors of equal shape. `views` are the tensors in the
-/// order of the kernel's view slots 0, 1, 2, the last one written; `bindings` pairs binding
-/// numbers with view slots, read or written; `flops_per_element` is what the kernel computes
-/// per element. Tensors larger than one binding are split by batch, then by channels.
+/// Records one elementwise kernel over tensors of equal shape. `views` are the tensors in
+/// the order of the kernel's view slots 0, 1, 2, the last one written; `slots` gives the
+/// view slot of each of the kernel's buffers (in its spec's order); `flops_per_element` is
+/// what the kernel computes per element. Tensors larger than one binding are split by
+/// batch, then by channels.
 pub(crate) fn dispatch_elementwise(
     rec: &mut Recording<'_>,
-    shader: Shader,
-    entry: &'static str,
+    spec: &KernelSpec,
     views: &[&Tensor],
-    bindings: &[(u32, usize, Access)],
+    slots: &[usize],
     accumulate: bool,
     flops_per_element: u64,
 ) -> Result<()> {
@@ -111,111 +125,99 @@ pub(crate) fn dispatch_elementwise(
                     .map(|t| half.of_tensor(t))
                     .collect::<Result<Vec<_>>>()?;
                 let refs: Vec<&Tensor> = parts.iter().collect();
-                dispatch_elementwise(
-                    rec,
-                    shader,
-                    entry,
-                    &refs,
-                    bindings,
-                    accumulate,
-                    flops_per_element,
-                )?;
+                dispatch_elementwise(rec, spec, &refs, slots, accumulate, flops_per_element)?;
             }
             return Ok(());
         }
     }
-    record_elementwise(
-        rec,
-        shader,
-        entry,
+    let call = Elementwise {
         views,
-        bindings,
-        &[],
+        slots,
         accumulate,
         flops_per_element,
-    )
+    };
+    call.record(rec, spec, &[])
 }
 
-/// An elementwise kernel with more, whole, bindings beside its views (no splitting: the
+/// An elementwise kernel with more, whole, buffers after its views' (no splitting: the
 /// caller checks that everything fits one binding); never accumulates.
 pub(crate) fn dispatch_elementwise_extra(
     rec: &mut Recording<'_>,
-    shader: Shader,
-    entry: &'static str,
+    spec: &KernelSpec,
     views: &[&Tensor],
-    bindings: &[(u32, usize, Access)],
-    extra: &[(u32, Binding<'_>)],
+    slots: &[usize],
+    extra: &[Binding<'_>],
     flops_per_element: u64,
 ) -> Result<()> {
-    record_elementwise(
-        rec,
-        shader,
-        entry,
+    let call = Elementwise {
         views,
-        bindings,
-        extra,
-        false,
+        slots,
+        accumulate: false,
         flops_per_element,
-    )
+    };
+    call.record(rec, spec, extra)
 }
 
-/// Records one elementwise dispatch over views that fit their bindings.
-#[allow(clippy::too_many_arguments)]
-fn record_elementwise(
-    rec: &mut Recording<'_>,
-    shader: Shader,
-    entry: &'static str,
-    views: &[&Tensor],
-    bindings: &[(u32, usize, Access)],
-    extra: &[(u32, Binding<'_>)],
+/// One elementwise dispatch's views and what it does with them.
+struct Elementwise<'a> {
+    views: &'a [&'a Tensor],
+    slots: &'a [usize],
     accumulate: bool,
     flops_per_element: u64,
-) -> Result<()> {
-    let gpu = rec.gpu();
-    let views: Vec<Tensor> = views.iter().map(|t| rebase(gpu, t)).collect();
-    let first = &views[0];
-    let mut args = ElementwiseArgs {
-        count: first.numel() as u32,
-        sample: first.sample_len() as u32,
-        accumulate: accumulate as u32,
-        ..Default::default()
-    };
-    for (slot, t) in views.iter().enumerate() {
-        args.views[slot] = [t.offset_u32(), t.batch_stride_u32()];
-    }
-    let mut storage: Vec<(u32, Binding<'_>)> = bindings
-        .iter()
-        .map(|&(binding, slot, access)| {
-            let t = &views[slot];
-            let b = match access {
-                Access::Read => read(t),
-                Access::Write => write(t),
-            };
-            (binding, b)
-        })
-        .collect();
-    storage.extend_from_slice(extra);
-    let count = first.numel() as u64;
-    // Distinct tensors touched (relu_forward names x twice), the output read too when
-    // accumulating.
-    let mut touched: Vec<usize> = Vec::new();
-    for &(_, slot, _) in bindings {
-        if !touched.contains(&slot) {
-            touched.push(slot);
+}
+
+impl Elementwise<'_> {
+    /// Records the dispatch over views that fit their bindings.
+    fn record(
+        &self,
+        rec: &mut Recording<'_>,
+        spec: &KernelSpec,
+        extra: &[Binding<'_>],
+    ) -> Result<()> {
+        let gpu = rec.gpu();
+        let views: Vec<Tensor> = self.views.iter().map(|t| rebase(gpu, t)).collect();
+        let first = &views[0];
+        let mut args = ElementwiseArgs {
+            count: first.numel() as u32,
+            sample: first.sample_len() as u32,
+            accumulate: self.accumulate as u32,
+            ..Default::default()
+        };
+        for (slot, t) in views.iter().enumerate() {
+            args.views[slot] = [t.offset_u32(), t.batch_stride_u32()];
         }
+        let written = views.len() - 1;
+        let mut buffers: Vec<Option<Binding<'_>>> = self
+            .slots
+            .iter()
+            .map(|&slot| {
+                let t = &views[slot];
+                Some(if slot == written { write(t) } else { read(t) })
+            })
+            .collect();
+        buffers.extend(extra.iter().copied().map(Some));
+        let count = first.numel() as u64;
+        // Distinct tensors touched (relu_forward names x twice), the output read too when
+        // accumulating.
+        let mut touched: Vec<usize> = Vec::new();
+        for &slot in self.slots {
+            if !touched.contains(&slot) {
+                touched.push(slot);
+            }
+        }
+        let cost = Cost {
+            flops: self.flops_per_element * count,
+            bytes: 4 * count * ((touched.len() + extra.len()) as u64 + self.accumulate as u64),
+        };
+        rec.launch(
+            spec,
+            &[bytemuck::bytes_of(&args)],
+            &buffers,
+            &[],
+            Grid::Threads(count),
+            cost,
+        )
     }
-    let cost = Cost {
-        flops: flops_per_element * count,
-        bytes: 4 * count * ((touched.len() + extra.len()) as u64 + accumulate as u64),
-    };
-    rec.dispatch(
-        shader,
-        entry,
-        bytemuck::bytes_of(&args),
-        &storage,
-        count,
-        cost,
-    )
 }
 
 /// Fails unless `a` and `b` have the same shape.
@@ -238,46 +240,4 @@ pub(crate) fn no_overlap(op: &'static str, out: &Tensor, input: &Tensor) -> Resu
         ));
     }
     Ok(())
-}
-
-/// Every kernel source, with `common.wgsl` prepended (and `conv2d_common.wgsl` for convs).
-pub(crate) mod shaders {
-    use crate::gpu::Shader;
-
-    macro_rules! shader {
-        ($name:literal $(, $prefix:literal)*) => {
-            Shader {
-                name: $name,
-                source: concat!(
-                    include_str!("../../shaders/common.wgsl"),
-                    $(include_str!(concat!("../../shaders/", $prefix)),)*
-                    include_str!(concat!("../../shaders/", $name))
-                ),
-            }
-        };
-    }
-
-    pub const ADD: Shader = shader!("add.wgsl");
-    pub const LOSS: Shader = shader!("loss.wgsl");
-    pub const REDUCE: Shader = shader!("reduce.wgsl");
-    pub const OPTIM: Shader = shader!("optim.wgsl");
-    pub const RELU: Shader = shader!("relu.wgsl");
-    pub const CONCAT: Shader = shader!("concat.wgsl");
-    pub const CONV2D_DIRECT: Shader = shader!("conv2d_direct.wgsl", "conv2d_common.wgsl");
-    pub const CONV2D_FORWARD_REGBLOCK: Shader = shader!(
-        "conv2d_forward_regblock.wgsl",
-        "conv2d_common.wgsl",
-        "conv2d_forward_common.wgsl"
-    );
-    pub const CONV2D_WEIGHT_LAYOUT: Shader = shader!("conv2d_weight_layout.wgsl");
-    pub const TEXTURE_PACK: Shader = shader!("texture_pack.wgsl");
-    pub const CONV2D_FORWARD_TILED: Shader = shader!(
-        "conv2d_forward_tiled.wgsl",
-        "conv2d_common.wgsl",
-        "conv2d_forward_common.wgsl"
-    );
-    pub const CONV2D_BACKWARD_WEIGHT_TILED: Shader =
-        shader!("conv2d_backward_weight_tiled.wgsl", "conv2d_common.wgsl");
-    pub const CONV2D_BACKWARD_WEIGHT_REGBLOCK: Shader =
-        shader!("conv2d_backward_weight_regblock.wgsl", "conv2d_common.wgsl");
 }

@@ -1,6 +1,21 @@
 //! ReLU and its gradient (`shaders/relu.wgsl`).
 
-use super::{dispatch_elementwise, no_overlap, same_shape, shaders::RELU, Access};
+use super::{dispatch_elementwise, no_overlap, same_shape, Access};
+use crate::gpu::{KernelSpec, Shader};
+
+const RELU: Shader = wgsl!("relu.wgsl");
+/// `relu_forward`: x (slot 0) → out (slot 2).
+pub(crate) const FORWARD: KernelSpec = KernelSpec::new(
+    RELU,
+    "relu_forward",
+    &[(1, Access::Write), (3, Access::Write)],
+);
+/// `relu_backward`: x, grad_out → grad_x.
+pub(crate) const BACKWARD: KernelSpec = KernelSpec::new(
+    RELU,
+    "relu_backward",
+    &[(1, Access::Write), (2, Access::Write), (3, Access::Write)],
+);
 use crate::error::Result;
 use crate::memory::Purpose;
 use crate::record::Recording;
@@ -24,15 +39,7 @@ pub fn relu_into(
 ) -> Result<()> {
     same_shape("relu", "input and output", x, out)?;
     no_overlap("relu", out, x)?;
-    dispatch_elementwise(
-        rec,
-        RELU,
-        "relu_forward",
-        &[x, x, out],
-        &[(1, 0, Access::Read), (3, 2, Access::Write)],
-        accumulate,
-        1,
-    )
+    dispatch_elementwise(rec, &FORWARD, &[x, x, out], &[0, 2], accumulate, 1)
 }
 
 /// The gradient of ReLU: `grad_out` where `x > 0`, else 0, into a new gradient tensor.
@@ -56,14 +63,9 @@ pub fn relu_backward_into(
     no_overlap("relu backward", grad_x, grad_out)?;
     dispatch_elementwise(
         rec,
-        RELU,
-        "relu_backward",
+        &BACKWARD,
         &[x, grad_out, grad_x],
-        &[
-            (1, 0, Access::Read),
-            (2, 1, Access::Read),
-            (3, 2, Access::Write),
-        ],
+        &[0, 1, 2],
         accumulate,
         1,
     )

@@ -378,17 +378,14 @@ impl Network {
                         relu_input: i > 0,
                         accumulate: false,
                     };
-                    conv2d::conv2d_backward_into(
-                        rec,
-                        &saved[i],
-                        &l.weight,
-                        &g,
-                        &l.params,
-                        &gx,
-                        &gw,
-                        Some(&gb),
+                    conv2d::Conv2dBackward {
+                        x: &saved[i],
+                        weight: &l.weight,
+                        grad_out: &g,
+                        params: &l.params,
                         fusion,
-                    )?;
+                    }
+                    .record_into(rec, &gx, &gw, Some(&gb))?;
                     params.push((format!("{}.bias", l.name), gb));
                     params.push((format!("{}.weight", l.name), gw));
                     g = gx;

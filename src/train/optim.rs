@@ -5,10 +5,29 @@
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
+use crate::gpu::{Access, KernelSpec, Shader};
 use crate::memory::Purpose;
-use crate::ops::shaders::OPTIM;
-use crate::record::{read, write, Cost, Recording};
+use crate::record::{read, write, Cost, Grid, Recording};
 use crate::tensor::Tensor;
+
+const OPTIM: Shader = wgsl!("optim.wgsl");
+/// `sgd_step`: param (binding 1, updated), grad (2), momentum buffer (3).
+pub(crate) const SGD: KernelSpec = KernelSpec::new(
+    OPTIM,
+    "sgd_step",
+    &[(1, Access::Write), (2, Access::Read), (3, Access::Write)],
+);
+/// `adam_step`: param, grad, first and second moments.
+pub(crate) const ADAM: KernelSpec = KernelSpec::new(
+    OPTIM,
+    "adam_step",
+    &[
+        (1, Access::Write),
+        (2, Access::Read),
+        (3, Access::Write),
+        (4, Access::Write),
+    ],
+);
 
 /// `torch.optim.SGD`'s settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -215,14 +234,14 @@ impl Optimizer {
                 step,
                 ..Default::default()
             };
-            let entry = match self.kind {
+            let spec = match self.kind {
                 OptimizerKind::Sgd(s) => {
                     a.lr = s.lr;
                     a.momentum = s.momentum;
                     a.dampening = s.dampening;
                     a.weight_decay = s.weight_decay;
                     a.nesterov = s.nesterov as u32;
-                    "sgd_step"
+                    &SGD
                 }
                 OptimizerKind::Adam(o) | OptimizerKind::AdamW(o) => {
                     a.lr = o.lr;
@@ -234,18 +253,22 @@ impl Optimizer {
                     // Bias corrections in f64 on the host, as PyTorch computes them.
                     a.bias_c1 = (1.0 - (o.betas.0 as f64).powi(step as i32)) as f32;
                     a.bias_c2_sqrt = (1.0 - (o.betas.1 as f64).powi(step as i32)).sqrt() as f32;
-                    "adam_step"
+                    &ADAM
                 }
             };
-            let bindings = [(1, write(p)), (2, read(g)), (3, write(s0)), (4, write(s1))];
+            let bindings = [
+                Some(write(p)),
+                Some(read(g)),
+                Some(write(s0)),
+                Some(write(s1)),
+            ];
             // SGD keeps one state buffer, Adam two.
-            let used = if entry == "sgd_step" { 3 } else { 4 };
-            rec.dispatch(
-                OPTIM,
-                entry,
-                bytemuck::bytes_of(&a),
-                &bindings[..used],
-                p.numel() as u64,
+            rec.launch(
+                spec,
+                &[bytemuck::bytes_of(&a)],
+                &bindings[..spec.buffers.len()],
+                &[],
+                Grid::Threads(p.numel() as u64),
                 Cost {
                     flops: 8 * p.numel() as u64,
                     bytes: 4 * 6 * p.numel() as u64,

@@ -71,8 +71,6 @@ pub fn assert_family_ran(kernels: &[&str], family: skipgrad::ConvKernels, what: 
             return;
         }
         K::RegisterBlocked => "regblock",
-        K::Tiled => "tiled",
-        K::Tiled8x8 => "tiled_8x8",
         K::Pixel => "pixel",
         K::Texture => "texture",
     };

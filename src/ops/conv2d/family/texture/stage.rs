@@ -1,25 +1,35 @@
-//! Staging for the texture family ([`ConvKernels::Texture`]): before a kernel that reads its
-//! operands through the texture unit runs, the activation and the weights are copied into
-//! `rgba32float` textures, four channels a texel, zero padding and ReLU already applied
-//! (`shaders/texture_pack.wgsl`, `conv2d_weight_layout_texture`).
-//!
-//! Why: lavapipe turns every storage-buffer load into a loop over its SIMD lanes with a
-//! bounds check per lane and component, but a texel fetch into one vectorised gather of four
-//! floats; staging costs one pass over each operand, the conv reads them many times.
-//!
-//! [`ConvKernels::Texture`]: crate::ConvKernels::Texture
+//! Staging for the texture family: before a kernel that reads its operands through the
+//! texture unit runs, the activation and the weights are copied into `rgba32float`
+//! textures, four channels a texel, zero padding and ReLU already applied
+//! (`shaders/conv2d/texture/stage.wgsl`, `conv2d_weight_layout_texture`).
 
-use super::{args, shaders, vec4_stores, view, Cost, Fusion, Geometry, LayoutArgs};
 use crate::error::Result;
+use crate::gpu::{Access, KernelSpec, Shader};
+use crate::ops::conv2d::args::{narrow_input, view, Geometry};
+use crate::ops::conv2d::family::pack::{LayoutArgs, PACK_TEXTURE};
 use crate::ops::conv2d::Conv2dParams;
-use crate::record::{read, write, Recording};
+use crate::record::{read, Cost, Grid, Recording};
 use crate::tensor::Tensor;
+
+const STAGE: Shader = wgsl!("conv2d/texture/stage.wgsl");
+/// This shader's own constants.
+const STAGE_CONSTANTS: &[(&str, f64)] = &[("COPY_WIDTH", COPY_WIDTH as f64)];
+
+/// `texture_pack_activation`: a view (binding 1) → its staged texture (2).
+pub(crate) const STAGE_VIEW: KernelSpec =
+    KernelSpec::new(STAGE, "texture_pack_activation", &[(1, Access::Read)])
+        .with_textures(&[2])
+        .with_constants(STAGE_CONSTANTS);
+/// `texture_pack_from_copy`: a view's texture copy (binding 4) → its staged texture (2).
+pub(crate) const STAGE_COPY: KernelSpec = KernelSpec::new(STAGE, "texture_pack_from_copy", &[])
+    .with_textures(&[2, 4])
+    .with_constants(STAGE_CONSTANTS);
 
 /// Where an activation sits in its staged texture: `rows` texture rows per (image,
 /// 4-channel group) plane, `cols` texels a row, the image starting `top` rows and `left`
 /// columns in (the zero padding before it).
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Extent {
+pub(crate) struct Extent {
     pub rows: usize,
     pub cols: usize,
     pub top: usize,
@@ -69,7 +79,7 @@ fn weight_size(weight: [usize; 4], transpose: bool) -> (usize, usize) {
 
 /// Whether every texture a texture-family pass would stage fits the device's
 /// `max_texture_dimension_2d` (the family falls back to register-blocked where not).
-pub(super) fn fits(
+pub(crate) fn fits(
     gpu: &crate::Gpu,
     staged: &[([usize; 4], Extent)],
     weight: Option<([usize; 4], bool)>,
@@ -82,7 +92,7 @@ pub(super) fn fits(
 
 /// Stages the view `t` (ReLU'd when `relu`) in a texture laid out by `e`, held by `rec`
 /// until submission; returns the texture's view for binding.
-pub(super) fn stage_activation(
+pub(crate) fn stage_activation(
     rec: &mut Recording<'_>,
     t: &Tensor,
     e: Extent,
@@ -128,7 +138,7 @@ pub(super) fn stage_activation(
         flops: 0,
         bytes: 4 * (t.numel() + 4 * texels) as u64,
     };
-    let groups = threads.div_ceil(crate::gpu::WORKGROUP_SIZE as usize) as u64;
+    let grid = Grid::Threads(threads as u64);
     // Where the view is 4-aligned and the copy fits a texture, copy it (a memcpy on CPU
     // adapters) and stage from the copy: texel fetches instead of per-lane buffer loads.
     let sample = c * h * w;
@@ -142,26 +152,12 @@ pub(super) fn stage_activation(
             image_rows: image_rows as u32,
             ..a
         };
-        rec.dispatch_with_textures(
-            shaders::TEXTURE_PACK,
-            "texture_pack_from_copy",
-            bytemuck::bytes_of(&a),
-            &[],
-            &[(2, &tex), (4, &copy_view)],
-            groups,
-            cost,
-        )?;
+        let args = [bytemuck::bytes_of(&a)];
+        rec.launch(&STAGE_COPY, &args, &[], &[&tex, &copy_view], grid, cost)?;
         return Ok(tex);
     }
-    rec.dispatch_with_textures(
-        shaders::TEXTURE_PACK,
-        "texture_pack_activation",
-        bytemuck::bytes_of(&a),
-        &[(1, read(t))],
-        &[(2, &tex)],
-        groups,
-        cost,
-    )?;
+    let args = [bytemuck::bytes_of(&a)];
+    rec.launch(&STAGE_VIEW, &args, &[Some(read(t))], &[&tex], grid, cost)?;
     Ok(tex)
 }
 
@@ -228,7 +224,7 @@ fn copy_view_into(
 
 /// Stages OIHW weights (transposed and flipped when `transpose`, for the input gradient)
 /// as `conv2d_weight_layout_texture` lays them out.
-pub(super) fn stage_weights(
+pub(crate) fn stage_weights(
     rec: &mut Recording<'_>,
     weight: &Tensor,
     transpose: bool,
@@ -237,13 +233,12 @@ pub(super) fn stage_weights(
     let (_, tex) = rec.staging_texture(width as u32, height as u32)?;
     let texels = width * height;
     let a = LayoutArgs::new(weight.shape(), 4 * width, transpose, texels);
-    rec.dispatch_with_textures(
-        shaders::CONV2D_WEIGHT_LAYOUT,
-        "conv2d_weight_layout_texture",
-        bytemuck::bytes_of(&a),
-        &[(1, read(weight))],
-        &[(3, &tex)],
-        texels.div_ceil(crate::gpu::WORKGROUP_SIZE as usize) as u64,
+    rec.launch(
+        &PACK_TEXTURE,
+        &[bytemuck::bytes_of(&a)],
+        &[Some(read(weight))],
+        &[&tex],
+        Grid::Threads(texels as u64),
         Cost {
             flops: 0,
             bytes: 4 * (weight.numel() + 4 * texels) as u64,
@@ -252,66 +247,10 @@ pub(super) fn stage_weights(
     Ok(tex)
 }
 
-/// The texture-family forward kernel (also the stride-1 input gradient, given the
-/// transposed geometry and `transpose` weights): stages `x` and the weights, then runs
-/// `conv2d_forward_texture` into `out`, masked by `mask > 0` where given.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn forward(
-    rec: &mut Recording<'_>,
-    g: &Geometry,
-    p: &Conv2dParams,
-    x: &Tensor,
-    weight: &Tensor,
-    transpose: bool,
-    bias: Option<&Tensor>,
-    out: &Tensor,
-    mask: Option<&Tensor>,
-    fusion: Fusion,
-    cost: Cost,
-) -> Result<()> {
-    let e = Extent::input(g, p);
-    let x_tex = stage_activation(rec, x, e, fusion.relu_input)?;
-    let w_tex = stage_weights(rec, weight, transpose)?;
-    let blocks = g.y[1].div_ceil(8);
-    let threads = g.y[0] * g.y[2] * g.y[3].div_ceil(16) * blocks;
-    let mut a = args(g, p, threads, fusion);
-    a.relu_input = 0;
-    a.y_view = view(out);
-    a.has_bias = bias.is_some() as u32;
-    a.blocks = blocks as u32;
-    a.tex_rows = e.rows as u32;
-    if let Some(m) = mask {
-        a.gx_view = view(m);
-        a.mask_output = 1;
-    }
-    // Unread bindings stand in: the weight for a missing bias (read-only like it), the
-    // output for a missing mask (read-write like it).
-    a.vec4_ok = vec4_stores(out, mask) as u32;
-    let mask_buf = read(mask.unwrap_or(out));
-    let storage = [
-        (3, read(bias.unwrap_or(weight))),
-        (4, write(out)),
-        (5, mask_buf),
-        (8, write(out)),
-        (9, mask_buf),
-    ];
-    rec.dispatch_with_textures(
-        shaders::CONV2D_FORWARD_REGBLOCK,
-        "conv2d_forward_texture",
-        bytemuck::bytes_of(&a),
-        &storage,
-        &[(6, &x_tex), (7, &w_tex)],
-        threads.div_ceil(crate::gpu::WORKGROUP_SIZE as usize) as u64,
-        cost,
-    )?;
-    rec.staging_consumed();
-    Ok(())
-}
-
 /// How the strided input-gradient kernel stages grad_out: `left` zero columns before it
 /// (the farthest a tap reaches back), and blocks of `pixels` (8, or 16 when `narrow`) per
 /// row and stride class; `narrow` kernels take 4 output channels a thread instead of 8.
-pub(super) struct StridedInput {
+pub(crate) struct StridedInput {
     pub extent: Extent,
     pub blocks: usize,
     pub narrow: bool,
@@ -324,7 +263,7 @@ impl StridedInput {
         let [_, _, oh, ow] = g.y;
         let [_, _, _, kw] = g.w;
         let (s, d, pad) = (p.stride[1], p.dilation[1], p.padding[1]);
-        let narrow = super::narrow_input(cin);
+        let narrow = narrow_input(cin);
         let pixels = if narrow { 16 } else { 8 };
         // Pixels ix = m*s + r - pad of a class r: m < ceil((w + pad) / s) covers the row.
         let blocks = (w + pad).div_ceil(s).div_ceil(pixels);
@@ -340,64 +279,4 @@ impl StridedInput {
             narrow,
         }
     }
-}
-
-/// The input gradient of a conv of any stride (`conv2d_backward_input_texture`), staged as
-/// `plan` (`StridedInput::new(g, p)`) says, masked by `mask > 0` where given, into `grad_x`
-/// (=|+= by `fusion.accumulate`).
-#[allow(clippy::too_many_arguments)]
-pub(super) fn backward_input_strided(
-    rec: &mut Recording<'_>,
-    g: &Geometry,
-    p: &Conv2dParams,
-    plan: &StridedInput,
-    weight: &Tensor,
-    grad_out: &Tensor,
-    grad_x: &Tensor,
-    mask: Option<&Tensor>,
-    fusion: Fusion,
-    cost: Cost,
-) -> Result<()> {
-    let g_tex = stage_activation(rec, grad_out, plan.extent, false)?;
-    let w_tex = stage_weights(rec, weight, true)?;
-    // The transposed problem: grad_out in, grad_x out; the forward's kernel parameters.
-    let t = Geometry {
-        x: g.y,
-        w: [g.x[1], g.y[1], g.w[2], g.w[3]],
-        y: g.x,
-    };
-    let blocks = g.x[1].div_ceil(if plan.narrow { 4 } else { 8 });
-    let rows_hi = g.x[2].div_ceil(p.stride[0]);
-    let threads = p.stride[1] * p.stride[0] * g.x[0] * rows_hi * plan.blocks * blocks;
-    let mut a = args(&t, p, threads, fusion);
-    a.relu_input = 0;
-    a.y_view = view(grad_x);
-    a.blocks = blocks as u32;
-    a.tex_rows = plan.extent.rows as u32;
-    a.tex_left = plan.extent.left as u32;
-    a.tex_blocks = plan.blocks as u32;
-    if let Some(m) = mask {
-        a.gx_view = view(m);
-        a.mask_output = 1;
-    }
-    let storage = [
-        (3, read(weight)),
-        (4, write(grad_x)),
-        (5, read(mask.unwrap_or(grad_x))),
-    ];
-    rec.dispatch_with_textures(
-        shaders::CONV2D_FORWARD_REGBLOCK,
-        if plan.narrow {
-            "conv2d_backward_input_texture_narrow"
-        } else {
-            "conv2d_backward_input_texture"
-        },
-        bytemuck::bytes_of(&a),
-        &storage,
-        &[(6, &g_tex), (7, &w_tex)],
-        threads.div_ceil(crate::gpu::WORKGROUP_SIZE as usize) as u64,
-        cost,
-    )?;
-    rec.staging_consumed();
-    Ok(())
 }

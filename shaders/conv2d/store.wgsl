@@ -1,5 +1,5 @@
-// conv2d_forward_common.wgsl — bindings and epilogue shared by the GEMM-shaped forward
-// kernels (register-blocked, pixel, tiled); prepended after conv2d_common.wgsl.
+// conv2d/store.wgsl — bindings and epilogue shared by the GEMM-shaped forward
+// kernels (register-blocked, pixel, texture); prepended after conv2d/common.wgsl.
 //
 // Bindings: 0: Conv args, 1: the input x and 2: the weights (declared by each family: storage
 // buffers or textures), 3: bias [cout] (unread when has_bias = 0), 4: out (output view y),

@@ -1,4 +1,4 @@
-// conv2d_weight_layout.wgsl — rearranges OIHW weights (groups = 1) for the register-blocked
+// conv2d/pack.wgsl — rearranges OIHW weights (groups = 1) for the register-blocked
 // kernels, which read 8 output channels as two adjacent vec4s.
 //
 // Contract (Layout args at binding 0; bindings 1: weight [cout, cin, kh, kw], 2: packed):
@@ -21,7 +21,7 @@ struct Layout {
 @group(0) @binding(1) var<storage, read> weight: array<f32>;
 @group(0) @binding(2) var<storage, read_write> packed: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn conv2d_weight_layout(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                         @builtin(local_invocation_index) lid: u32) {
     let i = thread_index(wid, nwg, lid);
@@ -53,7 +53,7 @@ fn conv2d_weight_layout(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
 // One thread per texel: count = kh*kw*rows4 * cols/4.
 @group(0) @binding(3) var packed_tex: texture_storage_2d<rgba32float, write>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn conv2d_weight_layout_texture(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                                 @builtin(local_invocation_index) lid: u32) {
     let i = thread_index(wid, nwg, lid);

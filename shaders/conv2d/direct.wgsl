@@ -1,12 +1,13 @@
-// conv2d_direct.wgsl — direct 2-D convolution, forward and all gradients: one thread per
+// conv2d/direct.wgsl — direct 2-D convolution, forward and all gradients: one thread per
 // output element, every shape, stride, dilation and groups. Slow for large convolutions,
 // and the fewest launches for tiny ones (conv2d_backward_fused: all three gradients in one
 // dispatch).
 //
-// Contract (Conv args at binding 0, see conv2d_common.wgsl). Bindings:
+// Contract (Conv args at binding 0, see conv2d/common.wgsl). Bindings:
 //   1: x (input view), 2: weight [cout, cin/groups, kh, kw], 3: bias [cout],
 //   4: y (forward: output view; backward: grad_out view), 5: grad_x (view gx),
-//   6: grad_weight, 7: grad_bias. Each entry point uses the subset it names.
+//   6: grad_weight, 7: grad_bias. Each entry point uses the subset it names (the host's
+//   kernel descriptors in src/ops/conv2d/family/direct.rs list the same sets; a test checks).
 //   conv2d_forward (1, 2, 3, 4):
 //     y[n, oc, oy, ox] (=|+=) bias[oc] + sum_{ic, ky, kx} f(x[n, g*cin_g + ic, iy, ix]) * w[oc, ic, ky, kx]
 //     iy = oy*sh - ph + ky*dh, ix = ox*sw - pw + kx*dw, zero outside the image,
@@ -17,13 +18,10 @@
 //     The transposed convolution read straight from the forward weights. count = N*cin*H*W.
 //   conv2d_backward_weight (1, 4, 6):
 //     grad_w[s][oc, ic, ky, kx] (=|+=) sum_{(n, oy) in split s, ox} grad_out[n, oc, oy, ox] * f(x[n, g*cin_g + ic, iy, ix])
-//     over `blocks` of the N*OH output rows per split s; count = splits * cout*cin_g*kh*kw
-//     (one split: grad_w itself; several: partial sums for conv2d_backward_weight_reduce).
-//   conv2d_backward_bias (4, 7, 8): grad_b[s][oc] (=|+=) sum over split s of grad_out[n, oc, oy, ox]:
-//     the reduction's units are (image, chunk of `tex_rows` plane elements), `blocks` units a
-//     split; one workgroup per (oc, split), oc fastest; 64 threads stride over each unit,
-//     then a tree reduction. count = cout * splits.
-// Every loop is bounded by the host's choice of `blocks` (see src/ops/conv2d/split.rs).
+//     over `per_split` of the N*OH output rows per split s; count = splits * cout*cin_g*kh*kw
+//     (one split: grad_w itself; several: partial sums for conv2d/reduce.wgsl).
+// Every loop is bounded by the host's choice of `per_split` and of channel chunks (see
+// src/ops/conv2d/split.rs).
 //   conv2d_backward_fused (1, 2, 4, 5, 6, 7): all three gradients in one dispatch, thread i
 //     over [grad_x | grad_weight | grad_bias]; grad_x (=|+=) as above, grad_weight and
 //     grad_bias overwritten. count = all three sizes. For tiny convolutions only: a bias
@@ -162,7 +160,7 @@ fn relu_on_load(v: f32) -> f32 {
     return relu_if(v, p.relu_input != 0u);
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn conv2d_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
     let i = thread_index(wid, nwg, lid);
@@ -171,7 +169,7 @@ fn conv2d_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     if p.accumulate != 0u { y[r.index] += r.value; } else { y[r.index] = r.value; }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn conv2d_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                          @builtin(local_invocation_index) lid: u32) {
     let i = thread_index(wid, nwg, lid);
@@ -180,74 +178,20 @@ fn conv2d_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
     if p.accumulate != 0u { grad_x[r.index] += r.value; } else { grad_x[r.index] = r.value; }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn conv2d_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                           @builtin(local_invocation_index) lid: u32) {
     let i = thread_index(wid, nwg, lid);
     if i >= p.count { return; }
-    // Thread i: element i % nw over split i / nw of the rows (`blocks` rows a split); with
+    // Thread i: element i % nw over split i / nw of the rows (`per_split` rows a split); with
     // several splits, grad_weight is the partial sums [split][nw].
     let nw = p.cout * (p.cin / p.groups) * p.kh * p.kw;
-    let row0 = (i / nw) * p.blocks;
-    let v = backward_weight_at(i % nw, row0, min(row0 + p.blocks, p.n * p.oh));
+    let row0 = (i / nw) * p.per_split;
+    let v = backward_weight_at(i % nw, row0, min(row0 + p.per_split, p.n * p.oh));
     if p.accumulate != 0u { grad_weight[i] += v; } else { grad_weight[i] = v; }
 }
 
-var<workgroup> partial: array<f32, 64>;
-
-// conv2d_backward_bias also reads the buffer of y (grad_out) as vec4s, at binding 8.
-@group(0) @binding(8) var<storage, read_write> y4: array<vec4<f32>>;
-
-@compute @workgroup_size(64)
-fn conv2d_backward_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                        @builtin(local_invocation_index) lid: u32) {
-    // workgroup_index is uniform across the workgroup, so every thread reaches the barriers.
-    let wg = workgroup_index(wid, nwg);
-    let in_range = wg < p.count;
-    let oc = wg % p.cout;
-    let ohw = p.oh * p.ow;
-    // The reduction's units: (image, chunk of tex_rows plane elements); this workgroup sums
-    // units [u0, u1), `blocks` a split, so no lane loops past the budget on any plane size.
-    let chunks = (ohw + p.tex_rows - 1u) / p.tex_rows;
-    let u0 = (wg / p.cout) * p.blocks;
-    let u1 = min(u0 + p.blocks, p.n * chunks);
-    var acc = 0.0;
-    if in_range && p.vec4_ok != 0u {
-        // Planes, view and chunks 4-aligned: vec4 loads (a load is a lane loop on CPU adapters).
-        var acc4 = vec4<f32>(0.0);
-        for (var u = u0; u < u1; u++) {
-            let plane = p.y_off + (u / chunks) * p.y_bs + oc * ohw;
-            let c0 = (u % chunks) * p.tex_rows;
-            let c1 = min(c0 + p.tex_rows, ohw);
-            for (var j = (plane + c0) / 4u + lid; j < (plane + c1) / 4u; j += WORKGROUP_SIZE) {
-                acc4 += y4[j];
-            }
-        }
-        acc = acc4.x + acc4.y + acc4.z + acc4.w;
-    } else if in_range {
-        for (var u = u0; u < u1; u++) {
-            let plane = p.y_off + (u / chunks) * p.y_bs + oc * ohw;
-            let c0 = (u % chunks) * p.tex_rows;
-            let c1 = min(c0 + p.tex_rows, ohw);
-            for (var j = plane + c0 + lid; j < plane + c1; j += WORKGROUP_SIZE) {
-                acc += y[j];
-            }
-        }
-    }
-    partial[lid] = acc;
-    workgroupBarrier();
-    for (var stride = WORKGROUP_SIZE / 2u; stride > 0u; stride /= 2u) {
-        if lid < stride { partial[lid] += partial[lid + stride]; }
-        workgroupBarrier();
-    }
-    // Workgroup (oc, split) = oc + cout * split: with several splits, grad_bias is the
-    // partial sums [split][cout].
-    if lid == 0u && in_range {
-        if p.accumulate != 0u { grad_bias[wg] += partial[0]; } else { grad_bias[wg] = partial[0]; }
-    }
-}
-
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn conv2d_backward_fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                          @builtin(local_invocation_index) lid: u32) {
     let i = thread_index(wid, nwg, lid);

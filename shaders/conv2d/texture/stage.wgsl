@@ -1,4 +1,4 @@
-// texture_pack.wgsl — stages an activation view in an rgba32float texture for the kernels
+// conv2d/texture/stage.wgsl — stages an activation view in an rgba32float texture for the kernels
 // that read their operands through the texture unit (conv2d_forward_texture,
 // conv2d_backward_weight_texture): four channels a texel, zero padding stored, so those
 // kernels fetch 4 channels at once and never check bounds.
@@ -21,12 +21,12 @@ struct Pack {
 // texture_pack_from_copy's source: the view copied as it lies, 4 consecutive floats a texel,
 // COPY_WIDTH texels a row, each image from a new row (image_rows rows an image).
 @group(0) @binding(4) var src_copy: texture_2d<f32>;
-const COPY_WIDTH: u32 = 256u;
+override COPY_WIDTH: u32;   // set by the host (COPY_WIDTH in stage.rs)
 
 // One thread per texture row and quad of 4 image columns (quads aligned to the image):
 // count = N * groups * rows * quads. This entry reads the view through storage-buffer loads
 // (any view); texture_pack_from_copy below is the faster way for 4-aligned ones.
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn texture_pack_activation(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                            @builtin(local_invocation_index) lid: u32) {
     let i = thread_index(wid, nwg, lid);
@@ -81,7 +81,7 @@ fn store_quad(ix0: i32, r: u32, v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>, v3:
 // storage-buffer loads (on a CPU adapter the copy is a memcpy and a texel fetch one
 // vectorised gather, where a buffer load is a loop over the SIMD lanes). Needs width and
 // view 4-aligned (every quad of a row is one texel). Threads as texture_pack_activation.
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP_SIZE)
 fn texture_pack_from_copy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                           @builtin(local_invocation_index) lid: u32) {
     let i = thread_index(wid, nwg, lid);

@@ -1,4 +1,5 @@
-// conv2d_common.wgsl — the arguments shared by the three conv2d kernels (prepended to each).
+// conv2d/common.wgsl — the arguments every conv2d kernel of every family reads (binding 0),
+// and the outer product of the register-blocked ones; prepended to each conv kernel file.
 //
 // PyTorch semantics: cross-correlation, zero padding, stride, dilation and groups per axis.
 // Activations are strided NCHW views (element (n, c, y, x) of view v at
@@ -16,13 +17,11 @@ struct Conv {
     has_bias: u32,
     relu_input: u32,   // 1: the forward applied ReLU to x as it loaded it (dense block)
     accumulate: u32,   // 1: add into the destination instead of overwriting it
-    blocks: u32,       // register-blocked kernels: 8-channel blocks per pixel block
-    mask_output: u32,  // register-blocked kernels: zero results where mask (view gx) <= 0
-    tex_rows: u32,     // texture kernels: rows of one (image, 4-channel group) plane of x's texture
-    tex_left: u32,     // strided input gradient: zero columns before grad_out in its texture
-    tex_blocks: u32,   // strided input gradient: 8-pixel blocks per row and stride class
-    vec4_ok: u32,      // 1: the views allow vec4 access (8x8 kernels: whole-block stores, ow % 8 = 0;
-                       // bias gradient: 4-aligned planes)
+    blocks: u32,       // GEMM-shaped forward kernels: output-channel blocks per pixel block
+    mask_output: u32,  // GEMM-shaped forward kernels: zero results where mask (view gx) <= 0
+    per_split: u32,    // weight-gradient kernels: units of the reduction one split sums
+    vec4_ok: u32,      // 1: out and mask allow whole-block vec4 stores (ow % 8 = 0, 4-aligned views)
+    _pad0: u32, _pad1: u32,
 }
 
 // The 8 × 8 outer product at the heart of the register-blocked kernels:

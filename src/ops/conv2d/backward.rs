@@ -1,0 +1,185 @@
+//! All gradients of a convolution: tiny convolutions as one fused direct dispatch (launch
+//! overhead is their whole cost), others as one pass per gradient.
+
+use super::args::{check_bias, expect_shape, Geometry, InputGradArgs, WeightGradArgs};
+use super::budget::{channels_fit, LOOP_BUDGET};
+use super::family::direct;
+use super::select::{self, Call};
+use super::{
+    conv2d_backward_bias_into, conv2d_backward_input_into, conv2d_backward_weight_into,
+    Conv2dParams, ConvKernels, Fusion,
+};
+use crate::error::Result;
+use crate::memory::Purpose;
+use crate::ops::{bindable, no_overlap, rebase};
+use crate::record::Recording;
+use crate::tensor::Tensor;
+
+/// The three gradients of a convolution.
+#[derive(Debug)]
+pub struct Conv2dGrads {
+    /// Gradient with respect to the input.
+    pub grad_x: Tensor,
+    /// Gradient with respect to the weight.
+    pub grad_weight: Tensor,
+    /// Gradient with respect to the bias (when the conv has one).
+    pub grad_bias: Option<Tensor>,
+}
+
+/// All gradients of `conv2d(x, weight, bias?)` given the output gradient, in new tensors.
+pub fn conv2d_backward(
+    rec: &mut Recording<'_>,
+    x: &Tensor,
+    weight: &Tensor,
+    has_bias: bool,
+    grad_out: &Tensor,
+    params: &Conv2dParams,
+) -> Result<Conv2dGrads> {
+    let gpu = rec.gpu();
+    let grad_x = Tensor::zeros(gpu, x.shape(), Purpose::Gradient)?;
+    let grad_weight = Tensor::zeros(gpu, weight.shape(), Purpose::Gradient)?;
+    let grad_bias = if has_bias {
+        let cout = weight.shape()[0];
+        Some(Tensor::zeros(gpu, [cout, 1, 1, 1], Purpose::Gradient)?)
+    } else {
+        None
+    };
+    let inputs = Conv2dBackward {
+        x,
+        weight,
+        grad_out,
+        params,
+        fusion: Fusion::default(),
+    };
+    inputs.record_into(rec, &grad_x, &grad_weight, grad_bias.as_ref())?;
+    Ok(Conv2dGrads {
+        grad_x,
+        grad_weight,
+        grad_bias,
+    })
+}
+
+/// Convolutions this small (in FLOPs of one pass) take their three gradients from one
+/// fused direct dispatch when the direct family is chosen for every pass.
+const FUSED_BACKWARD_MAX_FLOPS: u64 = 2_000_000;
+
+/// What every gradient of a convolution reads: its input, weight and output gradient. With
+/// `fusion.relu_input`, `x` is the forward's pre-ReLU input: ReLU'd as the weight gradient
+/// loads it, and the input gradient masked by `x > 0` as it is stored; with
+/// `fusion.accumulate` the input gradient is added into `grad_x`.
+#[derive(Clone, Copy, Debug)]
+pub struct Conv2dBackward<'a> {
+    /// The forward's input (a tensor or a view).
+    pub x: &'a Tensor,
+    /// The forward's weight.
+    pub weight: &'a Tensor,
+    /// The gradient of the forward's output.
+    pub grad_out: &'a Tensor,
+    /// The forward's parameters.
+    pub params: &'a Conv2dParams,
+    /// How the forward loaded its input, and whether `grad_x` is added into.
+    pub fusion: Fusion,
+}
+
+impl Conv2dBackward<'_> {
+    /// Records all gradients into tensors the caller owns: `grad_x` (=|+=, by
+    /// `fusion.accumulate`; a view is fine), `grad_weight` and `grad_bias` (overwritten).
+    /// Tiny convolutions run as one fused dispatch; others as one dispatch (or kernel family)
+    /// per gradient.
+    pub fn record_into(
+        &self,
+        rec: &mut Recording<'_>,
+        grad_x: &Tensor,
+        grad_weight: &Tensor,
+        grad_bias: Option<&Tensor>,
+    ) -> Result<()> {
+        let Conv2dBackward {
+            x,
+            weight,
+            grad_out,
+            params,
+            fusion,
+        } = *self;
+        if self.fused(rec, grad_x, grad_weight, grad_bias)? {
+            return Ok(());
+        }
+        conv2d_backward_input_into(rec, x, weight, grad_out, params, grad_x, fusion)?;
+        let load = Fusion {
+            relu_input: fusion.relu_input,
+            accumulate: false,
+        };
+        conv2d_backward_weight_into(rec, x, grad_out, params, grad_weight, load)?;
+        if let Some(gb) = grad_bias {
+            conv2d_backward_bias_into(rec, grad_out, gb, false)?;
+        }
+        Ok(())
+    }
+
+    /// Records all three gradients as one fused direct dispatch where the convolution is
+    /// tiny, its loops fit the budget and the direct family is chosen for both passes;
+    /// returns whether it did.
+    fn fused(
+        &self,
+        rec: &mut Recording<'_>,
+        grad_x: &Tensor,
+        grad_weight: &Tensor,
+        grad_bias: Option<&Tensor>,
+    ) -> Result<bool> {
+        let (p, gpu) = (self.params, rec.gpu());
+        let g = Geometry::of(self.x, self.weight, p)?;
+        // The fused kernel sums each weight and bias element in one thread: only where
+        // those loops (N*OH*OW pixels, channels × taps) stay within the budget.
+        let [_, cin_g, kh, kw] = g.w;
+        let loops_fit = g.y[0] * g.y[2] * (g.y[3] + 2) <= LOOP_BUDGET
+            && channels_fit(kh, kw, cin_g.max(g.y[1] / p.groups));
+        let tiny = g.tap_flops() <= FUSED_BACKWARD_MAX_FLOPS
+            && loops_fit
+            && bindable(gpu, &[self.x, self.grad_out, grad_x]);
+        if !tiny {
+            return Ok(false);
+        }
+        expect_shape("output gradient", self.grad_out, g.y)?;
+        expect_shape("input gradient", grad_x, g.x)?;
+        expect_shape("weight gradient", grad_weight, g.w)?;
+        if let Some(gb) = grad_bias {
+            check_bias(gb, g.y[1])?;
+        }
+        for t in [Some(grad_x), Some(grad_weight), grad_bias]
+            .into_iter()
+            .flatten()
+        {
+            no_overlap("conv2d backward", t, self.x)?;
+            no_overlap("conv2d backward", t, self.grad_out)?;
+        }
+        let (x, grad_out, grad_x) = (
+            &rebase(gpu, self.x),
+            &rebase(gpu, self.grad_out),
+            &rebase(gpu, grad_x),
+        );
+        let input = InputGradArgs {
+            g,
+            p: *p,
+            x,
+            weight: self.weight,
+            grad_out,
+            grad_x,
+            fusion: self.fusion,
+        };
+        let weights = WeightGradArgs {
+            g,
+            p: *p,
+            x,
+            grad_out,
+            grad_weight,
+            fusion: select::overwrite(self.fusion),
+        };
+        let direct = |call| -> Result<bool> {
+            Ok(select::choose(rec, &call)?.kind() == ConvKernels::Direct)
+        };
+        if !(direct(Call::BackwardInput(&input))? && direct(Call::BackwardWeight(&weights))?) {
+            return Ok(false);
+        }
+        direct::backward_fused(rec, &input, grad_weight, grad_bias)?;
+        Ok(true)
+    }
+}

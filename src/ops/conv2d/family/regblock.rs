@@ -1,0 +1,156 @@
+//! The register-blocked family (`shaders/conv2d/regblock/`): implicit GEMM with 8 output
+//! pixels × 8 output channels per thread and no workgroup memory, for groups = 1; the
+//! stride-1 input gradient is the same forward kernel on the transposed problem.
+
+use crate::error::Result;
+use crate::gpu::{Access, KernelSpec, Shader};
+use crate::ops::conv2d::args::{
+    view, ConvArgs, ForwardArgs, GemmCall, Geometry, InputGradArgs, WeightGradArgs,
+};
+use crate::ops::conv2d::budget::rows_per_split;
+use crate::ops::conv2d::family::pack::pack_weights;
+use crate::ops::conv2d::partials::Partials;
+use crate::ops::conv2d::select::{Family, Pass};
+use crate::ops::conv2d::{Conv2dParams, ConvKernels};
+use crate::record::{read, write, Grid, Recording};
+use crate::Gpu;
+
+use Access::{Read, Write};
+
+const FORWARD_WGSL: Shader = wgsl!(
+    "conv2d/regblock/forward.wgsl",
+    "conv2d/common.wgsl",
+    "conv2d/store.wgsl"
+);
+const BACKWARD_WEIGHT_WGSL: Shader = wgsl!(
+    "conv2d/regblock/backward_weight.wgsl",
+    "conv2d/common.wgsl",
+    "conv2d/partials.wgsl"
+);
+
+/// `conv2d_forward_regblock`: x, packed weights, then the store epilogue's bias, out,
+/// mask, and out and mask again as vec4s.
+pub(crate) const FORWARD: KernelSpec = KernelSpec::new(
+    FORWARD_WGSL,
+    "conv2d_forward_regblock",
+    &[
+        (1, Write),
+        (2, Read),
+        (3, Read),
+        (4, Write),
+        (5, Write),
+        (8, Write),
+        (9, Write),
+    ],
+);
+/// `conv2d_backward_weight_regblock`: x, grad_out → partial sums.
+pub(crate) const BACKWARD_WEIGHT: KernelSpec = KernelSpec::new(
+    BACKWARD_WEIGHT_WGSL,
+    "conv2d_backward_weight_regblock",
+    &[(1, Read), (2, Read), (3, Write)],
+);
+
+/// The register-blocked family.
+pub(crate) struct RegisterBlocked;
+
+/// Whether the GEMM-shaped families (register-blocked, pixel) have kernels for `pass`.
+pub(crate) fn gemm_supports(pass: Pass, g: &Geometry, p: &Conv2dParams) -> bool {
+    p.groups == 1 && (pass != Pass::BackwardInput || g.transposable(p))
+}
+
+impl RegisterBlocked {
+    /// Packs the weights and runs the forward kernel.
+    fn gemm(&self, rec: &mut Recording<'_>, c: &GemmCall<'_>) -> Result<()> {
+        let packed = pack_weights(rec, c.weight, c.transpose)?;
+        let blocks = c.g.y[1].div_ceil(8);
+        let threads = c.g.y[0] * c.g.y[2] * c.g.y[3].div_ceil(8) * blocks;
+        let a = c.args(threads, blocks);
+        let [bias, out, mask] = c.outputs();
+        let [out4, mask4] = c.outputs4();
+        let buffers = [
+            Some(read(c.x)),
+            Some(read(&packed)),
+            bias,
+            out,
+            mask,
+            out4,
+            mask4,
+        ];
+        let grid = Grid::Threads(threads as u64);
+        rec.launch(&FORWARD, &[a.bytes()], &buffers, &[], grid, c.cost)
+    }
+}
+
+impl Family for RegisterBlocked {
+    fn kind(&self) -> ConvKernels {
+        ConvKernels::RegisterBlocked
+    }
+
+    fn kernels(&self) -> &'static [&'static KernelSpec] {
+        &[&FORWARD, &BACKWARD_WEIGHT]
+    }
+
+    fn supports(&self, _: &Gpu, pass: Pass, g: &Geometry, p: &Conv2dParams) -> bool {
+        gemm_supports(pass, g, p)
+    }
+
+    fn forward(&self, rec: &mut Recording<'_>, c: &ForwardArgs<'_>) -> Result<()> {
+        self.gemm(rec, &c.gemm())
+    }
+
+    fn backward_input(&self, rec: &mut Recording<'_>, c: &InputGradArgs<'_>) -> Result<()> {
+        self.gemm(rec, &c.gemm())
+    }
+
+    /// Threads own 8 (co) × 8 (ci) blocks of one tap over a split of the N*OH output rows.
+    fn backward_weight(&self, rec: &mut Recording<'_>, c: &WeightGradArgs<'_>) -> Result<()> {
+        let [cout, cin, kh, kw] = c.g.w;
+        let split = WeightSplit {
+            units: c.g.y[0] * c.g.y[2],
+            base_threads: cin.div_ceil(8) * cout.div_ceil(8) * kh * kw,
+            per_max: rows_per_split(c.g.y[3], 2, "weight gradient")?,
+            lanes: 1,
+        };
+        weight_gradient(rec, &BACKWARD_WEIGHT, c, split)
+    }
+}
+
+/// How a weight-gradient kernel that reads x and grad_out from buffers splits its
+/// reduction: `units` of it, `base_threads` threads a split, at most `per_max` units a
+/// split, and `lanes` threads of a workgroup sharing one block (1: threads are independent;
+/// the kernel then counts threads, else workgroups, and units of `lanes` pixels).
+pub(crate) struct WeightSplit {
+    pub units: usize,
+    pub base_threads: usize,
+    pub per_max: usize,
+    pub lanes: usize,
+}
+
+/// Records such a kernel (`conv2d/partials.wgsl`'s bindings) into partial sums and their
+/// reduction.
+pub(crate) fn weight_gradient(
+    rec: &mut Recording<'_>,
+    spec: &KernelSpec,
+    c: &WeightGradArgs<'_>,
+    s: WeightSplit,
+) -> Result<()> {
+    let (partials, per, cost) =
+        Partials::for_weight_gradient(rec, c, s.units, s.base_threads, s.per_max)?;
+    let count = s.base_threads / s.lanes * partials.splits;
+    let mut a = ConvArgs::new(&c.g, &c.p, count, c.fusion);
+    a.x_view = view(c.x);
+    a.y_view = view(c.grad_out);
+    a.per_split = (per * s.lanes) as u32;
+    let buffers = [
+        Some(read(c.x)),
+        Some(read(c.grad_out)),
+        Some(write(&partials.tensor)),
+    ];
+    let grid = if s.lanes == 1 {
+        Grid::Threads(count as u64)
+    } else {
+        Grid::Workgroups(count as u64)
+    };
+    rec.launch(spec, &[a.bytes()], &buffers, &[], grid, cost)?;
+    partials.reduce(rec, c.grad_weight, c.fusion.accumulate)
+}

@@ -1,0 +1,326 @@
+//! Kernel selection: the one place that knows every conv kernel family. For each pass it
+//! asks the families whether they support the problem, takes the one the user forced or
+//! measures the plausible ones (once per problem and `Gpu`), and falls back — here and
+//! nowhere else — when a forced family refuses. Families never reroute to each other.
+//!
+//! Adding a family: a module under `family/` implementing [`Family`], its shaders, a
+//! [`ConvKernels`] variant and an entry in [`FAMILIES`].
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::args::{vec4_stores, ForwardArgs, Geometry, InputGradArgs, WeightGradArgs};
+use super::family::{direct::Direct, pixel::Pixel, regblock::RegisterBlocked, texture::Texture};
+use super::tune;
+use super::{Conv2dParams, Fusion};
+use crate::error::{Error, Result};
+use crate::gpu::KernelSpec;
+use crate::record::Recording;
+use crate::tensor::Tensor;
+use crate::Gpu;
+
+/// Which conv2d kernel family the ops use. Every family computes the same function; they
+/// differ in speed per adapter and shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConvKernels {
+    /// Pick per adapter, pass and shape: a rule on CPU adapters (texture family; tiny shapes
+    /// measured), a one-time measurement of every family on GPUs; cached per `Gpu`.
+    Auto,
+    /// One thread per output element; every shape, groups and stride.
+    Direct,
+    /// Register-blocked implicit GEMM (8 pixels × 8 channels per thread, no workgroup
+    /// memory): groups = 1, stride-1 input gradients.
+    RegisterBlocked,
+    /// One output pixel × 8 channels per thread, weights broadcast across the workgroup
+    /// (forward and input gradient), and a weight gradient whose reduction is spread over
+    /// the lanes of a workgroup: many threads for small layers on big GPUs.
+    Pixel,
+    /// Register-blocked (16 pixels × 8 channels per thread) with both operands staged in
+    /// `rgba32float` textures and read four channels a fetch: what a CPU adapter (lavapipe,
+    /// whose storage-buffer loads are per-lane loops) runs fastest. groups = 1, input
+    /// gradients of any stride, where the staged textures fit the device's limits.
+    Texture,
+}
+
+impl ConvKernels {
+    /// The concrete families (all but `Auto`).
+    pub const CONCRETE: [ConvKernels; 4] = [
+        ConvKernels::Direct,
+        ConvKernels::RegisterBlocked,
+        ConvKernels::Pixel,
+        ConvKernels::Texture,
+    ];
+
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvKernels::Auto => "auto",
+            ConvKernels::Direct => "direct",
+            ConvKernels::RegisterBlocked => "regblock",
+            ConvKernels::Pixel => "pixel",
+            ConvKernels::Texture => "texture",
+        }
+    }
+
+    /// Parses `auto`, `direct`, `regblock`, `pixel` or `texture`.
+    pub fn parse(name: &str) -> Result<ConvKernels> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(ConvKernels::Auto),
+            "direct" => Ok(ConvKernels::Direct),
+            "regblock" | "register-blocked" => Ok(ConvKernels::RegisterBlocked),
+            "pixel" => Ok(ConvKernels::Pixel),
+            "texture" => Ok(ConvKernels::Texture),
+            "tiled" | "tiled8x8" => Err(Error::param(
+                "conv kernels",
+                format!(
+                    "the {name} family was removed (it won on no adapter measured; see \
+                     benches/NOTES.md); use auto, direct, regblock, pixel or texture"
+                ),
+            )),
+            other => Err(Error::param(
+                "conv kernels",
+                format!(
+                    "unknown family {other:?} (expected auto, direct, regblock, pixel or texture)"
+                ),
+            )),
+        }
+    }
+}
+
+/// Which pass of a convolution a kernel computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Pass {
+    Forward,
+    BackwardInput,
+    BackwardWeight,
+}
+
+/// A kernel family: one module under `family/`, next to its shaders.
+pub(crate) trait Family: Sync {
+    /// Which family this is.
+    fn kind(&self) -> ConvKernels;
+    /// Every kernel it may launch (the binding test checks each against its WGSL).
+    #[cfg_attr(not(test), allow(dead_code))]
+    fn kernels(&self) -> &'static [&'static KernelSpec];
+    /// Whether it has kernels for `pass` of this problem on `gpu` (it refuses, never
+    /// reroutes, what it cannot do).
+    fn supports(&self, gpu: &Gpu, pass: Pass, g: &Geometry, p: &Conv2dParams) -> bool;
+    /// Records a forward convolution.
+    fn forward(&self, rec: &mut Recording<'_>, a: &ForwardArgs<'_>) -> Result<()>;
+    /// Records an input gradient.
+    fn backward_input(&self, rec: &mut Recording<'_>, a: &InputGradArgs<'_>) -> Result<()>;
+    /// Records a weight gradient.
+    fn backward_weight(&self, rec: &mut Recording<'_>, a: &WeightGradArgs<'_>) -> Result<()>;
+}
+
+/// Every family, in the order a forced family's fallback is looked for (after itself).
+pub(crate) const FAMILIES: [&dyn Family; 4] = [&Texture, &RegisterBlocked, &Pixel, &Direct];
+
+/// The family of a concrete kind.
+pub(crate) fn family(kind: ConvKernels) -> &'static dyn Family {
+    FAMILIES
+        .into_iter()
+        .find(|f| f.kind() == kind)
+        .unwrap_or(&Direct)
+}
+
+/// One pass of one convolution, as the selection sees it.
+#[derive(Clone, Copy)]
+pub(crate) enum Call<'r, 'a> {
+    Forward(&'r ForwardArgs<'a>),
+    BackwardInput(&'r InputGradArgs<'a>),
+    BackwardWeight(&'r WeightGradArgs<'a>),
+}
+
+impl Call<'_, '_> {
+    /// The pass.
+    pub fn pass(&self) -> Pass {
+        match self {
+            Call::Forward(_) => Pass::Forward,
+            Call::BackwardInput(_) => Pass::BackwardInput,
+            Call::BackwardWeight(_) => Pass::BackwardWeight,
+        }
+    }
+
+    /// The problem's geometry and parameters.
+    pub fn problem(&self) -> (&Geometry, &Conv2dParams) {
+        match self {
+            Call::Forward(a) => (&a.g, &a.p),
+            Call::BackwardInput(a) => (&a.g, &a.p),
+            Call::BackwardWeight(a) => (&a.g, &a.p),
+        }
+    }
+
+    /// Records this pass with `family`'s kernels.
+    pub fn run(&self, family: &dyn Family, rec: &mut Recording<'_>) -> Result<()> {
+        match self {
+            Call::Forward(a) => family.forward(rec, a),
+            Call::BackwardInput(a) => family.backward_input(rec, a),
+            Call::BackwardWeight(a) => family.backward_weight(rec, a),
+        }
+    }
+
+    /// Everything that can change which family is fastest.
+    pub fn key(&self) -> TuneKey {
+        let (g, p) = self.problem();
+        let aligned =
+            |t: &Tensor| t.offset_u32().is_multiple_of(4) && t.batch_stride_u32().is_multiple_of(4);
+        let (fusion, bias, mask, input, vec4) = match self {
+            Call::Forward(a) => (
+                a.fusion,
+                a.bias.is_some(),
+                false,
+                a.x,
+                vec4_stores(a.out, None),
+            ),
+            Call::BackwardInput(a) => (
+                a.fusion,
+                false,
+                a.fusion.relu_input,
+                a.grad_out,
+                vec4_stores(a.grad_x, a.mask()),
+            ),
+            Call::BackwardWeight(a) => (a.fusion, false, false, a.x, false),
+        };
+        TuneKey {
+            pass: self.pass(),
+            x: g.x,
+            w: g.w,
+            stride: p.stride,
+            padding: p.padding,
+            dilation: p.dilation,
+            groups: p.groups,
+            bias,
+            fusion: (fusion.relu_input, fusion.accumulate),
+            mask,
+            input_aligned: aligned(input),
+            vec4_stores: vec4,
+        }
+    }
+}
+
+/// What a measured choice is keyed on: the pass, every dimension and parameter of the
+/// problem, and what the kernels do on load and store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct TuneKey {
+    pub pass: Pass,
+    pub x: [usize; 4],
+    pub w: [usize; 4],
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub dilation: [usize; 2],
+    pub groups: usize,
+    pub bias: bool,
+    /// (ReLU on load, accumulate on store).
+    pub fusion: (bool, bool),
+    /// The input gradient is masked by the forward input.
+    pub mask: bool,
+    /// The input view starts and strides 4-aligned.
+    pub input_aligned: bool,
+    /// The output allows whole-block vec4 stores.
+    pub vec4_stores: bool,
+}
+
+/// The conv policy a `Gpu` keeps: the family forced for every recording (from
+/// `SKIPGRAD_CONV_KERNELS` at first use, or [`Gpu::set_conv_kernels`]) and the choices
+/// measured so far.
+pub(crate) struct Policy {
+    forced: Mutex<std::result::Result<ConvKernels, String>>,
+    pub tuned: Mutex<HashMap<TuneKey, ConvKernels>>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        let forced = match std::env::var("SKIPGRAD_CONV_KERNELS") {
+            Ok(v) if !v.trim().is_empty() => {
+                ConvKernels::parse(&v).map_err(|e| format!("SKIPGRAD_CONV_KERNELS={v}: {e}"))
+            }
+            _ => Ok(ConvKernels::Auto),
+        };
+        Policy {
+            forced: Mutex::new(forced),
+            tuned: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Gpu {
+    /// The conv kernel family ops use (`SKIPGRAD_CONV_KERNELS` sets the initial choice; an
+    /// invalid value reads as `Auto` here and fails the first convolution).
+    pub fn conv_kernels(&self) -> ConvKernels {
+        lock(&self.extension::<Policy>().forced)
+            .clone()
+            .unwrap_or(ConvKernels::Auto)
+    }
+
+    /// Chooses the conv kernel family for ops recorded from now on.
+    pub fn set_conv_kernels(&self, family: ConvKernels) {
+        *lock(&self.extension::<Policy>().forced) = Ok(family);
+    }
+}
+
+/// A recording's own choice of conv kernel family.
+#[derive(Clone, Copy)]
+struct RecordingKernels(ConvKernels);
+
+impl Recording<'_> {
+    /// The conv kernel family ops recorded here use (initially the `Gpu`'s).
+    pub fn conv_kernels(&self) -> ConvKernels {
+        match self.option::<RecordingKernels>() {
+            Some(RecordingKernels(k)) => k,
+            None => self.gpu().conv_kernels(),
+        }
+    }
+
+    /// Chooses the conv kernel family for ops recorded here from now on.
+    pub fn set_conv_kernels(&mut self, family: ConvKernels) {
+        self.set_option(RecordingKernels(family));
+    }
+}
+
+/// The family that runs `call` in `rec`: the forced one where it supports the problem
+/// (else the first family in [`FAMILIES`] order after it that does), or under `Auto` the
+/// measured or ruled choice (see `tune.rs`).
+pub(crate) fn choose(rec: &Recording<'_>, call: &Call<'_, '_>) -> Result<&'static dyn Family> {
+    let gpu = rec.gpu();
+    let forced = match rec.option::<RecordingKernels>() {
+        Some(RecordingKernels(k)) => k,
+        None => lock(&gpu.extension::<Policy>().forced)
+            .clone()
+            .map_err(|e| Error::param("conv kernels", e))?,
+    };
+    let (g, p) = call.problem();
+    let supported = |f: &&dyn Family| f.supports(gpu, call.pass(), g, p);
+    match forced {
+        ConvKernels::Auto => tune::choose(gpu, call),
+        kind => {
+            let first = family(kind);
+            let rest = FAMILIES
+                .into_iter()
+                .skip_while(|f| f.kind() != kind)
+                .skip(1);
+            Ok(std::iter::once(first)
+                .chain(rest)
+                .find(supported)
+                .unwrap_or(&Direct))
+        }
+    }
+}
+
+/// Chooses and records one pass.
+pub(crate) fn run(rec: &mut Recording<'_>, call: Call<'_, '_>) -> Result<()> {
+    let family = choose(rec, &call)?;
+    call.run(family, rec)
+}
+
+/// The fusion of a pass that loads with `fusion.relu_input` and overwrites.
+pub(crate) fn overwrite(fusion: Fusion) -> Fusion {
+    Fusion {
+        relu_input: fusion.relu_input,
+        accumulate: false,
+    }
+}
