@@ -125,3 +125,22 @@ fn train_logs_the_requested_steps() {
     assert_eq!(run["read_backs"], 3);
     assert!(dir.join("train.svg").exists());
 }
+
+/// A bad `SKIPGRAD_CONV_KERNELS` stops a command before any work, naming the variable and
+/// the families there are (the removed tiled family says it was removed).
+#[test]
+fn bad_conv_kernels_variable_fails_first() {
+    for (value, says) in [("bogus", "expected auto"), ("tiled", "was removed")] {
+        let out = skipgrad()
+            .args(["check", "tests/vectors/relu_1x16x13x17.safetensors"])
+            .env("SKIPGRAD_CONV_KERNELS", value)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("SKIPGRAD_CONV_KERNELS") && err.contains(says),
+            "{err}"
+        );
+    }
+}

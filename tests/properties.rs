@@ -95,6 +95,61 @@ fn run_conv(c: &ConvCase, family: ConvKernels) {
     }
 }
 
+/// Which family a forced `family` must run for `pass` of case `c`, by the contract
+/// `ConvKernels` documents: the GEMM-shaped families need groups = 1, and the
+/// register-blocked and pixel ones a stride-1 input gradient (padding at most the dilated
+/// kernel's reach); everything else runs the direct family.
+fn expected_family(family: ConvKernels, pass: &str, c: &ConvCase) -> ConvKernels {
+    let [_, _, kh, kw] = c.w;
+    let transposable = c.p.stride == [1, 1]
+        && c.p.padding[0] <= c.p.dilation[0] * (kh - 1)
+        && c.p.padding[1] <= c.p.dilation[1] * (kw - 1);
+    let gemm = c.p.groups == 1;
+    match family {
+        ConvKernels::Texture if gemm => family,
+        ConvKernels::RegisterBlocked | ConvKernels::Pixel
+            if gemm && (pass != "input" || transposable) =>
+        {
+            family
+        }
+        _ => ConvKernels::Direct,
+    }
+}
+
+/// Records each pass of `c` alone with `family` forced and asserts that the conv kernels it
+/// ran are all of the family the contract names: no silent fallback, no mixing.
+fn assert_forced_family(c: &ConvCase, family: ConvKernels) {
+    let g = gpu();
+    let ys = c.p.output_shape(c.x, c.w).unwrap();
+    let t = |shape: [usize; 4]| Tensor::zeros(g, shape, Purpose::Scratch).unwrap();
+    let (x, w, y, gx, gw) = (t(c.x), t(c.w), t(ys), t(c.x), t(c.w));
+    for pass in ["forward", "input", "weight"] {
+        let mut rec = Recording::new(g);
+        rec.set_conv_kernels(family);
+        let f = Fusion::default();
+        match pass {
+            "forward" => conv2d::conv2d_into(&mut rec, &x, &w, None, &c.p, &y, f),
+            "input" => conv2d::conv2d_backward_input_into(&mut rec, &x, &w, &y, &c.p, &gx, f),
+            _ => conv2d::conv2d_backward_weight_into(&mut rec, &x, &y, &c.p, &gw, f),
+        }
+        .unwrap();
+        let want = expected_family(family, pass, c);
+        let ran: Vec<_> = rec
+            .kernels()
+            .iter()
+            .filter_map(|k| common::family_of(k))
+            .collect();
+        assert!(
+            !ran.is_empty() && ran.iter().all(|&f| f == want),
+            "{pass} of {c:?} with {} forced: expected only {} kernels, ran {:?}",
+            family.name(),
+            want.name(),
+            rec.kernels()
+        );
+        rec.finish().unwrap();
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
@@ -102,6 +157,15 @@ proptest! {
     fn conv2d_matches_reference(c in conv_case()) {
         for family in ConvKernels::CONCRETE {
             run_conv(&c, family);
+        }
+    }
+
+    /// A forced family runs its own kernels for every pass it supports, and the direct
+    /// family (the one fallback, in one place) for the rest.
+    #[test]
+    fn forced_family_runs_its_own_kernels(c in conv_case()) {
+        for family in ConvKernels::CONCRETE {
+            assert_forced_family(&c, family);
         }
     }
 

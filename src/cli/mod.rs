@@ -12,6 +12,8 @@ use skipgrad::{Gpu, Result};
 
 /// Opens the GPU: `--backend` wins over `SKIPGRAD_BACKEND`.
 pub fn open_gpu(backend: Option<&str>) -> Result<Gpu> {
+    // A bad SKIPGRAD_CONV_KERNELS fails here, before any work, not at the first conv.
+    skipgrad::ConvKernels::from_env()?;
     match backend {
         Some(b) => Gpu::with_backend(Some(b)),
         None => Gpu::new(),

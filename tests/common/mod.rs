@@ -80,3 +80,26 @@ pub fn assert_family_ran(kernels: &[&str], family: skipgrad::ConvKernels, what: 
         family.name()
     );
 }
+
+/// The family a conv kernel (entry point) belongs to; `None` for the kernels every family
+/// shares (weight packing into buffers, partial-sum reduce, bias gradient) and non-conv ones.
+pub fn family_of(entry: &str) -> Option<skipgrad::ConvKernels> {
+    use skipgrad::ConvKernels as K;
+    let direct = [
+        "conv2d_forward",
+        "conv2d_backward_input",
+        "conv2d_backward_weight",
+        "conv2d_backward_fused",
+    ];
+    if direct.contains(&entry) {
+        Some(K::Direct)
+    } else if entry.contains("regblock") {
+        Some(K::RegisterBlocked)
+    } else if entry.contains("pixel") {
+        Some(K::Pixel)
+    } else if entry.contains("texture") {
+        Some(K::Texture)
+    } else {
+        None
+    }
+}

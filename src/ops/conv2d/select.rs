@@ -229,16 +229,26 @@ pub(crate) struct Policy {
     pub tuned: Mutex<HashMap<TuneKey, ConvKernels>>,
 }
 
+impl ConvKernels {
+    /// The family `SKIPGRAD_CONV_KERNELS` names (`Auto` when it is unset or empty), or an
+    /// error saying what is wrong with its value.
+    pub fn from_env() -> Result<ConvKernels> {
+        match std::env::var("SKIPGRAD_CONV_KERNELS") {
+            Ok(v) if !v.trim().is_empty() => ConvKernels::parse(&v).map_err(|e| match e {
+                Error::InvalidParameter { detail, .. } => {
+                    Error::param("SKIPGRAD_CONV_KERNELS", format!("{v:?}: {detail}"))
+                }
+                other => other,
+            }),
+            _ => Ok(ConvKernels::Auto),
+        }
+    }
+}
+
 impl Default for Policy {
     fn default() -> Self {
-        let forced = match std::env::var("SKIPGRAD_CONV_KERNELS") {
-            Ok(v) if !v.trim().is_empty() => {
-                ConvKernels::parse(&v).map_err(|e| format!("SKIPGRAD_CONV_KERNELS={v}: {e}"))
-            }
-            _ => Ok(ConvKernels::Auto),
-        };
         Policy {
-            forced: Mutex::new(forced),
+            forced: Mutex::new(ConvKernels::from_env().map_err(|e| e.to_string())),
             tuned: Mutex::new(HashMap::new()),
         }
     }
@@ -291,7 +301,7 @@ pub(crate) fn choose(rec: &Recording<'_>, call: &Call<'_, '_>) -> Result<&'stati
         Some(RecordingKernels(k)) => k,
         None => lock(&gpu.extension::<Policy>().forced)
             .clone()
-            .map_err(|e| Error::param("conv kernels", e))?,
+            .map_err(Error::Content)?,
     };
     let (g, p) = call.problem();
     let supported = |f: &&dyn Family| f.supports(gpu, call.pass(), g, p);

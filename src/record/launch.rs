@@ -1,90 +1,15 @@
-//! Recording GPU work: ops append dispatches to a [`Recording`], which is submitted as one
-//! command buffer. A whole block pass is one recording, so it runs with no CPU round trip.
+//! Recording one dispatch: the kernel's bindings checked against its spec (absent optional
+//! ones bound to a dummy), its arguments in one uniform buffer, its bind group, and every
+//! buffer's use tracked until the recording is submitted or dropped.
 
-use crate::error::Result;
-use crate::gpu::{Access, Gpu, KernelSpec, WORKGROUP_SIZE};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::memory::{GpuBuffer, GpuTexture, Purpose, UseState};
+use super::{new_encoder, Cost, Recording};
+use crate::error::Result;
+use crate::gpu::{Access, KernelSpec, WORKGROUP_SIZE};
+use crate::memory::{GpuBuffer, Purpose, UseState};
 use crate::tensor::Tensor;
-
-/// A command encoder and the small buffers its dispatches need, submitted together.
-///
-/// Ops append to it; nothing runs until [`Recording::submit`] (or [`Recording::finish`], which
-/// also waits). Dropping a recording without submitting discards its work.
-pub struct Recording<'g> {
-    gpu: &'g Gpu,
-    /// The command encoder; taken out when the recording is submitted.
-    encoder: Option<wgpu::CommandEncoder>,
-    /// Uniform buffers of recorded dispatches; they must outlive the submission's recording.
-    keep: Vec<GpuBuffer>,
-    /// Temporaries that recorded work reads or writes, held (and so counted as live by the
-    /// allocator) until the work is submitted.
-    retained: Vec<Tensor>,
-    /// Textures recorded work stages its operands in, held likewise: those the next
-    /// dispatches will read, and those already read (free for later staging in this
-    /// recording: the queue orders their reuse after their readers).
-    textures: Vec<GpuTexture>,
-    free_textures: Vec<GpuTexture>,
-    dispatches: usize,
-    cost: Cost,
-    /// With timing on: a query set whose slot 0 gets the first pass's start and slot 1 each
-    /// pass's end (the last one wins), so the pair spans all recorded work on the GPU.
-    timer: Option<wgpu::QuerySet>,
-    /// The open compute pass: all dispatches go into one pass (wgpu orders them and inserts
-    /// the barriers between them), which saves a pass's begin/end cost per dispatch.
-    pass: Option<wgpu::ComputePass<'static>>,
-    passes: usize,
-    /// Choices that layers above make per recording (the conv kernel family), one value per
-    /// type: the recording does not know what they are.
-    options: Vec<Box<dyn std::any::Any + Send>>,
-    entries: Vec<&'static str>,
-    /// Every buffer the recorded dispatches bind, once per (buffer, access).
-    uses: Vec<Use>,
-}
-
-/// The work a recording holds: floating-point operations (an FMA counts 2) and the fewest
-/// bytes its kernels must move (each input read once, each output written once; read too
-/// when accumulated into). Every op declares its own when it records a dispatch.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Cost {
-    /// Floating-point operations.
-    pub flops: u64,
-    /// Bytes read plus bytes written.
-    pub bytes: u64,
-}
-
-impl std::ops::AddAssign for Cost {
-    fn add_assign(&mut self, o: Cost) {
-        self.flops += o.flops;
-        self.bytes += o.bytes;
-    }
-}
-
-fn new_encoder(gpu: &Gpu) -> wgpu::CommandEncoder {
-    gpu.device()
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("skipgrad"),
-        })
-}
-
-impl Drop for Recording<'_> {
-    fn drop(&mut self) {
-        // Dropped without submit: whatever it was to write was never computed.
-        self.release_uses(false);
-    }
-}
-
-/// How long a submitted recording took.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Timing {
-    /// From the first dispatch's start to the last one's end, by GPU timestamps (None when
-    /// the device has no timestamp queries or nothing was dispatched).
-    pub gpu_ms: Option<f64>,
-    /// Host wall-clock from submission until the GPU reported completion.
-    pub wall_ms: f64,
-}
 
 /// One storage binding of a dispatch: a buffer bound whole (kernels address views by offsets
 /// in their uniform arguments, so no binding offset alignment applies), and whether the
@@ -128,79 +53,12 @@ pub(crate) fn write(t: &Tensor) -> Binding<'_> {
 }
 
 /// One buffer's use by a recording, undone when the recording is submitted or dropped.
-struct Use {
+pub(super) struct Use {
     state: Arc<UseState>,
     write: bool,
 }
 
-impl<'g> Recording<'g> {
-    /// Starts an empty recording on `gpu`.
-    pub fn new(gpu: &'g Gpu) -> Recording<'g> {
-        Recording {
-            gpu,
-            encoder: Some(new_encoder(gpu)),
-            keep: Vec::new(),
-            retained: Vec::new(),
-            textures: Vec::new(),
-            free_textures: Vec::new(),
-            dispatches: 0,
-            cost: Cost::default(),
-            timer: None,
-            pass: None,
-            passes: 0,
-            options: Vec::new(),
-            entries: Vec::new(),
-            uses: Vec::new(),
-        }
-    }
-
-    /// Starts a recording whose work is timed on the GPU (with timestamp queries, where the
-    /// device has them); submit it with [`Recording::finish_timed`].
-    pub fn timed(gpu: &'g Gpu) -> Recording<'g> {
-        let mut rec = Recording::new(gpu);
-        if gpu.has_timestamps() {
-            rec.timer = Some(gpu.device().create_query_set(&wgpu::QuerySetDescriptor {
-                label: Some("skipgrad timer"),
-                ty: wgpu::QueryType::Timestamp,
-                count: 2,
-            }));
-        }
-        rec
-    }
-
-    /// The GPU this recording belongs to.
-    pub fn gpu(&self) -> &'g Gpu {
-        self.gpu
-    }
-
-    /// The option of type `T` a layer above set on this recording, if any.
-    pub(crate) fn option<T: Copy + Send + 'static>(&self) -> Option<T> {
-        self.options
-            .iter()
-            .find_map(|o| o.downcast_ref::<T>().copied())
-    }
-
-    /// Sets this recording's option of type `T`.
-    pub(crate) fn set_option<T: Copy + Send + 'static>(&mut self, value: T) {
-        self.options.retain(|o| !o.is::<T>());
-        self.options.push(Box::new(value));
-    }
-
-    /// The operations and bytes of everything recorded so far.
-    pub fn cost(&self) -> Cost {
-        self.cost
-    }
-
-    /// The kernels (entry points) recorded so far, each once, in order of first use.
-    pub fn kernels(&self) -> &[&'static str] {
-        &self.entries
-    }
-
-    /// How many kernel dispatches have been recorded.
-    pub fn dispatch_count(&self) -> usize {
-        self.dispatches
-    }
-
+impl Recording<'_> {
     /// Records one dispatch of `spec` over `grid`. `args` fill the kernel's uniform bindings
     /// (`spec.uniforms`, in order); `buffers` and `textures` its other bindings, in the
     /// spec's order, `None` for an absent optional buffer (bound to a small dummy).
@@ -433,7 +291,7 @@ impl<'g> Recording<'g> {
 
     /// Ends this recording's uses of its buffers: `submitted` or dropped unsubmitted (then
     /// what it was to write is marked as not computed).
-    fn release_uses(&mut self, submitted: bool) {
+    pub(super) fn release_uses(&mut self, submitted: bool) {
         for u in self.uses.drain(..) {
             if u.write {
                 u.state.discarded.store(!submitted, Ordering::Release);
@@ -442,133 +300,5 @@ impl<'g> Recording<'g> {
                 u.state.pending_reads.fetch_sub(1, Ordering::AcqRel);
             }
         }
-    }
-
-    /// Keeps `t` alive until this recording is submitted. Blocks hand their temporaries
-    /// here, so the allocator's live and peak counts include every buffer the recorded work
-    /// uses, as the device must hold them until it runs.
-    pub fn retain(&mut self, t: Tensor) {
-        self.retained.push(t);
-    }
-
-    /// A staging texture of at least `width` × `height` texels for the next dispatches: the
-    /// smallest one this recording has freed that is large enough, else a new one. It lives
-    /// (and counts as scratch) until the recording is submitted.
-    pub(crate) fn staging_texture(
-        &mut self,
-        width: u32,
-        height: u32,
-    ) -> Result<(wgpu::Texture, wgpu::TextureView)> {
-        let fits = |t: &GpuTexture| t.size.0 >= width && t.size.1 >= height;
-        let best = (0..self.free_textures.len())
-            .filter(|&i| fits(&self.free_textures[i]))
-            .min_by_key(|&i| {
-                let (w, h) = self.free_textures[i].size;
-                w as u64 * h as u64
-            });
-        let t = match best {
-            Some(i) => self.free_textures.swap_remove(i),
-            None => {
-                // New ones get a power-of-two height (within the device's limit), so that a
-                // sequence of growing needs (a dense block's layers) reuses a few textures
-                // instead of leaving one of every size behind.
-                let limit = self.gpu.limits().max_texture_dimension_2d;
-                let rounded = height.checked_next_power_of_two().unwrap_or(height);
-                let height = if rounded <= limit { rounded } else { height };
-                self.gpu.alloc_texture(width, height, Purpose::Scratch)?
-            }
-        };
-        let handles = (t.raw.clone(), t.view.clone());
-        self.textures.push(t);
-        Ok(handles)
-    }
-
-    /// Marks every staging texture handed out so far as read by the dispatches recorded since
-    /// (so later staging in this recording may reuse it).
-    pub(crate) fn staging_consumed(&mut self) {
-        self.free_textures.append(&mut self.textures);
-    }
-
-    /// Access to the encoder, to record your own commands between skipgrad's (ends the open
-    /// compute pass; the next dispatch opens another). Commands recorded here are yours to
-    /// order: the checks that refuse reading back unsubmitted results, or writing under a
-    /// recorded read, only see skipgrad's own dispatches.
-    pub fn encoder(&mut self) -> &mut wgpu::CommandEncoder {
-        self.pass = None;
-        self.encoder_mut()
-    }
-
-    fn encoder_mut(&mut self) -> &mut wgpu::CommandEncoder {
-        let gpu = self.gpu;
-        self.encoder.get_or_insert_with(|| new_encoder(gpu))
-    }
-
-    /// Submits the recorded work without waiting for it.
-    pub fn submit(mut self) -> Result<()> {
-        self.pass = None;
-        let gpu = self.gpu;
-        let encoder = self.encoder.take().unwrap_or_else(|| new_encoder(gpu));
-        let submitted = gpu.scoped("submitting recorded work", || {
-            gpu.queue().submit([encoder.finish()]);
-        });
-        // Submitted or refused, this recording's uses end here (a refused submission is
-        // as good as dropped: its work never runs).
-        self.release_uses(submitted.is_ok());
-        submitted?;
-        let keep = std::mem::take(&mut self.keep);
-        let retained = std::mem::take(&mut self.retained);
-        let textures = std::mem::take(&mut self.textures);
-        let free_textures = std::mem::take(&mut self.free_textures);
-        // The uniforms are referenced by the submitted command buffer; wgpu keeps them alive
-        // until it completes, so our handles (and their accounting) can go now.
-        drop(keep);
-        drop(retained);
-        drop(textures);
-        drop(free_textures);
-        Ok(())
-    }
-
-    /// Submits the recorded work, waits for it, and reports how long it took on the GPU
-    /// (timestamps, for a recording made with [`Recording::timed`]) and by the host clock.
-    pub fn finish_timed(mut self) -> Result<Timing> {
-        let gpu = self.gpu;
-        self.pass = None;
-        let resolved = match (self.timer.take(), self.dispatches) {
-            (Some(query_set), d) if d > 0 => {
-                let buf = gpu.alloc(
-                    16,
-                    Purpose::Scratch,
-                    wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-                )?;
-                self.encoder_mut()
-                    .resolve_query_set(&query_set, 0..2, &buf.raw, 0);
-                Some(buf)
-            }
-            _ => None,
-        };
-        let start = std::time::Instant::now();
-        self.submit()?;
-        gpu.synchronize()?;
-        let wall_ms = start.elapsed().as_secs_f64() * 1e3;
-        let gpu_ms = match resolved {
-            Some(buf) => {
-                let bytes = gpu.read_bytes(&buf.raw, 0, 16)?;
-                // A Vec<u8> need not be 8-aligned: decode rather than cast.
-                let stamp = |i: usize| {
-                    u64::from_le_bytes(bytes[8 * i..8 * i + 8].try_into().unwrap_or([0; 8]))
-                };
-                let ticks = stamp(1).saturating_sub(stamp(0)) as f64;
-                Some(ticks * gpu.queue().get_timestamp_period() as f64 / 1e6)
-            }
-            None => None,
-        };
-        Ok(Timing { gpu_ms, wall_ms })
-    }
-
-    /// Submits the recorded work and waits for it to finish.
-    pub fn finish(self) -> Result<()> {
-        let gpu = self.gpu;
-        self.submit()?;
-        gpu.synchronize()
     }
 }

@@ -5,89 +5,15 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+mod buffers;
+mod kernel;
+
 use crate::error::{Error, Result};
-use crate::memory::{GpuBuffer, GpuTexture, MemoryReport, MemoryTracker, Purpose};
+use crate::memory::{GpuBuffer, MemoryReport, MemoryTracker, Purpose};
+pub(crate) use kernel::{Access, Kernel, KernelSpec, Shader};
 
 /// Threads per workgroup of every 1-D kernel; the shaders use the same constant.
 pub(crate) const WORKGROUP_SIZE: u32 = 64;
-
-/// A WGSL source file: its name (for the pipeline cache and error messages) and its text.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Shader {
-    pub name: &'static str,
-    pub source: &'static str,
-}
-
-/// Whether a kernel declares a binding read-only or read-write.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Access {
-    Read,
-    Write,
-}
-
-/// What a kernel is, as its WGSL declares it: the shader, the entry point, and the bindings
-/// the entry point uses — uniforms (the argument structs), storage buffers with their
-/// declared access, and textures. `Recording::launch` binds exactly these (a missing
-/// optional buffer gets a small dummy), and a unit test reads every spec's shader with naga
-/// and fails if the sets differ, so a wrong binding is caught by `cargo test`, not by a
-/// validation error at run time.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct KernelSpec {
-    pub shader: Shader,
-    pub entry: &'static str,
-    /// Uniform bindings, each filled from one argument struct (binding 0 in every kernel).
-    pub uniforms: &'static [u32],
-    /// Storage-buffer bindings in the order `launch` takes them, with their declared access.
-    pub buffers: &'static [(u32, Access)],
-    /// Texture bindings (sampled or storage), in the order `launch` takes them.
-    pub textures: &'static [u32],
-    /// The shader's own `override` constants (beside [`PIPELINE_CONSTANTS`]).
-    pub constants: &'static [(&'static str, f64)],
-}
-
-impl KernelSpec {
-    /// A kernel with its arguments at binding 0 and the given storage buffers.
-    pub const fn new(
-        shader: Shader,
-        entry: &'static str,
-        buffers: &'static [(u32, Access)],
-    ) -> KernelSpec {
-        KernelSpec {
-            shader,
-            entry,
-            uniforms: &[0],
-            buffers,
-            textures: &[],
-            constants: &[],
-        }
-    }
-
-    /// The same kernel with its own override constants.
-    pub const fn with_constants(self, constants: &'static [(&'static str, f64)]) -> KernelSpec {
-        KernelSpec { constants, ..self }
-    }
-
-    /// The same kernel with texture bindings too.
-    pub const fn with_textures(self, textures: &'static [u32]) -> KernelSpec {
-        KernelSpec { textures, ..self }
-    }
-
-    /// The same kernel with more uniform bindings (after binding 0).
-    pub const fn with_uniforms(self, uniforms: &'static [u32]) -> KernelSpec {
-        KernelSpec { uniforms, ..self }
-    }
-}
-
-/// Values of the WGSL `override` constants every shader declares (in `shaders/common.wgsl`),
-/// set when a pipeline is created: the one place these numbers are defined.
-pub(crate) const PIPELINE_CONSTANTS: &[(&str, f64)] = &[("WORKGROUP_SIZE", WORKGROUP_SIZE as f64)];
-
-/// A compiled kernel: its pipeline and the layout of its bind group 0.
-#[derive(Clone)]
-pub(crate) struct Kernel {
-    pub pipeline: wgpu::ComputePipeline,
-    pub layout: wgpu::BindGroupLayout,
-}
 
 /// A GPU and everything skipgrad keeps per GPU.
 ///
@@ -100,7 +26,7 @@ pub struct Gpu {
     limits: wgpu::Limits,
     features: wgpu::Features,
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
-    pipelines: Mutex<HashMap<PipelineKey, Kernel>>,
+    pipelines: Mutex<HashMap<kernel::PipelineKey, Kernel>>,
     memory: Arc<MemoryTracker>,
     uncaptured: Arc<Mutex<Vec<String>>>,
     deterministic: std::sync::atomic::AtomicBool,
@@ -112,9 +38,6 @@ pub struct Gpu {
     /// cache), one value per type: the device context does not know what they are.
     extensions: Mutex<HashMap<std::any::TypeId, Arc<dyn std::any::Any + Send + Sync>>>,
 }
-
-/// A compiled pipeline is one per shader, entry point and override constants.
-type PipelineKey = (&'static str, &'static str, Vec<(&'static str, u64)>);
 
 /// How to open a [`Gpu`]: [`Gpu::with_options`]. The default is what [`Gpu::new`] does
 /// without `SKIPGRAD_BACKEND`.
@@ -156,7 +79,7 @@ pub fn parse_backend(name: &str) -> Result<wgpu::Backends> {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -408,178 +331,6 @@ impl Gpu {
         }
     }
 
-    /// Allocates an accounted buffer of `bytes` (at least 16, rounded up to 4) for `purpose`,
-    /// checking the device's buffer limit first. A buffer may exceed the binding limit: ops
-    /// bind windows of it and split their work (see `Tensor::rebased`).
-    pub(crate) fn alloc(
-        &self,
-        bytes: u64,
-        purpose: Purpose,
-        usage: wgpu::BufferUsages,
-    ) -> Result<GpuBuffer> {
-        // At least 16 bytes: kernels may bind any buffer as an array of vec4s.
-        let bytes = bytes.max(16).next_multiple_of(4);
-        if bytes > self.limits.max_buffer_size {
-            return Err(Error::TooLarge {
-                bytes,
-                limit_name: "max_buffer_size",
-                limit: self.limits.max_buffer_size,
-            });
-        }
-        let raw = self.scoped("buffer allocation", || {
-            self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(purpose.name()),
-                size: bytes,
-                usage,
-                mapped_at_creation: false,
-            })
-        })?;
-        Ok(GpuBuffer::new(raw, bytes, purpose, self.memory.clone()))
-    }
-
-    /// Allocates an accounted `width` × `height` texture of four f32 channels
-    /// (`Rgba32Float`) that kernels write as a storage texture and read with `textureLoad`,
-    /// checking `max_texture_dimension_2d` first.
-    pub(crate) fn alloc_texture(
-        &self,
-        width: u32,
-        height: u32,
-        purpose: Purpose,
-    ) -> Result<GpuTexture> {
-        let limit = self.limits.max_texture_dimension_2d;
-        if width.max(height) > limit {
-            return Err(Error::TooLarge {
-                bytes: 16 * width as u64 * height as u64,
-                limit_name: "max_texture_dimension_2d (texels a side)",
-                limit: limit as u64,
-            });
-        }
-        let raw = self.scoped("texture allocation", || {
-            self.device.create_texture(&wgpu::TextureDescriptor {
-                label: Some(purpose.name()),
-                size: wgpu::Extent3d {
-                    width: width.max(1),
-                    height: height.max(1),
-                    depth_or_array_layers: 1,
-                },
-                mip_level_count: 1,
-                sample_count: 1,
-                dimension: wgpu::TextureDimension::D2,
-                format: wgpu::TextureFormat::Rgba32Float,
-                usage: wgpu::TextureUsages::TEXTURE_BINDING
-                    | wgpu::TextureUsages::STORAGE_BINDING
-                    | wgpu::TextureUsages::COPY_DST,
-                view_formats: &[],
-            })
-        })?;
-        let bytes = 16 * width.max(1) as u64 * height.max(1) as u64;
-        Ok(GpuTexture::new(
-            raw,
-            (width, height),
-            bytes,
-            purpose,
-            self.memory.clone(),
-        ))
-    }
-
-    /// Accounts for a buffer created inside the caller's own error scope.
-    pub(crate) fn track(&self, raw: wgpu::Buffer, bytes: u64, purpose: Purpose) -> GpuBuffer {
-        GpuBuffer::new(raw, bytes, purpose, self.memory.clone())
-    }
-
-    /// A storage buffer usable as kernel input and output, copy source and destination.
-    pub(crate) fn alloc_storage(&self, bytes: u64, purpose: Purpose) -> Result<GpuBuffer> {
-        self.alloc(
-            bytes,
-            purpose,
-            wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST,
-        )
-    }
-
-    /// The compiled pipeline of a kernel, compiled once per `Gpu` (per shader, entry point
-    /// and override constants) and cached.
-    pub(crate) fn pipeline(&self, spec: &KernelSpec) -> Result<Kernel> {
-        let (shader, entry) = (spec.shader, spec.entry);
-        let constants: Vec<(&'static str, f64)> = PIPELINE_CONSTANTS
-            .iter()
-            .chain(spec.constants)
-            .copied()
-            .collect();
-        let key: PipelineKey = (
-            shader.name,
-            entry,
-            constants.iter().map(|&(k, v)| (k, v.to_bits())).collect(),
-        );
-        if let Some(p) = lock(&self.pipelines).get(&key) {
-            return Ok(p.clone());
-        }
-        let module = {
-            let mut modules = lock(&self.modules);
-            match modules.get(shader.name) {
-                Some(m) => m.clone(),
-                None => {
-                    let m = self.scoped(&format!("compiling {}", shader.name), || {
-                        self.device
-                            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                                label: Some(shader.name),
-                                source: wgpu::ShaderSource::Wgsl(shader.source.into()),
-                            })
-                    })?;
-                    modules.insert(shader.name, m.clone());
-                    m
-                }
-            }
-        };
-        let pipeline = self.scoped(
-            &format!("creating pipeline {}::{entry}", shader.name),
-            || {
-                self.device
-                    .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                        label: Some(entry),
-                        layout: None,
-                        module: &module,
-                        entry_point: Some(entry),
-                        compilation_options: wgpu::PipelineCompilationOptions {
-                            constants: &constants,
-                            ..Default::default()
-                        },
-                        cache: None,
-                    })
-            },
-        )?;
-        let kernel = Kernel {
-            layout: pipeline.get_bind_group_layout(0),
-            pipeline,
-        };
-        lock(&self.pipelines).insert(key, kernel.clone());
-        Ok(kernel)
-    }
-
-    /// Lays `workgroups` out as a grid within `max_compute_workgroups_per_dimension`:
-    /// 1-D when it fits, else 2-D (x full, y rows), else 3-D. The kernels rebuild the linear
-    /// workgroup index from `workgroup_id` and `num_workgroups`.
-    pub(crate) fn workgroup_grid(&self, workgroups: u64) -> Result<[u32; 3]> {
-        let max = self.limits.max_compute_workgroups_per_dimension.max(1) as u64;
-        let workgroups = workgroups.max(1);
-        if workgroups <= max {
-            return Ok([workgroups as u32, 1, 1]);
-        }
-        let y = workgroups.div_ceil(max);
-        if y <= max {
-            return Ok([max as u32, y as u32, 1]);
-        }
-        let z = y.div_ceil(max);
-        if z <= max {
-            return Ok([max as u32, max as u32, z as u32]);
-        }
-        Err(Error::DispatchTooLarge {
-            workgroups,
-            limit: max as u32,
-        })
-    }
-
     /// Blocks until all submitted work has finished, then reports any error wgpu raised
     /// outside a scope (for example device loss).
     pub fn synchronize(&self) -> Result<()> {
@@ -603,47 +354,6 @@ impl Gpu {
             during: "earlier GPU work".into(),
             message,
         })
-    }
-
-    /// Reads `bytes` bytes of `src` starting at byte `offset` back to the host: copy into a
-    /// staging buffer, `map_async`, a one-shot channel, one blocking poll.
-    pub(crate) fn read_bytes(
-        &self,
-        src: &wgpu::Buffer,
-        offset: u64,
-        bytes: u64,
-    ) -> Result<Vec<u8>> {
-        let staging = self.alloc(
-            bytes,
-            Purpose::Staging,
-            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        )?;
-        let mut encoder = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("read back"),
-            });
-        let copy = bytes.next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
-        encoder.copy_buffer_to_buffer(src, offset, &staging.raw, 0, copy);
-        self.scoped("read-back copy", || self.queue.submit([encoder.finish()]))?;
-        let slice = staging.raw.slice(..);
-        let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            // The receiver outlives the callback; a failed send cannot happen here.
-            let _ = sender.send(r);
-        });
-        self.synchronize()?;
-        match pollster::block_on(receiver.receive()) {
-            Some(Ok(())) => {}
-            Some(Err(e)) => return Err(Error::ReadBack(e.to_string())),
-            None => return Err(Error::ReadBack("the map callback never ran".into())),
-        }
-        let data = slice
-            .get_mapped_range()
-            .map_err(|e| Error::ReadBack(e.to_string()))?[..bytes as usize]
-            .to_vec();
-        staging.raw.unmap();
-        Ok(data)
     }
 }
 

@@ -1,0 +1,105 @@
+//! A network's backward pass: through the plain stack layer by layer (the ReLU of each
+//! layer's input fused into the conv below it), or through its residual or dense blocks.
+
+use super::{Body, Network};
+use crate::blocks::BlockGrads;
+use crate::error::{Error, Result};
+use crate::memory::Purpose;
+use crate::ops::conv2d::{self, Fusion};
+use crate::ops::relu;
+use crate::record::Recording;
+use crate::tensor::Tensor;
+
+impl Network {
+    /// Records the backward pass for `grad_out` and returns the gradients of the input and
+    /// of every parameter (by `state_dict` name, in forward order). Uses up the saved state.
+    pub fn backward(&mut self, rec: &mut Recording<'_>, grad_out: &Tensor) -> Result<BlockGrads> {
+        let gpu = rec.gpu();
+        let grads = match &mut self.body {
+            Body::Plain(layers) => {
+                let saved = self
+                    .saved
+                    .as_ref()
+                    .ok_or_else(|| crate::blocks::forward_missing("network"))?;
+                let last = &saved[layers.len()];
+                if grad_out.shape() != last.shape() {
+                    return Err(Error::shape(
+                        "network backward",
+                        format!("grad_out {:?}, output {:?}", grad_out.shape(), last.shape()),
+                    ));
+                }
+                // g holds d loss / d pre_i, from the last layer down.
+                let mut g = relu::relu_backward(rec, last, grad_out)?;
+                let mut params = Vec::with_capacity(2 * layers.len());
+                for i in (0..layers.len()).rev() {
+                    let l = &layers[i];
+                    let gx = Tensor::zeros(gpu, saved[i].shape(), Purpose::Gradient)?;
+                    let gw = Tensor::zeros(gpu, l.weight.shape(), Purpose::Gradient)?;
+                    let gb = Tensor::zeros(gpu, l.bias.shape(), Purpose::Gradient)?;
+                    // Below the first layer the input was ReLU'd on load: its gradient is
+                    // masked by pre_{i-1} > 0 as it is stored.
+                    let fusion = Fusion {
+                        relu_input: i > 0,
+                        accumulate: false,
+                    };
+                    conv2d::Conv2dBackward {
+                        x: &saved[i],
+                        weight: &l.weight,
+                        grad_out: &g,
+                        params: &l.params,
+                        fusion,
+                    }
+                    .record_into(rec, &gx, &gw, Some(&gb))?;
+                    params.push((format!("{}.bias", l.name), gb));
+                    params.push((format!("{}.weight", l.name), gw));
+                    g = gx;
+                }
+                params.reverse();
+                BlockGrads { grad_x: g, params }
+            }
+            Body::Residual(blocks) => {
+                if self.saved.is_none() {
+                    return Err(crate::blocks::forward_missing("network"));
+                }
+                let mut g = grad_out.clone();
+                let mut params = Vec::new();
+                for (i, b) in blocks.iter_mut().enumerate().rev() {
+                    let bg = b.backward(rec, &g)?;
+                    for (n, t) in bg.params.into_iter().rev() {
+                        params.push((format!("blocks.{i}.{n}"), t));
+                    }
+                    g = bg.grad_x;
+                }
+                params.reverse();
+                BlockGrads { grad_x: g, params }
+            }
+            Body::Dense(dense) => {
+                let (block, t) = &mut **dense;
+                let features = self
+                    .dense_features
+                    .as_ref()
+                    .ok_or_else(|| crate::blocks::forward_missing("network"))?;
+                let g =
+                    conv2d::conv2d_backward(rec, features, &t.weight, true, grad_out, &t.params)?;
+                let bg = block.backward(rec, &g.grad_x)?;
+                let mut params: Vec<(String, Tensor)> = bg
+                    .params
+                    .into_iter()
+                    .map(|(n, t)| (format!("block.{n}"), t))
+                    .collect();
+                params.push(("transition.weight".into(), g.grad_weight));
+                if let Some(gb) = g.grad_bias {
+                    params.push(("transition.bias".into(), gb));
+                }
+                rec.retain(g.grad_x);
+                BlockGrads {
+                    grad_x: bg.grad_x,
+                    params,
+                }
+            }
+        };
+        self.saved = None;
+        self.dense_features = None;
+        Ok(grads)
+    }
+}
