@@ -144,3 +144,40 @@ fn bad_conv_kernels_variable_fails_first() {
         );
     }
 }
+
+/// `bench --suite gpu --quick` (what CI runs on lavapipe): a conv case gives its three
+/// passes, each with flops, a host time and the kernels that ran.
+#[test]
+fn gpu_suite_times_each_conv_pass() {
+    let out = skipgrad()
+        .args([
+            "bench",
+            "--suite",
+            "gpu",
+            "--quick",
+            "--cases",
+            "sweep_conv3x3_c64_32x32_n1",
+            "--json",
+        ])
+        .env("SKIPGRAD_BACKEND", "vulkan")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = v["cases"].as_array().unwrap();
+    let passes: Vec<&str> = rows.iter().map(|r| r["pass"].as_str().unwrap()).collect();
+    assert_eq!(passes, ["forward", "input_grad", "weight_grad"]);
+    for r in rows {
+        // 2 * N * Cout * H * W * Cin * 9 for every pass (the weight pass adds the bias sum).
+        assert!(
+            r["flops"].as_u64().unwrap() >= 2 * 64 * 32 * 32 * 64 * 9,
+            "{r}"
+        );
+        assert!(r["wall_ms"].as_f64().unwrap() > 0.0);
+        assert!(!r["kernels"].as_array().unwrap().is_empty());
+    }
+}

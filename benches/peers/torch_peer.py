@@ -1,9 +1,11 @@
 """PyTorch peer of `skipgrad bench`: its standard conv and block cases, float32 NCHW, by the
 same names, so the JSON joins on `case` (`compare.py`). The training-step cases are in
-`torch_train_step.py`.
+`torch_train_step.py`. With `--suite gpu`, the cases of `skipgrad bench --suite gpu`
+(ResNet-50's convolutions, the batch sweep, the blocks at batch 128), each conv pass timed
+alone, as rows `{case, pass, ms}` that `compare_suite.py` joins on (case, pass).
 
     python3 -m venv V && V/bin/pip install torch safetensors numpy
-    V/bin/python benches/peers/torch_peer.py [--device cpu|cuda] [--iters 10] [--json]
+    V/bin/python benches/peers/torch_peer.py [--device cpu|cuda] [--iters 10] [--json] [--suite gpu [--quick]]
 
 Timing: the median of `--iters` runs after 3 warm-ups; on CUDA by CUDA events around each
 run (TF32 off, cuDNN's autotuner on, as a user would run it), on the CPU by the host clock.
@@ -64,6 +66,83 @@ def case_model(name, device):
     raise ValueError(name)
 
 
+# ResNet-50's distinct convolutions: (Cin, H, W, Cout, kernel, stride, padding), as in
+# skipgrad::bench::suite.
+RESNET50 = {
+    "r50_conv3x3_c64_56x56": (64, 56, 56, 64, 3, 1, 1),
+    "r50_conv3x3_c128_28x28": (128, 28, 28, 128, 3, 1, 1),
+    "r50_conv3x3_c256_14x14": (256, 14, 14, 256, 3, 1, 1),
+    "r50_conv3x3_c512_7x7": (512, 7, 7, 512, 3, 1, 1),
+    "r50_conv1x1_c256to64_56x56": (256, 56, 56, 64, 1, 1, 0),
+    "r50_conv1x1_c64to256_56x56": (64, 56, 56, 256, 1, 1, 0),
+    "r50_stem7x7_s2_c3to64_224x224": (3, 224, 224, 64, 7, 2, 3),
+}
+
+
+def suite_cases(quick):
+    """The GPU suite's cases: (name, conv shape or None for a block, batch)."""
+    batches, sweep, block = ([1], [1, 2], 2) if quick else ([32, 128], [1, 8, 32, 128], 128)
+    for n in batches:
+        for name, (cin, h, w, cout, k, s, p) in RESNET50.items():
+            yield f"{name}_n{n}", (n, cin, h, w, cout, k, s, p)
+    for n in sweep:
+        yield f"sweep_conv3x3_c64_32x32_n{n}", (n, 64, 32, 32, 64, 3, 1, 1)
+    yield f"resnet_basic_c64_32x32_n{block}", None
+    yield f"dense_l6_k12_c24_16x16_n{block}_shared", None
+
+
+def run_suite(a):
+    rows = []
+    for name, shape in suite_cases(a.quick):
+        try:
+            if shape is None:
+                base = "resnet_basic_c64_32x32_n8" if name.startswith("resnet") else "dense_l6_k12_c24_16x16_n8"
+                in_shape, params, forward = case_model(base, a.device)
+                n = int(name.split("_n")[-1].split("_")[0])
+                x = torch.randn(n, *in_shape[1:], device=a.device)
+                with torch.no_grad():
+                    rows.append({"case": name, "pass": "forward", "ms": median_ms(lambda: forward(x), a.iters, a.device)})
+                xg = x.clone().requires_grad_()
+
+                def fb():
+                    y = forward(xg)
+                    torch.autograd.grad(y, [xg] + params, torch.ones_like(y))
+
+                rows.append({"case": name, "pass": "fwd_bwd", "ms": median_ms(fb, a.iters, a.device)})
+            else:
+                rows.extend(conv_passes(name, shape, a))
+        except RuntimeError as e:  # out of memory at batch 128
+            rows.append({"case": name, "pass": "-", "skipped": str(e).split("\n")[0]})
+        if a.device == "cuda":
+            torch.cuda.empty_cache()
+        if not a.json:
+            for r in rows:
+                if r["case"] == name:
+                    print(f"{name:36} {r['pass']:>11} {r.get('ms', float('nan')):10.3f}")
+    return rows
+
+
+def conv_passes(name, shape, a):
+    """A conv's forward, input gradient and weight (+ bias) gradient, each timed alone."""
+    n, cin, h, w, cout, k, s, p = shape
+    wt, b = conv_params(cin, cout, k, a.device)
+    x = torch.randn(n, cin, h, w, device=a.device)
+    with torch.no_grad():
+        fwd = median_ms(lambda: F.conv2d(x, wt, b, stride=s, padding=p), a.iters, a.device)
+        go = torch.randn_like(F.conv2d(x, wt, b, stride=s, padding=p))
+        # The gradients one at a time, as cuDNN computes them (no forward in the time).
+        gx = median_ms(lambda: torch.nn.grad.conv2d_input(x.shape, wt, go, stride=s, padding=p),
+                       a.iters, a.device)
+
+        def wgrad():
+            torch.nn.grad.conv2d_weight(x, wt.shape, go, stride=s, padding=p)
+            go.sum((0, 2, 3))
+
+        gw = median_ms(wgrad, a.iters, a.device)
+    return [{"case": name, "pass": pass_, "ms": ms}
+            for pass_, ms in (("forward", fwd), ("input_grad", gx), ("weight_grad", gw))]
+
+
 def median_ms(fn, iters, device):
     for _ in range(3):
         fn()
@@ -89,11 +168,20 @@ def main():
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--cases", default="", help="only cases containing one of these (comma-separated)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--suite", default="standard", choices=["standard", "gpu"])
+    ap.add_argument("--quick", action="store_true", help="with --suite gpu: batches 1 and 2")
     a = ap.parse_args()
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.benchmark = True
     torch.manual_seed(0)
+    if a.suite == "gpu":
+        rows = run_suite(a)
+        device = torch.cuda.get_device_name() if a.device == "cuda" else "cpu"
+        if a.json:
+            print(json.dumps({"peer": f"pytorch {torch.__version__} {a.device}", "device": device,
+                              "suite": "gpu", "cases": rows}))
+        return
     names = list(CONVS) + ["resnet_basic_c64_32x32_n8", "dense_l6_k12_c24_16x16_n8"]
     wanted = [c for c in a.cases.split(",") if c]
     rows = []

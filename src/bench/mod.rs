@@ -6,11 +6,13 @@
 //! [`Workload::verify`] itself against the CPU reference before anything is timed.
 
 pub mod ceilings;
+mod suite;
 mod verify;
 mod workload;
 
+pub use suite::{gpu_suite, nominal_fp32_gflops, SuiteCase};
 use workload::Inner;
-pub use workload::Workload;
+pub use workload::{ConvPass, Workload};
 
 use crate::blocks::ConcatStrategy;
 use crate::error::Result;
@@ -92,7 +94,7 @@ pub struct BenchCase {
 }
 
 /// A conv case from `[N, Cin, H, W, Cout, kernel, stride, padding]`, the peers' column order.
-fn conv(name: &str, [n, cin, h, w, cout, k, stride, pad]: [usize; 8]) -> BenchCase {
+pub(crate) fn conv(name: &str, [n, cin, h, w, cout, k, stride, pad]: [usize; 8]) -> BenchCase {
     BenchCase {
         name: name.into(),
         kind: CaseKind::Conv {

@@ -184,7 +184,63 @@ impl BenchCase {
     }
 }
 
+/// One pass of a conv case, timed alone by the GPU suite.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConvPass {
+    /// The forward, with bias.
+    Forward,
+    /// The input gradient.
+    InputGrad,
+    /// The weight and bias gradients.
+    WeightGrad,
+}
+
+impl ConvPass {
+    /// The three passes.
+    pub const ALL: [ConvPass; 3] = [ConvPass::Forward, ConvPass::InputGrad, ConvPass::WeightGrad];
+
+    /// Lower-case name (`forward`, `input_grad`, `weight_grad`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvPass::Forward => "forward",
+            ConvPass::InputGrad => "input_grad",
+            ConvPass::WeightGrad => "weight_grad",
+        }
+    }
+}
+
 impl Workload {
+    /// Records one pass of a conv case; `None` for other cases, whose passes are not
+    /// separate convolutions.
+    pub fn record_conv_pass(
+        &mut self,
+        rec: &mut Recording<'_>,
+        pass: ConvPass,
+    ) -> Option<Result<()>> {
+        let Inner::Conv {
+            p,
+            x,
+            w,
+            b,
+            go,
+            y,
+            gx,
+            gw,
+            gb,
+        } = &self.inner
+        else {
+            return None;
+        };
+        let f = Fusion::default();
+        Some(match pass {
+            ConvPass::Forward => conv2d::conv2d_into(rec, x, w, Some(b), p, y, f),
+            ConvPass::InputGrad => conv2d::conv2d_backward_input_into(rec, x, w, go, p, gx, f),
+            ConvPass::WeightGrad => conv2d::conv2d_backward_weight_into(rec, x, go, p, gw, f)
+                .and_then(|()| conv2d::conv2d_backward_bias_into(rec, go, gb, false)),
+        })
+    }
+
     /// Records the forward pass.
     pub fn record_forward(&mut self, rec: &mut Recording<'_>) -> Result<()> {
         match &mut self.inner {

@@ -28,6 +28,11 @@ pub struct BenchArgs {
     /// Conv kernel family: auto (autotuned per shape), direct, regblock, pixel, texture.
     #[arg(long, default_value = "auto")]
     pub kernels: String,
+    /// Which cases: `standard` (the default: small cases that join with the peers) or
+    /// `gpu` (ResNet-50's convolutions at batch 32 and 128, a batch sweep and the blocks at
+    /// batch 128, each conv pass timed alone; with --quick at batches 1 and 2).
+    #[arg(long, default_value = "standard", value_parser = ["standard", "gpu"])]
+    pub suite: String,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -45,6 +50,7 @@ impl Default for BenchArgs {
             quick: false,
             timing: "auto".into(),
             kernels: "auto".into(),
+            suite: "standard".into(),
             json: false,
             csv: false,
         }
@@ -112,7 +118,7 @@ fn selected(args: &BenchArgs) -> Vec<BenchCase> {
         .collect()
 }
 
-fn fail(msg: String) -> skipgrad::Error {
+pub(super) fn fail(msg: String) -> skipgrad::Error {
     skipgrad::Error::InvalidParameter {
         op: "bench",
         detail: msg,
@@ -121,7 +127,7 @@ fn fail(msg: String) -> skipgrad::Error {
 
 /// Checks a case against the CPU reference (blocks at batch 2: the full reference of a
 /// batch-8 block takes too long on the CPU); an error names every output out of tolerance.
-fn guard(gpu: &Gpu, case: &BenchCase) -> skipgrad::Result<f64> {
+pub(super) fn guard(gpu: &Gpu, case: &BenchCase) -> skipgrad::Result<f64> {
     let check_case = match case.kind {
         CaseKind::Conv { .. } => case.clone(),
         _ => case.with_batch(2),
@@ -156,7 +162,7 @@ struct Measured {
 
 /// Whether to time by GPU timestamps: `gpu` where the adapter has them; `auto` also needs a
 /// real GPU (a CPU adapter's timestamps do not bracket its compute work).
-fn gpu_timing(args: &BenchArgs, gpu: &Gpu) -> bool {
+pub(super) fn gpu_timing(args: &BenchArgs, gpu: &Gpu) -> bool {
     let trusted = gpu.adapter_info().device_type != wgpu::DeviceType::Cpu;
     gpu.has_timestamps()
         && match args.timing.as_str() {
@@ -272,6 +278,9 @@ fn run_case(
 
 /// Runs the benchmark; returns whether every case passed its correctness guard.
 pub fn run(args: &BenchArgs, backend: Option<&str>) -> skipgrad::Result<bool> {
+    if args.suite == "gpu" {
+        return super::suite::run(args, backend);
+    }
     let cases = selected(args);
     if cases.is_empty() {
         return Err(fail(format!("no case matches {:?}", args.cases)));

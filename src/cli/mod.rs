@@ -6,6 +6,7 @@ pub mod gradflow;
 pub mod info;
 pub mod memory;
 pub mod stress;
+pub mod suite;
 pub mod train;
 
 use skipgrad::{Gpu, Result};

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The device check, as one prepared run on a lent GPU machine (see the device tool's
+# README): the benchmark's standard suite and GPU suite on Vulkan, the reference cases on
+# the GPU, and the PyTorch peer with --device cuda (CUDA events, TF32 off), every result as
+# JSON under $OUT.
+#
+# Here, first:  cargo build --release
+#               (once) the Vulkan loaders into .gl/, as the device README says
+# Then:         run(command="bash scripts/device-bench.sh", carry=[".gl", "target/release/skipgrad"])
+#
+# Environment: OUT (default out/device), ITERS (default 20), SKIPGRAD_BIN (default
+# target/release/skipgrad), SKIP_TORCH=1 to leave the peer out.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-out/device}"
+ITERS="${ITERS:-20}"
+BIN="${SKIPGRAD_BIN:-target/release/skipgrad}"
+mkdir -p "$OUT"
+log() { echo "== $*" | tee -a "$OUT/log.txt"; }
+
+# The Vulkan loader (and EGL for GL), carried as .debs: the machine has the driver, not them.
+if [ -d .gl ] && ! ldconfig -p | grep -q libvulkan; then
+    for f in .gl/*.deb; do dpkg -x "$f" /; done
+    ldconfig
+fi
+if [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ] && ! ls /usr/share/vulkan/icd.d/nvidia* >/dev/null 2>&1; then
+    export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+    export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+fi
+export SKIPGRAD_BACKEND=vulkan
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/nvidia-smi.csv" 2>&1
+
+log "adapter"
+"$BIN" info --json > "$OUT/info.json" 2>>"$OUT/log.txt"
+log "reference cases on the GPU"
+"$BIN" check tests/vectors tests/vectors/scale --json > "$OUT/check.json" 2>>"$OUT/log.txt"
+tail -c 300 "$OUT/check.json" >> "$OUT/log.txt"
+log "standard suite (GPU timestamps)"
+"$BIN" bench --iters "$ITERS" --json > "$OUT/standard.json" 2>>"$OUT/log.txt"
+log "standard suite (host clock, as the peer times)"
+"$BIN" bench --iters "$ITERS" --timing wall --json > "$OUT/standard_wall.json" 2>>"$OUT/log.txt"
+log "GPU suite"
+"$BIN" bench --suite gpu --iters "$ITERS" --json > "$OUT/gpu_suite.json" 2>>"$OUT/log.txt"
+"$BIN" bench --suite gpu --iters "$ITERS" >> "$OUT/log.txt" 2>&1
+
+if [ "${SKIP_TORCH:-0}" != 1 ] && python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
+    log "PyTorch peer (cuDNN, TF32 off)"
+    python3 benches/peers/torch_peer.py --device cuda --iters "$ITERS" --json > "$OUT/torch_cuda.json" 2>>"$OUT/log.txt"
+    python3 benches/peers/torch_peer.py --device cuda --suite gpu --iters "$ITERS" --json > "$OUT/torch_cuda_suite.json" 2>>"$OUT/log.txt"
+    python3 benches/peers/torch_train_step.py --device cuda --iters "$ITERS" --json > "$OUT/torch_cuda_train.json" 2>>"$OUT/log.txt"
+    python3 benches/peers/compare.py "$OUT/standard_wall.json" "$OUT/torch_cuda.json" "$OUT/torch_cuda_train.json" > "$OUT/compare_standard.txt" 2>&1
+    python3 benches/peers/compare_suite.py "$OUT/gpu_suite.json" "$OUT/torch_cuda_suite.json" > "$OUT/compare_suite.txt" 2>&1
+    cat "$OUT/compare_standard.txt" "$OUT/compare_suite.txt" >> "$OUT/log.txt"
+else
+    log "no CUDA PyTorch here: peer left out"
+fi
+log "done"

@@ -1,0 +1,237 @@
+//! `skipgrad bench --suite gpu`: shapes that fill a real GPU, each conv pass timed alone.
+//! Every case is checked against the CPU reference first (convs at sampled elements,
+//! blocks in full at batch 2); then each pass is recorded `iters` times into one
+//! submission, so the GPU time (timestamps around the whole submission, divided by
+//! `iters`) is the kernels' own, beside the host clock's share of the same submission.
+
+use skipgrad::bench::{ceilings, gpu_suite, nominal_fp32_gflops, ConvPass, SuiteCase, Workload};
+use skipgrad::{Gpu, Recording};
+
+use super::bench::{fail, gpu_timing, guard, BenchArgs};
+use super::{adapter_line, open_gpu, progress_bar};
+
+/// One timed pass (the JSON row).
+#[derive(Clone, Debug, serde::Serialize)]
+struct PassResult {
+    case: String,
+    /// `forward`, `input_grad`, `weight_grad`, or `fwd_bwd` for the blocks.
+    pass: String,
+    /// FLOPs of one run of the pass (an FMA counts 2).
+    flops: u64,
+    /// GPU time of one run, by timestamps (None where the adapter has none, or they are not
+    /// trusted: CPU adapters).
+    gpu_ms: Option<f64>,
+    /// Host time of one run: the submission's wall clock divided by the runs in it.
+    wall_ms: f64,
+    /// By the GPU time where there is one, else the host time.
+    gflops: f64,
+    fraction_of_fma_ceiling: f64,
+    fraction_of_nominal: Option<f64>,
+    dispatches: usize,
+    kernels: Vec<String>,
+    /// Why the case did not run (it did not fit the device), where it did not.
+    skipped: Option<String>,
+}
+
+/// What a timed pass records.
+#[derive(Clone, Copy)]
+enum What {
+    Conv(ConvPass),
+    Forward,
+    FwdBwd,
+}
+
+impl What {
+    fn name(self) -> &'static str {
+        match self {
+            What::Conv(p) => p.name(),
+            What::Forward => "forward",
+            What::FwdBwd => "fwd_bwd",
+        }
+    }
+
+    fn record(self, w: &mut Workload, rec: &mut Recording<'_>) -> skipgrad::Result<()> {
+        match self {
+            What::Conv(pass) => w
+                .record_conv_pass(rec, pass)
+                .unwrap_or_else(|| Err(fail("not a conv case".into()))),
+            What::Forward => w.record_forward(rec),
+            What::FwdBwd => w.record_fwd_bwd(rec),
+        }
+    }
+}
+
+/// Context of one suite run.
+struct Suite<'g> {
+    gpu: &'g Gpu,
+    use_gpu: bool,
+    iters: usize,
+    fma_gflops: f64,
+    nominal: Option<f64>,
+}
+
+impl Suite<'_> {
+    /// One warm-up submission (pipelines, tuning), then `iters` runs in one submission.
+    fn time(&self, case: &str, w: &mut Workload, what: What) -> skipgrad::Result<PassResult> {
+        let mut warm = Recording::new(self.gpu);
+        what.record(w, &mut warm)?;
+        warm.finish()?;
+        let mut rec = if self.use_gpu {
+            Recording::timed(self.gpu)
+        } else {
+            Recording::new(self.gpu)
+        };
+        for _ in 0..self.iters {
+            what.record(w, &mut rec)?;
+        }
+        let runs = self.iters as f64;
+        let flops = rec.cost().flops / self.iters as u64;
+        let dispatches = rec.dispatch_count() / self.iters;
+        let kernels = rec.kernels().iter().map(|k| k.to_string()).collect();
+        let t = rec.finish_timed()?;
+        let gpu_ms = t.gpu_ms.filter(|_| self.use_gpu).map(|ms| ms / runs);
+        let wall_ms = t.wall_ms / runs;
+        let gflops = flops as f64 / (gpu_ms.unwrap_or(wall_ms) * 1e6);
+        Ok(PassResult {
+            case: case.to_string(),
+            pass: what.name().to_string(),
+            flops,
+            gpu_ms,
+            wall_ms,
+            gflops,
+            fraction_of_fma_ceiling: gflops / self.fma_gflops,
+            fraction_of_nominal: self.nominal.map(|n| gflops / n),
+            dispatches,
+            kernels,
+            skipped: None,
+        })
+    }
+
+    /// Every pass of one case, or one skipped row where its tensors do not fit.
+    fn case(&self, c: &SuiteCase) -> skipgrad::Result<Vec<PassResult>> {
+        let name = &c.case.name;
+        let mut w = match c.case.prepare(self.gpu) {
+            Ok(w) => w,
+            Err(e @ (skipgrad::Error::TooLarge { .. } | skipgrad::Error::Gpu { .. })) => {
+                return Ok(vec![skipped(name, e.to_string())]);
+            }
+            Err(e) => return Err(e),
+        };
+        guard(self.gpu, &c.case)?;
+        let passes: Vec<What> = if c.per_pass {
+            ConvPass::ALL.into_iter().map(What::Conv).collect()
+        } else {
+            vec![What::Forward, What::FwdBwd]
+        };
+        passes
+            .into_iter()
+            .map(|what| self.time(name, &mut w, what))
+            .collect()
+    }
+}
+
+fn skipped(case: &str, why: String) -> PassResult {
+    PassResult {
+        case: case.to_string(),
+        pass: "-".into(),
+        flops: 0,
+        gpu_ms: None,
+        wall_ms: 0.0,
+        gflops: 0.0,
+        fraction_of_fma_ceiling: 0.0,
+        fraction_of_nominal: None,
+        dispatches: 0,
+        kernels: Vec::new(),
+        skipped: Some(why),
+    }
+}
+
+/// Runs the GPU suite; returns whether every case passed its correctness guard.
+pub fn run(args: &BenchArgs, backend: Option<&str>) -> skipgrad::Result<bool> {
+    let cases: Vec<SuiteCase> = gpu_suite(args.quick)
+        .into_iter()
+        .filter(|c| args.cases.is_empty() || args.cases.iter().any(|s| c.case.name.contains(s)))
+        .collect();
+    if cases.is_empty() {
+        return Err(fail(format!("no case matches {:?}", args.cases)));
+    }
+    let gpu = open_gpu(backend)?;
+    gpu.set_conv_kernels(skipgrad::ConvKernels::parse(&args.kernels)?);
+    let use_gpu = gpu_timing(args, &gpu);
+    let bar = progress_bar(cases.len() as u64 + 1, "suite");
+    bar.set_message("ceilings");
+    let ceil = ceilings::measure(&gpu, use_gpu)?;
+    bar.inc(1);
+    let suite = Suite {
+        gpu: &gpu,
+        use_gpu,
+        iters: if args.quick { 2 } else { args.iters.max(1) },
+        fma_gflops: ceil.fma_gflops,
+        nominal: nominal_fp32_gflops(&gpu.adapter_info().name),
+    };
+    let mut rows = Vec::new();
+    for c in &cases {
+        bar.set_message(c.case.name.clone());
+        let r = suite.case(c);
+        bar.inc(1);
+        match r {
+            Ok(r) => rows.extend(r),
+            Err(e) => {
+                bar.finish_and_clear();
+                return Err(e);
+            }
+        }
+    }
+    bar.finish_and_clear();
+    if args.json {
+        let v = serde_json::json!({
+            "engine": format!("skipgrad {}", env!("CARGO_PKG_VERSION")),
+            "suite": "gpu",
+            "adapter": gpu.adapter_info().name,
+            "backend": gpu.backend_name(),
+            "timing": if use_gpu { "gpu-timestamps, one submission of iters runs" } else { "wall-clock, one submission of iters runs" },
+            "iters": suite.iters,
+            "ceilings": ceil,
+            "nominal_fp32_gflops": suite.nominal,
+            "cases": rows,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return Ok(true);
+    }
+    println!("skipgrad {} GPU suite", env!("CARGO_PKG_VERSION"));
+    println!("adapter:  {}", adapter_line(&gpu));
+    let nominal = suite
+        .nominal
+        .map_or("unknown".into(), |n| format!("{n:.0} GFLOP/s"));
+    println!(
+        "ceilings: FMA {:.1} GFLOP/s measured, nominal fp32 {nominal}; {} runs in one submission per pass",
+        ceil.fma_gflops, suite.iters
+    );
+    println!(
+        "{:34} {:>11} {:>10} {:>10} {:>10} {:>7} {:>8} {:>5}",
+        "case", "pass", "gpu ms", "wall ms", "GFLOP/s", "%FMA", "%nominal", "disp"
+    );
+    for r in &rows {
+        if let Some(why) = &r.skipped {
+            println!("{:34} skipped: {why}", r.case);
+            continue;
+        }
+        let gpu_ms = r.gpu_ms.map_or("-".into(), |t| format!("{t:.3}"));
+        let nominal = r
+            .fraction_of_nominal
+            .map_or("-".into(), |f| format!("{:.1}%", 100.0 * f));
+        println!(
+            "{:34} {:>11} {:>10} {:>10.3} {:>10.1} {:>6.1}% {:>8} {:>5}",
+            r.case,
+            r.pass,
+            gpu_ms,
+            r.wall_ms,
+            r.gflops,
+            100.0 * r.fraction_of_fma_ceiling,
+            nominal,
+            r.dispatches
+        );
+    }
+    println!("every case was checked against the CPU reference before timing (conv: sampled elements; blocks: batch 2)");
+    Ok(true)
+}
