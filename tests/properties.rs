@@ -98,7 +98,7 @@ fn run_conv(c: &ConvCase, family: ConvKernels) {
 /// Which family a forced `family` must run for `pass` of case `c`, by the contract
 /// `ConvKernels` documents: the GEMM-shaped families need groups = 1, and the
 /// register-blocked and pixel ones a stride-1 input gradient (padding at most the dilated
-/// kernel's reach); everything else runs the direct family.
+/// kernel's reach), as the GEMM one does; everything else runs the direct family.
 fn expected_family(family: ConvKernels, pass: &str, c: &ConvCase) -> ConvKernels {
     let [_, _, kh, kw] = c.w;
     let transposable = c.p.stride == [1, 1]
@@ -107,7 +107,7 @@ fn expected_family(family: ConvKernels, pass: &str, c: &ConvCase) -> ConvKernels
     let gemm = c.p.groups == 1;
     match family {
         ConvKernels::Texture if gemm => family,
-        ConvKernels::RegisterBlocked | ConvKernels::Pixel
+        ConvKernels::RegisterBlocked | ConvKernels::Pixel | ConvKernels::Gemm
             if gemm && (pass != "input" || transposable) =>
         {
             family

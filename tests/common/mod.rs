@@ -72,6 +72,7 @@ pub fn assert_family_ran(kernels: &[&str], family: skipgrad::ConvKernels, what: 
         }
         K::RegisterBlocked => "regblock",
         K::Pixel => "pixel",
+        K::Gemm => "gemm",
         K::Texture => "texture",
     };
     assert!(
@@ -97,6 +98,8 @@ pub fn family_of(entry: &str) -> Option<skipgrad::ConvKernels> {
         Some(K::RegisterBlocked)
     } else if entry.contains("pixel") {
         Some(K::Pixel)
+    } else if entry.contains("gemm") {
+        Some(K::Gemm)
     } else if entry.contains("texture") {
         Some(K::Texture)
     } else {

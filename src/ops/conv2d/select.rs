@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::args::{vec4_stores, ForwardArgs, Geometry, InputGradArgs, WeightGradArgs};
-use super::family::{direct::Direct, pixel::Pixel, regblock::RegisterBlocked, texture::Texture};
+use super::family::{
+    direct::Direct, gemm::Gemm, pixel::Pixel, regblock::RegisterBlocked, texture::Texture,
+};
 use super::tune;
 use super::{Conv2dParams, Fusion};
 use crate::error::{Error, Result};
@@ -35,6 +37,11 @@ pub enum ConvKernels {
     /// (forward and input gradient), and a weight gradient whose reduction is spread over
     /// the lanes of a workgroup: many threads for small layers on big GPUs.
     Pixel,
+    /// Implicit GEMM tiled in workgroup memory: 128 × 128 output tiles, 16-deep K slices,
+    /// 256 threads of 8 × 8, the next slice prefetched; a split-K weight gradient of 64 × 64
+    /// tiles. groups = 1, stride-1 input gradients. The shape fp32 convolution takes on a
+    /// GPU; slow on CPU adapters (measured only on GPUs under `Auto`).
+    Gemm,
     /// Register-blocked (16 pixels × 8 channels per thread) with both operands staged in
     /// `rgba32float` textures and read four channels a fetch: what a CPU adapter (lavapipe,
     /// whose storage-buffer loads are per-lane loops) runs fastest. groups = 1, input
@@ -44,10 +51,11 @@ pub enum ConvKernels {
 
 impl ConvKernels {
     /// The concrete families (all but `Auto`).
-    pub const CONCRETE: [ConvKernels; 4] = [
+    pub const CONCRETE: [ConvKernels; 5] = [
         ConvKernels::Direct,
         ConvKernels::RegisterBlocked,
         ConvKernels::Pixel,
+        ConvKernels::Gemm,
         ConvKernels::Texture,
     ];
 
@@ -58,29 +66,31 @@ impl ConvKernels {
             ConvKernels::Direct => "direct",
             ConvKernels::RegisterBlocked => "regblock",
             ConvKernels::Pixel => "pixel",
+            ConvKernels::Gemm => "gemm",
             ConvKernels::Texture => "texture",
         }
     }
 
-    /// Parses `auto`, `direct`, `regblock`, `pixel` or `texture`.
+    /// Parses `auto`, `direct`, `regblock`, `pixel`, `gemm` or `texture`.
     pub fn parse(name: &str) -> Result<ConvKernels> {
         match name.trim().to_ascii_lowercase().as_str() {
             "auto" => Ok(ConvKernels::Auto),
             "direct" => Ok(ConvKernels::Direct),
             "regblock" | "register-blocked" => Ok(ConvKernels::RegisterBlocked),
             "pixel" => Ok(ConvKernels::Pixel),
+            "gemm" => Ok(ConvKernels::Gemm),
             "texture" => Ok(ConvKernels::Texture),
             "tiled" | "tiled8x8" => Err(Error::param(
                 "conv kernels",
                 format!(
                     "the {name} family was removed (it won on no adapter measured; see \
-                     benches/NOTES.md); use auto, direct, regblock, pixel or texture"
+                     benches/NOTES.md); use auto, direct, regblock, pixel, gemm or texture"
                 ),
             )),
             other => Err(Error::param(
                 "conv kernels",
                 format!(
-                    "unknown family {other:?} (expected auto, direct, regblock, pixel or texture)"
+                    "unknown family {other:?} (expected auto, direct, regblock, pixel, gemm or texture)"
                 ),
             )),
         }
@@ -114,7 +124,7 @@ pub(crate) trait Family: Sync {
 }
 
 /// Every family, in the order a forced family's fallback is looked for (after itself).
-pub(crate) const FAMILIES: [&dyn Family; 4] = [&Texture, &RegisterBlocked, &Pixel, &Direct];
+pub(crate) const FAMILIES: [&dyn Family; 5] = [&Texture, &RegisterBlocked, &Pixel, &Gemm, &Direct];
 
 /// The family of a concrete kind.
 pub(crate) fn family(kind: ConvKernels) -> &'static dyn Family {

@@ -50,9 +50,11 @@ pub(crate) fn choose(gpu: &Gpu, call: &Call<'_, '_>) -> Result<&'static dyn Fami
         }));
     }
     let candidates: Vec<&'static dyn Family> = if cpu {
+        // The pixel and GEMM families are GPU shapes (many threads; workgroup memory and
+        // barriers, which a CPU adapter runs as loops): never the fastest there.
         supported
             .into_iter()
-            .filter(|f| f.kind() != ConvKernels::Pixel)
+            .filter(|f| !matches!(f.kind(), ConvKernels::Pixel | ConvKernels::Gemm))
             .collect()
     } else {
         supported

@@ -3,6 +3,7 @@
 //! each pass — and refuses what it cannot do; `select.rs` chooses among them.
 
 pub(crate) mod direct;
+pub(crate) mod gemm;
 pub(crate) mod pack;
 pub(crate) mod pixel;
 pub(crate) mod regblock;

@@ -1,0 +1,123 @@
+// conv2d/gemm/backward_weight.wgsl — the GEMM family's weight gradient (groups = 1):
+// M = cout, N = kh*kw*cin (tap-major: n = (ky*kw + kx)*cin + ci), K = the N*OH*OW output
+// pixels, split across workgroups (split-K) into partial sums that conv2d/reduce.wgsl adds.
+//
+// A workgroup of GEMM_THREADS = 256 threads owns a 64 (co) × 64 (tap, ci) tile of one split
+// and walks its pixels 16 at a time: the slice of grad_out (16 pixels × 64 channels, read
+// along pixels) and of the input (16 pixels × 64 (tap, ci) gathers, zero padding selected,
+// ReLU on load) is staged in workgroup memory, and each thread accumulates a 4 × 4 block
+// from vec4 reads of it; the next slice is fetched into registers meanwhile.
+//
+// Contract (Conv args at binding 0; bindings in conv2d/partials.wgsl: 1: x, 2: grad_out,
+// 3: partial [splits][cout*cin*kh*kw]):
+//   partial[s][co, ci, ky, kx] = sum_{pixels of split s} grad_out[n, co, oy, ox] * f(x[n, ci, iy, ix])
+//   f = ReLU when relu_input = 1. Split s covers pixels [s*per_split, (s+1)*per_split) of
+//   N*OH*OW (per_split a multiple of 16). count = tiles_co * tiles_n * splits workgroups,
+//   the (tap, ci) tile fastest, then the co tile.
+
+override GEMM_THREADS: u32;   // 256: the thread layout below assumes it
+
+// [16 pixels][16 vec4s]: output channels (g_tile) and (tap, ci) columns (x_tile) of a slice.
+var<workgroup> g_tile: array<vec4<f32>, 256>;
+var<workgroup> x_tile: array<vec4<f32>, 256>;
+
+// One pixel of the reduction: its image offset (n), flat index in the plane, and padded
+// input origin; `live` when it belongs to the split.
+struct Pixel { n: u32, pix: u32, iy0: i32, ix0: i32, live: bool }
+
+fn pixel_at(q: u32, q1: u32) -> Pixel {
+    let ohw = p.oh * p.ow;
+    let qq = min(q, p.n * ohw - 1u);
+    let pix = qq % ohw;
+    return Pixel(qq / ohw, pix, i32((pix / p.ow) * p.sh) - i32(p.ph),
+                 i32((pix % p.ow) * p.sw) - i32(p.pw), q < q1);
+}
+
+// grad_out at pixel px for output channels co0 .. co0+3 (zero past cout or the split).
+fn grad_quad(px: Pixel, co0: u32) -> vec4<f32> {
+    let ohw = p.oh * p.ow;
+    let co = vec4<u32>(co0) + vec4<u32>(0u, 1u, 2u, 3u);
+    let ok = vec4<bool>(px.live) & (co < vec4<u32>(p.cout));
+    let o = vec4<u32>(p.y_off + px.n * p.y_bs + px.pix) + min(co, vec4<u32>(p.cout - 1u)) * ohw;
+    return select(vec4<f32>(0.0), vec4<f32>(grad_out[o.x], grad_out[o.y], grad_out[o.z], grad_out[o.w]), ok);
+}
+
+// f(x) at pixel px for columns n0 .. n0+3 (tap-major (tap, ci)), zero outside the image.
+fn input_quad(px: Pixel, n0: u32, relu: bool) -> vec4<f32> {
+    let nn = vec4<u32>(n0) + vec4<u32>(0u, 1u, 2u, 3u);
+    let cols = p.kh * p.kw * p.cin;
+    let tap = nn / p.cin;
+    let ci = nn % p.cin;
+    let iy = vec4<i32>(px.iy0) + vec4<i32>((tap / p.kw) * p.dh);
+    let ix = vec4<i32>(px.ix0) + vec4<i32>((tap % p.kw) * p.dw);
+    let inside = vec4<bool>(px.live) & (nn < vec4<u32>(cols)) & (iy >= vec4<i32>(0))
+        & (iy < vec4<i32>(i32(p.h))) & (ix >= vec4<i32>(0)) & (ix < vec4<i32>(i32(p.w)));
+    let o = vec4<u32>(p.x_off + px.n * p.x_bs) + min(ci, vec4<u32>(p.cin - 1u)) * p.h * p.w
+        + vec4<u32>(select(vec4<i32>(0), iy * i32(p.w) + ix, inside));
+    let v = vec4<f32>(x[o.x], x[o.y], x[o.z], x[o.w]);
+    return select(vec4<f32>(0.0), relu_if4(v, relu), inside);
+}
+
+@compute @workgroup_size(GEMM_THREADS)
+fn conv2d_backward_weight_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                               @builtin(local_invocation_index) lid: u32) {
+    let wg = workgroup_index(wid, nwg);
+    if wg >= p.count { return; }   // uniform across the workgroup
+    let cols = p.kh * p.kw * p.cin;
+    let tiles_n = (cols + 63u) / 64u;
+    let tiles_co = (p.cout + 63u) / 64u;
+    let tile_n = wg % tiles_n;
+    let tile_co = (wg / tiles_n) % tiles_co;
+    let split = wg / (tiles_n * tiles_co);
+    let q0 = split * p.per_split;
+    let q1 = min(q0 + p.per_split, p.n * p.oh * p.ow);
+    let relu = p.relu_input != 0u;
+    // Loader roles: pixel row k (lanes along pixels: coalesced reads) and column quad c.
+    let k = lid % 16u;
+    let c = lid / 16u;
+    // Compute roles: channels 4*tm, columns 4*tn of the tile.
+    let tm = lid % 16u;
+    let tn = lid / 16u;
+
+    var acc: array<vec4<f32>, 4>;   // acc[i]: channel 4*tm + i, columns 4*tn .. +3
+    var px = pixel_at(q0 + k, q1);
+    var g = grad_quad(px, tile_co * 64u + 4u * c);
+    var xv = input_quad(px, tile_n * 64u + 4u * c, relu);
+    for (var s = q0; s < q1; s += 16u) {
+        g_tile[k * 16u + c] = g;
+        x_tile[k * 16u + c] = xv;
+        workgroupBarrier();
+        if s + 16u < q1 {
+            px = pixel_at(s + 16u + k, q1);
+            g = grad_quad(px, tile_co * 64u + 4u * c);
+            xv = input_quad(px, tile_n * 64u + 4u * c, relu);
+        }
+        for (var i = 0u; i < 16u; i++) {
+            let a = g_tile[i * 16u + tm];
+            let b = x_tile[i * 16u + tn];
+            acc[0] = fma(vec4<f32>(a.x), b, acc[0]);
+            acc[1] = fma(vec4<f32>(a.y), b, acc[1]);
+            acc[2] = fma(vec4<f32>(a.z), b, acc[2]);
+            acc[3] = fma(vec4<f32>(a.w), b, acc[3]);
+        }
+        workgroupBarrier();
+    }
+    let base = split * p.cout * cols;
+    let co0 = tile_co * 64u + 4u * tm;
+    let n0 = tile_n * 64u + 4u * tn;
+    store_columns(base, co0, n0, cols, acc[0]);
+    store_columns(base, co0 + 1u, n0, cols, acc[1]);
+    store_columns(base, co0 + 2u, n0, cols, acc[2]);
+    store_columns(base, co0 + 3u, n0, cols, acc[3]);
+}
+
+// partial[base + OIHW index of (co, column n0 + j)] = v[j], for columns inside the weight.
+fn store_columns(base: u32, co: u32, n0: u32, cols: u32, v: vec4<f32>) {
+    if co >= p.cout { return; }
+    let taps = p.kh * p.kw;
+    for (var j = 0u; j < 4u; j++) {
+        let n = n0 + j;
+        if n >= cols { return; }
+        partial[base + (co * p.cin + n % p.cin) * taps + n / p.cin] = v[j];
+    }
+}
