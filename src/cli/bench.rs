@@ -105,7 +105,11 @@ pub struct CaseResult {
     /// Peak bytes per purpose (activation, gradient, parameter, scratch, staging, uniform,
     /// optimizer) over the timed runs.
     peak_bytes_by_purpose: std::collections::BTreeMap<&'static str, u64>,
+    /// Dispatches one forward+backward records.
     dispatches_fwd_bwd: usize,
+    /// Host time to record the forward+backward (median): the engine's overhead per
+    /// recording, before the GPU does anything.
+    record_fwd_bwd_ms: f64,
     /// The kernels (entry points) the case ran, autotuned choices included.
     kernels: Vec<String>,
     max_rel_err: f64,
@@ -156,6 +160,8 @@ pub(super) fn guard(gpu: &Gpu, case: &BenchCase) -> skipgrad::Result<f64> {
 struct Measured {
     times: Vec<f64>,
     wall: Vec<f64>,
+    /// Host time spent recording (ops, bind groups, argument writes), before submission.
+    record: Vec<f64>,
     cost: skipgrad::Cost,
     dispatches: usize,
 }
@@ -203,11 +209,13 @@ fn run_case(
             } else {
                 Recording::new(gpu)
             };
+            let start = std::time::Instant::now();
             if fwd_bwd {
                 w.record_fwd_bwd(&mut rec)?;
             } else {
                 w.record_forward(&mut rec)?;
             }
+            let record_ms = start.elapsed().as_secs_f64() * 1e3;
             m.cost = rec.cost();
             m.dispatches = rec.dispatch_count();
             for k in rec.kernels() {
@@ -217,6 +225,7 @@ fn run_case(
             }
             let timing = rec.finish_timed()?;
             if i >= 1 {
+                m.record.push(record_ms);
                 m.wall.push(timing.wall_ms);
                 m.times.push(match (use_gpu, timing.gpu_ms) {
                     (true, Some(t)) => t,
@@ -229,6 +238,7 @@ fn run_case(
     let fwd = measure(false)?;
     let fb = measure(true)?;
     let (tf, wf, cf) = (fwd.times, fwd.wall, fwd.cost);
+    let record_fwd_bwd_ms = stats(fb.record.clone()).median;
     let (tb, wb, cb, dispatches) = (fb.times, fb.wall, fb.cost, fb.dispatches);
     let kernels: Vec<String> = kernels.iter().map(|k| k.to_string()).collect();
     let report = gpu.memory_report();
@@ -271,6 +281,7 @@ fn run_case(
         peak_bytes,
         peak_bytes_by_purpose,
         dispatches_fwd_bwd: dispatches,
+        record_fwd_bwd_ms,
         kernels,
         max_rel_err,
     })

@@ -153,46 +153,26 @@ impl Recording<'_> {
         }
         let grid = self.gpu.workgroup_grid(workgroups)?;
         let kernel = self.gpu.pipeline(spec)?;
-        // The argument structs go into one small uniform buffer written while mapped at
-        // creation (no staging copy), each at an offset the device allows for a uniform
-        // binding; buffer and bind group are made under one error scope.
-        let align = (self.gpu.limits().min_uniform_buffer_offset_alignment as usize).max(16);
-        let mut padded = Vec::new();
+        // The argument structs go into the recording's argument arena (a few mapped
+        // uniform buffers, unmapped at submission), each at an offset the device allows
+        // for a uniform binding; the bind group is made under one error scope.
         let mut ranges = Vec::with_capacity(args.len());
         for a in args {
-            let start = padded.len().next_multiple_of(align);
-            padded.resize(start, 0);
-            padded.extend_from_slice(a);
-            padded.resize(start + a.len().max(16).next_multiple_of(16), 0);
-            ranges.push((start as u64, (padded.len() - start) as u64));
+            ranges.push(self.arguments(a)?);
         }
-        let size = padded.len() as u64;
         let device = self.gpu.device();
         let made = self.gpu.scoped("recording a dispatch", || {
-            let raw = device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("kernel arguments"),
-                size,
-                usage: wgpu::BufferUsages::UNIFORM,
-                mapped_at_creation: true,
-            });
-            if let Ok(mut view) = raw.slice(..).get_mapped_range_mut() {
-                view.copy_from_slice(&padded);
-            }
-            raw.unmap();
             let mut entries = Vec::with_capacity(storage.len() + args.len());
-            entries.extend(
-                spec.uniforms
-                    .iter()
-                    .zip(&ranges)
-                    .map(|(&binding, &(offset, size))| wgpu::BindGroupEntry {
-                        binding,
-                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                            buffer: &raw,
-                            offset,
-                            size: wgpu::BufferSize::new(size),
-                        }),
+            entries.extend(spec.uniforms.iter().zip(&ranges).map(
+                |(&binding, (raw, offset, size))| wgpu::BindGroupEntry {
+                    binding,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: raw,
+                        offset: *offset,
+                        size: wgpu::BufferSize::new(*size),
                     }),
-            );
+                },
+            ));
             entries.extend(storage.iter().map(|(binding, b)| wgpu::BindGroupEntry {
                 binding: *binding,
                 resource: match b.window {
@@ -208,21 +188,19 @@ impl Recording<'_> {
                 binding: *binding,
                 resource: wgpu::BindingResource::TextureView(v),
             }));
-            let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some(entry),
                 layout: &kernel.layout,
                 entries: &entries,
-            });
-            (raw, bind_group)
+            })
         });
-        let (raw, bind_group) = made.map_err(|e| match e {
+        let bind_group = made.map_err(|e| match e {
             crate::Error::Gpu { message, .. } => crate::Error::Gpu {
                 during: format!("recording {}::{entry}", shader.name),
                 message,
             },
             other => other,
         })?;
-        let uniform = self.gpu.track(raw, size, Purpose::Uniform);
         if self.pass.is_none() {
             // With timing on, the first pass writes the start timestamp and every pass its
             // end (the last one wins), so the pair spans all recorded work.
@@ -250,7 +228,6 @@ impl Recording<'_> {
             pass.set_bind_group(0, &bind_group, &[]);
             pass.dispatch_workgroups(grid[0], grid[1], grid[2]);
         }
-        self.keep.push(uniform);
         for (_, b) in storage {
             self.note_use(&b.buf.uses, b.write);
         }
@@ -301,4 +278,44 @@ impl Recording<'_> {
             }
         }
     }
+
+    /// Writes one argument struct into the arena: the current chunk where it has room at
+    /// the next aligned offset, else a new chunk (mapped at creation: no staging copy per
+    /// dispatch). Returns the chunk's buffer, the offset and the bound size.
+    fn arguments(&mut self, bytes: &[u8]) -> Result<(wgpu::Buffer, u64, u64)> {
+        let align = (self.gpu.limits().min_uniform_buffer_offset_alignment as u64).max(16);
+        let size = (bytes.len() as u64).max(16).next_multiple_of(16);
+        let fits = |c: &GpuBuffer, at: u64| at + size <= c.account.bytes;
+        let at = self.args_used.next_multiple_of(align);
+        if !self.args.last().is_some_and(|c| fits(c, at)) {
+            // Chunks grow from 1 KiB (a tiny recording's few dispatches) to 64 KiB.
+            let grown = (1u64 << 10) << (2 * self.args.len()).min(6);
+            let chunk_bytes = grown.min(ARGUMENT_CHUNK).max(size);
+            let device = self.gpu.device();
+            let raw = self.gpu.scoped("allocating kernel arguments", || {
+                device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("kernel arguments"),
+                    size: chunk_bytes,
+                    usage: wgpu::BufferUsages::UNIFORM,
+                    mapped_at_creation: true,
+                })
+            })?;
+            self.args
+                .push(self.gpu.track(raw, chunk_bytes, Purpose::Uniform));
+            self.args_used = 0;
+        }
+        let at = self.args_used.next_multiple_of(align);
+        let chunk = &self.args[self.args.len() - 1];
+        let mut padded = bytes.to_vec();
+        padded.resize(size as usize, 0);
+        if let Ok(mut view) = chunk.raw.slice(at..at + size).get_mapped_range_mut() {
+            view.copy_from_slice(&padded);
+        }
+        self.args_used = at + size;
+        Ok((chunk.raw.clone(), at, size))
+    }
 }
+
+/// Bytes of the largest chunk of a recording's argument arena: 256 dispatches at the usual
+/// 256-byte uniform offset alignment.
+const ARGUMENT_CHUNK: u64 = 64 << 10;

@@ -19,8 +19,11 @@ pub struct Recording<'g> {
     gpu: &'g Gpu,
     /// The command encoder; taken out when the recording is submitted.
     encoder: Option<wgpu::CommandEncoder>,
-    /// Uniform buffers of recorded dispatches; they must outlive the submission's recording.
-    keep: Vec<GpuBuffer>,
+    /// The argument arena: uniform buffers holding the argument structs of recorded
+    /// dispatches, mapped until submission; they must outlive the submission's recording.
+    args: Vec<GpuBuffer>,
+    /// Bytes of the last argument chunk in use.
+    args_used: u64,
     /// Temporaries that recorded work reads or writes, held (and so counted as live by the
     /// allocator) until the work is submitted.
     retained: Vec<Tensor>,
@@ -94,7 +97,8 @@ impl<'g> Recording<'g> {
         Recording {
             gpu,
             encoder: Some(new_encoder(gpu)),
-            keep: Vec::new(),
+            args: Vec::new(),
+            args_used: 0,
             retained: Vec::new(),
             textures: Vec::new(),
             free_textures: Vec::new(),
@@ -220,6 +224,10 @@ impl<'g> Recording<'g> {
         self.pass = None;
         let gpu = self.gpu;
         let encoder = self.encoder.take().unwrap_or_else(|| new_encoder(gpu));
+        // The argument chunks were written while mapped; the GPU reads them once unmapped.
+        for chunk in &self.args {
+            chunk.raw.unmap();
+        }
         let submitted = gpu.scoped("submitting recorded work", || {
             gpu.queue().submit([encoder.finish()]);
         });
@@ -227,7 +235,7 @@ impl<'g> Recording<'g> {
         // as good as dropped: its work never runs).
         self.release_uses(submitted.is_ok());
         submitted?;
-        let keep = std::mem::take(&mut self.keep);
+        let keep = std::mem::take(&mut self.args);
         let retained = std::mem::take(&mut self.retained);
         let textures = std::mem::take(&mut self.textures);
         let free_textures = std::mem::take(&mut self.free_textures);
