@@ -133,7 +133,7 @@ impl MemoryTracker {
         c.peak_data = c.live_data;
     }
 
-    pub(crate) fn report(&self, driver_allocated_bytes: Option<u64>) -> MemoryReport {
+    pub(crate) fn report(&self, driver: Option<(u64, u64)>) -> MemoryReport {
         let c = *self.lock();
         MemoryReport {
             live: c.live,
@@ -142,7 +142,8 @@ impl MemoryTracker {
             peak_total: c.peak_total,
             live_data: c.live_data,
             peak_data: c.peak_data,
-            driver_allocated_bytes,
+            driver_allocated_bytes: driver.map(|d| d.0),
+            driver_wgpu_internal_bytes: driver.map(|d| d.1),
         }
     }
 }
@@ -163,6 +164,11 @@ pub struct MemoryReport {
     pub peak_data: u64,
     /// The driver allocator's own count of allocated bytes, where the backend reports one.
     pub driver_allocated_bytes: Option<u64>,
+    /// Of those, what wgpu allocates for itself: its zero-fill buffer and the staging of
+    /// host writes not yet submitted (`Tensor::from_slice` before the first submission).
+    /// The rest is the engine's, and its live counters match it (textures are accounted at
+    /// the driver's size for them).
+    pub driver_wgpu_internal_bytes: Option<u64>,
 }
 
 impl MemoryReport {

@@ -293,6 +293,11 @@ impl Tensor {
         &self.buf
     }
 
+    /// The buffer, shared: what a recording holds until it is submitted.
+    pub(crate) fn shared_buffer(&self) -> &Arc<GpuBuffer> {
+        &self.buf
+    }
+
     /// A view of samples `range` of the batch (rows `range` of a weight): no copy.
     pub(crate) fn batches(&self, range: Range<usize>) -> Result<Tensor> {
         if range.start >= range.end || range.end > self.shape[0] {

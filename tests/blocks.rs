@@ -422,6 +422,47 @@ fn dense_block_peak_memory_matches_the_formula() {
     }
 }
 
+/// What the engine accounts is what the driver holds for it: with a shared dense block's
+/// whole forward+backward recorded (its staging textures and partial sums live), the
+/// driver allocator's total less wgpu's own allocations equals the allocator's live bytes
+/// within 1%, for both strategies, on backends that report allocations (Vulkan; CI's
+/// lavapipe). A Gpu of its own, so other tests' buffers do not count.
+#[test]
+fn accounting_matches_the_driver_report() {
+    let gpu = skipgrad::Gpu::new().expect("GPU adapter");
+    if gpu.device().generate_allocator_report().is_none() {
+        assert_ne!(
+            gpu.backend_name(),
+            "vulkan",
+            "Vulkan reports its allocations"
+        );
+        return;
+    }
+    let (n, c0, k, layers, hw) = (4, 24, 12, 8, 16);
+    for strategy in ConcatStrategy::ALL {
+        let mut block = DenseBlock::new(&gpu, c0, k, layers, strategy).unwrap();
+        let x = Tensor::zeros(&gpu, [n, c0, hw, hw], Purpose::Activation).unwrap();
+        let go = Tensor::zeros(&gpu, [n, block.out_channels(), hw, hw], Purpose::Gradient).unwrap();
+        for _ in 0..2 {
+            let mut rec = Recording::new(&gpu);
+            let out = block.forward(&mut rec, &x).unwrap();
+            let grads = block.backward(&mut rec, &go).unwrap();
+            let r = gpu.memory_report();
+            let driver = r.driver_allocated_bytes.unwrap() - r.driver_wgpu_internal_bytes.unwrap();
+            let drift = (driver as f64 - r.live_total as f64).abs() / driver as f64;
+            assert!(
+                drift < 0.01,
+                "{strategy:?}: the driver holds {driver} bytes for the engine, it accounts {} \
+                 (scratch {})",
+                r.live_total,
+                r.live(Purpose::Scratch)
+            );
+            rec.finish().unwrap();
+            drop((out, grads));
+        }
+    }
+}
+
 /// Timed recordings report GPU time where the adapter has timestamps, and wall time always.
 #[test]
 fn timed_recording_reports_times() {

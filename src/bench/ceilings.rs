@@ -91,7 +91,8 @@ pub fn measure(gpu: &Gpu, use_gpu: bool) -> Result<Ceilings> {
     // FMA: threads × iterations × 64 flops.
     let iterations = 256u32;
     let max_threads = (max_groups * max_groups * 64).min(1 << 28);
-    let out = gpu.alloc_storage((max_threads / 1024 + 1) * 16, Purpose::Scratch)?;
+    let out =
+        std::sync::Arc::new(gpu.alloc_storage((max_threads / 1024 + 1) * 16, Purpose::Scratch)?);
     // Best of 7 runs of at least 50 ms: the figure is a ceiling, so the least disturbed run
     // counts (software adapters share the CPU with everything else).
     let (threads, ms) = grow(1 << 14, max_threads, 50.0, 7, &mut |threads| {
@@ -119,8 +120,8 @@ pub fn measure(gpu: &Gpu, use_gpu: bool) -> Result<Ceilings> {
     // Bandwidth: a copy of `vec4s` elements moves 32 bytes each (16 read, 16 written).
     let max_bytes = (limits.max_storage_buffer_binding_size).min(256 << 20);
     let max_vec4s = max_bytes / 16;
-    let src = gpu.alloc_storage(max_vec4s * 16, Purpose::Scratch)?;
-    let dst = gpu.alloc_storage(max_vec4s * 16, Purpose::Scratch)?;
+    let src = std::sync::Arc::new(gpu.alloc_storage(max_vec4s * 16, Purpose::Scratch)?);
+    let dst = std::sync::Arc::new(gpu.alloc_storage(max_vec4s * 16, Purpose::Scratch)?);
     let (vec4s, ms) = grow((1 << 20).min(max_vec4s), max_vec4s, 30.0, 9, &mut |n| {
         let args = ProbeArgs {
             count: n as u32,

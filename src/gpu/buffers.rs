@@ -5,6 +5,9 @@ use super::Gpu;
 use crate::error::{Error, Result};
 use crate::memory::{GpuBuffer, GpuTexture, Purpose};
 
+/// Numbers textures, so each has a label the allocator report can be searched by.
+static NEXT_TEXTURE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 impl Gpu {
     /// Allocates an accounted buffer of `bytes` (at least 16, rounded up to 4) for `purpose`,
     /// checking the device's buffer limit first. A buffer may exceed the binding limit: ops
@@ -52,9 +55,12 @@ impl Gpu {
                 limit: limit as u64,
             });
         }
+        // A label of its own, so the driver allocator's report can say what it really holds.
+        let id = NEXT_TEXTURE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let label = format!("{} texture #{id}", purpose.name());
         let raw = self.scoped("texture allocation", || {
             self.device.create_texture(&wgpu::TextureDescriptor {
-                label: Some(purpose.name()),
+                label: Some(&label),
                 size: wgpu::Extent3d {
                     width: width.max(1),
                     height: height.max(1),
@@ -70,7 +76,16 @@ impl Gpu {
                 view_formats: &[],
             })
         })?;
-        let bytes = 16 * width.max(1) as u64 * height.max(1) as u64;
+        // Accounted at what the driver allocated for it (row pitch, alignment, padding) where
+        // the backend reports allocations, else at its texels' size.
+        let texels = 16 * width.max(1) as u64 * height.max(1) as u64;
+        let allocated = self.device.generate_allocator_report().and_then(|r| {
+            r.allocations
+                .iter()
+                .find(|a| a.name == label)
+                .map(|a| a.size)
+        });
+        let bytes = allocated.unwrap_or(texels).max(texels);
         Ok(GpuTexture::new(
             raw,
             (width, height),

@@ -33,7 +33,7 @@ pub struct Gpu {
     /// Bound in place of absent optional bindings (a kernel that has no bias, no mask): one
     /// for read-only slots and one for read-write ones (wgpu refuses one buffer bound both
     /// ways in a dispatch).
-    dummies: [GpuBuffer; 2],
+    dummies: [Arc<GpuBuffer>; 2],
     /// State that layers above keep per `Gpu` (the conv kernel policy and its tuning
     /// cache), one value per type: the device context does not know what they are.
     extensions: Mutex<HashMap<std::any::TypeId, Arc<dyn std::any::Any + Send + Sync>>>,
@@ -170,7 +170,7 @@ impl Gpu {
                 usage: wgpu::BufferUsages::STORAGE,
                 mapped_at_creation: false,
             });
-            GpuBuffer::new(raw, 16, Purpose::Scratch, memory.clone())
+            Arc::new(GpuBuffer::new(raw, 16, Purpose::Scratch, memory.clone()))
         };
         let dummies = [dummy(), dummy()];
         Ok(Gpu {
@@ -219,7 +219,7 @@ impl Gpu {
     }
 
     /// The buffer bound where a kernel's optional binding of `access` is absent.
-    pub(crate) fn dummy(&self, access: Access) -> &GpuBuffer {
+    pub(crate) fn dummy(&self, access: Access) -> &Arc<GpuBuffer> {
         &self.dummies[(access == Access::Write) as usize]
     }
 
@@ -297,10 +297,15 @@ impl Gpu {
     /// Live and peak bytes per purpose of every buffer the engine holds, and the driver
     /// allocator's own figure where the backend reports one.
     pub fn memory_report(&self) -> MemoryReport {
-        let driver = self
-            .device
-            .generate_allocator_report()
-            .map(|r| r.total_allocated_bytes);
+        let driver = self.device.generate_allocator_report().map(|r| {
+            let internal = r
+                .allocations
+                .iter()
+                .filter(|a| a.name.starts_with("(wgpu internal)"))
+                .map(|a| a.size)
+                .sum();
+            (r.total_allocated_bytes, internal)
+        });
         self.memory.report(driver)
     }
 

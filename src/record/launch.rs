@@ -17,7 +17,7 @@ use crate::tensor::Tensor;
 /// track of the use until it is submitted (see [`UseState`]).
 #[derive(Clone, Copy)]
 pub(crate) struct Binding<'a> {
-    pub buf: &'a GpuBuffer,
+    pub buf: &'a Arc<GpuBuffer>,
     pub write: bool,
     /// `(byte offset, byte size)` of the part bound, for buffers larger than one binding
     /// may be (see `Tensor::rebased`); `None` binds the whole buffer.
@@ -37,7 +37,7 @@ pub(crate) enum Grid {
 /// A binding the kernel only reads.
 pub(crate) fn read(t: &Tensor) -> Binding<'_> {
     Binding {
-        buf: t.buffer(),
+        buf: t.shared_buffer(),
         write: false,
         window: t.binding_window(),
     }
@@ -46,7 +46,7 @@ pub(crate) fn read(t: &Tensor) -> Binding<'_> {
 /// A binding the kernel writes (or accumulates into).
 pub(crate) fn write(t: &Tensor) -> Binding<'_> {
     Binding {
-        buf: t.buffer(),
+        buf: t.shared_buffer(),
         write: true,
         window: t.binding_window(),
     }
@@ -230,6 +230,7 @@ impl Recording<'_> {
         }
         for (_, b) in storage {
             self.note_use(&b.buf.uses, b.write);
+            self.hold(b.buf);
         }
         self.dispatches += 1;
         self.cost += cost;
@@ -313,6 +314,16 @@ impl Recording<'_> {
         }
         self.args_used = at + size;
         Ok((chunk.raw.clone(), at, size))
+    }
+
+    /// Keeps a buffer the recorded work binds until the recording is submitted (or
+    /// dropped): the device holds it that long whether or not its tensor is still alive,
+    /// so the allocator keeps counting it (a block that drops a temporary after recording
+    /// the kernel that reads it still holds those bytes).
+    fn hold(&mut self, buf: &Arc<GpuBuffer>) {
+        if self.held_set.insert(Arc::as_ptr(buf) as usize) {
+            self.held.push(buf.clone());
+        }
     }
 }
 

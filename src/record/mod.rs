@@ -5,6 +5,7 @@ mod launch;
 
 use crate::error::Result;
 use crate::gpu::Gpu;
+use std::sync::Arc;
 
 use crate::memory::{GpuBuffer, GpuTexture, Purpose};
 use crate::tensor::Tensor;
@@ -24,6 +25,9 @@ pub struct Recording<'g> {
     args: Vec<GpuBuffer>,
     /// Bytes of the last argument chunk in use.
     args_used: u64,
+    /// Every buffer a recorded dispatch binds, held until submission (see `hold`).
+    held: Vec<Arc<GpuBuffer>>,
+    held_set: std::collections::HashSet<usize>,
     /// Temporaries that recorded work reads or writes, held (and so counted as live by the
     /// allocator) until the work is submitted.
     retained: Vec<Tensor>,
@@ -99,6 +103,8 @@ impl<'g> Recording<'g> {
             encoder: Some(new_encoder(gpu)),
             args: Vec::new(),
             args_used: 0,
+            held: Vec::new(),
+            held_set: Default::default(),
             retained: Vec::new(),
             textures: Vec::new(),
             free_textures: Vec::new(),
@@ -236,12 +242,14 @@ impl<'g> Recording<'g> {
         self.release_uses(submitted.is_ok());
         submitted?;
         let keep = std::mem::take(&mut self.args);
+        let held = std::mem::take(&mut self.held);
         let retained = std::mem::take(&mut self.retained);
         let textures = std::mem::take(&mut self.textures);
         let free_textures = std::mem::take(&mut self.free_textures);
         // The uniforms are referenced by the submitted command buffer; wgpu keeps them alive
         // until it completes, so our handles (and their accounting) can go now.
         drop(keep);
+        drop(held);
         drop(retained);
         drop(textures);
         drop(free_textures);
