@@ -132,7 +132,10 @@ impl Gpu {
                         entry_point: Some(entry),
                         compilation_options: wgpu::PipelineCompilationOptions {
                             constants: &constants,
-                            ..Default::default()
+                            // Every kernel writes its workgroup memory before a barrier and
+                            // reads it after (see each shader's contract): zero-filling it
+                            // first would be a pass over it per workgroup for nothing.
+                            zero_initialize_workgroup_memory: false,
                         },
                         cache: None,
                     })
