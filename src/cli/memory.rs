@@ -59,6 +59,10 @@ pub struct Row {
     analytic_peak_bytes: u64,
     analytic: AnalyticMemory,
     driver_allocated_bytes: Option<u64>,
+    /// What the driver holds for the engine during backward, above what it held before the
+    /// block was made (its total less wgpu's own allocations): comparable with
+    /// `measured_peak_with_scratch_bytes`, where the backend reports allocations.
+    driver_engine_bytes: Option<u64>,
     fwd_bwd_ms: f64,
 }
 
@@ -96,7 +100,14 @@ fn measure(
     rec.submit()?;
     let mut rec = Recording::new(gpu);
     let grads = block.backward(&mut rec, &grad_out)?;
-    let driver = gpu.memory_report().driver_allocated_bytes;
+    let during = gpu.memory_report();
+    let driver = during.driver_allocated_bytes;
+    let engine = |r: &skipgrad::MemoryReport| {
+        Some(r.driver_allocated_bytes? - r.driver_wgpu_internal_bytes?)
+    };
+    let driver_engine_bytes = engine(&during)
+        .zip(engine(&base))
+        .map(|(d, b)| d.saturating_sub(b));
     rec.finish()?;
     let fwd_bwd_ms = start.elapsed().as_secs_f64() * 1e3;
     let r = gpu.memory_report();
@@ -120,6 +131,7 @@ fn measure(
         analytic_peak_bytes: analytic.total(),
         analytic,
         driver_allocated_bytes: driver,
+        driver_engine_bytes,
         fwd_bwd_ms,
     })
 }
@@ -178,43 +190,49 @@ fn print_table(gpu: &Gpu, a: &MemoryArgs, rows: &[Row]) {
     println!("adapter: {}", adapter_line(gpu));
     println!(
         "dense block: growth {}, {} input channels, {}x{} pixels, batch {}; peak bytes of one forward+backward\n\
-         (meas: activations + gradients + parameters, what the formula counts; +scratch: the kernels' working memory on top)",
+         (meas: activations + gradients + parameters, what the formula counts; +scratch: the kernels' working memory on top;\n\
+         driver: what the driver allocator holds for the engine during backward, above what it held before the block)",
         a.growth, a.channels, a.size, a.size, a.batch
     );
     println!(
-        "{:>3} | {:>11} {:>11} {:>7} {:>11} {:>11} {:>9} | {:>11} {:>11} {:>7} {:>11} {:>11} {:>9} | {:>6}",
+        "{:>3} | {:>11} {:>11} {:>7} {:>11} {:>11} {:>11} {:>9} | {:>11} {:>11} {:>7} {:>11} {:>11} {:>11} {:>9} | {:>6}",
         "L",
         "naive meas",
         "analytic",
         "m/a",
         "activations",
         "+scratch",
+        "driver",
         "ms",
         "shared meas",
         "analytic",
         "m/a",
         "activations",
         "+scratch",
+        "driver",
         "ms",
         "n/s"
     );
     for pair in rows.chunks(2) {
         let (nv, sh) = (&pair[0], &pair[1]);
         let ratio = |r: &Row| r.measured_peak_bytes as f64 / r.analytic_peak_bytes as f64;
+        let driver = |r: &Row| r.driver_engine_bytes.map_or("-".into(), fmt_bytes);
         println!(
-            "{:>3} | {:>11} {:>11} {:>7.3} {:>11} {:>11} {:>9.2} | {:>11} {:>11} {:>7.3} {:>11} {:>11} {:>9.2} | {:>6.2}",
+            "{:>3} | {:>11} {:>11} {:>7.3} {:>11} {:>11} {:>11} {:>9.2} | {:>11} {:>11} {:>7.3} {:>11} {:>11} {:>11} {:>9.2} | {:>6.2}",
             nv.layers,
             fmt_bytes(nv.measured_peak_bytes),
             fmt_bytes(nv.analytic_peak_bytes),
             ratio(nv),
             fmt_bytes(nv.measured_activation_bytes),
             fmt_bytes(nv.measured_peak_with_scratch_bytes - nv.measured_peak_bytes),
+            driver(nv),
             nv.fwd_bwd_ms,
             fmt_bytes(sh.measured_peak_bytes),
             fmt_bytes(sh.analytic_peak_bytes),
             ratio(sh),
             fmt_bytes(sh.measured_activation_bytes),
             fmt_bytes(sh.measured_peak_with_scratch_bytes - sh.measured_peak_bytes),
+            driver(sh),
             sh.fwd_bwd_ms,
             nv.measured_peak_bytes as f64 / sh.measured_peak_bytes as f64,
         );
@@ -262,7 +280,10 @@ fn write_svg(path: &Path, rows: &[Row], a: &MemoryArgs) -> skipgrad::Result<()> 
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
         let ymax = rows
             .iter()
-            .map(|r| mib(r.measured_peak_bytes.max(r.analytic_peak_bytes)))
+            .map(|r| {
+                let driver = r.driver_engine_bytes.unwrap_or(0);
+                mib(r.measured_peak_bytes.max(r.analytic_peak_bytes).max(driver))
+            })
             .fold(0.0, f64::max)
             * 1.05;
         let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
@@ -293,6 +314,15 @@ fn write_svg(path: &Path, rows: &[Row], a: &MemoryArgs) -> skipgrad::Result<()> 
             };
             let measured = pts(&|r| r.measured_peak_bytes);
             let analytic = pts(&|r| r.analytic_peak_bytes);
+            let driver = pts(&|r| r.driver_engine_bytes.unwrap_or(0));
+            if rows.iter().any(|r| r.driver_engine_bytes.is_some()) {
+                // What the device holds for the block: data, kernel scratch and arguments.
+                let dashed = color.mix(0.8).stroke_width(2);
+                chart
+                    .draw_series(DashedLineSeries::new(driver, 6, 4, dashed))?
+                    .label(format!("{strategy}: driver (everything the device holds)"))
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], dashed));
+            }
             chart
                 .draw_series(LineSeries::new(analytic, color.mix(0.4).stroke_width(6)))?
                 .label(format!("{strategy}: analytic"))
