@@ -249,11 +249,11 @@ fn print_table(gpu: &Gpu, a: &MemoryArgs, rows: &[Row]) {
 
 fn write_csv(path: &Path, rows: &[Row]) -> skipgrad::Result<()> {
     let mut s = String::from(
-        "strategy,layers,growth,channels,size,batch,measured_peak_bytes,analytic_peak_bytes,measured_activation_bytes,measured_gradient_bytes,measured_parameter_bytes,measured_uniform_bytes,driver_allocated_bytes,fwd_bwd_ms\n",
+        "strategy,layers,growth,channels,size,batch,measured_peak_bytes,analytic_peak_bytes,measured_activation_bytes,measured_gradient_bytes,measured_parameter_bytes,measured_uniform_bytes,measured_scratch_bytes,measured_peak_with_scratch_bytes,driver_allocated_bytes,driver_engine_bytes,fwd_bwd_ms\n",
     );
     for r in rows {
         s.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{:.3}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.3}\n",
             r.strategy,
             r.layers,
             r.growth,
@@ -266,7 +266,12 @@ fn write_csv(path: &Path, rows: &[Row]) -> skipgrad::Result<()> {
             r.measured_gradient_bytes,
             r.measured_parameter_bytes,
             r.measured_uniform_bytes,
+            r.measured_scratch_bytes,
+            r.measured_peak_with_scratch_bytes,
             r.driver_allocated_bytes
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+            r.driver_engine_bytes
                 .map(|d| d.to_string())
                 .unwrap_or_default(),
             r.fwd_bwd_ms

@@ -241,18 +241,17 @@ impl<'g> Recording<'g> {
         // as good as dropped: its work never runs).
         self.release_uses(submitted.is_ok());
         submitted?;
-        let keep = std::mem::take(&mut self.args);
-        let held = std::mem::take(&mut self.held);
-        let retained = std::mem::take(&mut self.retained);
-        let textures = std::mem::take(&mut self.textures);
-        let free_textures = std::mem::take(&mut self.free_textures);
-        // The uniforms are referenced by the submitted command buffer; wgpu keeps them alive
-        // until it completes, so our handles (and their accounting) can go now.
-        drop(keep);
-        drop(held);
-        drop(retained);
-        drop(textures);
-        drop(free_textures);
+        // Everything the submitted work reads or writes stays with it until the GPU has
+        // finished it — as long as the device holds the memory — and is let go (and stops
+        // being counted) then, when wgpu reports the submission done on a later poll.
+        let resources = (
+            std::mem::take(&mut self.args),
+            std::mem::take(&mut self.held),
+            std::mem::take(&mut self.retained),
+            std::mem::take(&mut self.textures),
+            std::mem::take(&mut self.free_textures),
+        );
+        gpu.queue().on_submitted_work_done(move || drop(resources));
         Ok(())
     }
 
