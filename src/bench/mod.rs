@@ -1,8 +1,8 @@
 //! The benchmark's cases and workloads, shared by `skipgrad bench` and `cargo bench`.
 //!
 //! A [`BenchCase`] names a standard configuration (the names join with the peer benchmarks in
-//! `shared/peers/`); [`BenchCase::prepare`] uploads its inputs once and gives a [`Workload`]
-//! that records its forward, or forward + backward, into a [`Recording`]. Each workload can
+//! `benches/peers/`); [`BenchCase::prepare`] uploads its inputs once and gives a [`Workload`]
+//! that records its forward, or forward + backward, into a [`crate::Recording`]. Each workload can
 //! [`Workload::verify`] itself against the CPU reference before anything is timed.
 
 pub mod ceilings;
@@ -69,7 +69,7 @@ pub enum CaseKind {
         /// Concatenation strategy.
         strategy: ConcatStrategy,
     },
-    /// One training step of a [`Network`]: forward, MSE, backward, SGD with momentum 0.9.
+    /// One training step of a [`crate::Network`]: forward, MSE, backward, SGD with momentum 0.9.
     TrainStep {
         /// Batch.
         n: usize,
