@@ -5,10 +5,7 @@ use super::args::{check_bias, expect_shape, Geometry, InputGradArgs, WeightGradA
 use super::budget::{channels_fit, LOOP_BUDGET};
 use super::family::direct;
 use super::select::{self, Call};
-use super::{
-    conv2d_backward_bias_into, conv2d_backward_input_into, conv2d_backward_weight_into,
-    Conv2dParams, ConvKernels, Fusion,
-};
+use super::{conv2d_backward_input_into, Conv2dParams, ConvKernels, Fusion};
 use crate::error::Result;
 use crate::memory::Purpose;
 use crate::ops::{bindable, no_overlap, rebase};
@@ -108,11 +105,8 @@ impl Conv2dBackward<'_> {
             relu_input: fusion.relu_input,
             accumulate: false,
         };
-        conv2d_backward_weight_into(rec, x, grad_out, params, grad_weight, load)?;
-        if let Some(gb) = grad_bias {
-            conv2d_backward_bias_into(rec, grad_out, gb, false)?;
-        }
-        Ok(())
+        // The bias gradient rides with the weight gradient's last dispatch.
+        super::backward_weight::record(rec, x, grad_out, params, grad_weight, grad_bias, load)
     }
 
     /// Records all three gradients as one fused direct dispatch where the convolution is
@@ -171,6 +165,7 @@ impl Conv2dBackward<'_> {
             x,
             grad_out,
             grad_weight,
+            grad_bias: None,
             fusion: select::overwrite(self.fusion),
         };
         let direct = |call| -> Result<bool> {
