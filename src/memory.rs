@@ -212,7 +212,9 @@ impl Drop for Account {
 pub(crate) struct GpuBuffer {
     pub(crate) raw: wgpu::Buffer,
     /// Its size and purpose, as counted.
-    pub(crate) account: Account,
+    /// Shared, so a submitted recording can keep the bytes counted until the GPU is done
+    /// with them, even after the handle itself is let go.
+    pub(crate) account: Arc<Account>,
     /// Which unsubmitted recordings use it (see [`UseState`]).
     pub(crate) uses: Arc<UseState>,
 }
@@ -242,7 +244,7 @@ impl GpuBuffer {
     ) -> Self {
         GpuBuffer {
             raw,
-            account: Account::new(bytes, purpose, tracker),
+            account: Arc::new(Account::new(bytes, purpose, tracker)),
             uses: Arc::default(),
         }
     }
@@ -255,7 +257,7 @@ pub(crate) struct GpuTexture {
     /// Width and height in texels.
     pub(crate) size: (u32, u32),
     pub(crate) raw: wgpu::Texture,
-    _account: Account,
+    pub(crate) account: Arc<Account>,
 }
 
 impl GpuTexture {
@@ -270,7 +272,7 @@ impl GpuTexture {
             view: raw.create_view(&wgpu::TextureViewDescriptor::default()),
             size,
             raw,
-            _account: Account::new(bytes, purpose, tracker),
+            account: Arc::new(Account::new(bytes, purpose, tracker)),
         }
     }
 }

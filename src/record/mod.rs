@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::gpu::Gpu;
 use std::sync::Arc;
 
-use crate::memory::{GpuBuffer, GpuTexture, Purpose};
+use crate::memory::{Account, GpuBuffer, GpuTexture, Purpose};
 use crate::tensor::Tensor;
 use launch::Use;
 pub(crate) use launch::{read, write, Binding, Grid};
@@ -241,17 +241,21 @@ impl<'g> Recording<'g> {
         // as good as dropped: its work never runs).
         self.release_uses(submitted.is_ok());
         submitted?;
-        // Everything the submitted work reads or writes stays with it until the GPU has
-        // finished it — as long as the device holds the memory — and is let go (and stops
-        // being counted) then, when wgpu reports the submission done on a later poll.
-        let resources = (
-            std::mem::take(&mut self.args),
-            std::mem::take(&mut self.held),
-            std::mem::take(&mut self.retained),
-            std::mem::take(&mut self.textures),
-            std::mem::take(&mut self.free_textures),
-        );
-        gpu.queue().on_submitted_work_done(move || drop(resources));
+        // The handles go now (wgpu keeps the memory until the submission completes and frees
+        // it at the poll that sees it done, so the next work can reuse it), but the bytes stay
+        // counted until then: their accounts go with a callback wgpu runs at that same poll.
+        let mut accounts: Vec<Arc<Account>> = Vec::new();
+        accounts.extend(self.args.iter().map(|b| b.account.clone()));
+        accounts.extend(self.held.iter().map(|b| b.account.clone()));
+        accounts.extend(self.retained.iter().map(|t| t.buffer().account.clone()));
+        accounts.extend(self.textures.iter().map(|t| t.account.clone()));
+        accounts.extend(self.free_textures.iter().map(|t| t.account.clone()));
+        self.args.clear();
+        self.held.clear();
+        self.retained.clear();
+        self.textures.clear();
+        self.free_textures.clear();
+        gpu.queue().on_submitted_work_done(move || drop(accounts));
         Ok(())
     }
 
