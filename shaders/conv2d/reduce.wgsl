@@ -20,11 +20,7 @@ struct Reduce {
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn conv2d_backward_weight_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                                  @builtin(local_invocation_index) lid: u32) {
-    reduce_element(thread_index(wid, nwg, lid));
-}
-
-// dst[i] from its partial sums (nothing past count).
-fn reduce_element(i: u32) {
+    let i = thread_index(wid, nwg, lid);
     if i >= r.count { return; }
     var s = 0.0;
     for (var k = 0u; k < r.splits; k++) {

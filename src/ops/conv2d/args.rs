@@ -280,15 +280,13 @@ impl InputGradArgs<'_> {
     }
 }
 
-/// A weight gradient for a family: `grad_weight (=|+=) Σ grad_out ⊗ f(x)`, and, where
-/// `grad_bias` is given, the bias gradient (overwritten) recorded with its last dispatch.
+/// A weight gradient for a family: `grad_weight (=|+=) Σ grad_out ⊗ f(x)`.
 pub(crate) struct WeightGradArgs<'a> {
     pub g: Geometry,
     pub p: Conv2dParams,
     pub x: &'a Tensor,
     pub grad_out: &'a Tensor,
     pub grad_weight: &'a Tensor,
-    pub grad_bias: Option<&'a Tensor>,
     pub fusion: Fusion,
 }
 

@@ -5,7 +5,10 @@ use super::args::{check_bias, expect_shape, Geometry, InputGradArgs, WeightGradA
 use super::budget::{channels_fit, LOOP_BUDGET};
 use super::family::direct;
 use super::select::{self, Call};
-use super::{conv2d_backward_input_into, Conv2dParams, ConvKernels, Fusion};
+use super::{
+    conv2d_backward_bias_into, conv2d_backward_input_into, conv2d_backward_weight_into,
+    Conv2dParams, ConvKernels, Fusion,
+};
 use crate::error::Result;
 use crate::memory::Purpose;
 use crate::ops::{bindable, no_overlap, rebase};
@@ -105,8 +108,11 @@ impl Conv2dBackward<'_> {
             relu_input: fusion.relu_input,
             accumulate: false,
         };
-        // The bias gradient rides with the weight gradient's last dispatch.
-        super::backward_weight::record(rec, x, grad_out, params, grad_weight, grad_bias, load)
+        conv2d_backward_weight_into(rec, x, grad_out, params, grad_weight, load)?;
+        if let Some(gb) = grad_bias {
+            conv2d_backward_bias_into(rec, grad_out, gb, false)?;
+        }
+        Ok(())
     }
 
     /// Records all three gradients as one fused direct dispatch where the convolution is
@@ -165,7 +171,6 @@ impl Conv2dBackward<'_> {
             x,
             grad_out,
             grad_weight,
-            grad_bias: None,
             fusion: select::overwrite(self.fusion),
         };
         let direct = |call| -> Result<bool> {

@@ -2,9 +2,9 @@
 //! lets the selection choose a family (each splits its long pixel reduction itself, see
 //! `partials.rs`).
 
-use super::args::{check_bias, expect_shape, Geometry, WeightGradArgs};
+use super::args::{expect_shape, Geometry, WeightGradArgs};
 use super::select::{self, Call};
-use super::{conv2d_backward_bias_into, split, Conv2dParams, Fusion};
+use super::{split, Conv2dParams, Fusion};
 use crate::error::Result;
 use crate::ops::{bindable, no_overlap, rebase, Half};
 use crate::record::Recording;
@@ -20,29 +20,10 @@ pub fn conv2d_backward_weight_into(
     grad_weight: &Tensor,
     fusion: Fusion,
 ) -> Result<()> {
-    record(rec, x, grad_out, params, grad_weight, None, fusion)
-}
-
-/// The weight gradient and, where `grad_bias` is given, the bias gradient (overwritten),
-/// the two ending in one dispatch where the weight gradient's family reduces partial sums.
-pub(crate) fn record(
-    rec: &mut Recording<'_>,
-    x: &Tensor,
-    grad_out: &Tensor,
-    params: &Conv2dParams,
-    grad_weight: &Tensor,
-    grad_bias: Option<&Tensor>,
-    fusion: Fusion,
-) -> Result<()> {
     let g = Geometry::of(x, grad_weight, params)?;
     expect_shape("output gradient", grad_out, g.y)?;
     no_overlap("conv2d backward weight", grad_weight, x)?;
     no_overlap("conv2d backward weight", grad_weight, grad_out)?;
-    if let Some(gb) = grad_bias {
-        check_bias(gb, g.y[1])?;
-        no_overlap("conv2d backward bias", gb, grad_out)?;
-        no_overlap("conv2d backward bias", gb, grad_weight)?;
-    }
     let gpu = rec.gpu();
     let whole = WeightGradArgs {
         g,
@@ -50,15 +31,10 @@ pub(crate) fn record(
         x,
         grad_out,
         grad_weight,
-        grad_bias: None,
         fusion,
     };
     let params_fit = bindable(gpu, &[grad_weight]);
     if !bindable(gpu, &[x, grad_out]) || !params_fit {
-        // Split work: the bias gradient on its own, first.
-        if let Some(gb) = grad_bias {
-            conv2d_backward_bias_into(rec, grad_out, gb, false)?;
-        }
         if let Some(halves) = Half::of(g.x, false).filter(|_| params_fit) {
             for half in halves {
                 let f = Fusion {
@@ -79,7 +55,6 @@ pub(crate) fn record(
     let a = WeightGradArgs {
         x,
         grad_out,
-        grad_bias,
         ..whole
     };
     select::run(rec, Call::BackwardWeight(&a))

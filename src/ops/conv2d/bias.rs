@@ -11,19 +11,18 @@ use crate::ops::{bindable, no_overlap, rebase, Half};
 use crate::record::{read, write, Cost, Grid, Recording};
 use crate::tensor::Tensor;
 
-/// `conv2d_backward_bias`: grad_out (binding 3, and 4 as vec4s) → grad_bias or its partial
-/// sums (5); its arguments at binding 10.
+/// `conv2d_backward_bias`: grad_out (binding 1, and 2 as vec4s) → grad_bias or its partial
+/// sums (3).
 pub(crate) const BIAS: KernelSpec = KernelSpec::new(
     wgsl!("conv2d/bias.wgsl"),
     "conv2d_backward_bias",
-    &[(3, Access::Write), (4, Access::Write), (5, Access::Write)],
-)
-.with_uniforms(&[10]);
+    &[(1, Access::Write), (2, Access::Write), (3, Access::Write)],
+);
 
 /// Arguments of the bias kernel (`Bias` in `shaders/conv2d/bias.wgsl`).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct BiasArgs {
+struct BiasArgs {
     shape: [u32; 4],
     y_view: [u32; 2],
     count: u32,
@@ -46,7 +45,7 @@ pub fn conv2d_backward_bias_into(
     grad_bias: &Tensor,
     accumulate: bool,
 ) -> Result<()> {
-    let cout = grad_out.shape()[1];
+    let [n, cout, oh, ow] = grad_out.shape();
     check_bias(grad_bias, cout)?;
     no_overlap("conv2d backward bias", grad_bias, grad_out)?;
     if !bindable(rec.gpu(), &[grad_out]) {
@@ -61,31 +60,12 @@ pub fn conv2d_backward_bias_into(
         return split::backward_bias_channels(rec, grad_out, grad_bias, accumulate);
     }
     let grad_out = &rebase(rec.gpu(), grad_out);
-    let (a, splits) = plan(grad_out, accumulate)?;
-    let partials = Partials::new(rec, grad_bias, splits, splits == 1)?;
-    let buffers = [
-        Some(read(grad_out)),
-        Some(read(grad_out)),
-        Some(write(&partials.tensor)),
-    ];
-    let cost = Cost {
-        flops: grad_out.numel() as u64,
-        bytes: bytes_of(&[grad_out.numel(), cout * (1 + accumulate as usize)]),
-    };
-    let grid = Grid::Workgroups((cout * splits) as u64);
-    rec.launch(&BIAS, &[bytemuck::bytes_of(&a)], &buffers, &[], grid, cost)?;
-    partials.reduce(rec, grad_bias, accumulate)
-}
-
-/// The bias kernel's arguments for `grad_out` (a view that fits one binding), and its
-/// number of splits: units of (image, chunk of `BIAS_CHUNK` plane elements), as many a split
-/// as keep each lane's loops within the budget.
-pub(crate) fn plan(grad_out: &Tensor, accumulate: bool) -> Result<(BiasArgs, usize)> {
-    let [n, cout, oh, ow] = grad_out.shape();
+    // Units of the reduction: (image, chunk of BIAS_CHUNK plane elements).
     let units = n * (oh * ow).div_ceil(BIAS_CHUNK);
     let lane_loops = BIAS_CHUNK / WORKGROUP_SIZE as usize;
     let per = rows_per_split(lane_loops, 2, "bias gradient")?.min(units);
     let splits = units.div_ceil(per);
+    let partials = Partials::new(rec, grad_bias, splits, splits == 1)?;
     let aligned = |v: u32| v.is_multiple_of(4);
     let [off, bs] = view(grad_out);
     let a = BiasArgs {
@@ -98,5 +78,16 @@ pub(crate) fn plan(grad_out: &Tensor, accumulate: bool) -> Result<(BiasArgs, usi
         vec4_ok: ((oh * ow).is_multiple_of(4) && aligned(off) && aligned(bs)) as u32,
         _pad: 0,
     };
-    Ok((a, splits))
+    let buffers = [
+        Some(read(grad_out)),
+        Some(read(grad_out)),
+        Some(write(&partials.tensor)),
+    ];
+    let cost = Cost {
+        flops: grad_out.numel() as u64,
+        bytes: bytes_of(&[grad_out.numel(), cout * (1 + accumulate as usize)]),
+    };
+    let grid = Grid::Workgroups((cout * splits) as u64);
+    rec.launch(&BIAS, &[bytemuck::bytes_of(&a)], &buffers, &[], grid, cost)?;
+    partials.reduce(rec, grad_bias, accumulate)
 }

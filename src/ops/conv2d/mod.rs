@@ -52,11 +52,6 @@ pub(crate) fn kernels() -> Vec<&'static crate::gpu::KernelSpec> {
         .iter()
         .flat_map(|f| f.kernels().iter().copied())
         .collect();
-    all.extend([
-        &bias::BIAS,
-        &partials::REDUCE,
-        &partials::FINISH,
-        &family::pack::PACK_BUFFER,
-    ]);
+    all.extend([&bias::BIAS, &partials::REDUCE, &family::pack::PACK_BUFFER]);
     all
 }

@@ -18,25 +18,6 @@ pub(crate) const REDUCE: KernelSpec = KernelSpec::new(
     &[(1, Access::Read), (2, Access::Write)],
 );
 
-/// `conv2d_backward_finish`: the reduce's bindings, then the bias gradient's (grad_out at 3
-/// and 4, grad_bias at 5; its arguments at 10) — both in one dispatch.
-pub(crate) const FINISH: KernelSpec = KernelSpec::new(
-    wgsl!(
-        "conv2d/finish.wgsl",
-        "conv2d/reduce.wgsl",
-        "conv2d/bias.wgsl"
-    ),
-    "conv2d_backward_finish",
-    &[
-        (1, Access::Read),
-        (2, Access::Write),
-        (3, Access::Write),
-        (4, Access::Write),
-        (5, Access::Write),
-    ],
-)
-.with_uniforms(&[0, 10]);
-
 /// Arguments of the reduce kernel (`Reduce` in `shaders/conv2d/reduce.wgsl`).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -106,59 +87,6 @@ impl Partials {
                 flops: partial as u64,
                 bytes: bytes_of(&[partial, size * (1 + accumulate as usize)]),
             },
-        )?;
-        rec.retain(self.tensor);
-        Ok(())
-    }
-}
-
-impl Partials {
-    /// Ends weight gradient `c`: reduces the partial sums into `c.grad_weight`, and records
-    /// the bias gradient `c.grad_bias` (overwritten) where asked — in the same dispatch as
-    /// the reduce where there is one and the bias needs one split, else on its own.
-    pub fn finish(self, rec: &mut Recording<'_>, c: &WeightGradArgs<'_>) -> Result<()> {
-        let accumulate = c.fusion.accumulate;
-        let Some(grad_bias) = c.grad_bias else {
-            return self.reduce(rec, c.grad_weight, accumulate);
-        };
-        let (bias, bias_splits) = super::bias::plan(c.grad_out, false)?;
-        if self.direct(c.grad_weight) || bias_splits > 1 || self.splits > LOOP_BUDGET {
-            self.reduce(rec, c.grad_weight, accumulate)?;
-            return super::conv2d_backward_bias_into(rec, c.grad_out, grad_bias, false);
-        }
-        let size = c.grad_weight.numel();
-        let reduce = ReduceArgs {
-            count: size as u32,
-            splits: self.splits as u32,
-            accumulate: accumulate as u32,
-            _pad: 0,
-        };
-        let partial = self.tensor.numel();
-        let cout = c.g.y[1];
-        let buffers = [
-            Some(read(&self.tensor)),
-            Some(write(c.grad_weight)),
-            Some(read(c.grad_out)),
-            Some(read(c.grad_out)),
-            Some(write(grad_bias)),
-        ];
-        let groups = size.div_ceil(crate::gpu::WORKGROUP_SIZE as usize) + cout;
-        let cost = Cost {
-            flops: (partial + c.grad_out.numel()) as u64,
-            bytes: bytes_of(&[
-                partial,
-                size * (1 + accumulate as usize),
-                c.grad_out.numel(),
-                cout,
-            ]),
-        };
-        rec.launch(
-            &FINISH,
-            &[bytemuck::bytes_of(&reduce), bytemuck::bytes_of(&bias)],
-            &buffers,
-            &[],
-            Grid::Workgroups(groups as u64),
-            cost,
         )?;
         rec.retain(self.tensor);
         Ok(())

@@ -140,6 +140,6 @@ impl Family for Gemm {
         ];
         let grid = Grid::Workgroups(workgroups as u64);
         rec.launch(&BACKWARD_WEIGHT, &[a.bytes()], &buffers, &[], grid, cost)?;
-        partials.finish(rec, c)
+        partials.reduce(rec, c.grad_weight, c.fusion.accumulate)
     }
 }

@@ -152,5 +152,5 @@ pub(crate) fn weight_gradient(
         Grid::Workgroups(count as u64)
     };
     rec.launch(spec, &[a.bytes()], &buffers, &[], grid, cost)?;
-    partials.finish(rec, c)
+    partials.reduce(rec, c.grad_weight, c.fusion.accumulate)
 }

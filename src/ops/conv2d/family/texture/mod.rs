@@ -257,6 +257,6 @@ impl Family for Texture {
         let buffers = [Some(write(&partials.tensor))];
         rec.launch(spec, &args, &buffers, &[&x_tex, &g_tex], grid, cost)?;
         rec.staging_consumed();
-        partials.finish(rec, c)
+        partials.reduce(rec, c.grad_weight, c.fusion.accumulate)
     }
 }
