@@ -10,15 +10,12 @@
 
 use crate::error::Result;
 use crate::gpu::{Access, KernelSpec, Shader};
-use crate::ops::conv2d::args::{
-    view, ConvArgs, ForwardArgs, GemmCall, Geometry, InputGradArgs, WeightGradArgs,
-};
+use crate::ops::conv2d::args::{view, ConvArgs, GemmCall, WeightGradArgs};
 use crate::ops::conv2d::budget::{LOOP_BUDGET, SERIAL_TERMS};
 use crate::ops::conv2d::family::pack::pack_weights;
-use crate::ops::conv2d::family::regblock::gemm_supports;
+use crate::ops::conv2d::family::shaped::GemmShaped;
 use crate::ops::conv2d::partials::{plan, Partials};
-use crate::ops::conv2d::select::{Family, Pass};
-use crate::ops::conv2d::{Conv2dParams, ConvKernels};
+use crate::ops::conv2d::ConvKernels;
 use crate::record::{read, write, Cost, Grid, Recording};
 use crate::Gpu;
 
@@ -63,7 +60,15 @@ const SLICE: usize = 16;
 /// The GEMM family.
 pub(crate) struct Gemm;
 
-impl Gemm {
+impl GemmShaped for Gemm {
+    fn kind(&self) -> ConvKernels {
+        ConvKernels::Gemm
+    }
+
+    fn kernels(&self) -> &'static [&'static KernelSpec] {
+        &[&FORWARD, &BACKWARD_WEIGHT]
+    }
+
     /// Packs the weights and runs the tiled forward kernel.
     fn gemm(&self, rec: &mut Recording<'_>, c: &GemmCall<'_>) -> Result<()> {
         let packed = pack_weights(rec, c.weight, c.transpose)?;
@@ -76,38 +81,18 @@ impl Gemm {
         let grid = Grid::Workgroups(tiles as u64);
         rec.launch(&FORWARD, &[a.bytes()], &buffers, &[], grid, c.cost)
     }
-}
 
-impl Family for Gemm {
-    fn kind(&self) -> ConvKernels {
-        ConvKernels::Gemm
-    }
-
-    fn kernels(&self) -> &'static [&'static KernelSpec] {
-        &[&FORWARD, &BACKWARD_WEIGHT]
-    }
-
-    /// groups = 1 (stride-1 input gradients), where the device allows 256-thread
-    /// workgroups.
-    fn supports(&self, gpu: &Gpu, pass: Pass, g: &Geometry, p: &Conv2dParams) -> bool {
+    /// Where the device allows 256-thread workgroups and 16 KiB of workgroup memory.
+    fn fits(&self, gpu: &Gpu) -> bool {
         let limits = gpu.limits();
         limits.max_compute_invocations_per_workgroup >= THREADS
             && limits.max_compute_workgroup_size_x >= THREADS
             && limits.max_compute_workgroup_storage_size >= 16 << 10
-            && gemm_supports(pass, g, p)
-    }
-
-    fn forward(&self, rec: &mut Recording<'_>, c: &ForwardArgs<'_>) -> Result<()> {
-        self.gemm(rec, &c.gemm())
-    }
-
-    fn backward_input(&self, rec: &mut Recording<'_>, c: &InputGradArgs<'_>) -> Result<()> {
-        self.gemm(rec, &c.gemm())
     }
 
     /// Split-K over the pixels: enough splits to fill the adapter, each a multiple of the
     /// 16-pixel slice and at most `SERIAL_TERMS` pixels (a thread's serial sum).
-    fn backward_weight(&self, rec: &mut Recording<'_>, c: &WeightGradArgs<'_>) -> Result<()> {
+    fn weight_gradient(&self, rec: &mut Recording<'_>, c: &WeightGradArgs<'_>) -> Result<()> {
         let [cout, cin, kh, kw] = c.g.w;
         let tiles = cout.div_ceil(WEIGHT_TILE) * (cin * kh * kw).div_ceil(WEIGHT_TILE);
         let pixels = c.g.y[0] * c.g.y[2] * c.g.y[3];

@@ -7,4 +7,5 @@ pub(crate) mod gemm;
 pub(crate) mod pack;
 pub(crate) mod pixel;
 pub(crate) mod regblock;
+pub(crate) mod shaped;
 pub(crate) mod texture;

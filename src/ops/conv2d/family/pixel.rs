@@ -5,14 +5,12 @@
 
 use crate::error::Result;
 use crate::gpu::{Access, KernelSpec, Shader, WORKGROUP_SIZE};
-use crate::ops::conv2d::args::{ForwardArgs, GemmCall, Geometry, InputGradArgs, WeightGradArgs};
+use crate::ops::conv2d::args::{GemmCall, WeightGradArgs};
 use crate::ops::conv2d::budget::LOOP_BUDGET;
 use crate::ops::conv2d::family::pack::pack_weights;
-use crate::ops::conv2d::family::regblock::{gemm_supports, weight_gradient, WeightSplit};
-use crate::ops::conv2d::select::{Family, Pass};
-use crate::ops::conv2d::{Conv2dParams, ConvKernels};
+use crate::ops::conv2d::family::shaped::{weight_gradient, GemmShaped, WeightSplit};
+use crate::ops::conv2d::ConvKernels;
 use crate::record::{read, Grid, Recording};
-use crate::Gpu;
 
 use Access::{Read, Write};
 
@@ -46,7 +44,15 @@ const LANES: usize = WORKGROUP_SIZE as usize;
 /// The pixel family.
 pub(crate) struct Pixel;
 
-impl Pixel {
+impl GemmShaped for Pixel {
+    fn kind(&self) -> ConvKernels {
+        ConvKernels::Pixel
+    }
+
+    fn kernels(&self) -> &'static [&'static KernelSpec] {
+        &[&FORWARD, &BACKWARD_WEIGHT]
+    }
+
     /// Packs the weights and runs the forward kernel: a workgroup per 64 output pixels and
     /// 8-channel block.
     fn gemm(&self, rec: &mut Recording<'_>, c: &GemmCall<'_>) -> Result<()> {
@@ -59,33 +65,11 @@ impl Pixel {
         let grid = Grid::Workgroups((pixels.div_ceil(LANES) * blocks) as u64);
         rec.launch(&FORWARD, &[a.bytes()], &buffers, &[], grid, c.cost)
     }
-}
-
-impl Family for Pixel {
-    fn kind(&self) -> ConvKernels {
-        ConvKernels::Pixel
-    }
-
-    fn kernels(&self) -> &'static [&'static KernelSpec] {
-        &[&FORWARD, &BACKWARD_WEIGHT]
-    }
-
-    fn supports(&self, _: &Gpu, pass: Pass, g: &Geometry, p: &Conv2dParams) -> bool {
-        gemm_supports(pass, g, p)
-    }
-
-    fn forward(&self, rec: &mut Recording<'_>, c: &ForwardArgs<'_>) -> Result<()> {
-        self.gemm(rec, &c.gemm())
-    }
-
-    fn backward_input(&self, rec: &mut Recording<'_>, c: &InputGradArgs<'_>) -> Result<()> {
-        self.gemm(rec, &c.gemm())
-    }
 
     /// A workgroup owns an 8 × 8 block of one tap over a split of the pixels, its lanes
     /// taking every 64th pixel: the reduction's units are groups of 64 pixels, and a lane
     /// loops once a unit plus its final 64-lane sum.
-    fn backward_weight(&self, rec: &mut Recording<'_>, c: &WeightGradArgs<'_>) -> Result<()> {
+    fn weight_gradient(&self, rec: &mut Recording<'_>, c: &WeightGradArgs<'_>) -> Result<()> {
         let [cout, cin, kh, kw] = c.g.w;
         let split = WeightSplit {
             units: (c.g.y[0] * c.g.y[2] * c.g.y[3]).div_ceil(LANES),

@@ -4,16 +4,13 @@
 
 use crate::error::Result;
 use crate::gpu::{Access, KernelSpec, Shader};
-use crate::ops::conv2d::args::{
-    view, ConvArgs, ForwardArgs, GemmCall, Geometry, InputGradArgs, WeightGradArgs,
-};
+use crate::ops::conv2d::args::GemmCall;
+use crate::ops::conv2d::args::WeightGradArgs;
 use crate::ops::conv2d::budget::rows_per_split;
 use crate::ops::conv2d::family::pack::pack_weights;
-use crate::ops::conv2d::partials::Partials;
-use crate::ops::conv2d::select::{Family, Pass};
-use crate::ops::conv2d::{Conv2dParams, ConvKernels};
-use crate::record::{read, write, Grid, Recording};
-use crate::Gpu;
+use crate::ops::conv2d::family::shaped::{weight_gradient, GemmShaped, WeightSplit};
+use crate::ops::conv2d::ConvKernels;
+use crate::record::{read, Grid, Recording};
 
 use Access::{Read, Write};
 
@@ -53,12 +50,15 @@ pub(crate) const BACKWARD_WEIGHT: KernelSpec = KernelSpec::new(
 /// The register-blocked family.
 pub(crate) struct RegisterBlocked;
 
-/// Whether the GEMM-shaped families (register-blocked, pixel) have kernels for `pass`.
-pub(crate) fn gemm_supports(pass: Pass, g: &Geometry, p: &Conv2dParams) -> bool {
-    p.groups == 1 && (pass != Pass::BackwardInput || g.transposable(p))
-}
+impl GemmShaped for RegisterBlocked {
+    fn kind(&self) -> ConvKernels {
+        ConvKernels::RegisterBlocked
+    }
 
-impl RegisterBlocked {
+    fn kernels(&self) -> &'static [&'static KernelSpec] {
+        &[&FORWARD, &BACKWARD_WEIGHT]
+    }
+
     /// Packs the weights and runs the forward kernel.
     fn gemm(&self, rec: &mut Recording<'_>, c: &GemmCall<'_>) -> Result<()> {
         let packed = pack_weights(rec, c.weight, c.transpose)?;
@@ -79,31 +79,9 @@ impl RegisterBlocked {
         let grid = Grid::Threads(threads as u64);
         rec.launch(&FORWARD, &[a.bytes()], &buffers, &[], grid, c.cost)
     }
-}
-
-impl Family for RegisterBlocked {
-    fn kind(&self) -> ConvKernels {
-        ConvKernels::RegisterBlocked
-    }
-
-    fn kernels(&self) -> &'static [&'static KernelSpec] {
-        &[&FORWARD, &BACKWARD_WEIGHT]
-    }
-
-    fn supports(&self, _: &Gpu, pass: Pass, g: &Geometry, p: &Conv2dParams) -> bool {
-        gemm_supports(pass, g, p)
-    }
-
-    fn forward(&self, rec: &mut Recording<'_>, c: &ForwardArgs<'_>) -> Result<()> {
-        self.gemm(rec, &c.gemm())
-    }
-
-    fn backward_input(&self, rec: &mut Recording<'_>, c: &InputGradArgs<'_>) -> Result<()> {
-        self.gemm(rec, &c.gemm())
-    }
 
     /// Threads own 8 (co) × 8 (ci) blocks of one tap over a split of the N*OH output rows.
-    fn backward_weight(&self, rec: &mut Recording<'_>, c: &WeightGradArgs<'_>) -> Result<()> {
+    fn weight_gradient(&self, rec: &mut Recording<'_>, c: &WeightGradArgs<'_>) -> Result<()> {
         let [cout, cin, kh, kw] = c.g.w;
         let split = WeightSplit {
             units: c.g.y[0] * c.g.y[2],
@@ -113,44 +91,4 @@ impl Family for RegisterBlocked {
         };
         weight_gradient(rec, &BACKWARD_WEIGHT, c, split)
     }
-}
-
-/// How a weight-gradient kernel that reads x and grad_out from buffers splits its
-/// reduction: `units` of it, `base_threads` threads a split, at most `per_max` units a
-/// split, and `lanes` threads of a workgroup sharing one block (1: threads are independent;
-/// the kernel then counts threads, else workgroups, and units of `lanes` pixels).
-pub(crate) struct WeightSplit {
-    pub units: usize,
-    pub base_threads: usize,
-    pub per_max: usize,
-    pub lanes: usize,
-}
-
-/// Records such a kernel (`conv2d/partials.wgsl`'s bindings) into partial sums and their
-/// reduction.
-pub(crate) fn weight_gradient(
-    rec: &mut Recording<'_>,
-    spec: &KernelSpec,
-    c: &WeightGradArgs<'_>,
-    s: WeightSplit,
-) -> Result<()> {
-    let (partials, per, cost) =
-        Partials::for_weight_gradient(rec, c, s.units, s.base_threads, s.per_max)?;
-    let count = s.base_threads / s.lanes * partials.splits;
-    let mut a = ConvArgs::new(&c.g, &c.p, count, c.fusion);
-    a.x_view = view(c.x);
-    a.y_view = view(c.grad_out);
-    a.per_split = (per * s.lanes) as u32;
-    let buffers = [
-        Some(read(c.x)),
-        Some(read(c.grad_out)),
-        Some(write(&partials.tensor)),
-    ];
-    let grid = if s.lanes == 1 {
-        Grid::Threads(count as u64)
-    } else {
-        Grid::Workgroups(count as u64)
-    };
-    rec.launch(spec, &[a.bytes()], &buffers, &[], grid, cost)?;
-    partials.reduce(rec, c.grad_weight, c.fusion.accumulate)
 }

@@ -1,0 +1,99 @@
+//! What the GEMM-shaped families that read packed weights from buffers (register-blocked,
+//! pixel, GEMM) share: support (groups = 1, stride-1 input gradients), the forward and the
+//! input gradient as one kernel on the (transposed) problem, and the weight gradient's split
+//! into partial sums. Each implements [`GemmShaped`]; the `Family` impl is this one.
+
+use crate::error::Result;
+use crate::gpu::KernelSpec;
+use crate::ops::conv2d::args::{
+    view, ConvArgs, ForwardArgs, GemmCall, Geometry, InputGradArgs, WeightGradArgs,
+};
+use crate::ops::conv2d::partials::Partials;
+use crate::ops::conv2d::select::{Family, Pass};
+use crate::ops::conv2d::{Conv2dParams, ConvKernels};
+use crate::record::{read, write, Grid, Recording};
+use crate::Gpu;
+
+/// A family whose forward and stride-1 input gradient are one GEMM-shaped kernel.
+pub(crate) trait GemmShaped: Sync {
+    /// Which family this is.
+    fn kind(&self) -> ConvKernels;
+    /// Every kernel it may launch.
+    fn kernels(&self) -> &'static [&'static KernelSpec];
+    /// Whether the device allows its kernels (workgroup sizes, workgroup memory).
+    fn fits(&self, _gpu: &Gpu) -> bool {
+        true
+    }
+    /// Records the GEMM-shaped kernel for `c` (a forward, or a transposed input gradient).
+    fn gemm(&self, rec: &mut Recording<'_>, c: &GemmCall<'_>) -> Result<()>;
+    /// Records the weight gradient.
+    fn weight_gradient(&self, rec: &mut Recording<'_>, c: &WeightGradArgs<'_>) -> Result<()>;
+}
+
+impl<T: GemmShaped> Family for T {
+    fn kind(&self) -> ConvKernels {
+        GemmShaped::kind(self)
+    }
+
+    fn kernels(&self) -> &'static [&'static KernelSpec] {
+        GemmShaped::kernels(self)
+    }
+
+    /// groups = 1, and for input gradients a stride-1 conv whose padding the transposed
+    /// kernel can take (padding at most the dilated kernel's reach).
+    fn supports(&self, gpu: &Gpu, pass: Pass, g: &Geometry, p: &Conv2dParams) -> bool {
+        self.fits(gpu) && p.groups == 1 && (pass != Pass::BackwardInput || g.transposable(p))
+    }
+
+    fn forward(&self, rec: &mut Recording<'_>, c: &ForwardArgs<'_>) -> Result<()> {
+        self.gemm(rec, &c.gemm())
+    }
+
+    fn backward_input(&self, rec: &mut Recording<'_>, c: &InputGradArgs<'_>) -> Result<()> {
+        self.gemm(rec, &c.gemm())
+    }
+
+    fn backward_weight(&self, rec: &mut Recording<'_>, c: &WeightGradArgs<'_>) -> Result<()> {
+        self.weight_gradient(rec, c)
+    }
+}
+
+/// How a weight-gradient kernel that reads x and grad_out from buffers splits its
+/// reduction: `units` of it, `base_threads` threads a split, at most `per_max` units a
+/// split, and `lanes` threads of a workgroup sharing one block (1: threads are independent;
+/// the kernel then counts threads, else workgroups, and units of `lanes` pixels).
+pub(crate) struct WeightSplit {
+    pub units: usize,
+    pub base_threads: usize,
+    pub per_max: usize,
+    pub lanes: usize,
+}
+
+/// Records such a kernel (`conv2d/partials.wgsl`'s bindings) into partial sums and their
+/// reduction.
+pub(crate) fn weight_gradient(
+    rec: &mut Recording<'_>,
+    spec: &KernelSpec,
+    c: &WeightGradArgs<'_>,
+    s: WeightSplit,
+) -> Result<()> {
+    let (partials, per, cost) =
+        Partials::for_weight_gradient(rec, c, s.units, s.base_threads, s.per_max)?;
+    let count = s.base_threads / s.lanes * partials.splits;
+    let mut a = ConvArgs::new(&c.g, &c.p, count, c.fusion);
+    a.x_view = view(c.x);
+    a.y_view = view(c.grad_out);
+    a.per_split = (per * s.lanes) as u32;
+    let buffers = [
+        Some(read(c.x)),
+        Some(read(c.grad_out)),
+        Some(write(&partials.tensor)),
+    ];
+    let grid = if s.lanes == 1 {
+        Grid::Threads(count as u64)
+    } else {
+        Grid::Workgroups(count as u64)
+    };
+    rec.launch(spec, &[a.bytes()], &buffers, &[], grid, cost)?;
+    partials.reduce(rec, c.grad_weight, c.fusion.accumulate)
+}
