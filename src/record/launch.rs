@@ -8,13 +8,13 @@ use std::sync::Arc;
 use super::{new_encoder, Cost, Recording};
 use crate::error::Result;
 use crate::gpu::{Access, KernelSpec, WORKGROUP_SIZE};
-use crate::memory::{GpuBuffer, Purpose, UseState};
+use crate::memory::{GpuBuffer, Purpose};
 use crate::tensor::Tensor;
 
 /// One storage binding of a dispatch: a buffer bound whole (kernels address views by offsets
 /// in their uniform arguments, so no binding offset alignment applies), and whether the
 /// kernel writes it. The recording checks that the buffer belongs to its `Gpu` and keeps
-/// track of the use until it is submitted (see [`UseState`]).
+/// track of the use until it is submitted (see `Use`).
 #[derive(Clone, Copy)]
 pub(crate) struct Binding<'a> {
     pub buf: &'a Arc<GpuBuffer>,
@@ -54,7 +54,11 @@ pub(crate) fn write(t: &Tensor) -> Binding<'_> {
 
 /// One buffer's use by a recording, undone when the recording is submitted or dropped.
 pub(super) struct Use {
-    state: Arc<UseState>,
+    /// Held until the recording is submitted or dropped: the device holds a buffer that
+    /// recorded work binds that long whether or not its tensor is still alive, so the
+    /// allocator keeps counting it (a block that drops a temporary after recording the
+    /// kernel that reads it still holds those bytes).
+    pub(super) buf: Arc<GpuBuffer>,
     write: bool,
 }
 
@@ -229,8 +233,7 @@ impl Recording<'_> {
             pass.dispatch_workgroups(grid[0], grid[1], grid[2]);
         }
         for (_, b) in storage {
-            self.note_use(&b.buf.uses, b.write);
-            self.hold(b.buf);
+            self.note_use(b.buf, b.write);
         }
         self.dispatches += 1;
         self.cost += cost;
@@ -241,41 +244,38 @@ impl Recording<'_> {
     }
 
     /// Counts one more unsubmitted use of a buffer (once per recording and access).
-    fn note_use(&mut self, state: &Arc<UseState>, write: bool) {
-        if self
-            .uses
-            .iter()
-            .any(|u| u.write == write && Arc::ptr_eq(&u.state, state))
-        {
+    fn note_use(&mut self, buf: &Arc<GpuBuffer>, write: bool) {
+        if !self.use_set.insert((Arc::as_ptr(buf) as usize, write)) {
             return;
         }
         let counter = if write {
-            &state.pending_writes
+            &buf.uses.pending_writes
         } else {
-            &state.pending_reads
+            &buf.uses.pending_reads
         };
         counter.fetch_add(1, Ordering::AcqRel);
         self.uses.push(Use {
-            state: state.clone(),
+            buf: buf.clone(),
             write,
         });
     }
 
     /// Marks that recorded work reads `t` by other means than a dispatch (a copy command).
     pub(crate) fn note_read(&mut self, t: &Tensor) {
-        let state = t.buffer().uses.clone();
-        self.note_use(&state, false);
+        self.note_use(t.shared_buffer(), false);
     }
 
     /// Ends this recording's uses of its buffers: `submitted` or dropped unsubmitted (then
     /// what it was to write is marked as not computed).
     pub(super) fn release_uses(&mut self, submitted: bool) {
+        self.use_set.clear();
         for u in self.uses.drain(..) {
+            let state = &u.buf.uses;
             if u.write {
-                u.state.discarded.store(!submitted, Ordering::Release);
-                u.state.pending_writes.fetch_sub(1, Ordering::AcqRel);
+                state.discarded.store(!submitted, Ordering::Release);
+                state.pending_writes.fetch_sub(1, Ordering::AcqRel);
             } else {
-                u.state.pending_reads.fetch_sub(1, Ordering::AcqRel);
+                state.pending_reads.fetch_sub(1, Ordering::AcqRel);
             }
         }
     }
@@ -314,16 +314,6 @@ impl Recording<'_> {
         }
         self.args_used = at + size;
         Ok((chunk.raw.clone(), at, size))
-    }
-
-    /// Keeps a buffer the recorded work binds until the recording is submitted (or
-    /// dropped): the device holds it that long whether or not its tensor is still alive,
-    /// so the allocator keeps counting it (a block that drops a temporary after recording
-    /// the kernel that reads it still holds those bytes).
-    fn hold(&mut self, buf: &Arc<GpuBuffer>) {
-        if self.held_set.insert(Arc::as_ptr(buf) as usize) {
-            self.held.push(buf.clone());
-        }
     }
 }
 

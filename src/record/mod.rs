@@ -25,9 +25,6 @@ pub struct Recording<'g> {
     args: Vec<GpuBuffer>,
     /// Bytes of the last argument chunk in use.
     args_used: u64,
-    /// Every buffer a recorded dispatch binds, held until submission (see `hold`).
-    held: Vec<Arc<GpuBuffer>>,
-    held_set: std::collections::HashSet<usize>,
     /// Temporaries that recorded work reads or writes, held (and so counted as live by the
     /// allocator) until the work is submitted.
     retained: Vec<Tensor>,
@@ -49,8 +46,10 @@ pub struct Recording<'g> {
     /// type: the recording does not know what they are.
     options: Vec<Box<dyn std::any::Any + Send>>,
     entries: Vec<&'static str>,
-    /// Every buffer the recorded dispatches bind, once per (buffer, access).
+    /// Every buffer the recorded dispatches bind, once per (buffer, access), held until
+    /// submission (see `Use`).
     uses: Vec<Use>,
+    use_set: std::collections::HashSet<(usize, bool)>,
 }
 
 /// The work a recording holds: floating-point operations (an FMA counts 2) and the fewest
@@ -103,8 +102,6 @@ impl<'g> Recording<'g> {
             encoder: Some(new_encoder(gpu)),
             args: Vec::new(),
             args_used: 0,
-            held: Vec::new(),
-            held_set: Default::default(),
             retained: Vec::new(),
             textures: Vec::new(),
             free_textures: Vec::new(),
@@ -116,6 +113,7 @@ impl<'g> Recording<'g> {
             options: Vec::new(),
             entries: Vec::new(),
             uses: Vec::new(),
+            use_set: Default::default(),
         }
     }
 
@@ -237,21 +235,20 @@ impl<'g> Recording<'g> {
         let submitted = gpu.scoped("submitting recorded work", || {
             gpu.queue().submit([encoder.finish()]);
         });
-        // Submitted or refused, this recording's uses end here (a refused submission is
-        // as good as dropped: its work never runs).
-        self.release_uses(submitted.is_ok());
-        submitted?;
         // The handles go now (wgpu keeps the memory until the submission completes and frees
         // it at the poll that sees it done, so the next work can reuse it), but the bytes stay
         // counted until then: their accounts go with a callback wgpu runs at that same poll.
         let mut accounts: Vec<Arc<Account>> = Vec::new();
         accounts.extend(self.args.iter().map(|b| b.account.clone()));
-        accounts.extend(self.held.iter().map(|b| b.account.clone()));
+        accounts.extend(self.uses.iter().map(|u| u.buf.account.clone()));
         accounts.extend(self.retained.iter().map(|t| t.buffer().account.clone()));
         accounts.extend(self.textures.iter().map(|t| t.account.clone()));
         accounts.extend(self.free_textures.iter().map(|t| t.account.clone()));
+        // Submitted or refused, this recording's uses end here (a refused submission is
+        // as good as dropped: its work never runs).
+        self.release_uses(submitted.is_ok());
+        submitted?;
         self.args.clear();
-        self.held.clear();
         self.retained.clear();
         self.textures.clear();
         self.free_textures.clear();
