@@ -257,7 +257,8 @@ pub(crate) struct GpuTexture {
     /// Width and height in texels.
     pub(crate) size: (u32, u32),
     pub(crate) raw: wgpu::Texture,
-    pub(crate) account: Arc<Account>,
+    /// Counts the texture's bytes while it lives.
+    _account: Account,
 }
 
 impl GpuTexture {
@@ -272,7 +273,7 @@ impl GpuTexture {
             view: raw.create_view(&wgpu::TextureViewDescriptor::default()),
             size,
             raw,
-            account: Arc::new(Account::new(bytes, purpose, tracker)),
+            _account: Account::new(bytes, purpose, tracker),
         }
     }
 }

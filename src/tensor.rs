@@ -87,6 +87,18 @@ impl Tensor {
         })
     }
 
+    /// A whole tensor of `shape` over the start of `buf` (at least that large): scratch a
+    /// recording reuses.
+    pub(crate) fn over(buf: Arc<GpuBuffer>, shape: [usize; 4]) -> Tensor {
+        Tensor {
+            buf,
+            shape,
+            offset: 0,
+            batch_stride: shape[1] * shape[2] * shape[3],
+            base: None,
+        }
+    }
+
     /// A new tensor holding `data` (row-major NCHW, `data.len()` must equal the shape's size).
     pub fn from_slice(
         gpu: &Gpu,

@@ -5,19 +5,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use skipgrad::cases::run_case_file;
 use skipgrad::{ConvKernels, Gpu};
 
 fn files() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/scale");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
-        .collect();
-    files.sort();
+    let files = common::case_files("tests/vectors/scale");
     assert!(files.len() >= 7, "the scale set is missing files");
     files
 }

@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex};
 
 mod buffers;
 mod kernel;
+mod scratch;
+pub(crate) use scratch::{best_fit, Staging, StagingKind};
 
 use crate::error::{Error, Result};
 use crate::memory::{GpuBuffer, MemoryReport, MemoryTracker, Purpose};
@@ -345,6 +347,7 @@ impl Gpu {
                 during: "waiting for the GPU".into(),
                 message: e.to_string(),
             })?;
+        self.free_pooled_scratch();
         self.take_uncaptured()
     }
 

@@ -2,12 +2,14 @@
 //! command buffer. A whole block pass is one recording, so it runs with no CPU round trip.
 
 mod launch;
+mod scratch;
 
 use crate::error::Result;
 use crate::gpu::Gpu;
 use std::sync::Arc;
 
-use crate::memory::{Account, GpuBuffer, GpuTexture, Purpose};
+use crate::gpu::Staging;
+use crate::memory::{Account, GpuBuffer, Purpose};
 use crate::tensor::Tensor;
 use launch::Use;
 pub(crate) use launch::{read, write, Binding, Grid};
@@ -31,8 +33,10 @@ pub struct Recording<'g> {
     /// Textures recorded work stages its operands in, held likewise: those the next
     /// dispatches will read, and those already read (free for later staging in this
     /// recording: the queue orders their reuse after their readers).
-    textures: Vec<GpuTexture>,
-    free_textures: Vec<GpuTexture>,
+    textures: Vec<Staging>,
+    free_textures: Vec<Staging>,
+    /// Scratch buffers whose readers are recorded, free for later dispatches likewise.
+    free_buffers: Vec<Arc<GpuBuffer>>,
     dispatches: usize,
     cost: Cost,
     /// With timing on: a query set whose slot 0 gets the first pass's start and slot 1 each
@@ -105,6 +109,7 @@ impl<'g> Recording<'g> {
             retained: Vec::new(),
             textures: Vec::new(),
             free_textures: Vec::new(),
+            free_buffers: Vec::new(),
             dispatches: 0,
             cost: Cost::default(),
             timer: None,
@@ -171,44 +176,6 @@ impl<'g> Recording<'g> {
         self.retained.push(t);
     }
 
-    /// A staging texture of at least `width` × `height` texels for the next dispatches: the
-    /// smallest one this recording has freed that is large enough, else a new one. It lives
-    /// (and counts as scratch) until the recording is submitted.
-    pub(crate) fn staging_texture(
-        &mut self,
-        width: u32,
-        height: u32,
-    ) -> Result<(wgpu::Texture, wgpu::TextureView)> {
-        let fits = |t: &GpuTexture| t.size.0 >= width && t.size.1 >= height;
-        let best = (0..self.free_textures.len())
-            .filter(|&i| fits(&self.free_textures[i]))
-            .min_by_key(|&i| {
-                let (w, h) = self.free_textures[i].size;
-                w as u64 * h as u64
-            });
-        let t = match best {
-            Some(i) => self.free_textures.swap_remove(i),
-            None => {
-                // New ones get a power-of-two height (within the device's limit), so that a
-                // sequence of growing needs (a dense block's layers) reuses a few textures
-                // instead of leaving one of every size behind.
-                let limit = self.gpu.limits().max_texture_dimension_2d;
-                let rounded = height.checked_next_power_of_two().unwrap_or(height);
-                let height = if rounded <= limit { rounded } else { height };
-                self.gpu.alloc_texture(width, height, Purpose::Scratch)?
-            }
-        };
-        let handles = (t.raw.clone(), t.view.clone());
-        self.textures.push(t);
-        Ok(handles)
-    }
-
-    /// Marks every staging texture handed out so far as read by the dispatches recorded since
-    /// (so later staging in this recording may reuse it).
-    pub(crate) fn staging_consumed(&mut self) {
-        self.free_textures.append(&mut self.textures);
-    }
-
     /// Access to the encoder, to record your own commands between skipgrad's (ends the open
     /// compute pass; the next dispatch opens another). Commands recorded here are yours to
     /// order: the checks that refuse reading back unsubmitted results, or writing under a
@@ -242,16 +209,14 @@ impl<'g> Recording<'g> {
         accounts.extend(self.args.iter().map(|b| b.account.clone()));
         accounts.extend(self.uses.iter().map(|u| u.buf.account.clone()));
         accounts.extend(self.retained.iter().map(|t| t.buffer().account.clone()));
-        accounts.extend(self.textures.iter().map(|t| t.account.clone()));
-        accounts.extend(self.free_textures.iter().map(|t| t.account.clone()));
         // Submitted or refused, this recording's uses end here (a refused submission is
         // as good as dropped: its work never runs).
         self.release_uses(submitted.is_ok());
         submitted?;
         self.args.clear();
         self.retained.clear();
-        self.textures.clear();
-        self.free_textures.clear();
+        // Its scratch serves the next recording (see `gpu/scratch.rs`).
+        self.pool_scratch();
         gpu.queue().on_submitted_work_done(move || drop(accounts));
         Ok(())
     }

@@ -106,3 +106,16 @@ pub fn family_of(entry: &str) -> Option<skipgrad::ConvKernels> {
         None
     }
 }
+
+/// The reference case files (`.safetensors`) in `dir` (relative to the crate), sorted.
+pub fn case_files(dir: &str) -> Vec<std::path::PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no cases in {}", dir.display());
+    files
+}

@@ -70,7 +70,7 @@ fn backward_input_strided(t: u32, narrow: bool) {
             let c = i32(m0 + staged.left) - i32((kx * p.dw - r) / p.sw);
             let tap_flipped = (p.kh - 1u - ky) * p.kw + (p.kw - 1u - kx);
             var row = row0;
-            var wr = i32(tap_flipped * groups * 4u);
+            var wr = i32(tap_flipped * staged.w_groups * 4u + staged.w_c0);
             for (var g = 0u; g < groups; g++) {
                 if narrow {
                     texture_step_narrow(&acc, c, row, wc, wr);

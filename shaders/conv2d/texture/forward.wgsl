@@ -12,7 +12,8 @@
 //      past cin, ReLU already applied; wide and tall enough that no tap leaves it.
 //   7: w_tex — weights staged by conv2d_weight_layout_texture: texel (c, tap*cin4 + ci) =
 //      output channels 4c .. 4c+3 of input channel ci, tap (ky, kx); cin4 = cin rounded up
-//      to 4, zero past cout and cin.
+//      to 4, zero past cout and cin. Where x is a part of the input channels, from w_c0 on,
+//      its rows are those of channels w_c0 + ci (see conv2d/texture/staged.wgsl).
 // Threads: count = N * OH * ceil(OW / 16) * blocks, channel block fastest; everything else
 // as conv2d_forward_regblock (relu_input is unused: the staging applied it).
 @compute @workgroup_size(WORKGROUP_SIZE)
@@ -37,7 +38,7 @@ fn conv2d_forward_texture(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
         for (var kx = 0u; kx < p.kw; kx++) {
             let c = i32(ox0 * p.sw + kx * p.dw);
             var row = row0;
-            var wr = i32((ky * p.kw + kx) * groups * 4u);
+            var wr = i32((ky * p.kw + kx) * staged.w_groups * 4u + staged.w_c0);
             for (var g = 0u; g < groups; g++) {
                 texture_step(&lo, &hi, true, c, s, row, wc, wr);
                 row += i32(staged.rows);

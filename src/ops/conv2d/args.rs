@@ -28,6 +28,14 @@ impl Geometry {
         })
     }
 
+    /// The same problem on a batch of `n` images (a part of the batch).
+    pub fn with_batch(&self, n: usize) -> Geometry {
+        let mut g = *self;
+        g.x[0] = n;
+        g.y[0] = n;
+        g
+    }
+
     /// FLOPs of one pass over all taps: an FMA (2 flops) per (output element, input channel
     /// of its group, kernel tap), zero padding included, as is conventional.
     pub fn tap_flops(&self) -> u64 {

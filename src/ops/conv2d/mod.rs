@@ -44,6 +44,17 @@ pub struct Fusion {
     pub accumulate: bool,
 }
 
+impl Fusion {
+    /// The fusion of part `part` of work split into parts that add into one destination:
+    /// every part after the first accumulates.
+    pub(crate) fn after_part(self, part: usize) -> Fusion {
+        Fusion {
+            accumulate: self.accumulate || part > 0,
+            ..self
+        }
+    }
+}
+
 /// Every conv kernel: each family's, the bias gradient's and the reduce pass's (what the
 /// binding test checks).
 #[cfg(test)]

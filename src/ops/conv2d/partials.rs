@@ -7,7 +7,6 @@ use super::args::{bytes_of, WeightGradArgs};
 use super::budget::LOOP_BUDGET;
 use crate::error::{Error, Result};
 use crate::gpu::{Access, KernelSpec};
-use crate::memory::Purpose;
 use crate::record::{read, write, Cost, Grid, Recording};
 use crate::tensor::Tensor;
 
@@ -38,11 +37,17 @@ pub(crate) struct Partials {
 impl Partials {
     /// Partial sums for `splits` splits of a reduction into `dst`; with `direct` (one split
     /// whose kernel stores the result itself) the destination is written in place.
-    pub fn new(rec: &Recording<'_>, dst: &Tensor, splits: usize, direct: bool) -> Result<Partials> {
+    pub fn new(
+        rec: &mut Recording<'_>,
+        dst: &Tensor,
+        splits: usize,
+        direct: bool,
+    ) -> Result<Partials> {
+        // Scratch of the recording: every split writes all its partial sums.
         let tensor = if direct {
             dst.clone()
         } else {
-            Tensor::zeros(rec.gpu(), [splits, dst.numel(), 1, 1], Purpose::Scratch)?
+            rec.scratch_tensor([splits, dst.numel(), 1, 1])?
         };
         Ok(Partials { splits, tensor })
     }
@@ -88,7 +93,7 @@ impl Partials {
                 bytes: bytes_of(&[partial, size * (1 + accumulate as usize)]),
             },
         )?;
-        rec.retain(self.tensor);
+        rec.scratch_done(self.tensor);
         Ok(())
     }
 }
@@ -106,7 +111,7 @@ fn target_threads(gpu: &crate::Gpu) -> usize {
 /// How a GEMM-shaped weight gradient splits its reduction of `units` (rows or pixel groups)
 /// when one split runs `base_threads` threads: enough splits for the adapter's appetite,
 /// at most `per_max` units a split (the loop budget), partial sums of a `weight_len`-element
-/// gradient under 64 MiB and one binding. Returns (splits, units per split).
+/// gradient within the scratch budget and one binding. Returns (splits, units per split).
 pub(crate) fn plan(
     gpu: &crate::Gpu,
     weight_len: usize,
@@ -114,7 +119,8 @@ pub(crate) fn plan(
     base_threads: usize,
     per_max: usize,
 ) -> (usize, usize) {
-    let max_bytes = (64 << 20).min(gpu.limits().max_storage_buffer_binding_size as usize);
+    let binding = gpu.limits().max_storage_buffer_binding_size;
+    let max_bytes = gpu.scratch_budget().min(binding) as usize;
     let max_splits = (max_bytes / (4 * weight_len)).clamp(1, 256);
     let splits = target_threads(gpu)
         .div_ceil(base_threads)
@@ -129,7 +135,7 @@ impl Partials {
     /// `per_max` units a split (see [`plan`]); one split that overwrites writes the
     /// gradient itself. Returns them, the units per split and the kernel's cost.
     pub fn for_weight_gradient(
-        rec: &Recording<'_>,
+        rec: &mut Recording<'_>,
         c: &WeightGradArgs<'_>,
         units: usize,
         base_threads: usize,

@@ -65,17 +65,9 @@ pub(crate) fn forward(rec: &mut Recording<'_>, a: &ForwardArgs<'_>) -> Result<()
         let w = whole_copy(rec, &a.weight.channels(c0..c1)?)?;
         let b = if k == 0 { a.bias } else { None };
         let x = a.x.channels(c0..c1)?;
-        conv2d_into(rec, &x, &w, b, p, a.out, accumulate_after(fusion, k))?;
+        conv2d_into(rec, &x, &w, b, p, a.out, fusion.after_part(k))?;
     }
     Ok(())
-}
-
-/// `fusion`, accumulating for every part after the first.
-fn accumulate_after(fusion: Fusion, part: usize) -> Fusion {
-    Fusion {
-        relu_input: fusion.relu_input,
-        accumulate: fusion.accumulate || part > 0,
-    }
 }
 
 /// The input gradient of a convolution whose reduction (over output channels × taps) is
@@ -98,7 +90,7 @@ pub(crate) fn backward_input(rec: &mut Recording<'_>, a: &InputGradArgs<'_>) -> 
         let o1 = (o0 + chunk).min(a.g.y[1]);
         let w = whole_copy(rec, &a.weight.batches(o0..o1)?)?;
         let go = a.grad_out.channels(o0..o1)?;
-        let f = accumulate_after(fusion, k);
+        let f = fusion.after_part(k);
         conv2d_backward_input_into(rec, a.x, &w, &go, p, a.grad_x, f)?;
     }
     Ok(())
@@ -136,7 +128,7 @@ pub(crate) fn forward_channels(
         let w = whole_copy(rec, &a.weight.channels(c.clone())?)?;
         let b = if k == 0 { a.bias } else { None };
         let x = a.x.channels(c)?;
-        conv2d_into(rec, &x, &w, b, &a.p, a.out, accumulate_after(a.fusion, k))?;
+        conv2d_into(rec, &x, &w, b, &a.p, a.out, a.fusion.after_part(k))?;
     }
     Ok(())
 }
@@ -153,7 +145,7 @@ pub(crate) fn backward_input_channels(
         for (k, o) in halves(cout).into_iter().enumerate() {
             let w = whole_copy(rec, &a.weight.batches(o.clone())?)?;
             let go = a.grad_out.channels(o)?;
-            let f = accumulate_after(a.fusion, k);
+            let f = a.fusion.after_part(k);
             conv2d_backward_input_into(rec, a.x, &w, &go, &a.p, a.grad_x, f)?;
         }
         return Ok(());

@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::gpu::{Access, KernelSpec, Shader};
 use crate::ops::conv2d::args::{view, ConvArgs, GemmCall, WeightGradArgs};
 use crate::ops::conv2d::budget::{LOOP_BUDGET, SERIAL_TERMS};
-use crate::ops::conv2d::family::pack::pack_weights;
+use crate::ops::conv2d::family::pack::with_packed_weights;
 use crate::ops::conv2d::family::shaped::GemmShaped;
 use crate::ops::conv2d::partials::{plan, Partials};
 use crate::ops::conv2d::ConvKernels;
@@ -71,15 +71,16 @@ impl GemmShaped for Gemm {
 
     /// Packs the weights and runs the tiled forward kernel.
     fn gemm(&self, rec: &mut Recording<'_>, c: &GemmCall<'_>) -> Result<()> {
-        let packed = pack_weights(rec, c.weight, c.transpose)?;
-        let co_pad = c.g.y[1].next_multiple_of(8);
-        let pixels = c.g.y[0] * c.g.y[2] * c.g.y[3];
-        let tiles = pixels.div_ceil(TILE) * co_pad.div_ceil(TILE);
-        let a = c.args(tiles, co_pad / 8);
-        let [bias, out, mask] = c.outputs();
-        let buffers = [Some(read(c.x)), Some(read(&packed)), bias, out, mask];
-        let grid = Grid::Workgroups(tiles as u64);
-        rec.launch(&FORWARD, &[a.bytes()], &buffers, &[], grid, c.cost)
+        with_packed_weights(rec, c.weight, c.transpose, |rec, packed| {
+            let co_pad = c.g.y[1].next_multiple_of(8);
+            let pixels = c.g.y[0] * c.g.y[2] * c.g.y[3];
+            let tiles = pixels.div_ceil(TILE) * co_pad.div_ceil(TILE);
+            let a = c.args(tiles, co_pad / 8);
+            let [bias, out, mask] = c.outputs();
+            let buffers = [Some(read(c.x)), Some(read(packed)), bias, out, mask];
+            let grid = Grid::Workgroups(tiles as u64);
+            rec.launch(&FORWARD, &[a.bytes()], &buffers, &[], grid, c.cost)
+        })
     }
 
     /// Where the device allows 256-thread workgroups and 16 KiB of workgroup memory.

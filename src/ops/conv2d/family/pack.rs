@@ -5,7 +5,6 @@
 
 use crate::error::Result;
 use crate::gpu::{Access, KernelSpec, Shader};
-use crate::memory::Purpose;
 use crate::ops::conv2d::args::bytes_of;
 use crate::record::{read, write, Cost, Grid, Recording};
 use crate::tensor::Tensor;
@@ -47,20 +46,23 @@ impl LayoutArgs {
 }
 
 /// Packs OIHW weights as `[kh*kw*cin][co_pad]`, or transposed and flipped
-/// `[kh*kw*cout][ci_pad]`. The packed copy is a scratch tensor held by the recording, rebuilt
-/// each time (weights are small, and may have been updated in place).
-pub(crate) fn pack_weights(
+/// `[kh*kw*cout][ci_pad]`, into recording scratch, and records `f`'s kernels that read the
+/// packed copy; the scratch goes back after them. Rebuilt each time (weights are small, and
+/// may have been updated in place).
+pub(crate) fn with_packed_weights(
     rec: &mut Recording<'_>,
     weight: &Tensor,
     transpose: bool,
-) -> Result<Tensor> {
+    f: impl FnOnce(&mut Recording<'_>, &Tensor) -> Result<()>,
+) -> Result<()> {
     let [cout, cin, kh, kw] = weight.shape();
     let (rows, cols) = if transpose {
         (cout, cin.next_multiple_of(8))
     } else {
         (cin, cout.next_multiple_of(8))
     };
-    let packed = Tensor::zeros(rec.gpu(), [kh * kw * rows, cols, 1, 1], Purpose::Scratch)?;
+    // Every element is written, the padding columns with zeros.
+    let packed = rec.scratch_tensor([kh * kw * rows, cols, 1, 1])?;
     let a = LayoutArgs::new(weight.shape(), cols, transpose, packed.numel());
     rec.launch(
         &PACK_BUFFER,
@@ -73,6 +75,7 @@ pub(crate) fn pack_weights(
             bytes: bytes_of(&[weight.numel(), packed.numel()]),
         },
     )?;
-    rec.retain(packed.clone());
-    Ok(packed)
+    f(rec, &packed)?;
+    rec.scratch_done(packed);
+    Ok(())
 }

@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::gpu::{Access, KernelSpec, Shader, WORKGROUP_SIZE};
 use crate::ops::conv2d::args::{GemmCall, WeightGradArgs};
 use crate::ops::conv2d::budget::LOOP_BUDGET;
-use crate::ops::conv2d::family::pack::pack_weights;
+use crate::ops::conv2d::family::pack::with_packed_weights;
 use crate::ops::conv2d::family::shaped::{weight_gradient, GemmShaped, WeightSplit};
 use crate::ops::conv2d::ConvKernels;
 use crate::record::{read, Grid, Recording};
@@ -56,14 +56,15 @@ impl GemmShaped for Pixel {
     /// Packs the weights and runs the forward kernel: a workgroup per 64 output pixels and
     /// 8-channel block.
     fn gemm(&self, rec: &mut Recording<'_>, c: &GemmCall<'_>) -> Result<()> {
-        let packed = pack_weights(rec, c.weight, c.transpose)?;
-        let blocks = c.g.y[1].div_ceil(8);
-        let pixels = c.g.y[0] * c.g.y[2] * c.g.y[3];
-        let a = c.args(pixels, blocks);
-        let [bias, out, mask] = c.outputs();
-        let buffers = [Some(read(c.x)), Some(read(&packed)), bias, out, mask];
-        let grid = Grid::Workgroups((pixels.div_ceil(LANES) * blocks) as u64);
-        rec.launch(&FORWARD, &[a.bytes()], &buffers, &[], grid, c.cost)
+        with_packed_weights(rec, c.weight, c.transpose, |rec, packed| {
+            let blocks = c.g.y[1].div_ceil(8);
+            let pixels = c.g.y[0] * c.g.y[2] * c.g.y[3];
+            let a = c.args(pixels, blocks);
+            let [bias, out, mask] = c.outputs();
+            let buffers = [Some(read(c.x)), Some(read(packed)), bias, out, mask];
+            let grid = Grid::Workgroups((pixels.div_ceil(LANES) * blocks) as u64);
+            rec.launch(&FORWARD, &[a.bytes()], &buffers, &[], grid, c.cost)
+        })
     }
 
     /// A workgroup owns an 8 × 8 block of one tap over a split of the pixels, its lanes

@@ -7,7 +7,7 @@ use crate::gpu::{Access, KernelSpec, Shader};
 use crate::ops::conv2d::args::GemmCall;
 use crate::ops::conv2d::args::WeightGradArgs;
 use crate::ops::conv2d::budget::rows_per_split;
-use crate::ops::conv2d::family::pack::pack_weights;
+use crate::ops::conv2d::family::pack::with_packed_weights;
 use crate::ops::conv2d::family::shaped::{weight_gradient, GemmShaped, WeightSplit};
 use crate::ops::conv2d::ConvKernels;
 use crate::record::{read, Grid, Recording};
@@ -61,23 +61,24 @@ impl GemmShaped for RegisterBlocked {
 
     /// Packs the weights and runs the forward kernel.
     fn gemm(&self, rec: &mut Recording<'_>, c: &GemmCall<'_>) -> Result<()> {
-        let packed = pack_weights(rec, c.weight, c.transpose)?;
-        let blocks = c.g.y[1].div_ceil(8);
-        let threads = c.g.y[0] * c.g.y[2] * c.g.y[3].div_ceil(8) * blocks;
-        let a = c.args(threads, blocks);
-        let [bias, out, mask] = c.outputs();
-        let [out4, mask4] = c.outputs4();
-        let buffers = [
-            Some(read(c.x)),
-            Some(read(&packed)),
-            bias,
-            out,
-            mask,
-            out4,
-            mask4,
-        ];
-        let grid = Grid::Threads(threads as u64);
-        rec.launch(&FORWARD, &[a.bytes()], &buffers, &[], grid, c.cost)
+        with_packed_weights(rec, c.weight, c.transpose, |rec, packed| {
+            let blocks = c.g.y[1].div_ceil(8);
+            let threads = c.g.y[0] * c.g.y[2] * c.g.y[3].div_ceil(8) * blocks;
+            let a = c.args(threads, blocks);
+            let [bias, out, mask] = c.outputs();
+            let [out4, mask4] = c.outputs4();
+            let buffers = [
+                Some(read(c.x)),
+                Some(read(packed)),
+                bias,
+                out,
+                mask,
+                out4,
+                mask4,
+            ];
+            let grid = Grid::Threads(threads as u64);
+            rec.launch(&FORWARD, &[a.bytes()], &buffers, &[], grid, c.cost)
+        })
     }
 
     /// Threads own 8 (co) × 8 (ci) blocks of one tap over a split of the N*OH output rows.

@@ -20,9 +20,14 @@ use crate::ops::conv2d::family::pack::PACK_TEXTURE;
 use crate::ops::conv2d::partials::Partials;
 use crate::ops::conv2d::select::{Family, Pass};
 use crate::ops::conv2d::{Conv2dParams, ConvKernels, Fusion};
-use crate::record::{write, Grid, Recording};
+use crate::ops::rebase;
+use crate::record::{write, Cost, Grid, Recording};
+use crate::tensor::Tensor;
 use crate::Gpu;
-use stage::{fits, stage_activation, stage_weights, Extent, StridedInput};
+use stage::{
+    batch_parts, channel_parts, fits, stage_activation, stage_weights, Extent, Staged, StridedInput,
+};
+use std::ops::Range;
 
 use Access::{Read, Write};
 
@@ -91,24 +96,97 @@ struct StagedArgs {
     rows: u32,
     left: u32,
     blocks: u32,
-    _pad: u32,
+    /// The staged weights' 4-channel groups a tap, and the first of their channels this
+    /// launch reduces over (a part of the input channels reads its rows of weights staged
+    /// whole).
+    w_groups: u32,
+    w_c0: u32,
+    _pad: [u32; 3],
+}
+
+/// Which rows of weights staged whole a launch over a part of the channels reads.
+#[derive(Clone, Copy)]
+struct WeightRows {
+    groups: usize,
+    c0: usize,
+}
+
+/// `cost`'s share for channels (or images) `r` of `total`, the shares adding up to it.
+fn share(cost: Cost, r: &Range<usize>, total: usize) -> Cost {
+    let upto = |v: u64, i: usize| (v as u128 * i as u128 / total.max(1) as u128) as u64;
+    Cost {
+        flops: upto(cost.flops, r.end) - upto(cost.flops, r.start),
+        bytes: upto(cost.bytes, r.end) - upto(cost.bytes, r.start),
+    }
 }
 
 /// The texture family.
 pub(crate) struct Texture;
 
+/// Samples `r` of `t`, bound as a window where its buffer exceeds one binding.
+fn part(rec: &Recording<'_>, t: &Tensor, r: &Range<usize>) -> Result<Tensor> {
+    Ok(rebase(rec.gpu(), &t.batches(r.clone())?))
+}
+
+/// Records `f(rec, images, k)` for each part `k` of a batch of `n` images whose staged
+/// activations `staged` take more than the scratch budget at once ([`batch_parts`]).
+fn in_parts(
+    rec: &mut Recording<'_>,
+    n: usize,
+    staged: &[([usize; 4], Extent)],
+    mut f: impl FnMut(&mut Recording<'_>, &Range<usize>, usize) -> Result<()>,
+) -> Result<()> {
+    for (k, r) in batch_parts(rec.gpu(), n, staged).iter().enumerate() {
+        f(rec, r, k)?;
+    }
+    Ok(())
+}
+
 impl Texture {
-    /// Stages `c.x` and the weights, then runs `conv2d_forward_texture`.
-    fn gemm(&self, rec: &mut Recording<'_>, c: &GemmCall<'_>) -> Result<()> {
+    /// `conv2d_forward_texture` with the staged weights `w`, by parts of `c.x`'s channels
+    /// each staged in turn (the parts after the first adding to the output).
+    fn gemm(&self, rec: &mut Recording<'_>, c: &GemmCall<'_>, w: &Staged) -> Result<()> {
+        let cin = c.g.x[1];
+        let e = Extent::input(&c.g, &c.p);
+        for (k, r) in channel_parts(rec.gpu(), c.g.x, e).into_iter().enumerate() {
+            let x = rebase(rec.gpu(), &c.x.channels(r.clone())?);
+            let mut g = c.g;
+            g.x[1] = r.len();
+            let part = GemmCall {
+                g,
+                x: &x,
+                bias: c.bias.filter(|_| k == 0),
+                fusion: c.fusion.after_part(k),
+                cost: share(c.cost, &r, cin),
+                ..*c
+            };
+            let rows = WeightRows {
+                groups: cin.div_ceil(4),
+                c0: r.start,
+            };
+            self.gemm_part(rec, &part, w, rows)?;
+        }
+        Ok(())
+    }
+
+    /// Stages `c.x` and runs `conv2d_forward_texture` with the rows `rows` of `w`.
+    fn gemm_part(
+        &self,
+        rec: &mut Recording<'_>,
+        c: &GemmCall<'_>,
+        w: &Staged,
+        rows: WeightRows,
+    ) -> Result<()> {
         let e = Extent::input(&c.g, &c.p);
         let x_tex = stage_activation(rec, c.x, e, c.fusion.relu_input)?;
-        let w_tex = stage_weights(rec, c.weight, c.transpose)?;
         let blocks = c.g.y[1].div_ceil(8);
         let threads = c.g.y[0] * c.g.y[2] * c.g.y[3].div_ceil(16) * blocks;
         let mut a = c.args(threads, blocks);
         a.relu_input = 0;
         let staged = StagedArgs {
             rows: e.rows as u32,
+            w_groups: rows.groups as u32,
+            w_c0: rows.c0 as u32,
             ..Default::default()
         };
         let [bias, out, mask] = c.outputs();
@@ -116,17 +194,67 @@ impl Texture {
         let args = [a.bytes(), bytemuck::bytes_of(&staged)];
         let grid = Grid::Threads(threads as u64);
         let buffers = [bias, out, mask, out4, mask4];
-        rec.launch(&FORWARD, &args, &buffers, &[&x_tex, &w_tex], grid, c.cost)?;
-        rec.staging_consumed();
+        let textures = [&x_tex.view, &w.view];
+        rec.launch(&FORWARD, &args, &buffers, &textures, grid, c.cost)?;
+        x_tex.done(rec);
         Ok(())
     }
 
-    /// The input gradient of a conv of any stride, by stride class.
+    /// The input gradient by the forward kernel on the transposed problem (stride 1).
+    fn backward_input_transposed(
+        &self,
+        rec: &mut Recording<'_>,
+        c: &InputGradArgs<'_>,
+    ) -> Result<()> {
+        let w = stage_weights(rec, c.weight, true)?;
+        self.gemm(rec, &c.gemm(), &w)?;
+        w.done(rec);
+        Ok(())
+    }
+
+    /// The input gradient of a conv of any stride, by stride class, and by parts of
+    /// grad_out's channels each staged in turn.
     fn backward_input_strided(&self, rec: &mut Recording<'_>, c: &InputGradArgs<'_>) -> Result<()> {
+        let plan = StridedInput::new(&c.g, &c.p);
+        let w = stage_weights(rec, c.weight, true)?;
+        let (cout, cost) = (c.g.y[1], c.cost());
+        for (k, r) in channel_parts(rec.gpu(), c.g.y, plan.extent)
+            .into_iter()
+            .enumerate()
+        {
+            let go = rebase(rec.gpu(), &c.grad_out.channels(r.clone())?);
+            let mut g = c.g;
+            g.y[1] = r.len();
+            g.w[0] = r.len();
+            let fusion = c.fusion.after_part(k);
+            let a = InputGradArgs {
+                g,
+                grad_out: &go,
+                fusion,
+                ..*c
+            };
+            let rows = WeightRows {
+                groups: cout.div_ceil(4),
+                c0: r.start,
+            };
+            self.strided_part(rec, &a, &plan, &w, rows, share(cost, &r, cout))?;
+        }
+        w.done(rec);
+        Ok(())
+    }
+
+    /// One part of [`Texture::backward_input_strided`].
+    fn strided_part(
+        &self,
+        rec: &mut Recording<'_>,
+        c: &InputGradArgs<'_>,
+        plan: &StridedInput,
+        w: &Staged,
+        rows: WeightRows,
+        cost: Cost,
+    ) -> Result<()> {
         let (g, p) = (&c.g, &c.p);
-        let plan = StridedInput::new(g, p);
         let g_tex = stage_activation(rec, c.grad_out, plan.extent, false)?;
-        let w_tex = stage_weights(rec, c.weight, true)?;
         // The transposed problem: grad_out in, grad_x out; the forward's kernel parameters.
         let t = Geometry {
             x: g.y,
@@ -149,7 +277,7 @@ impl Texture {
                 relu_input: false,
                 accumulate: c.fusion.accumulate,
             },
-            cost: c.cost(),
+            cost,
         };
         let mut a = call.args(threads, blocks);
         a.relu_input = 0;
@@ -157,7 +285,9 @@ impl Texture {
             rows: plan.extent.rows as u32,
             left: plan.extent.left as u32,
             blocks: plan.blocks as u32,
-            _pad: 0,
+            w_groups: rows.groups as u32,
+            w_c0: rows.c0 as u32,
+            ..Default::default()
         };
         let spec = if plan.narrow {
             &BACKWARD_INPUT_NARROW
@@ -167,67 +297,14 @@ impl Texture {
         let args = [a.bytes(), bytemuck::bytes_of(&staged)];
         let grid = Grid::Threads(threads as u64);
         let buffers = call.outputs();
-        rec.launch(spec, &args, &buffers, &[&g_tex, &w_tex], grid, call.cost)?;
-        rec.staging_consumed();
+        let textures = [&g_tex.view, &w.view];
+        rec.launch(spec, &args, &buffers, &textures, grid, call.cost)?;
+        g_tex.done(rec);
         Ok(())
     }
-}
 
-impl Family for Texture {
-    fn kind(&self) -> ConvKernels {
-        ConvKernels::Texture
-    }
-
-    fn kernels(&self) -> &'static [&'static KernelSpec] {
-        &[
-            &FORWARD,
-            &BACKWARD_INPUT,
-            &BACKWARD_INPUT_NARROW,
-            &BACKWARD_WEIGHT,
-            &BACKWARD_WEIGHT_NARROW,
-            &stage::STAGE_VIEW,
-            &stage::STAGE_COPY,
-            &PACK_TEXTURE,
-        ]
-    }
-
-    /// groups = 1, and every texture the pass would stage within the device's limit.
-    fn supports(&self, gpu: &Gpu, pass: Pass, g: &Geometry, p: &Conv2dParams) -> bool {
-        if p.groups != 1 {
-            return false;
-        }
-        match pass {
-            Pass::Forward => fits(gpu, &[(g.x, Extent::input(g, p))], Some((g.w, false))),
-            Pass::BackwardInput if g.transposable(p) => {
-                let (t, tp) = g.transposed(p);
-                fits(gpu, &[(t.x, Extent::input(&t, &tp))], Some((g.w, true)))
-            }
-            Pass::BackwardInput => {
-                let plan = StridedInput::new(g, p);
-                fits(gpu, &[(g.y, plan.extent)], Some((g.w, true)))
-            }
-            Pass::BackwardWeight => {
-                let staged = [(g.x, Extent::input(g, p)), (g.y, Extent::plain(g.y))];
-                fits(gpu, &staged, None)
-            }
-        }
-    }
-
-    fn forward(&self, rec: &mut Recording<'_>, c: &ForwardArgs<'_>) -> Result<()> {
-        self.gemm(rec, &c.gemm())
-    }
-
-    fn backward_input(&self, rec: &mut Recording<'_>, c: &InputGradArgs<'_>) -> Result<()> {
-        if c.g.transposable(&c.p) {
-            self.gemm(rec, &c.gemm())
-        } else {
-            self.backward_input_strided(rec, c)
-        }
-    }
-
-    /// Threads own 16 (co) × 8 (ci) blocks of one tap — 16 × 4 for inputs whose channels
-    /// waste most of an 8-channel block — over a split of the N*OH output rows.
-    fn backward_weight(&self, rec: &mut Recording<'_>, c: &WeightGradArgs<'_>) -> Result<()> {
+    /// One part of the weight gradient (see [`Family::backward_weight`]).
+    fn weight_part(&self, rec: &mut Recording<'_>, c: &WeightGradArgs<'_>) -> Result<()> {
         let [cout, cin, kh, kw] = c.g.w;
         let narrow = narrow_input(cin);
         let ci_block = if narrow { 4 } else { 8 };
@@ -255,8 +332,106 @@ impl Family for Texture {
         let args = [a.bytes(), bytemuck::bytes_of(&staged)];
         let grid = Grid::Threads(threads as u64);
         let buffers = [Some(write(&partials.tensor))];
-        rec.launch(spec, &args, &buffers, &[&x_tex, &g_tex], grid, cost)?;
-        rec.staging_consumed();
+        rec.launch(
+            spec,
+            &args,
+            &buffers,
+            &[&x_tex.view, &g_tex.view],
+            grid,
+            cost,
+        )?;
+        x_tex.done(rec);
+        g_tex.done(rec);
         partials.reduce(rec, c.grad_weight, c.fusion.accumulate)
+    }
+}
+
+impl Family for Texture {
+    fn kind(&self) -> ConvKernels {
+        ConvKernels::Texture
+    }
+
+    fn kernels(&self) -> &'static [&'static KernelSpec] {
+        &[
+            &FORWARD,
+            &BACKWARD_INPUT,
+            &BACKWARD_INPUT_NARROW,
+            &BACKWARD_WEIGHT,
+            &BACKWARD_WEIGHT_NARROW,
+            &stage::STAGE_VIEW,
+            &stage::STAGE_COPY,
+            &PACK_TEXTURE,
+        ]
+    }
+
+    /// groups = 1, and every texture the pass would stage within the device's limit: the
+    /// weights, and the least part of the activations it stages (4 channels of the whole
+    /// batch where it works through channels, one image where it works through the batch).
+    fn supports(&self, gpu: &Gpu, pass: Pass, g: &Geometry, p: &Conv2dParams) -> bool {
+        if p.groups != 1 {
+            return false;
+        }
+        let four = |[n, c, h, w]: [usize; 4]| [n, c.min(4), h, w];
+        match pass {
+            Pass::Forward => fits(gpu, &[(four(g.x), Extent::input(g, p))], Some((g.w, false))),
+            Pass::BackwardInput if g.transposable(p) => {
+                let (t, tp) = g.transposed(p);
+                fits(
+                    gpu,
+                    &[(four(t.x), Extent::input(&t, &tp))],
+                    Some((g.w, true)),
+                )
+            }
+            Pass::BackwardInput => {
+                let plan = StridedInput::new(g, p);
+                fits(gpu, &[(four(g.y), plan.extent)], Some((g.w, true)))
+            }
+            Pass::BackwardWeight => {
+                let image = |[_, c, h, w]: [usize; 4]| [1, c, h, w];
+                let staged = [
+                    (image(g.x), Extent::input(g, p)),
+                    (image(g.y), Extent::plain(g.y)),
+                ];
+                fits(gpu, &staged, None)
+            }
+        }
+    }
+
+    fn forward(&self, rec: &mut Recording<'_>, c: &ForwardArgs<'_>) -> Result<()> {
+        let w = stage_weights(rec, c.weight, false)?;
+        self.gemm(rec, &c.gemm(), &w)?;
+        w.done(rec);
+        Ok(())
+    }
+
+    fn backward_input(&self, rec: &mut Recording<'_>, c: &InputGradArgs<'_>) -> Result<()> {
+        if c.g.transposable(&c.p) {
+            self.backward_input_transposed(rec, c)
+        } else {
+            self.backward_input_strided(rec, c)
+        }
+    }
+
+    /// Threads own 16 (co) × 8 (ci) blocks of one tap — 16 × 4 for inputs whose channels
+    /// waste most of an 8-channel block — over a split of the N*OH output rows; by parts of
+    /// the batch, each after the first adding to the gradient.
+    fn backward_weight(&self, rec: &mut Recording<'_>, c: &WeightGradArgs<'_>) -> Result<()> {
+        let staged = [
+            (c.g.x, Extent::input(&c.g, &c.p)),
+            (c.g.y, Extent::plain(c.g.y)),
+        ];
+        in_parts(rec, c.g.x[0], &staged, |rec, r, k| {
+            let (x, go) = (part(rec, c.x, r)?, part(rec, c.grad_out, r)?);
+            let fusion = c.fusion.after_part(k);
+            let g = c.g.with_batch(r.len());
+            let a = WeightGradArgs {
+                g,
+                x: &x,
+                grad_out: &go,
+                fusion,
+                ..*c
+            };
+            self.weight_part(rec, &a)
+        })
     }
 }

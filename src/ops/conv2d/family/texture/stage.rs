@@ -4,12 +4,13 @@
 //! (`shaders/conv2d/texture/stage.wgsl`, `conv2d_weight_layout_texture`).
 
 use crate::error::Result;
-use crate::gpu::{Access, KernelSpec, Shader};
+use crate::gpu::{Access, KernelSpec, Shader, StagingKind};
 use crate::ops::conv2d::args::{narrow_input, view, Geometry};
 use crate::ops::conv2d::family::pack::{LayoutArgs, PACK_TEXTURE};
 use crate::ops::conv2d::Conv2dParams;
 use crate::record::{read, Cost, Grid, Recording};
 use crate::tensor::Tensor;
+use StagingKind::{Activation, Weights};
 
 const STAGE: Shader = wgsl!("conv2d/texture/stage.wgsl");
 /// This shader's own constants.
@@ -24,6 +25,33 @@ pub(crate) const STAGE_VIEW: KernelSpec =
 pub(crate) const STAGE_COPY: KernelSpec = KernelSpec::new(STAGE, "texture_pack_from_copy", &[])
     .with_textures(&[2, 4])
     .with_constants(STAGE_CONSTANTS);
+
+/// A staged texture: its view for binding, given back to the recording with
+/// [`Staged::done`] once the dispatches that read it are recorded.
+pub(crate) struct Staged {
+    texture: wgpu::Texture,
+    pub view: wgpu::TextureView,
+}
+
+impl Staged {
+    /// A `width` × `height` staging texture, a new one `width` × `reserve`.
+    fn new(
+        rec: &mut Recording<'_>,
+        kind: StagingKind,
+        width: usize,
+        height: usize,
+        reserve: usize,
+    ) -> Result<Staged> {
+        let (w, h, r) = (width as u32, height as u32, reserve as u32);
+        let (texture, view) = rec.staging_texture(kind, w, h, r)?;
+        Ok(Staged { texture, view })
+    }
+
+    /// Every reader is recorded: later staging may reuse the texture.
+    pub fn done(self, rec: &mut Recording<'_>) {
+        rec.staging_done(&self.texture);
+    }
+}
 
 /// Where an activation sits in its staged texture: `rows` texture rows per (image,
 /// 4-channel group) plane, `cols` texels a row, the image starting `top` rows and `left`
@@ -78,7 +106,9 @@ fn weight_size(weight: [usize; 4], transpose: bool) -> (usize, usize) {
 }
 
 /// Whether every texture a texture-family pass would stage fits the device's
-/// `max_texture_dimension_2d` (the family falls back to register-blocked where not).
+/// `max_texture_dimension_2d`: activations of the given shapes (the least part of the
+/// batch or channels the pass stages at once), and the weights (the family falls back to
+/// register-blocked where not).
 pub(crate) fn fits(
     gpu: &crate::Gpu,
     staged: &[([usize; 4], Extent)],
@@ -90,17 +120,91 @@ pub(crate) fn fits(
         && weight.is_none_or(|(shape, transpose)| ok(weight_size(shape, transpose)))
 }
 
-/// Stages the view `t` (ReLU'd when `relu`) in a texture laid out by `e`, held by `rec`
-/// until submission; returns the texture's view for binding.
+/// Rows of a `width`-texel staging texture that hold the scratch budget (within the
+/// device's limit).
+fn budget_rows(gpu: &crate::Gpu, width: usize) -> usize {
+    let limit = gpu.limits().max_texture_dimension_2d as usize;
+    (gpu.scratch_budget() as usize / (16 * width)).clamp(1, limit)
+}
+
+/// The height to allocate for a new `width` × `height` activation staging texture: the
+/// budget's where it takes an eighth of the budget or more (a batch in parts asks as much
+/// again at every layer, so one texture serves them all), else the next power of two (a
+/// sequence of growing needs reuses a few).
+fn activation_reserve(gpu: &crate::Gpu, width: usize, height: usize) -> usize {
+    if 8 * 16 * width * height >= gpu.scratch_budget() as usize {
+        budget_rows(gpu, width).max(height)
+    } else {
+        pow2_reserve(gpu, height)
+    }
+}
+
+/// `height` rounded up to a power of two, within the device's limit.
+fn pow2_reserve(gpu: &crate::Gpu, height: usize) -> usize {
+    let limit = gpu.limits().max_texture_dimension_2d as usize;
+    Some(height.next_power_of_two())
+        .filter(|&h| h <= limit)
+        .unwrap_or(height)
+}
+
+/// The parts of the channels of an activation of `shape` staged by `e` that a pass
+/// reducing over them works through (each adding to the output): as many 4-channel groups
+/// a part as its staged texture, and the copy it is staged from, holds within the scratch
+/// budget for the whole batch (at least one group), the parts as even as they can be.
+/// Every part but the last is a multiple of 4 channels, as the staged weights' rows are.
+pub(crate) fn channel_parts(
+    gpu: &crate::Gpu,
+    [n, c, h, w]: [usize; 4],
+    e: Extent,
+) -> Vec<std::ops::Range<usize>> {
+    let groups = c.div_ceil(4);
+    let by_staged = budget_rows(gpu, e.cols) / (n * e.rows).max(1);
+    let by_copy = budget_rows(gpu, COPY_WIDTH) / (n * (4 * h * w).div_ceil(4 * COPY_WIDTH)).max(1);
+    let per = by_staged.min(by_copy).clamp(1, groups.max(1));
+    let parts = groups.div_ceil(per);
+    let per = groups.div_ceil(parts.max(1));
+    (0..parts)
+        .map(|k| 4 * k * per..(4 * (k + 1) * per).min(c))
+        .collect()
+}
+
+/// The parts of a batch of `n` images a pass that stages the activations `staged` works
+/// through: as many images a part as each staged texture, and the copy it is staged from,
+/// holds within the scratch budget (at least one), the parts as even as they can be.
+pub(crate) fn batch_parts(
+    gpu: &crate::Gpu,
+    n: usize,
+    staged: &[([usize; 4], Extent)],
+) -> Vec<std::ops::Range<usize>> {
+    let images = |width: usize, rows: usize| budget_rows(gpu, width) / rows.max(1);
+    let per = staged
+        .iter()
+        .map(|&([_, c, h, w], e)| {
+            let staged_rows = e.size([1, c, h, w]).1;
+            let copy_rows = (c * h * w).div_ceil(4 * COPY_WIDTH);
+            images(e.cols, staged_rows).min(images(COPY_WIDTH, copy_rows))
+        })
+        .min()
+        .unwrap_or(n)
+        .clamp(1, n.max(1));
+    let parts = n.div_ceil(per);
+    let per = n.div_ceil(parts.max(1));
+    (0..parts)
+        .map(|k| k * per..((k + 1) * per).min(n))
+        .collect()
+}
+
+/// Stages the view `t` (ReLU'd when `relu`) in a texture laid out by `e`.
 pub(crate) fn stage_activation(
     rec: &mut Recording<'_>,
     t: &Tensor,
     e: Extent,
     relu: bool,
-) -> Result<wgpu::TextureView> {
+) -> Result<Staged> {
     let [_, c, h, w] = t.shape();
     let (width, height) = e.size(t.shape());
-    let (_, tex) = rec.staging_texture(width as u32, height as u32)?;
+    let reserve = activation_reserve(rec.gpu(), width, height);
+    let tex = Staged::new(rec, Activation, width, height, reserve)?;
     #[repr(C)]
     #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
     struct Pack {
@@ -145,19 +249,35 @@ pub(crate) fn stage_activation(
     let image_rows = sample.div_ceil(4 * COPY_WIDTH);
     let limit = rec.gpu().limits().max_texture_dimension_2d as usize;
     if aligned && t.shape()[0] * image_rows <= limit {
-        let (copy, copy_view) =
-            rec.staging_texture(COPY_WIDTH as u32, (t.shape()[0] * image_rows) as u32)?;
-        copy_view_into(rec, t, &copy, image_rows)?;
+        let rows = t.shape()[0] * image_rows;
+        let reserve = activation_reserve(rec.gpu(), COPY_WIDTH, rows);
+        let copy = Staged::new(rec, Activation, COPY_WIDTH, rows, reserve)?;
+        copy_view_into(rec, t, &copy.texture, image_rows)?;
         let a = Pack {
             image_rows: image_rows as u32,
             ..a
         };
         let args = [bytemuck::bytes_of(&a)];
-        rec.launch(&STAGE_COPY, &args, &[], &[&tex, &copy_view], grid, cost)?;
+        rec.launch(
+            &STAGE_COPY,
+            &args,
+            &[],
+            &[&tex.view, &copy.view],
+            grid,
+            cost,
+        )?;
+        copy.done(rec);
         return Ok(tex);
     }
     let args = [bytemuck::bytes_of(&a)];
-    rec.launch(&STAGE_VIEW, &args, &[Some(read(t))], &[&tex], grid, cost)?;
+    rec.launch(
+        &STAGE_VIEW,
+        &args,
+        &[Some(read(t))],
+        &[&tex.view],
+        grid,
+        cost,
+    )?;
     Ok(tex)
 }
 
@@ -228,16 +348,16 @@ pub(crate) fn stage_weights(
     rec: &mut Recording<'_>,
     weight: &Tensor,
     transpose: bool,
-) -> Result<wgpu::TextureView> {
+) -> Result<Staged> {
     let (width, height) = weight_size(weight.shape(), transpose);
-    let (_, tex) = rec.staging_texture(width as u32, height as u32)?;
+    let tex = Staged::new(rec, Weights, width, height, pow2_reserve(rec.gpu(), height))?;
     let texels = width * height;
     let a = LayoutArgs::new(weight.shape(), 4 * width, transpose, texels);
     rec.launch(
         &PACK_TEXTURE,
         &[bytemuck::bytes_of(&a)],
         &[Some(read(weight))],
-        &[&tex],
+        &[&tex.view],
         Grid::Threads(texels as u64),
         Cost {
             flops: 0,
