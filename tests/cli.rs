@@ -145,6 +145,53 @@ fn bad_conv_kernels_variable_fails_first() {
     }
 }
 
+/// A scratch budget that is not a positive number of MiB stops a command before any work,
+/// whether it comes from the environment or from `memory --scratch-budget-mib`.
+#[test]
+fn bad_scratch_budget_fails_first() {
+    let out = skipgrad()
+        .args(["check", "tests/vectors/relu_1x16x13x17.safetensors"])
+        .env("SKIPGRAD_SCRATCH_BUDGET_MIB", "lots")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("SKIPGRAD_SCRATCH_BUDGET_MIB") && err.contains("positive number"),
+        "{err}"
+    );
+    let out = skipgrad()
+        .args(["memory", "--max-layers", "1", "--scratch-budget-mib", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--scratch-budget-mib 0"), "{err}");
+}
+
+/// `memory --scratch-budget-mib` runs with that budget and reports it.
+#[test]
+fn memory_takes_a_scratch_budget() {
+    let out = skipgrad()
+        .args([
+            "memory",
+            "--max-layers",
+            "2",
+            "--scratch-budget-mib",
+            "0.25",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["scratch_budget_bytes"], 1 << 18);
+}
+
 /// `bench --suite gpu --quick` (what CI runs on lavapipe): a conv case gives its three
 /// passes, each with flops, a host time and the kernels that ran.
 #[test]

@@ -30,6 +30,10 @@ pub struct MemoryArgs {
     /// Batch size.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
+    /// The scratch budget in MiB (the kernels' working memory per piece; default: the
+    /// adapter's, or SKIPGRAD_SCRATCH_BUDGET_MIB).
+    #[arg(long)]
+    pub scratch_budget_mib: Option<f64>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -146,6 +150,18 @@ pub fn run(a: &MemoryArgs, backend: Option<&str>) -> skipgrad::Result<()> {
         });
     }
     let gpu = open_gpu(backend)?;
+    match a.scratch_budget_mib {
+        Some(mib) if mib.is_finite() && mib > 0.0 => {
+            gpu.set_scratch_budget((mib * (1u64 << 20) as f64) as u64)
+        }
+        Some(mib) => {
+            return Err(skipgrad::Error::InvalidParameter {
+                op: "memory",
+                detail: format!("--scratch-budget-mib {mib}: give a positive number of MiB"),
+            })
+        }
+        None => {}
+    }
     // Warm-up: compile every pipeline once so the first row's time is not compile time.
     for strategy in ConcatStrategy::ALL {
         measure(&gpu, a, strategy, 1)?;
@@ -169,6 +185,7 @@ pub fn run(a: &MemoryArgs, backend: Option<&str>) -> skipgrad::Result<()> {
         let v = serde_json::json!({
             "adapter": gpu.adapter_info().name,
             "backend": gpu.backend_name(),
+            "scratch_budget_bytes": gpu.scratch_budget(),
             "rows": rows,
         });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
@@ -239,11 +256,24 @@ fn print_table(gpu: &Gpu, a: &MemoryArgs, rows: &[Row]) {
     }
     if let Some(d) = rows.last().and_then(|r| r.driver_allocated_bytes) {
         println!(
-            "driver allocator (last row, during backward): {}",
+            "driver allocator (last row, during backward): {} in all, wgpu's own included",
             fmt_bytes(d)
         );
     } else {
         println!("driver allocator: not reported by this backend");
+    }
+    if let Some(r) = rows.last() {
+        let held = r
+            .driver_engine_bytes
+            .unwrap_or(r.measured_peak_with_scratch_bytes);
+        println!(
+            "deepest {} block: the device holds {} for it, {:.3}x the analytic minimum ({}); scratch budget {}",
+            r.strategy,
+            fmt_bytes(held),
+            held as f64 / r.analytic_peak_bytes as f64,
+            fmt_bytes(r.analytic_peak_bytes),
+            fmt_bytes(gpu.scratch_budget())
+        );
     }
 }
 

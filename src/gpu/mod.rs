@@ -54,6 +54,9 @@ pub struct GpuOptions {
     pub max_storage_binding_bytes: Option<u64>,
     /// Choose kernel families by rule, not by timing (see [`Gpu::deterministic`]).
     pub deterministic: bool,
+    /// The scratch budget in bytes (see [`Gpu::scratch_budget`]); `None`: the adapter's
+    /// default, or `SKIPGRAD_SCRATCH_BUDGET_MIB` where set.
+    pub scratch_budget: Option<u64>,
 }
 
 /// Numbers the `Gpu`s of a process, so messages about mixed-up tensors can name them.
@@ -105,6 +108,10 @@ impl Gpu {
 
     /// Opens an adapter as `options` say (see [`GpuOptions`]).
     pub fn with_options(options: &GpuOptions) -> Result<Gpu> {
+        let scratch_budget = match options.scratch_budget {
+            Some(bytes) => Some(bytes),
+            None => scratch::budget_from_env()?,
+        };
         let backend = options.backend.as_deref();
         let adapter = match backend {
             Some(name) => Self::request_adapter(parse_backend(name)?),
@@ -175,7 +182,7 @@ impl Gpu {
             Arc::new(GpuBuffer::new(raw, 16, Purpose::Scratch, memory.clone()))
         };
         let dummies = [dummy(), dummy()];
-        Ok(Gpu {
+        let gpu = Gpu {
             device,
             queue,
             info,
@@ -188,7 +195,11 @@ impl Gpu {
             deterministic: (options.deterministic || env_flag("SKIPGRAD_DETERMINISTIC")).into(),
             dummies,
             extensions: Mutex::new(HashMap::new()),
-        })
+        };
+        if let Some(bytes) = scratch_budget {
+            gpu.set_scratch_budget(bytes);
+        }
+        Ok(gpu)
     }
 
     /// Whether kernel families are chosen by a fixed rule instead of by timing them

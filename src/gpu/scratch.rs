@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::Gpu;
+use crate::error::{Error, Result};
 use crate::memory::{GpuBuffer, GpuTexture};
 
 /// What a staging texture holds. Textures are reused within their kind only: a thin
@@ -60,12 +61,28 @@ const CPU_DEFAULT_BUDGET: u64 = 1 << 20;
 /// many waves).
 const GPU_DEFAULT_BUDGET: u64 = 64 << 20;
 
+/// The budget `SKIPGRAD_SCRATCH_BUDGET_MIB` asks for (MiB, fractions allowed), if set.
+pub(crate) fn budget_from_env() -> Result<Option<u64>> {
+    let name = "SKIPGRAD_SCRATCH_BUDGET_MIB";
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => match v.trim().parse::<f64>() {
+            Ok(mib) if mib.is_finite() && mib > 0.0 => Ok(Some((mib * (1 << 20) as f64) as u64)),
+            _ => Err(Error::param(
+                name,
+                format!("{v:?} is not a positive number of MiB (for example 1 or 0.5)"),
+            )),
+        },
+        _ => Ok(None),
+    }
+}
+
 impl Gpu {
     /// The scratch budget: the most bytes one piece of a conv pass's working memory should
     /// take — a staged copy of an operand, the copy it is staged from, the partial sums of a
     /// reduction. Passes whose pieces would exceed it work through the batch in parts (one
     /// image is the least a part holds) or split their reductions less. Default: 1 MiB on
-    /// CPU adapters, 64 MiB on GPUs.
+    /// CPU adapters, 64 MiB on GPUs; `SKIPGRAD_SCRATCH_BUDGET_MIB` or
+    /// [`GpuOptions::scratch_budget`](crate::GpuOptions) set it when the `Gpu` is created.
     pub fn scratch_budget(&self) -> u64 {
         match self
             .extension::<ScratchPool>()

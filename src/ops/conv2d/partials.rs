@@ -100,7 +100,7 @@ impl Partials {
 
 /// Threads a kernel wants in flight: a GPU needs tens of thousands to hide latency, a CPU
 /// adapter (lavapipe) only enough workgroups for its cores, and prefers long loops.
-fn target_threads(gpu: &crate::Gpu) -> usize {
+pub(crate) fn target_threads(gpu: &crate::Gpu) -> usize {
     match gpu.adapter_info().device_type {
         wgpu::DeviceType::Cpu => 512,
         // On an H200, 1<<18 (four times the workgroups) measured no better: mixed, ±15%.

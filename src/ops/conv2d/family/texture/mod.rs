@@ -17,7 +17,7 @@ use crate::ops::conv2d::args::{
 };
 use crate::ops::conv2d::budget::rows_per_split;
 use crate::ops::conv2d::family::pack::PACK_TEXTURE;
-use crate::ops::conv2d::partials::Partials;
+use crate::ops::conv2d::partials::{target_threads, Partials};
 use crate::ops::conv2d::select::{Family, Pass};
 use crate::ops::conv2d::{Conv2dParams, ConvKernels, Fusion};
 use crate::ops::rebase;
@@ -25,7 +25,7 @@ use crate::record::{write, Cost, Grid, Recording};
 use crate::tensor::Tensor;
 use crate::Gpu;
 use stage::{
-    batch_parts, channel_parts, fits, stage_activation, stage_weights, Extent, Staged, StridedInput,
+    batch_parts, fits, parts, stage_activation, stage_weights, Extent, Parts, Staged, StridedInput,
 };
 use std::ops::Range;
 
@@ -143,28 +143,52 @@ fn in_parts(
 }
 
 impl Texture {
-    /// `conv2d_forward_texture` with the staged weights `w`, by parts of `c.x`'s channels
-    /// each staged in turn (the parts after the first adding to the output).
+    /// `conv2d_forward_texture` with the staged weights `w`, by parts of the batch or of
+    /// `c.x`'s channels where staging it whole would exceed the budget ([`parts`]).
     fn gemm(&self, rec: &mut Recording<'_>, c: &GemmCall<'_>, w: &Staged) -> Result<()> {
-        let cin = c.g.x[1];
+        let [n, cin, _, _] = c.g.x;
+        let whole = WeightRows {
+            groups: cin.div_ceil(4),
+            c0: 0,
+        };
         let e = Extent::input(&c.g, &c.p);
-        for (k, r) in channel_parts(rec.gpu(), c.g.x, e).into_iter().enumerate() {
-            let x = rebase(rec.gpu(), &c.x.channels(r.clone())?);
-            let mut g = c.g;
-            g.x[1] = r.len();
-            let part = GemmCall {
-                g,
-                x: &x,
-                bias: c.bias.filter(|_| k == 0),
-                fusion: c.fusion.after_part(k),
-                cost: share(c.cost, &r, cin),
-                ..*c
-            };
-            let rows = WeightRows {
-                groups: cin.div_ceil(4),
-                c0: r.start,
-            };
-            self.gemm_part(rec, &part, w, rows)?;
+        let per_image = c.g.y[2] * c.g.y[3].div_ceil(16) * c.g.y[1].div_ceil(8);
+        match parts(rec.gpu(), c.g.x, e, per_image, target_threads(rec.gpu())) {
+            Parts::Batch(images) => {
+                for r in images {
+                    let (x, out) = (part(rec, c.x, &r)?, part(rec, c.out, &r)?);
+                    let mask = c.mask.map(|m| part(rec, m, &r)).transpose()?;
+                    let part = GemmCall {
+                        g: c.g.with_batch(r.len()),
+                        x: &x,
+                        out: &out,
+                        mask: mask.as_ref(),
+                        cost: share(c.cost, &r, n),
+                        ..*c
+                    };
+                    self.gemm_part(rec, &part, w, whole)?;
+                }
+            }
+            Parts::Channels(channels) => {
+                for (k, r) in channels.into_iter().enumerate() {
+                    let x = rebase(rec.gpu(), &c.x.channels(r.clone())?);
+                    let mut g = c.g;
+                    g.x[1] = r.len();
+                    let part = GemmCall {
+                        g,
+                        x: &x,
+                        bias: c.bias.filter(|_| k == 0),
+                        fusion: c.fusion.after_part(k),
+                        cost: share(c.cost, &r, cin),
+                        ..*c
+                    };
+                    let rows = WeightRows {
+                        c0: r.start,
+                        ..whole
+                    };
+                    self.gemm_part(rec, &part, w, rows)?;
+                }
+            }
         }
         Ok(())
     }
@@ -212,32 +236,60 @@ impl Texture {
         Ok(())
     }
 
-    /// The input gradient of a conv of any stride, by stride class, and by parts of
-    /// grad_out's channels each staged in turn.
+    /// The input gradient of a conv of any stride, by stride class, and by parts of the
+    /// batch or of grad_out's channels where staging it whole would exceed the budget.
     fn backward_input_strided(&self, rec: &mut Recording<'_>, c: &InputGradArgs<'_>) -> Result<()> {
         let plan = StridedInput::new(&c.g, &c.p);
         let w = stage_weights(rec, c.weight, true)?;
-        let (cout, cost) = (c.g.y[1], c.cost());
-        for (k, r) in channel_parts(rec.gpu(), c.g.y, plan.extent)
-            .into_iter()
-            .enumerate()
-        {
-            let go = rebase(rec.gpu(), &c.grad_out.channels(r.clone())?);
-            let mut g = c.g;
-            g.y[1] = r.len();
-            g.w[0] = r.len();
-            let fusion = c.fusion.after_part(k);
-            let a = InputGradArgs {
-                g,
-                grad_out: &go,
-                fusion,
-                ..*c
-            };
-            let rows = WeightRows {
-                groups: cout.div_ceil(4),
-                c0: r.start,
-            };
-            self.strided_part(rec, &a, &plan, &w, rows, share(cost, &r, cout))?;
+        let ([n, cin, h, _], cout, cost) = (c.g.x, c.g.y[1], c.cost());
+        let whole = WeightRows {
+            groups: cout.div_ceil(4),
+            c0: 0,
+        };
+        let blocks = cin.div_ceil(if plan.narrow { 4 } else { 8 });
+        let per_image = c.p.stride[1] * h.next_multiple_of(c.p.stride[0]) * plan.blocks * blocks;
+        match parts(
+            rec.gpu(),
+            c.g.y,
+            plan.extent,
+            per_image,
+            target_threads(rec.gpu()),
+        ) {
+            Parts::Batch(images) => {
+                for r in images {
+                    let (x, go) = (part(rec, c.x, &r)?, part(rec, c.grad_out, &r)?);
+                    let gx = part(rec, c.grad_x, &r)?;
+                    let g = c.g.with_batch(r.len());
+                    let a = InputGradArgs {
+                        g,
+                        x: &x,
+                        grad_out: &go,
+                        grad_x: &gx,
+                        ..*c
+                    };
+                    self.strided_part(rec, &a, &plan, &w, whole, share(cost, &r, n))?;
+                }
+            }
+            Parts::Channels(channels) => {
+                for (k, r) in channels.into_iter().enumerate() {
+                    let go = rebase(rec.gpu(), &c.grad_out.channels(r.clone())?);
+                    let mut g = c.g;
+                    g.y[1] = r.len();
+                    g.w[0] = r.len();
+                    let fusion = c.fusion.after_part(k);
+                    let a = InputGradArgs {
+                        g,
+                        grad_out: &go,
+                        fusion,
+                        ..*c
+                    };
+                    let rows = WeightRows {
+                        c0: r.start,
+                        ..whole
+                    };
+                    self.strided_part(rec, &a, &plan, &w, rows, share(cost, &r, cout))?;
+                }
+            }
         }
         w.done(rec);
         Ok(())

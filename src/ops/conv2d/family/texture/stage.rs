@@ -147,12 +147,41 @@ fn pow2_reserve(gpu: &crate::Gpu, height: usize) -> usize {
         .unwrap_or(height)
 }
 
+/// How a pass that reduces over the channels of an activation of `shape` staged by `e`
+/// works within the scratch budget.
+pub(crate) enum Parts {
+    /// Parts of the batch, each written once.
+    Batch(Vec<std::ops::Range<usize>>),
+    /// Parts of the channels, each after the first adding to the output.
+    Channels(Vec<std::ops::Range<usize>>),
+}
+
+/// The parts: the whole batch where it fits the budget; else parts of the batch where each
+/// still runs `min_threads` of the kernel's `threads_per_image` (enough to keep the
+/// adapter busy, and no output read back and written again); else parts of the channels,
+/// which keep every image in each launch.
+pub(crate) fn parts(
+    gpu: &crate::Gpu,
+    shape: [usize; 4],
+    e: Extent,
+    threads_per_image: usize,
+    min_threads: usize,
+) -> Parts {
+    let batch = batch_parts(gpu, shape[0], &[(shape, e)]);
+    let busy = batch[0].len() * threads_per_image >= min_threads;
+    if batch.len() == 1 || busy {
+        Parts::Batch(batch)
+    } else {
+        Parts::Channels(channel_parts(gpu, shape, e))
+    }
+}
+
 /// The parts of the channels of an activation of `shape` staged by `e` that a pass
 /// reducing over them works through (each adding to the output): as many 4-channel groups
 /// a part as its staged texture, and the copy it is staged from, holds within the scratch
 /// budget for the whole batch (at least one group), the parts as even as they can be.
 /// Every part but the last is a multiple of 4 channels, as the staged weights' rows are.
-pub(crate) fn channel_parts(
+fn channel_parts(
     gpu: &crate::Gpu,
     [n, c, h, w]: [usize; 4],
     e: Extent,
