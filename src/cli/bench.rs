@@ -25,7 +25,7 @@ pub struct BenchArgs {
     /// not bracket the compute work (lavapipe timed a 1 ms dispatch at 0.03 ms).
     #[arg(long, default_value = "auto", value_parser = ["auto", "gpu", "wall"])]
     pub timing: String,
-    /// Conv kernel family: auto (autotuned per shape), direct, regblock, pixel, texture.
+    /// Conv kernel family: auto (autotuned per shape), direct, regblock, pixel, gemm, texture.
     #[arg(long, default_value = "auto")]
     pub kernels: String,
     /// Which cases: `standard` (the default: small cases that join with the peers) or
