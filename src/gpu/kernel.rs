@@ -72,6 +72,38 @@ impl KernelSpec {
     }
 }
 
+/// A kernel with override constants chosen per launch (a problem's geometry, a tile size):
+/// one pipeline is compiled, and cached, per distinct set. Plain `&KernelSpec`s convert
+/// into it with no extra constants.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Specialised<'a> {
+    pub spec: &'a KernelSpec,
+    /// Constants beside the spec's own, as `(name, value)`.
+    pub constants: &'a [(&'static str, f64)],
+}
+
+impl<'a> From<&'a KernelSpec> for Specialised<'a> {
+    fn from(spec: &'a KernelSpec) -> Specialised<'a> {
+        Specialised {
+            spec,
+            constants: &[],
+        }
+    }
+}
+
+impl KernelSpec {
+    /// This kernel with per-launch override constants.
+    pub(crate) fn specialised<'a>(
+        &'a self,
+        constants: &'a [(&'static str, f64)],
+    ) -> Specialised<'a> {
+        Specialised {
+            spec: self,
+            constants,
+        }
+    }
+}
+
 /// Values of the WGSL `override` constants every shader declares (in `shaders/common.wgsl`),
 /// set when a pipeline is created: the one place these numbers are defined.
 pub(crate) const PIPELINE_CONSTANTS: &[(&str, f64)] = &[("WORKGROUP_SIZE", WORKGROUP_SIZE as f64)];
@@ -89,11 +121,13 @@ pub(crate) type PipelineKey = (&'static str, &'static str, Vec<(&'static str, u6
 impl Gpu {
     /// The compiled pipeline of a kernel, compiled once per `Gpu` (per shader, entry point
     /// and override constants) and cached.
-    pub(crate) fn pipeline(&self, spec: &KernelSpec) -> Result<Kernel> {
+    pub(crate) fn pipeline(&self, kernel: Specialised<'_>) -> Result<Kernel> {
+        let spec = kernel.spec;
         let (shader, entry) = (spec.shader, spec.entry);
         let constants: Vec<(&'static str, f64)> = PIPELINE_CONSTANTS
             .iter()
             .chain(spec.constants)
+            .chain(kernel.constants)
             .copied()
             .collect();
         let key: PipelineKey = (

@@ -12,7 +12,7 @@ pub(crate) use scratch::{best_fit, Staging, StagingKind};
 
 use crate::error::{Error, Result};
 use crate::memory::{GpuBuffer, MemoryReport, MemoryTracker, Purpose};
-pub(crate) use kernel::{Access, Kernel, KernelSpec, Shader};
+pub(crate) use kernel::{Access, Kernel, KernelSpec, Shader, Specialised};
 
 /// Threads per workgroup of every 1-D kernel; the shaders use the same constant.
 pub(crate) const WORKGROUP_SIZE: u32 = 64;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::{new_encoder, Cost, Recording};
 use crate::error::Result;
-use crate::gpu::{Access, KernelSpec, WORKGROUP_SIZE};
+use crate::gpu::{Access, Specialised, WORKGROUP_SIZE};
 use crate::memory::{GpuBuffer, Purpose};
 use crate::tensor::Tensor;
 
@@ -66,15 +66,17 @@ impl Recording<'_> {
     /// Records one dispatch of `spec` over `grid`. `args` fill the kernel's uniform bindings
     /// (`spec.uniforms`, in order); `buffers` and `textures` its other bindings, in the
     /// spec's order, `None` for an absent optional buffer (bound to a small dummy).
-    pub(crate) fn launch(
+    pub(crate) fn launch<'k>(
         &mut self,
-        spec: &KernelSpec,
+        kernel: impl Into<Specialised<'k>>,
         args: &[&[u8]],
         buffers: &[Option<Binding<'_>>],
         textures: &[&wgpu::TextureView],
         grid: Grid,
         cost: Cost,
     ) -> Result<()> {
+        let kernel = kernel.into();
+        let spec = kernel.spec;
         let (shader, entry) = (spec.shader, spec.entry);
         let mismatch = |what: &str, got: usize, want: usize| crate::Error::Gpu {
             during: format!("recording {}::{entry}", shader.name),
@@ -126,18 +128,19 @@ impl Recording<'_> {
             .copied()
             .zip(textures.iter().copied())
             .collect();
-        self.record(spec, args, &storage, &textures, workgroups, cost)
+        self.record(kernel, args, &storage, &textures, workgroups, cost)
     }
 
     fn record(
         &mut self,
-        spec: &KernelSpec,
+        specialised: Specialised<'_>,
         args: &[&[u8]],
         storage: &[(u32, Binding<'_>)],
         textures: &[(u32, &wgpu::TextureView)],
         workgroups: u64,
         cost: Cost,
     ) -> Result<()> {
+        let spec = specialised.spec;
         let (shader, entry) = (spec.shader, spec.entry);
         let limit = self.gpu.limits().max_storage_buffer_binding_size;
         for (_, b) in storage {
@@ -156,7 +159,7 @@ impl Recording<'_> {
             return Ok(());
         }
         let grid = self.gpu.workgroup_grid(workgroups)?;
-        let kernel = self.gpu.pipeline(spec)?;
+        let kernel = self.gpu.pipeline(specialised)?;
         // The argument structs go into the recording's argument arena (a few mapped
         // uniform buffers, unmapped at submission), each at an offset the device allows
         // for a uniform binding; the bind group is made under one error scope.

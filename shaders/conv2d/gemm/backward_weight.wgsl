@@ -6,7 +6,9 @@
 // and walks its pixels 16 at a time: the slice of grad_out (16 pixels × 64 channels, read
 // along pixels) and of the input (16 pixels × 64 (tap, ci) gathers, zero padding selected,
 // ReLU on load) is staged in workgroup memory, and each thread accumulates a 4 × 4 block
-// from vec4 reads of it; the next slice is fetched into registers meanwhile.
+// from vec4 reads of it; the next slice is fetched into registers meanwhile. The geometry is
+// constant per pipeline (conv2d/gemm/geometry.wgsl): the pixel and (tap, ci) decompositions
+// divide by constants.
 //
 // Contract (Conv args at binding 0; bindings in conv2d/partials.wgsl: 1: x, 2: grad_out,
 // 3: partial [splits][cout*cin*kh*kw]):
@@ -26,16 +28,16 @@ var<workgroup> x_tile: array<vec4<f32>, 256>;
 struct Pixel { n: u32, pix: u32, iy0: i32, ix0: i32, live: bool }
 
 fn pixel_at(q: u32, q1: u32) -> Pixel {
-    let ohw = p.oh * p.ow;
+    let ohw = G_OH * G_OW;
     let qq = min(q, p.n * ohw - 1u);
     let pix = qq % ohw;
-    return Pixel(qq / ohw, pix, i32((pix / p.ow) * p.sh) - i32(p.ph),
-                 i32((pix % p.ow) * p.sw) - i32(p.pw), q < q1);
+    return Pixel(qq / ohw, pix, i32((pix / G_OW) * G_SH) - i32(G_PH),
+                 i32((pix % G_OW) * G_SW) - i32(G_PW), q < q1);
 }
 
 // grad_out at pixel px for output channels co0 .. co0+3 (zero past cout or the split).
 fn grad_quad(px: Pixel, co0: u32) -> vec4<f32> {
-    let ohw = p.oh * p.ow;
+    let ohw = G_OH * G_OW;
     let co = vec4<u32>(co0) + vec4<u32>(0u, 1u, 2u, 3u);
     let ok = vec4<bool>(px.live) & (co < vec4<u32>(p.cout));
     let o = vec4<u32>(p.y_off + px.n * p.y_bs + px.pix) + min(co, vec4<u32>(p.cout - 1u)) * ohw;
@@ -45,15 +47,15 @@ fn grad_quad(px: Pixel, co0: u32) -> vec4<f32> {
 // f(x) at pixel px for columns n0 .. n0+3 (tap-major (tap, ci)), zero outside the image.
 fn input_quad(px: Pixel, n0: u32, relu: bool) -> vec4<f32> {
     let nn = vec4<u32>(n0) + vec4<u32>(0u, 1u, 2u, 3u);
-    let cols = p.kh * p.kw * p.cin;
-    let tap = nn / p.cin;
-    let ci = nn % p.cin;
-    let iy = vec4<i32>(px.iy0) + vec4<i32>((tap / p.kw) * p.dh);
-    let ix = vec4<i32>(px.ix0) + vec4<i32>((tap % p.kw) * p.dw);
+    let cols = G_KH * G_KW * G_CIN;
+    let tap = nn / G_CIN;
+    let ci = nn % G_CIN;
+    let iy = vec4<i32>(px.iy0) + vec4<i32>((tap / G_KW) * G_DH);
+    let ix = vec4<i32>(px.ix0) + vec4<i32>((tap % G_KW) * G_DW);
     let inside = vec4<bool>(px.live) & (nn < vec4<u32>(cols)) & (iy >= vec4<i32>(0))
-        & (iy < vec4<i32>(i32(p.h))) & (ix >= vec4<i32>(0)) & (ix < vec4<i32>(i32(p.w)));
-    let o = vec4<u32>(p.x_off + px.n * p.x_bs) + min(ci, vec4<u32>(p.cin - 1u)) * p.h * p.w
-        + vec4<u32>(select(vec4<i32>(0), iy * i32(p.w) + ix, inside));
+        & (iy < vec4<i32>(i32(G_H))) & (ix >= vec4<i32>(0)) & (ix < vec4<i32>(i32(G_W)));
+    let o = vec4<u32>(p.x_off + px.n * p.x_bs) + min(ci, vec4<u32>(G_CIN - 1u)) * G_H * G_W
+        + vec4<u32>(select(vec4<i32>(0), iy * i32(G_W) + ix, inside));
     let v = vec4<f32>(x[o.x], x[o.y], x[o.z], x[o.w]);
     return select(vec4<f32>(0.0), relu_if4(v, relu), inside);
 }
@@ -63,14 +65,14 @@ fn conv2d_backward_weight_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(n
                                @builtin(local_invocation_index) lid: u32) {
     let wg = workgroup_index(wid, nwg);
     if wg >= p.count { return; }   // uniform across the workgroup
-    let cols = p.kh * p.kw * p.cin;
+    let cols = G_KH * G_KW * G_CIN;
     let tiles_n = (cols + 63u) / 64u;
-    let tiles_co = (p.cout + 63u) / 64u;
+    let tiles_co = (G_COUT + 63u) / 64u;
     let tile_n = wg % tiles_n;
     let tile_co = (wg / tiles_n) % tiles_co;
     let split = wg / (tiles_n * tiles_co);
     let q0 = split * p.per_split;
-    let q1 = min(q0 + p.per_split, p.n * p.oh * p.ow);
+    let q1 = min(q0 + p.per_split, p.n * G_OH * G_OW);
     let relu = p.relu_input != 0u;
     // Loader roles: pixel row k (lanes along pixels: coalesced reads) and column quad c.
     let k = lid % 16u;
@@ -113,11 +115,11 @@ fn conv2d_backward_weight_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(n
 
 // partial[base + OIHW index of (co, column n0 + j)] = v[j], for columns inside the weight.
 fn store_columns(base: u32, co: u32, n0: u32, cols: u32, v: vec4<f32>) {
-    if co >= p.cout { return; }
-    let taps = p.kh * p.kw;
+    if co >= G_COUT { return; }
+    let taps = G_KH * G_KW;
     for (var j = 0u; j < 4u; j++) {
         let n = n0 + j;
         if n >= cols { return; }
-        partial[base + (co * p.cin + n % p.cin) * taps + n / p.cin] = v[j];
+        partial[base + (co * G_CIN + n % G_CIN) * taps + n / G_CIN] = v[j];
     }
 }

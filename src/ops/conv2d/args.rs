@@ -118,6 +118,34 @@ impl ConvArgs {
         }
     }
 
+    /// The problem's geometry as the GEMM family's override constants
+    /// (`shaders/conv2d/gemm/geometry.wgsl`): taken from these arguments, so each `G_*`
+    /// equals the uniform field it names by construction. The batch is left out: one
+    /// pipeline serves every batch size (and every part of a batch).
+    pub fn geometry_constants(&self) -> [(&'static str, f64); 14] {
+        let [_, cin, h, w] = self.input;
+        let [cout, oh, ow, _groups] = self.output;
+        let [kh, kw, sh, sw] = self.kernel_stride;
+        let [ph, pw, dh, dw] = self.pad_dilation;
+        [
+            ("G_CIN", cin),
+            ("G_H", h),
+            ("G_W", w),
+            ("G_COUT", cout),
+            ("G_OH", oh),
+            ("G_OW", ow),
+            ("G_KH", kh),
+            ("G_KW", kw),
+            ("G_SH", sh),
+            ("G_SW", sw),
+            ("G_PH", ph),
+            ("G_PW", pw),
+            ("G_DH", dh),
+            ("G_DW", dw),
+        ]
+        .map(|(name, v)| (name, v as f64))
+    }
+
     /// As bytes, for `Recording::launch`.
     pub fn bytes(&self) -> &[u8] {
         bytemuck::bytes_of(self)

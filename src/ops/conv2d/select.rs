@@ -37,9 +37,10 @@ pub enum ConvKernels {
     /// (forward and input gradient), and a weight gradient whose reduction is spread over
     /// the lanes of a workgroup: many threads for small layers on big GPUs.
     Pixel,
-    /// Implicit GEMM tiled in workgroup memory: 128 × 128 output tiles, 16-deep K slices,
-    /// 256 threads of 8 × 8, the next slice prefetched; a split-K weight gradient of 64 × 64
-    /// tiles. groups = 1, stride-1 input gradients. The shape fp32 convolution takes on a
+    /// Implicit GEMM tiled in workgroup memory: 128 × 128, 128 × 64 or 64 × 64 output tiles
+    /// (the largest that fills the adapter), 16-deep K slices, 8 × 8 a thread, the next slice
+    /// prefetched, pipelines specialised to the geometry; a split-K weight gradient of
+    /// 64 × 64 tiles. groups = 1, stride-1 input gradients. The shape fp32 convolution takes on a
     /// GPU; slow on CPU adapters (measured only on GPUs under `Auto`).
     Gemm,
     /// Register-blocked (16 pixels × 8 channels per thread) with both operands staged in

@@ -1,9 +1,15 @@
 //! The GEMM family (`shaders/conv2d/gemm/`): implicit GEMM tiled in workgroup memory — the
 //! shape fp32 convolution takes on a GPU. Forward (and stride-1 input gradient, the same
-//! kernel on the transposed problem): 128 × 128 output tiles, 16-deep K slices, 256
-//! threads of 8 × 8 accumulators read as vec4s from workgroup memory, the next slice
-//! prefetched into registers. Weight gradient: 64 × 64 tiles of (co) × (tap, ci) over
-//! 16-pixel slices, split-K into partial sums. groups = 1.
+//! kernel on the transposed problem): 128 × 128, 128 × 64 or 64 × 64 output tiles (the
+//! largest that still fills the adapter, see [`forward_tile`]), 16-deep K slices, threads of
+//! 8 × 8 accumulators read as vec4s from workgroup memory, the next slice prefetched into
+//! registers. Weight gradient: 64 × 64 tiles of (co) × (tap, ci) over 16-pixel slices,
+//! split-K into partial sums. groups = 1.
+//!
+//! Every pipeline is specialised to its problem's geometry (kernel, stride, padding,
+//! dilation, channels, image sizes as override constants: `ConvArgs::geometry_constants`)
+//! and the forward to its tile, so the index arithmetic divides by constants; one pipeline
+//! is compiled per distinct geometry and cached by the `Gpu`.
 //!
 //! On a CPU adapter it is slow (lavapipe runs barriers and workgroup memory as loops), so
 //! `auto` only measures it on GPUs.
@@ -21,28 +27,30 @@ use crate::Gpu;
 
 use Access::{Read, Write};
 
-/// Threads of a GEMM workgroup (the kernels' thread layouts assume it).
+/// Threads of the largest GEMM workgroup (the weight gradient's, and the 128 × 128 forward).
 const THREADS: u32 = 256;
 const CONSTANTS: &[(&str, f64)] = &[("GEMM_THREADS", THREADS as f64)];
 
 const FORWARD_WGSL: Shader = wgsl!(
     "conv2d/gemm/forward.wgsl",
     "conv2d/common.wgsl",
+    "conv2d/gemm/geometry.wgsl",
     "conv2d/store.wgsl"
 );
 const BACKWARD_WEIGHT_WGSL: Shader = wgsl!(
     "conv2d/gemm/backward_weight.wgsl",
     "conv2d/common.wgsl",
+    "conv2d/gemm/geometry.wgsl",
     "conv2d/partials.wgsl"
 );
 
 /// `conv2d_forward_gemm`: x, packed weights, then the store epilogue's bias, out, mask.
+/// Launched with its tile's and the geometry's constants.
 pub(crate) const FORWARD: KernelSpec = KernelSpec::new(
     FORWARD_WGSL,
     "conv2d_forward_gemm",
     &[(1, Write), (2, Read), (3, Read), (4, Write), (5, Write)],
-)
-.with_constants(CONSTANTS);
+);
 /// `conv2d_backward_weight_gemm`: x, grad_out → partial sums.
 pub(crate) const BACKWARD_WEIGHT: KernelSpec = KernelSpec::new(
     BACKWARD_WEIGHT_WGSL,
@@ -51,11 +59,96 @@ pub(crate) const BACKWARD_WEIGHT: KernelSpec = KernelSpec::new(
 )
 .with_constants(CONSTANTS);
 
-/// Output tile of the forward (pixels and channels), and of the weight gradient.
-const TILE: usize = 128;
+/// Output tile of the weight gradient (channels and (tap, ci) columns).
 const WEIGHT_TILE: usize = 64;
+
+/// A forward output tile: `pixels` × `channels`, one 8 × 8 block per thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Tile {
+    pub pixels: usize,
+    pub channels: usize,
+}
+
+impl Tile {
+    /// Workgroups for `pixels` output pixels and `co_pad` channels.
+    fn workgroups(self, pixels: usize, co_pad: usize) -> usize {
+        pixels.div_ceil(self.pixels) * co_pad.div_ceil(self.channels)
+    }
+
+    /// Its override constants (`TILE_M`, `TILE_N`; the thread layout follows from them).
+    fn constants(self) -> [(&'static str, f64); 2] {
+        [
+            ("TILE_M", self.pixels as f64),
+            ("TILE_N", self.channels as f64),
+        ]
+    }
+}
+
+/// The forward tiles, largest first: the shader's thread layout holds for these.
+const TILES: [Tile; 3] = [
+    Tile {
+        pixels: 128,
+        channels: 128,
+    },
+    Tile {
+        pixels: 128,
+        channels: 64,
+    },
+    Tile {
+        pixels: 64,
+        channels: 64,
+    },
+];
+
+/// Workgroups that give every compute unit of a large GPU two to run: two waves of the
+/// 132 SMs of the H200, the GPU this family was written for (wgpu does not report an
+/// adapter's compute units). Fewer than this and SMs idle through the whole dispatch — the
+/// round-1 H200 profile of ResNet-50's deep layers (98 tiles of 128 × 128 for 132 SMs).
+const WAVE_WORKGROUPS: usize = 2 * 132;
+
+/// The forward tile for `pixels` output pixels and `co_pad` channels (a multiple of 8): the
+/// largest (most reuse of each staged value) that still gives [`WAVE_WORKGROUPS`], never a
+/// channel tile twice the channels (128-wide tiles over 64 channels would multiply zeros
+/// half the time); where none does, the one that gives the most workgroups.
+pub(crate) fn forward_tile(pixels: usize, co_pad: usize) -> Tile {
+    let fitting = TILES
+        .into_iter()
+        .filter(|t| t.channels <= co_pad.next_multiple_of(64));
+    let mut smallest = TILES[TILES.len() - 1];
+    for t in fitting {
+        if t.workgroups(pixels, co_pad) >= WAVE_WORKGROUPS {
+            return t;
+        }
+        smallest = t;
+    }
+    smallest
+}
+
+/// The geometry of `a` and the tile, as the override constants of the forward's pipeline.
+fn forward_constants(a: &ConvArgs, tile: Tile) -> Vec<(&'static str, f64)> {
+    let mut c = a.geometry_constants().to_vec();
+    c.extend(tile.constants());
+    c
+}
+
 /// Pixels a K slice of the weight gradient holds.
 const SLICE: usize = 16;
+
+/// Records the forward kernel for `c` with the given tile (packing the weights first).
+fn gemm_with_tile(rec: &mut Recording<'_>, c: &GemmCall<'_>, tile: Tile) -> Result<()> {
+    with_packed_weights(rec, c.weight, c.transpose, |rec, packed| {
+        let co_pad = c.g.y[1].next_multiple_of(8);
+        let pixels = c.g.y[0] * c.g.y[2] * c.g.y[3];
+        let tiles = tile.workgroups(pixels, co_pad);
+        let a = c.args(tiles, co_pad / 8);
+        let constants = forward_constants(&a, tile);
+        let [bias, out, mask] = c.outputs();
+        let buffers = [Some(read(c.x)), Some(read(packed)), bias, out, mask];
+        let grid = Grid::Workgroups(tiles as u64);
+        let kernel = FORWARD.specialised(&constants);
+        rec.launch(kernel, &[a.bytes()], &buffers, &[], grid, c.cost)
+    })
+}
 
 /// The GEMM family.
 pub(crate) struct Gemm;
@@ -71,16 +164,9 @@ impl GemmShaped for Gemm {
 
     /// Packs the weights and runs the tiled forward kernel.
     fn gemm(&self, rec: &mut Recording<'_>, c: &GemmCall<'_>) -> Result<()> {
-        with_packed_weights(rec, c.weight, c.transpose, |rec, packed| {
-            let co_pad = c.g.y[1].next_multiple_of(8);
-            let pixels = c.g.y[0] * c.g.y[2] * c.g.y[3];
-            let tiles = pixels.div_ceil(TILE) * co_pad.div_ceil(TILE);
-            let a = c.args(tiles, co_pad / 8);
-            let [bias, out, mask] = c.outputs();
-            let buffers = [Some(read(c.x)), Some(read(packed)), bias, out, mask];
-            let grid = Grid::Workgroups(tiles as u64);
-            rec.launch(&FORWARD, &[a.bytes()], &buffers, &[], grid, c.cost)
-        })
+        let co_pad = c.g.y[1].next_multiple_of(8);
+        let pixels = c.g.y[0] * c.g.y[2] * c.g.y[3];
+        gemm_with_tile(rec, c, forward_tile(pixels, co_pad))
     }
 
     /// Where the device allows 256-thread workgroups and 16 KiB of workgroup memory.
@@ -125,7 +211,90 @@ impl GemmShaped for Gemm {
             Some(write(&partials.tensor)),
         ];
         let grid = Grid::Workgroups(workgroups as u64);
-        rec.launch(&BACKWARD_WEIGHT, &[a.bytes()], &buffers, &[], grid, cost)?;
+        let constants = a.geometry_constants();
+        let kernel = BACKWARD_WEIGHT.specialised(&constants);
+        rec.launch(kernel, &[a.bytes()], &buffers, &[], grid, cost)?;
         partials.reduce(rec, c.grad_weight, c.fusion.accumulate)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tile(pixels: usize, channels: usize) -> Tile {
+        Tile { pixels, channels }
+    }
+
+    /// ResNet-50's layers at batch 32 (pixels = 32 · OH · OW): the largest tile that still
+    /// gives two waves of workgroups, never 128 channels wide over 64.
+    #[test]
+    fn forward_tile_is_the_largest_that_fills_the_adapter() {
+        // conv3x3 c64 56²: 784 pixel tiles, 64 channels.
+        assert_eq!(forward_tile(32 * 56 * 56, 64), tile(128, 64));
+        // conv1x1 64→256 56²: 784 × 2 workgroups of 128 × 128.
+        assert_eq!(forward_tile(32 * 56 * 56, 256), tile(128, 128));
+        // conv3x3 c128 28²: 196 of 128 × 128 are too few, 392 of 128 × 64 enough.
+        assert_eq!(forward_tile(32 * 28 * 28, 128), tile(128, 64));
+        // conv3x3 c256 14²: 98, then 196, then 392 of 64 × 64.
+        assert_eq!(forward_tile(32 * 14 * 14, 256), tile(64, 64));
+        // conv3x3 c512 7²: none reaches two waves; the most workgroups it can have.
+        assert_eq!(forward_tile(32 * 7 * 7, 512), tile(64, 64));
+        // Narrow layers never get a 128-channel tile, however many pixels.
+        assert_eq!(forward_tile(1 << 24, 8), tile(128, 64));
+    }
+
+    /// Every tile against the f64 reference on a problem that leaves every tile partial
+    /// (156 pixels, 72 channels) and crosses taps inside K slices (cin = 5), with stride,
+    /// padding and dilation different per axis: what the geometry constants must get right.
+    #[cfg(feature = "oracle")]
+    #[test]
+    fn every_forward_tile_matches_the_reference() {
+        use crate::memory::Purpose;
+        use crate::ops::conv2d::args::{ForwardArgs, Geometry};
+        use crate::ops::conv2d::{Conv2dParams, Fusion};
+        use crate::tensor::Tensor;
+
+        let gpu = Gpu::new().unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"));
+        let p = Conv2dParams {
+            stride: [2, 1],
+            padding: [1, 2],
+            dilation: [1, 2],
+            groups: 1,
+        };
+        let (xs, ws) = ([2, 5, 11, 13], [72, 5, 3, 3]);
+        let value = |i: usize, k: usize| ((i * k) % 23) as f32 / 11.0 - 1.0;
+        let xv: Vec<f32> = (0..xs.iter().product()).map(|i| value(i, 7)).collect();
+        let wv: Vec<f32> = (0..ws.iter().product()).map(|i| value(i, 5)).collect();
+        let bv: Vec<f32> = (0..ws[0]).map(|i| value(i, 3)).collect();
+        let f64s = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<_>>();
+        let (want, ys) =
+            crate::reference::conv2d(&f64s(&xv), xs, &f64s(&wv), ws, Some(&f64s(&bv)), &p).unwrap();
+        let x = Tensor::from_slice(&gpu, xs, &xv, Purpose::Activation).unwrap();
+        let w = Tensor::from_slice(&gpu, ws, &wv, Purpose::Parameter).unwrap();
+        let b = Tensor::from_slice(&gpu, [ws[0], 1, 1, 1], &bv, Purpose::Parameter).unwrap();
+        for t in TILES {
+            let out = Tensor::zeros(&gpu, ys, Purpose::Activation).unwrap();
+            let args = ForwardArgs {
+                g: Geometry::of(&x, &w, &p).unwrap(),
+                p,
+                x: &x,
+                weight: &w,
+                bias: Some(&b),
+                out: &out,
+                fusion: Fusion::default(),
+            };
+            let mut rec = Recording::new(&gpu);
+            gemm_with_tile(&mut rec, &args.gemm(), t).unwrap();
+            assert!(rec.kernels().contains(&"conv2d_forward_gemm"));
+            rec.finish().unwrap();
+            let got = out.to_vec(&gpu).unwrap();
+            for (i, (&g, &e)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                    "tile {t:?}, element {i}: {g} vs {e}"
+                );
+            }
+        }
     }
 }
