@@ -39,8 +39,8 @@ fn pixel_at(q: u32, q1: u32) -> Pixel {
 fn grad_quad(px: Pixel, co0: u32) -> vec4<f32> {
     let ohw = G_OH * G_OW;
     let co = vec4<u32>(co0) + vec4<u32>(0u, 1u, 2u, 3u);
-    let ok = vec4<bool>(px.live) & (co < vec4<u32>(p.cout));
-    let o = vec4<u32>(p.y_off + px.n * p.y_bs + px.pix) + min(co, vec4<u32>(p.cout - 1u)) * ohw;
+    let ok = vec4<bool>(px.live) & (co < vec4<u32>(G_COUT));
+    let o = vec4<u32>(p.y_off + px.n * p.y_bs + px.pix) + min(co, vec4<u32>(G_COUT - 1u)) * ohw;
     return select(vec4<f32>(0.0), vec4<f32>(grad_out[o.x], grad_out[o.y], grad_out[o.z], grad_out[o.w]), ok);
 }
 
@@ -104,7 +104,7 @@ fn conv2d_backward_weight_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(n
         }
         workgroupBarrier();
     }
-    let base = split * p.cout * cols;
+    let base = split * G_COUT * cols;
     let co0 = tile_co * 64u + 4u * tm;
     let n0 = tile_n * 64u + 4u * tn;
     store_columns(base, co0, n0, cols, acc[0]);

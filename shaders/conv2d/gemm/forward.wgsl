@@ -77,7 +77,8 @@ fn weights(k: u32, c4: u32, co4: u32) -> vec4<f32> {
     return select(vec4<f32>(0.0), wt[select(0u, k * co4 + c4, ok)], ok);
 }
 
-// Stores channels co0 .. co0+3 of flat output pixel m, if inside the output.
+// Stores channels co0 .. co0+3 of flat output pixel m, if inside the output: store.wgsl's
+// store_output4_flat with the pixel decomposed by the constant G_OH, G_OW.
 fn store4(m: u32, co0: u32, v: vec4<f32>) {
     if m >= p.n * G_OH * G_OW { return; }
     store_output4(m / (G_OW * G_OH), (m / G_OW) % G_OH, m % G_OW, co0, v);

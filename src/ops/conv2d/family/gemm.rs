@@ -244,6 +244,26 @@ mod tests {
         assert_eq!(forward_tile(1 << 24, 8), tile(128, 64));
     }
 
+    /// What `conv2d/gemm/forward.wgsl`'s thread layout assumes of a tile (a tile past it
+    /// would index its 4-entry register arrays out of bounds, which naga clamps into a wrong
+    /// number, not an error): every row of a slice fetched by whole rows of threads, at most
+    /// 4 fetches a thread per operand, at most `THREADS` threads and 16 KiB of workgroup
+    /// memory (what `fits` checks the device for).
+    #[test]
+    fn every_tile_fits_the_shaders_thread_layout() {
+        for t in TILES {
+            let threads = (t.pixels / 8) * (t.channels / 8);
+            assert!(threads <= THREADS as usize, "{t:?}");
+            for quads in [t.pixels / 4, t.channels / 4] {
+                assert_eq!(threads % quads, 0, "{t:?}");
+                let row_step = threads / quads;
+                assert_eq!(16 % row_step, 0, "{t:?}");
+                assert!(16 / row_step <= 4, "{t:?}");
+            }
+            assert!(16 * (t.pixels + t.channels) / 4 * 16 <= 16 << 10, "{t:?}");
+        }
+    }
+
     /// Every tile against the f64 reference on a problem that leaves every tile partial
     /// (156 pixels, 72 channels) and crosses taps inside K slices (cin = 5), with stride,
     /// padding and dilation different per axis: what the geometry constants must get right.
