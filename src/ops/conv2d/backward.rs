@@ -63,6 +63,12 @@ pub fn conv2d_backward(
 /// fused direct dispatch when the direct family is chosen for every pass.
 const FUSED_BACKWARD_MAX_FLOPS: u64 = 2_000_000;
 
+/// Loop iterations of a fused-kernel thread (a weight element's pixels, an input element's
+/// output channels × taps) below which `Auto` fuses a tiny convolution's gradients without
+/// measuring: a few microseconds of looping on any adapter, against a launch saved (≈ 13 µs
+/// of host work and tens of µs of lavapipe dispatch each).
+const FUSED_SHORT_LOOP: usize = 1024;
+
 /// What every gradient of a convolution reads: its input, weight and output gradient. With
 /// `fusion.relu_input`, `x` is the forward's pre-ReLU input: ReLU'd as the weight gradient
 /// loads it, and the input gradient masked by `x > 0` as it is stored; with
@@ -173,13 +179,60 @@ impl Conv2dBackward<'_> {
             grad_weight,
             fusion: select::overwrite(self.fusion),
         };
+        // Where no thread of the fused kernel loops far, it is one launch against three or
+        // four at least as long: `Auto` takes it without measuring the passes one by one
+        // (whose per-pass timings miss the launches saved, and made the notebook conv's
+        // choice vary between processes). Otherwise it runs where the direct family is
+        // chosen for both passes.
+        let short = g.y[0] * g.y[2] * g.y[3] <= FUSED_SHORT_LOOP
+            && g.y[1] / p.groups * kh * kw <= FUSED_SHORT_LOOP;
         let direct = |call| -> Result<bool> {
             Ok(select::choose(rec, &call)?.kind() == ConvKernels::Direct)
         };
-        if !(direct(Call::BackwardInput(&input))? && direct(Call::BackwardWeight(&weights))?) {
+        let chosen = match select::forced(rec)? {
+            ConvKernels::Auto if short => true,
+            _ => direct(Call::BackwardInput(&input))? && direct(Call::BackwardWeight(&weights))?,
+        };
+        if !chosen {
             return Ok(false);
         }
         direct::backward_fused(rec, &input, grad_weight, grad_bias)?;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::conv2d::select::Policy;
+    use crate::Gpu;
+
+    /// A tiny convolution whose fused kernel loops briefly is fused under `Auto` even where
+    /// the per-pass measurements chose another family (here: every measured choice
+    /// overwritten with register-blocked, as lavapipe's timings sometimes have it).
+    #[test]
+    fn short_tiny_convs_fuse_whatever_the_passes_measured() {
+        let gpu = Gpu::new().unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"));
+        let (xs, ws, p) = ([1, 3, 4, 4], [6, 3, 2, 2], Conv2dParams::new(2, 2));
+        let ys = p.output_shape(xs, ws).unwrap();
+        let ones = |s: [usize; 4]| vec![0.5f32; s.iter().product()];
+        let tensor = |s, purpose| Tensor::from_slice(&gpu, s, &ones(s), purpose).unwrap();
+        let x = tensor(xs, Purpose::Activation);
+        let w = tensor(ws, Purpose::Parameter);
+        let go = tensor(ys, Purpose::Gradient);
+        let kernels_of_a_backward = || {
+            let mut rec = Recording::new(&gpu);
+            conv2d_backward(&mut rec, &x, &w, true, &go, &p).unwrap();
+            let kernels = rec.kernels().to_vec();
+            rec.finish().unwrap();
+            kernels
+        };
+        kernels_of_a_backward();
+        // Make the passes' own choices anything but direct, measured or not.
+        let policy = gpu.extension::<Policy>();
+        for choice in policy.tuned.lock().unwrap().values_mut() {
+            *choice = ConvKernels::RegisterBlocked;
+        }
+        assert_eq!(kernels_of_a_backward(), ["conv2d_backward_fused"]);
     }
 }

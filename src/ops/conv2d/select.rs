@@ -308,12 +308,7 @@ impl Recording<'_> {
 /// measured or ruled choice (see `tune.rs`).
 pub(crate) fn choose(rec: &Recording<'_>, call: &Call<'_, '_>) -> Result<&'static dyn Family> {
     let gpu = rec.gpu();
-    let forced = match rec.option::<RecordingKernels>() {
-        Some(RecordingKernels(k)) => k,
-        None => lock(&gpu.extension::<Policy>().forced)
-            .clone()
-            .map_err(Error::Content)?,
-    };
+    let forced = forced(rec)?;
     let (g, p) = call.problem();
     let supported = |f: &&dyn Family| f.supports(gpu, call.pass(), g, p);
     match forced {
@@ -329,6 +324,17 @@ pub(crate) fn choose(rec: &Recording<'_>, call: &Call<'_, '_>) -> Result<&'stati
                 .find(supported)
                 .unwrap_or(&Direct))
         }
+    }
+}
+
+/// The family `rec` runs its convolutions with (`Auto` or a forced one), or the error an
+/// invalid `SKIPGRAD_CONV_KERNELS` makes.
+pub(crate) fn forced(rec: &Recording<'_>) -> Result<ConvKernels> {
+    match rec.option::<RecordingKernels>() {
+        Some(RecordingKernels(k)) => Ok(k),
+        None => lock(&rec.gpu().extension::<Policy>().forced)
+            .clone()
+            .map_err(Error::Content),
     }
 }
 

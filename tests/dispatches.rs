@@ -1,0 +1,90 @@
+//! How many dispatches a convolution's passes record, and which: the launches the engine
+//! saves (fused gradients of tiny convolutions, the bias gradient riding with the weight
+//! gradient's reduce) are asserted by the kernels that ran, and their results against the
+//! f64 oracle, so a saving cannot come at a wrong number.
+
+mod common;
+
+use common::{assert_close, to_f64, upload, Rng};
+use skipgrad::ops::conv2d::{conv2d_backward, Conv2dGrads};
+use skipgrad::{reference, Conv2dParams, ConvKernels, Purpose, Recording, Tensor};
+
+/// A convolution's operands, random, on the GPU and on the host.
+struct Problem {
+    x: Vec<f32>,
+    xs: [usize; 4],
+    w: Vec<f32>,
+    ws: [usize; 4],
+    go: Vec<f32>,
+    ys: [usize; 4],
+    p: Conv2dParams,
+}
+
+impl Problem {
+    fn new(xs: [usize; 4], ws: [usize; 4], p: Conv2dParams, seed: u64) -> Problem {
+        let mut rng = Rng(seed);
+        let ys = p.output_shape(xs, ws).unwrap();
+        Problem {
+            x: rng.vec(xs.iter().product()),
+            xs,
+            w: rng.vec(ws.iter().product()),
+            ws,
+            go: rng.vec(ys.iter().product()),
+            ys,
+            p,
+        }
+    }
+
+    /// Records all gradients (with a bias) in one recording under `kernels`; returns them
+    /// with the recording's dispatch count and kernels.
+    fn backward(&self, kernels: ConvKernels) -> (Conv2dGrads, usize, Vec<&'static str>) {
+        let gpu = common::gpu();
+        let x = upload(self.xs, &self.x, Purpose::Activation);
+        let w = upload(self.ws, &self.w, Purpose::Parameter);
+        let go = upload(self.ys, &self.go, Purpose::Gradient);
+        let mut rec = Recording::new(gpu);
+        rec.set_conv_kernels(kernels);
+        let grads = conv2d_backward(&mut rec, &x, &w, true, &go, &self.p).expect("record");
+        let (count, kernels) = (rec.dispatch_count(), rec.kernels().to_vec());
+        rec.finish().expect("submit");
+        (grads, count, kernels)
+    }
+
+    /// Checks the three gradients against the f64 oracle.
+    fn check(&self, grads: &Conv2dGrads, what: &str) {
+        let gpu = common::gpu();
+        let read = |t: &Tensor| t.to_vec(gpu).expect("read back");
+        let (x, w, go) = (to_f64(&self.x), to_f64(&self.w), to_f64(&self.go));
+        let gx = reference::conv2d_backward_input(&go, self.xs, &w, self.ws, &self.p).unwrap();
+        let gw = reference::conv2d_backward_weight(&x, self.xs, &go, self.ws, &self.p).unwrap();
+        let gb = reference::conv2d_backward_bias(&go, self.ys);
+        assert_close(&format!("{what}: grad x"), &read(&grads.grad_x), &gx, 1e-4);
+        assert_close(
+            &format!("{what}: grad w"),
+            &read(&grads.grad_weight),
+            &gw,
+            1e-4,
+        );
+        let gb_got = read(grads.grad_bias.as_ref().expect("a bias gradient"));
+        assert_close(&format!("{what}: grad b"), &gb_got, &gb, 1e-4);
+    }
+}
+
+/// The notebook's conv (2×2, stride 2, padding 2, 3 → 6 channels on a 4×4 image) takes its
+/// three gradients from one dispatch under `Auto` on every adapter, whatever the per-pass
+/// measurements say; forcing another family still runs that family.
+#[test]
+fn a_tiny_convs_gradients_are_one_dispatch() {
+    let prob = Problem::new([1, 3, 4, 4], [6, 3, 2, 2], Conv2dParams::new(2, 2), 7);
+    for _ in 0..2 {
+        // Twice: the first call may measure, the second uses what was measured.
+        let (grads, count, kernels) = prob.backward(ConvKernels::Auto);
+        assert_eq!(kernels, ["conv2d_backward_fused"], "auto");
+        assert_eq!(count, 1, "auto");
+        prob.check(&grads, "auto");
+    }
+    let (grads, _, kernels) = prob.backward(ConvKernels::RegisterBlocked);
+    assert!(!kernels.contains(&"conv2d_backward_fused"), "{kernels:?}");
+    common::assert_family_ran(&kernels, ConvKernels::RegisterBlocked, "forced regblock");
+    prob.check(&grads, "forced regblock");
+}
