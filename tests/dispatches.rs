@@ -5,9 +5,9 @@
 
 mod common;
 
-use common::{assert_close, to_f64, upload, Rng};
+use common::{assert_close, to_f64, Rng};
 use skipgrad::ops::conv2d::{conv2d_backward, Conv2dGrads};
-use skipgrad::{reference, Conv2dParams, ConvKernels, Purpose, Recording, Tensor};
+use skipgrad::{reference, Conv2dParams, ConvKernels, Gpu, Purpose, Recording, Tensor};
 
 /// A convolution's operands, random, on the GPU and on the host.
 struct Problem {
@@ -38,10 +38,18 @@ impl Problem {
     /// Records all gradients (with a bias) in one recording under `kernels`; returns them
     /// with the recording's dispatch count and kernels.
     fn backward(&self, kernels: ConvKernels) -> (Conv2dGrads, usize, Vec<&'static str>) {
-        let gpu = common::gpu();
-        let x = upload(self.xs, &self.x, Purpose::Activation);
-        let w = upload(self.ws, &self.w, Purpose::Parameter);
-        let go = upload(self.ys, &self.go, Purpose::Gradient);
+        self.backward_on(common::gpu(), kernels)
+    }
+
+    fn backward_on(
+        &self,
+        gpu: &Gpu,
+        kernels: ConvKernels,
+    ) -> (Conv2dGrads, usize, Vec<&'static str>) {
+        let up = |s, v: &[f32], purpose| Tensor::from_slice(gpu, s, v, purpose).expect("upload");
+        let x = up(self.xs, &self.x, Purpose::Activation);
+        let w = up(self.ws, &self.w, Purpose::Parameter);
+        let go = up(self.ys, &self.go, Purpose::Gradient);
         let mut rec = Recording::new(gpu);
         rec.set_conv_kernels(kernels);
         let grads = conv2d_backward(&mut rec, &x, &w, true, &go, &self.p).expect("record");
@@ -52,7 +60,10 @@ impl Problem {
 
     /// Checks the three gradients against the f64 oracle.
     fn check(&self, grads: &Conv2dGrads, what: &str) {
-        let gpu = common::gpu();
+        self.check_on(common::gpu(), grads, what)
+    }
+
+    fn check_on(&self, gpu: &Gpu, grads: &Conv2dGrads, what: &str) {
         let read = |t: &Tensor| t.to_vec(gpu).expect("read back");
         let (x, w, go) = (to_f64(&self.x), to_f64(&self.w), to_f64(&self.go));
         let gx = reference::conv2d_backward_input(&go, self.xs, &w, self.ws, &self.p).unwrap();
@@ -87,4 +98,78 @@ fn a_tiny_convs_gradients_are_one_dispatch() {
     assert!(!kernels.contains(&"conv2d_backward_fused"), "{kernels:?}");
     common::assert_family_ran(&kernels, ConvKernels::RegisterBlocked, "forced regblock");
     prob.check(&grads, "forced regblock");
+}
+
+/// The bias gradient rides with the weight gradient's reduce (one launch, no separate bias
+/// pass) in every family that reduces partial sums here, and the numbers are the oracle's.
+#[test]
+fn the_bias_gradient_rides_with_the_weight_gradients_reduce() {
+    // 5120 output pixels, more than one thread sums serially: several splits of the weight
+    // gradient's reduction in every family that splits, on CPU adapters and GPUs alike.
+    let prob = Problem::new([5, 8, 32, 32], [12, 8, 3, 3], Conv2dParams::new(1, 1), 11);
+    for kernels in [
+        ConvKernels::Gemm,
+        ConvKernels::Texture,
+        ConvKernels::RegisterBlocked,
+    ] {
+        let what = kernels.name();
+        let (grads, _, ran) = prob.backward(kernels);
+        common::assert_family_ran(&ran, kernels, what);
+        assert!(
+            ran.contains(&"conv2d_backward_weight_reduce_and_bias"),
+            "{what}: {ran:?}"
+        );
+        assert!(!ran.contains(&"conv2d_backward_bias"), "{what}: {ran:?}");
+        assert!(
+            !ran.contains(&"conv2d_backward_weight_reduce"),
+            "{what}: {ran:?}"
+        );
+        prob.check(&grads, what);
+    }
+}
+
+/// Where the weight gradient reduces in parts (the texture family staging one image at a
+/// time), the bias is summed once, over the whole batch, with the first part's reduce.
+#[test]
+fn a_weight_gradient_in_parts_sums_the_bias_once() {
+    let gpu = Gpu::new().expect("GPU tests need an adapter");
+    gpu.set_scratch_budget(1);
+    let prob = Problem::new([3, 8, 16, 16], [12, 8, 3, 3], Conv2dParams::new(1, 1), 13);
+    let (grads, _, ran) = prob.backward_on(&gpu, ConvKernels::Texture);
+    assert!(
+        ran.contains(&"conv2d_backward_weight_reduce_and_bias"),
+        "{ran:?}"
+    );
+    assert!(
+        ran.contains(&"conv2d_backward_weight_reduce"),
+        "later parts: {ran:?}"
+    );
+    assert!(!ran.contains(&"conv2d_backward_bias"), "{ran:?}");
+    prob.check_on(&gpu, &grads, "texture in parts");
+}
+
+/// Where the weight gradient has no reduce to ride with (one split writing the gradient
+/// itself), the bias gradient is its own launch, and still right.
+#[test]
+fn without_a_reduce_the_bias_gradient_is_its_own_launch() {
+    // 256 output pixels, one direct-family thread's reduction: a single split; 4.7 MFLOP,
+    // too many for the fused kernel of tiny convolutions.
+    let prob = Problem::new([1, 32, 16, 16], [32, 32, 3, 3], Conv2dParams::new(1, 1), 17);
+    let (grads, _, ran) = prob.backward(ConvKernels::Direct);
+    assert!(ran.contains(&"conv2d_backward_bias"), "{ran:?}");
+    assert!(!ran.iter().any(|k| k.contains("reduce")), "{ran:?}");
+    prob.check(&grads, "direct");
+}
+
+/// Under `Auto` with a measured choice (tiny, but too long for the fused kernel), the tuner
+/// measures the weight gradient with its bias on look-alikes: the caller's gradients are
+/// the oracle's, each written once, by the real call.
+#[test]
+fn the_tuner_measures_the_bias_on_look_alikes() {
+    let prob = Problem::new([8, 4, 16, 16], [4, 4, 3, 3], Conv2dParams::new(1, 1), 19);
+    for _ in 0..2 {
+        let (grads, _, ran) = prob.backward(ConvKernels::Auto);
+        assert!(!ran.contains(&"conv2d_backward_fused"), "{ran:?}");
+        prob.check(&grads, "auto");
+    }
 }

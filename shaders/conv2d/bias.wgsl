@@ -1,8 +1,9 @@
 // conv2d/bias.wgsl — the bias gradient of conv2d: the sum of grad_out over batch and pixels,
 // per output channel, split so that no thread loops past the budget on any plane size.
 //
-// Contract (Bias args at binding 0; 1: grad_out view y, 2: grad_out's buffer again as vec4s,
-// 3: grad_b [splits][cout]):
+// Contract (Bias args at binding 3; 4: grad_out view y, 5: grad_out's buffer again as vec4s,
+// 6: grad_b [splits][cout]; bindings from 3 so that conv2d/reduce_bias.wgsl can run this sum
+// beside the weight gradient's reduce, in one dispatch):
 //   grad_b[s][oc] (=|+=) sum over split s of grad_out[n, oc, oy, ox]. The reduction's units
 //   are (image, chunk of `chunk` plane elements), `per_split` units a split; one workgroup
 //   per (oc, split), oc fastest (count = cout * splits); its 64 lanes stride over each
@@ -21,19 +22,24 @@ struct Bias {
     _pad: u32,
 }
 
-@group(0) @binding(0) var<uniform> b: Bias;
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y4: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> grad_bias: array<f32>;
+@group(0) @binding(3) var<uniform> b: Bias;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<storage, read_write> y4: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> grad_bias: array<f32>;
 
-var<workgroup> partial: array<f32, WORKGROUP_SIZE>;
+var<workgroup> lane_sums: array<f32, WORKGROUP_SIZE>;
 
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn conv2d_backward_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                         @builtin(local_invocation_index) lid: u32) {
     // workgroup_index is uniform across the workgroup, so every thread reaches the barriers.
-    let wg = workgroup_index(wid, nwg);
+    bias_sum(workgroup_index(wid, nwg), lid);
+}
+
+// Workgroup `wg`'s share of the bias gradient: (oc, split) = (wg % cout, wg / cout); `wg`
+// must be uniform across the workgroup (the tree reduction has barriers).
+fn bias_sum(wg: u32, lid: u32) {
     let in_range = wg < b.count;
     let oc = wg % b.cout;
     let ohw = b.oh * b.ow;
@@ -65,15 +71,15 @@ fn conv2d_backward_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
             }
         }
     }
-    partial[lid] = acc;
+    lane_sums[lid] = acc;
     workgroupBarrier();
     for (var stride = WORKGROUP_SIZE / 2u; stride > 0u; stride /= 2u) {
-        if lid < stride { partial[lid] += partial[lid + stride]; }
+        if lid < stride { lane_sums[lid] += lane_sums[lid + stride]; }
         workgroupBarrier();
     }
     // Workgroup (oc, split) = oc + cout * split: with several splits, grad_bias is the
     // partial sums [split][cout].
     if lid == 0u && in_range {
-        if b.accumulate != 0u { grad_bias[wg] += partial[0]; } else { grad_bias[wg] = partial[0]; }
+        if b.accumulate != 0u { grad_bias[wg] += lane_sums[0]; } else { grad_bias[wg] = lane_sums[0]; }
     }
 }

@@ -20,7 +20,11 @@ struct Reduce {
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn conv2d_backward_weight_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                                  @builtin(local_invocation_index) lid: u32) {
-    let i = thread_index(wid, nwg, lid);
+    reduce_partials(thread_index(wid, nwg, lid));
+}
+
+// Element i's sum (nothing past count).
+fn reduce_partials(i: u32) {
     if i >= r.count { return; }
     var s = 0.0;
     for (var k = 0u; k < r.splits; k++) {

@@ -236,8 +236,9 @@ impl Workload {
         Some(match pass {
             ConvPass::Forward => conv2d::conv2d_into(rec, x, w, Some(b), p, y, f),
             ConvPass::InputGrad => conv2d::conv2d_backward_input_into(rec, x, w, go, p, gx, f),
-            ConvPass::WeightGrad => conv2d::conv2d_backward_weight_into(rec, x, go, p, gw, f)
-                .and_then(|()| conv2d::conv2d_backward_bias_into(rec, go, gb, false)),
+            ConvPass::WeightGrad => {
+                conv2d::conv2d_backward_weight_and_bias_into(rec, x, go, p, gw, Some(gb), f)
+            }
         })
     }
 

@@ -316,7 +316,8 @@ impl InputGradArgs<'_> {
     }
 }
 
-/// A weight gradient for a family: `grad_weight (=|+=) Σ grad_out ⊗ f(x)`.
+/// A weight gradient for a family: `grad_weight (=|+=) Σ grad_out ⊗ f(x)`, and the bias
+/// gradient that may ride with its reduce (see `partials.rs`).
 pub(crate) struct WeightGradArgs<'a> {
     pub g: Geometry,
     pub p: Conv2dParams,
@@ -324,6 +325,44 @@ pub(crate) struct WeightGradArgs<'a> {
     pub grad_out: &'a Tensor,
     pub grad_weight: &'a Tensor,
     pub fusion: Fusion,
+    pub bias: Option<&'a BiasGradient<'a>>,
+}
+
+/// A bias gradient owed beside a weight gradient: the sum of the *whole* output gradient
+/// (whatever part of the batch or channels a family's launch covers) into `grad_bias`,
+/// overwritten. The first reduce of the weight gradient's partial sums that can take it
+/// along does (one launch fewer) and marks it done; `backward_weight.rs` runs it on its own
+/// where none did, so it is computed exactly once either way.
+pub(crate) struct BiasGradient<'a> {
+    pub grad_out: &'a Tensor,
+    pub grad_bias: &'a Tensor,
+    done: std::cell::Cell<bool>,
+}
+
+impl<'a> BiasGradient<'a> {
+    /// The bias gradient of `grad_out` into `grad_bias`, not yet recorded.
+    pub fn new(grad_out: &'a Tensor, grad_bias: &'a Tensor) -> BiasGradient<'a> {
+        BiasGradient {
+            grad_out,
+            grad_bias,
+            done: std::cell::Cell::new(false),
+        }
+    }
+
+    /// Whether it has been recorded.
+    pub fn done(&self) -> bool {
+        self.done.get()
+    }
+
+    /// Marks it recorded.
+    pub fn mark_done(&self) {
+        self.done.set(true);
+    }
+
+    /// Marks it not recorded (the tuner runs one look-alike call several times).
+    pub fn mark_undone(&self) {
+        self.done.set(false);
+    }
 }
 
 /// A GEMM-shaped launch (register-blocked, pixel and texture families): `out (=|+=)

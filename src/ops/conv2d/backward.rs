@@ -2,13 +2,11 @@
 //! overhead is their whole cost), others as one pass per gradient.
 
 use super::args::{check_bias, expect_shape, Geometry, InputGradArgs, WeightGradArgs};
+use super::backward_weight::conv2d_backward_weight_and_bias_into;
 use super::budget::{channels_fit, LOOP_BUDGET};
 use super::family::direct;
 use super::select::{self, Call};
-use super::{
-    conv2d_backward_bias_into, conv2d_backward_input_into, conv2d_backward_weight_into,
-    Conv2dParams, ConvKernels, Fusion,
-};
+use super::{conv2d_backward_input_into, Conv2dParams, ConvKernels, Fusion};
 use crate::error::Result;
 use crate::memory::Purpose;
 use crate::ops::{bindable, no_overlap, rebase};
@@ -114,11 +112,7 @@ impl Conv2dBackward<'_> {
             relu_input: fusion.relu_input,
             accumulate: false,
         };
-        conv2d_backward_weight_into(rec, x, grad_out, params, grad_weight, load)?;
-        if let Some(gb) = grad_bias {
-            conv2d_backward_bias_into(rec, grad_out, gb, false)?;
-        }
-        Ok(())
+        conv2d_backward_weight_and_bias_into(rec, x, grad_out, params, grad_weight, grad_bias, load)
     }
 
     /// Records all three gradients as one fused direct dispatch where the convolution is
@@ -178,6 +172,7 @@ impl Conv2dBackward<'_> {
             grad_out,
             grad_weight,
             fusion: select::overwrite(self.fusion),
+            bias: None,
         };
         // Where no thread of the fused kernel loops far, it is one launch against three or
         // four at least as long: `Auto` takes it without measuring the passes one by one

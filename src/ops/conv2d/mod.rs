@@ -8,9 +8,10 @@
 //! `backward_weight.rs`, `bias.rs`; `backward.rs` for all three) checks its arguments
 //! (`args.rs`, `params.rs`), splits work that one launch cannot hold (`split.rs`: tensors
 //! past the binding limit, reductions past the loop budget of `budget.rs`), and hands the
-//! rest to `select.rs`, which picks a family (`family/`: direct, regblock, pixel, texture;
-//! `tune.rs` measures under `Auto`) and lets it record its kernels. Weight gradients split
-//! their pixel reduction into partial sums (`partials.rs`).
+//! rest to `select.rs`, which picks a family (`family/`: direct, regblock, pixel, gemm,
+//! texture; `tune.rs` measures under `Auto`) and lets it record its kernels. Weight
+//! gradients split their pixel reduction into partial sums (`partials.rs`), whose reduce
+//! takes the bias gradient along where one is owed.
 
 mod args;
 mod backward;
@@ -28,6 +29,7 @@ mod tune;
 
 pub use backward::{conv2d_backward, Conv2dBackward, Conv2dGrads};
 pub use backward_input::conv2d_backward_input_into;
+pub(crate) use backward_weight::conv2d_backward_weight_and_bias_into;
 pub use backward_weight::conv2d_backward_weight_into;
 pub use bias::conv2d_backward_bias_into;
 pub use forward::{conv2d, conv2d_into};
@@ -63,6 +65,11 @@ pub(crate) fn kernels() -> Vec<&'static crate::gpu::KernelSpec> {
         .iter()
         .flat_map(|f| f.kernels().iter().copied())
         .collect();
-    all.extend([&bias::BIAS, &partials::REDUCE, &family::pack::PACK_BUFFER]);
+    all.extend([
+        &bias::BIAS,
+        &partials::REDUCE,
+        &partials::REDUCE_AND_BIAS,
+        &family::pack::PACK_BUFFER,
+    ]);
     all
 }

@@ -191,7 +191,7 @@ impl Call<'_, '_> {
                 a.grad_out,
                 vec4_stores(a.grad_x, a.mask()),
             ),
-            Call::BackwardWeight(a) => (a.fusion, false, false, a.x, false),
+            Call::BackwardWeight(a) => (a.fusion, a.bias.is_some(), false, a.x, false),
         };
         TuneKey {
             pass: self.pass(),

@@ -8,7 +8,8 @@
 //! only tiny shapes, where launch overhead rules, are measured (against register-blocked
 //! and direct); on a GPU every family is fast enough to measure, so all are.
 
-use super::args::{ForwardArgs, InputGradArgs, WeightGradArgs};
+use super::args::{BiasGradient, ForwardArgs, InputGradArgs, WeightGradArgs};
+use super::conv2d_backward_bias_into;
 use super::select::{family, Call, Family, Policy, FAMILIES};
 use crate::error::Result;
 use crate::memory::Purpose;
@@ -106,6 +107,22 @@ fn measure(
     candidates: &[&'static dyn Family],
 ) -> Result<&'static dyn Family> {
     let cpu = gpu.adapter_info().device_type == wgpu::DeviceType::Cpu;
+    // A bias gradient owed with a weight gradient is measured too, on look-alikes of the
+    // whole output gradient and the bias: a family that reduces partial sums takes it
+    // along, the others pay its own launch.
+    let (bo, bg) = match *call {
+        Call::BackwardWeight(WeightGradArgs {
+            bias: Some(bias), ..
+        }) => (
+            Some(like(gpu, bias.grad_out)?),
+            Some(like(gpu, bias.grad_bias)?),
+        ),
+        _ => (None, None),
+    };
+    let bias = bo
+        .as_ref()
+        .zip(bg.as_ref())
+        .map(|(go, gb)| BiasGradient::new(go, gb));
     let (f, w, b, o, m);
     let copy = match *call {
         Call::Forward(a) => {
@@ -144,6 +161,7 @@ fn measure(
                 x: &f,
                 grad_out: &w,
                 grad_weight: &o,
+                bias: bias.as_ref(),
                 ..*a
             })
         }
@@ -155,6 +173,12 @@ fn measure(
         for run in 0..4 {
             let mut rec = Recording::timed(gpu);
             copy.run(family, &mut rec)?;
+            if let Some(bias) = bias.as_ref() {
+                if !bias.done() {
+                    conv2d_backward_bias_into(&mut rec, bias.grad_out, bias.grad_bias, false)?;
+                }
+                bias.mark_undone();
+            }
             let t = rec.finish_timed()?;
             // lavapipe's timestamps are unreliable for recordings this small (seen off by
             // a whole dispatch either way): the host clock decides there.

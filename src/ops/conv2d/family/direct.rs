@@ -125,7 +125,7 @@ impl Family for Direct {
         ];
         let grid = Grid::Threads((wsize * splits) as u64);
         rec.launch(&BACKWARD_WEIGHT, &[a.bytes()], &buffers, &[], grid, cost)?;
-        partials.reduce(rec, c.grad_weight, c.fusion.accumulate)
+        partials.reduce_weight(rec, c)
     }
 }
 

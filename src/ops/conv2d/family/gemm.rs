@@ -214,7 +214,7 @@ impl GemmShaped for Gemm {
         let constants = a.geometry_constants();
         let kernel = BACKWARD_WEIGHT.specialised(&constants);
         rec.launch(kernel, &[a.bytes()], &buffers, &[], grid, cost)?;
-        partials.reduce(rec, c.grad_weight, c.fusion.accumulate)
+        partials.reduce_weight(rec, c)
     }
 }
 

@@ -95,5 +95,5 @@ pub(crate) fn weight_gradient(
         Grid::Workgroups(count as u64)
     };
     rec.launch(spec, &[a.bytes()], &buffers, &[], grid, cost)?;
-    partials.reduce(rec, c.grad_weight, c.fusion.accumulate)
+    partials.reduce_weight(rec, c)
 }

@@ -394,7 +394,7 @@ impl Texture {
         )?;
         x_tex.done(rec);
         g_tex.done(rec);
-        partials.reduce(rec, c.grad_weight, c.fusion.accumulate)
+        partials.reduce_weight(rec, c)
     }
 }
 
