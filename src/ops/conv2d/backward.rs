@@ -231,3 +231,81 @@ mod tests {
         assert_eq!(kernels_of_a_backward(), ["conv2d_backward_fused"]);
     }
 }
+
+/// The GPUs' path of the bias gradient, on any adapter: with it riding on the weight
+/// gradient's reduce, every family that reduces records one launch for both, and a weight
+/// gradient in parts (the texture family, one image at a time) sums the bias once over the
+/// whole batch — all the f64 oracle's numbers.
+#[cfg(all(test, feature = "oracle"))]
+mod bias_tests {
+    use super::*;
+    use crate::ops::conv2d::partials::BiasWithReduceOnCpu;
+    use crate::Gpu;
+
+    fn oracle_check(gpu: &Gpu, shapes: ([usize; 4], [usize; 4]), kernels: ConvKernels) {
+        let (xs, ws) = shapes;
+        let p = Conv2dParams::new(1, 1);
+        let ys = p.output_shape(xs, ws).unwrap();
+        // Pseudo-random in [-1, 1) (a multiplicative hash), so long sums do not cancel
+        // into float32 rounding.
+        let value = |i: usize, k: usize| {
+            let h = (i as u64 * 2_654_435_761 + k as u64 * 40_503) % 4096;
+            h as f32 / 2048.0 - 1.0
+        };
+        let host = |s: [usize; 4], k| (0..s.iter().product()).map(|i| value(i, k)).collect();
+        let (xv, wv, gv): (Vec<f32>, Vec<f32>, Vec<f32>) = (host(xs, 7), host(ws, 5), host(ys, 3));
+        let up = |s, v: &[f32]| Tensor::from_slice(gpu, s, v, Purpose::Activation).unwrap();
+        let (x, w, go) = (up(xs, &xv), up(ws, &wv), up(ys, &gv));
+        let mut rec = Recording::new(gpu);
+        rec.set_conv_kernels(kernels);
+        let grads = conv2d_backward(&mut rec, &x, &w, true, &go, &p).unwrap();
+        let ran = rec.kernels().to_vec();
+        rec.finish().unwrap();
+        let what = kernels.name();
+        assert!(
+            ran.contains(&"conv2d_backward_weight_reduce_and_bias"),
+            "{what}: {ran:?}"
+        );
+        assert!(!ran.contains(&"conv2d_backward_bias"), "{what}: {ran:?}");
+        let f64s = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<_>>();
+        let reference =
+            crate::reference::conv2d_backward_weight(&f64s(&xv), xs, &f64s(&gv), ws, &p);
+        let wants = [
+            ("grad w", reference.unwrap(), &grads.grad_weight),
+            (
+                "grad b",
+                crate::reference::conv2d_backward_bias(&f64s(&gv), ys),
+                grads.grad_bias.as_ref().unwrap(),
+            ),
+        ];
+        for (name, want, t) in wants {
+            let got = t.to_vec(gpu).unwrap();
+            for (i, (&g, &e)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                    "{what} {name}[{i}]: {g} vs {e}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_bias_rides_with_every_familys_reduce() {
+        let gpu = Gpu::new().unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"));
+        gpu.extension::<BiasWithReduceOnCpu>()
+            .0
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        // 5120 output pixels: several splits of the reduction in every family that splits.
+        let shapes = ([5, 8, 32, 32], [12, 8, 3, 3]);
+        for kernels in [
+            ConvKernels::Gemm,
+            ConvKernels::Texture,
+            ConvKernels::RegisterBlocked,
+        ] {
+            oracle_check(&gpu, shapes, kernels);
+        }
+        // One image at a time: the later parts' reduces run without it.
+        gpu.set_scratch_budget(1);
+        oracle_check(&gpu, ([3, 8, 16, 16], [12, 8, 3, 3]), ConvKernels::Texture);
+    }
+}

@@ -110,13 +110,14 @@ impl Partials {
 
     /// Sums a weight gradient's partial sums into `c.grad_weight` (=|+= by
     /// `c.fusion.accumulate`), and the bias gradient `c.bias` owes in the same launch where
-    /// it is not yet recorded, its output gradient binds whole and one split sums it: one
-    /// launch (and one barrier) fewer than two passes. Otherwise as [`Partials::reduce`],
+    /// [`bias_rides_with_reduce`], it is not yet recorded, its output gradient binds whole
+    /// and one split sums it: one launch (and one barrier) fewer than two passes. Otherwise as [`Partials::reduce`],
     /// and the bias gradient is left to `backward_weight.rs`.
     pub fn reduce_weight(self, rec: &mut Recording<'_>, c: &WeightGradArgs<'_>) -> Result<()> {
         let (dst, accumulate) = (c.grad_weight, c.fusion.accumulate);
         let bias = c.bias.filter(|b| {
-            !b.done()
+            bias_rides_with_reduce(rec.gpu())
+                && !b.done()
                 && !self.direct(dst)
                 && self.splits <= LOOP_BUDGET
                 && bindable(rec.gpu(), &[b.grad_out])
@@ -164,6 +165,23 @@ impl Partials {
         (a, cost)
     }
 }
+
+/// Whether an owed bias gradient rides with a weight gradient's reduce on `gpu`: on GPUs,
+/// where it saves a launch and a barrier; not on CPU adapters, where a kernel with workgroup
+/// barriers runs each workgroup far slower (lavapipe: the reduce's workgroups, once in the
+/// kernel with the bias sum's barriers, cost ≈ 85 µs each — a 16-channel conv's backward
+/// took 3.5 ms longer with one launch fewer).
+pub(crate) fn bias_rides_with_reduce(gpu: &crate::Gpu) -> bool {
+    gpu.adapter_info().device_type != wgpu::DeviceType::Cpu
+        || gpu
+            .extension::<BiasWithReduceOnCpu>()
+            .0
+            .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Set by tests to run the GPUs' path (the bias with the reduce) on a CPU adapter.
+#[derive(Default)]
+pub(crate) struct BiasWithReduceOnCpu(pub std::sync::atomic::AtomicBool);
 
 /// Threads a kernel wants in flight: a GPU needs tens of thousands to hide latency, a CPU
 /// adapter (lavapipe) only enough workgroups for its cores, and prefers long loops.

@@ -20,6 +20,10 @@ use crate::{ConvKernels, Gpu};
 /// Problems below this many FLOPs (one pass) are launch-bound on a CPU adapter.
 const TINY_FLOPS: u64 = 2_000_000;
 
+/// Loop iterations of a direct-kernel thread short enough that its one launch beats
+/// a packing launch and a faster kernel on a tiny problem.
+const SHORT_LOOP: usize = 1024;
+
 /// The family `Auto` runs `call` with.
 pub(crate) fn choose(gpu: &Gpu, call: &Call<'_, '_>) -> Result<&'static dyn Family> {
     let (g, p) = call.problem();
@@ -38,6 +42,15 @@ pub(crate) fn choose(gpu: &Gpu, call: &Call<'_, '_>) -> Result<&'static dyn Fami
     };
     if cpu && !tiny {
         return Ok(first(&[ConvKernels::Texture, ConvKernels::RegisterBlocked]));
+    }
+    if let Call::Forward(_) = call {
+        // A tiny forward whose threads loop briefly: the direct kernel is one launch, the
+        // others two (weights packed first) — more than any measured difference in compute,
+        // and measuring it chose either by the noise of µs timings.
+        let [_, cin_g, kh, kw] = g.w;
+        if tiny && cin_g * kh * kw <= SHORT_LOOP {
+            return Ok(first(&[ConvKernels::Direct]));
+        }
     }
     if gpu.deterministic() {
         // A fixed rule instead of a measurement, so every process makes the same choice
