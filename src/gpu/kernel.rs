@@ -183,6 +183,23 @@ impl Gpu {
         Ok(kernel)
     }
 
+    /// The override constants of every pipeline compiled so far for `entry` (tests assert
+    /// with it which specialisation ran).
+    #[cfg(test)]
+    pub(crate) fn compiled_constants(&self, entry: &str) -> Vec<Vec<(&'static str, f64)>> {
+        lock(&self.pipelines)
+            .keys()
+            .filter(|(_, e, _)| *e == entry)
+            .map(|(_, _, c)| c.iter().map(|&(k, v)| (k, f64::from_bits(v))).collect())
+            .collect()
+    }
+
+    /// Forgets every compiled pipeline (tests: to see which one a launch compiles).
+    #[cfg(test)]
+    pub(crate) fn clear_pipelines(&self) {
+        lock(&self.pipelines).clear();
+    }
+
     /// Lays `workgroups` out as a grid within `max_compute_workgroups_per_dimension`:
     /// 1-D when it fits, else 2-D (x full, y rows), else 3-D. The kernels rebuild the linear
     /// workgroup index from `workgroup_id` and `num_workgroups`.

@@ -226,7 +226,7 @@ mod tests {
         // Make the passes' own choices anything but direct, measured or not.
         let policy = gpu.extension::<Policy>();
         for choice in policy.tuned.lock().unwrap().values_mut() {
-            *choice = ConvKernels::RegisterBlocked;
+            *choice = (ConvKernels::RegisterBlocked, 0);
         }
         assert_eq!(kernels_of_a_backward(), ["conv2d_backward_fused"]);
     }

@@ -38,7 +38,8 @@ pub enum ConvKernels {
     /// the lanes of a workgroup: many threads for small layers on big GPUs.
     Pixel,
     /// Implicit GEMM tiled in workgroup memory: 128 × 128, 128 × 64 or 64 × 64 output tiles
-    /// (the largest that fills the adapter), 16-deep K slices, 8 × 8 a thread, the next slice
+    /// (under `Auto` on a GPU, measured per shape; else the largest that gives two waves of
+    /// an H200), 16-deep K slices, 8 × 8 a thread, the next slice
     /// prefetched, pipelines specialised to the geometry; a split-K weight gradient of
     /// 64 × 64 tiles. groups = 1, stride-1 input gradients. The shape fp32 convolution takes on a
     /// GPU; slow on CPU adapters (measured only on GPUs under `Auto`).
@@ -122,6 +123,45 @@ pub(crate) trait Family: Sync {
     fn backward_input(&self, rec: &mut Recording<'_>, a: &InputGradArgs<'_>) -> Result<()>;
     /// Records a weight gradient.
     fn backward_weight(&self, rec: &mut Recording<'_>, a: &WeightGradArgs<'_>) -> Result<()>;
+    /// Variants of its kernels worth measuring for `call` (the GEMM family: its forward
+    /// output tiles); variant 0 is what it runs by its own rule. 1: none.
+    fn variants(&self, _call: &Call<'_, '_>) -> usize {
+        1
+    }
+    /// Records `call` with variant `v` (`0 < v < variants(call)`).
+    fn run_variant(&self, _rec: &mut Recording<'_>, _call: &Call<'_, '_>, v: usize) -> Result<()> {
+        Err(no_variant(self.kind(), v))
+    }
+}
+
+/// The error of asking a family for a variant it does not have (a bug in the tuner).
+pub(crate) fn no_variant(kind: ConvKernels, v: usize) -> Error {
+    Error::Gpu {
+        during: "recording a convolution".into(),
+        message: format!(
+            "internal error: the {} family has no kernel variant {v}",
+            kind.name()
+        ),
+    }
+}
+
+/// What runs one pass: a family and its variant (0: the family's own rule).
+#[derive(Clone, Copy)]
+pub(crate) struct Choice {
+    pub family: &'static dyn Family,
+    pub variant: usize,
+}
+
+impl Choice {
+    /// A family by its own rule.
+    pub fn rule(family: &'static dyn Family) -> Choice {
+        Choice { family, variant: 0 }
+    }
+
+    /// Which family.
+    pub fn kind(&self) -> ConvKernels {
+        self.family.kind()
+    }
 }
 
 /// Every family, in the order a forced family's fallback is looked for (after itself).
@@ -162,12 +202,20 @@ impl Call<'_, '_> {
         }
     }
 
-    /// Records this pass with `family`'s kernels.
+    /// Records this pass with `family`'s kernels, by its own rule.
     pub fn run(&self, family: &dyn Family, rec: &mut Recording<'_>) -> Result<()> {
         match self {
             Call::Forward(a) => family.forward(rec, a),
             Call::BackwardInput(a) => family.backward_input(rec, a),
             Call::BackwardWeight(a) => family.backward_weight(rec, a),
+        }
+    }
+
+    /// Records this pass as `choice` says.
+    pub fn run_choice(&self, choice: Choice, rec: &mut Recording<'_>) -> Result<()> {
+        match choice.variant {
+            0 => self.run(choice.family, rec),
+            v => choice.family.run_variant(rec, self, v),
         }
     }
 
@@ -237,7 +285,7 @@ pub(crate) struct TuneKey {
 /// measured so far.
 pub(crate) struct Policy {
     forced: Mutex<std::result::Result<ConvKernels, String>>,
-    pub tuned: Mutex<HashMap<TuneKey, ConvKernels>>,
+    pub tuned: Mutex<HashMap<TuneKey, (ConvKernels, usize)>>,
 }
 
 impl ConvKernels {
@@ -306,7 +354,7 @@ impl Recording<'_> {
 /// The family that runs `call` in `rec`: the forced one where it supports the problem
 /// (else the first family in [`FAMILIES`] order after it that does), or under `Auto` the
 /// measured or ruled choice (see `tune.rs`).
-pub(crate) fn choose(rec: &Recording<'_>, call: &Call<'_, '_>) -> Result<&'static dyn Family> {
+pub(crate) fn choose(rec: &Recording<'_>, call: &Call<'_, '_>) -> Result<Choice> {
     let gpu = rec.gpu();
     let forced = forced(rec)?;
     let (g, p) = call.problem();
@@ -319,10 +367,12 @@ pub(crate) fn choose(rec: &Recording<'_>, call: &Call<'_, '_>) -> Result<&'stati
                 .into_iter()
                 .skip_while(|f| f.kind() != kind)
                 .skip(1);
-            Ok(std::iter::once(first)
-                .chain(rest)
-                .find(supported)
-                .unwrap_or(&Direct))
+            Ok(Choice::rule(
+                std::iter::once(first)
+                    .chain(rest)
+                    .find(supported)
+                    .unwrap_or(&Direct),
+            ))
         }
     }
 }
@@ -340,8 +390,8 @@ pub(crate) fn forced(rec: &Recording<'_>) -> Result<ConvKernels> {
 
 /// Chooses and records one pass.
 pub(crate) fn run(rec: &mut Recording<'_>, call: Call<'_, '_>) -> Result<()> {
-    let family = choose(rec, &call)?;
-    call.run(family, rec)
+    let choice = choose(rec, &call)?;
+    call.run_choice(choice, rec)
 }
 
 /// The fusion of a pass that loads with `fusion.relu_input` and overwrites.

@@ -6,11 +6,16 @@
 //! The rule (benches/NOTES.md): on a CPU adapter (lavapipe) the texture family beats
 //! register-blocked 1.5–2× on every standard case, which beats the direct kernels 5×, so
 //! only tiny shapes, where launch overhead rules, are measured (against register-blocked
-//! and direct); on a GPU every family is fast enough to measure, so all are.
+//! and direct); on a GPU every family is fast enough to measure, so all are, each with its
+//! variants (the GEMM family's output tiles: wgpu reports no compute-unit count to size
+//! them by). On every
+//! adapter a tiny forward whose direct threads loop briefly runs direct unmeasured (one
+//! launch against a packing launch and a kernel), as the backward of such a conv runs the
+//! fused kernel (`backward.rs`).
 
 use super::args::{BiasGradient, ForwardArgs, InputGradArgs, WeightGradArgs};
 use super::conv2d_backward_bias_into;
-use super::select::{family, Call, Family, Policy, FAMILIES};
+use super::select::{family, Call, Choice, Family, Policy, FAMILIES};
 use crate::error::Result;
 use crate::memory::Purpose;
 use crate::record::Recording;
@@ -25,7 +30,7 @@ const TINY_FLOPS: u64 = 2_000_000;
 const SHORT_LOOP: usize = 1024;
 
 /// The family `Auto` runs `call` with.
-pub(crate) fn choose(gpu: &Gpu, call: &Call<'_, '_>) -> Result<&'static dyn Family> {
+pub(crate) fn choose(gpu: &Gpu, call: &Call<'_, '_>) -> Result<Choice> {
     let (g, p) = call.problem();
     let supported: Vec<&'static dyn Family> = FAMILIES
         .into_iter()
@@ -34,11 +39,13 @@ pub(crate) fn choose(gpu: &Gpu, call: &Call<'_, '_>) -> Result<&'static dyn Fami
     let cpu = gpu.adapter_info().device_type == wgpu::DeviceType::Cpu;
     let tiny = g.tap_flops() < TINY_FLOPS;
     let first = |kinds: &[ConvKernels]| {
-        kinds
-            .iter()
-            .map(|&k| family(k))
-            .find(|f| supported.iter().any(|s| s.kind() == f.kind()))
-            .unwrap_or(family(ConvKernels::Direct))
+        Choice::rule(
+            kinds
+                .iter()
+                .map(|&k| family(k))
+                .find(|f| supported.iter().any(|s| s.kind() == f.kind()))
+                .unwrap_or(family(ConvKernels::Direct)),
+        )
     };
     if cpu && !tiny {
         return Ok(first(&[ConvKernels::Texture, ConvKernels::RegisterBlocked]));
@@ -73,16 +80,19 @@ pub(crate) fn choose(gpu: &Gpu, call: &Call<'_, '_>) -> Result<&'static dyn Fami
     } else {
         supported
     };
-    if candidates.len() == 1 {
-        return Ok(candidates[0]);
+    if candidates.len() == 1 && candidates[0].variants(call) == 1 {
+        return Ok(Choice::rule(candidates[0]));
     }
     let key = call.key();
     let policy = gpu.extension::<Policy>();
-    if let Some(&kind) = lock(&policy.tuned).get(&key) {
-        return Ok(family(kind));
+    if let Some(&(kind, variant)) = lock(&policy.tuned).get(&key) {
+        return Ok(Choice {
+            family: family(kind),
+            variant,
+        });
     }
     let best = measure(gpu, call, &candidates)?;
-    lock(&policy.tuned).insert(key, best.kind());
+    lock(&policy.tuned).insert(key, (best.kind(), best.variant));
     Ok(best)
 }
 
@@ -112,13 +122,15 @@ fn like(gpu: &Gpu, t: &Tensor) -> Result<Tensor> {
     whole.channels(first..first + c)
 }
 
-/// Runs `call`'s pass on look-alike scratch tensors with each candidate (best of 3 after a
-/// warm-up; GPU timestamps on GPUs, the host clock on CPU adapters) and returns the fastest.
-fn measure(
+/// Runs `call`'s pass on look-alike scratch tensors with each candidate and each of its
+/// variants (the GEMM family's tiles: wgpu reports no compute-unit count to choose them by;
+/// best of 3 after a warm-up; GPU timestamps on GPUs, the host clock on CPU adapters) and
+/// returns the fastest.
+pub(crate) fn measure(
     gpu: &Gpu,
     call: &Call<'_, '_>,
     candidates: &[&'static dyn Family],
-) -> Result<&'static dyn Family> {
+) -> Result<Choice> {
     let cpu = gpu.adapter_info().device_type == wgpu::DeviceType::Cpu;
     // A bias gradient owed with a weight gradient is measured too, on look-alikes of the
     // whole output gradient and the bias: a family that reduces partial sums takes it
@@ -180,12 +192,15 @@ fn measure(
         }
     };
     let copy = copy.call();
-    let mut best = (f64::INFINITY, candidates[0]);
-    for &family in candidates {
+    let choices = candidates.iter().flat_map(|&family| {
+        (0..family.variants(&copy)).map(move |variant| Choice { family, variant })
+    });
+    let mut best = (f64::INFINITY, Choice::rule(candidates[0]));
+    for choice in choices {
         let mut fastest = f64::INFINITY;
         for run in 0..4 {
             let mut rec = Recording::timed(gpu);
-            copy.run(family, &mut rec)?;
+            copy.run_choice(choice, &mut rec)?;
             if let Some(bias) = bias.as_ref() {
                 if !bias.done() {
                     conv2d_backward_bias_into(&mut rec, bias.grad_out, bias.grad_bias, false)?;
@@ -204,7 +219,7 @@ fn measure(
             }
         }
         if fastest < best.0 {
-            best = (fastest, family);
+            best = (fastest, choice);
         }
     }
     Ok(best.1)
@@ -224,5 +239,105 @@ impl<'a> Copy<'a> {
             Copy::BackwardInput(a) => Call::BackwardInput(a),
             Copy::BackwardWeight(a) => Call::BackwardWeight(a),
         }
+    }
+}
+
+/// The tuner measures the GEMM family's tiles as variants (on GPUs; here forced onto any
+/// adapter): the choice it returns is one of them, and every variant it may return runs
+/// through the family to the f64 oracle's numbers; one past the last is an error, not a
+/// panic.
+#[cfg(all(test, feature = "oracle"))]
+mod tests {
+    use super::*;
+    use crate::ops::conv2d::args::Geometry;
+    use crate::ops::conv2d::family::gemm::{forward_tiles, Gemm};
+    use crate::ops::conv2d::{Conv2dParams, Fusion};
+
+    #[test]
+    fn gemm_tiles_are_measured_as_variants() {
+        let gpu = Gpu::new().unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"));
+        let p = Conv2dParams::new(1, 1);
+        let (xs, ws) = ([2, 8, 12, 12], [72, 8, 3, 3]);
+        let value = |i: usize, k: usize| {
+            ((i as u64 * 2_654_435_761 + k as u64) % 4096) as f32 / 2048.0 - 1.0
+        };
+        let host = |s: [usize; 4], k| {
+            (0..s.iter().product())
+                .map(|i| value(i, k))
+                .collect::<Vec<f32>>()
+        };
+        let (xv, wv) = (host(xs, 1), host(ws, 2));
+        let f64s = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<_>>();
+        let (want, ys) =
+            crate::reference::conv2d(&f64s(&xv), xs, &f64s(&wv), ws, None, &p).unwrap();
+        let x = Tensor::from_slice(&gpu, xs, &xv, Purpose::Activation).unwrap();
+        let w = Tensor::from_slice(&gpu, ws, &wv, Purpose::Parameter).unwrap();
+        let out = Tensor::zeros(&gpu, ys, Purpose::Activation).unwrap();
+        let args = ForwardArgs {
+            g: Geometry::of(&x, &w, &p).unwrap(),
+            p,
+            x: &x,
+            weight: &w,
+            bias: None,
+            out: &out,
+            fusion: Fusion::default(),
+        };
+        let call = Call::Forward(&args);
+        let variants = Gemm.variants(&call);
+        assert_eq!(variants, forward_tiles(2 * 12 * 12, 72).len());
+        assert!(variants > 1);
+        let chosen = measure(&gpu, &call, &[&Gemm]).unwrap();
+        assert_eq!(chosen.kind(), ConvKernels::Gemm);
+        assert!(chosen.variant < variants);
+        let tiles_compiled = || {
+            let tile = |c: &Vec<(&str, f64)>| {
+                let get = |name| c.iter().find(|(k, _)| *k == name).map(|&(_, v)| v as usize);
+                (get("TILE_M"), get("TILE_N"))
+            };
+            let compiled = gpu.compiled_constants("conv2d_forward_gemm");
+            compiled.iter().map(tile).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            tiles_compiled().len(),
+            variants,
+            "the tuner compiles each tile once"
+        );
+        gpu.clear_pipelines();
+        for (variant, tile) in forward_tiles(2 * 12 * 12, 72).into_iter().enumerate() {
+            let mut rec = Recording::new(&gpu);
+            call.run_choice(
+                Choice {
+                    family: &Gemm,
+                    variant,
+                },
+                &mut rec,
+            )
+            .unwrap();
+            assert!(rec.kernels().contains(&"conv2d_forward_gemm"));
+            // The pipeline this variant compiled is its tile's.
+            assert_eq!(
+                tiles_compiled().last(),
+                Some(&(Some(tile.pixels), Some(tile.channels))),
+                "variant {variant}"
+            );
+            gpu.clear_pipelines();
+            rec.finish().unwrap();
+            let got = out.to_vec(&gpu).unwrap();
+            for (i, (&g, &e)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                    "variant {variant}, [{i}]: {g} vs {e}"
+                );
+            }
+        }
+        let mut rec = Recording::new(&gpu);
+        let past = call.run_choice(
+            Choice {
+                family: &Gemm,
+                variant: variants,
+            },
+            &mut rec,
+        );
+        assert!(past.is_err());
     }
 }

@@ -1,7 +1,8 @@
 //! The GEMM family (`shaders/conv2d/gemm/`): implicit GEMM tiled in workgroup memory — the
 //! shape fp32 convolution takes on a GPU. Forward (and stride-1 input gradient, the same
 //! kernel on the transposed problem): 128 × 128, 128 × 64 or 64 × 64 output tiles (the
-//! largest that still fills the adapter, see [`forward_tile`]), 16-deep K slices, threads of
+//! tuner measures them as the family's variants on GPUs, [`forward_tiles`]; unmeasured, the
+//! largest that gives two waves of an H200, [`forward_tile`]), 16-deep K slices, threads of
 //! 8 × 8 accumulators read as vec4s from workgroup memory, the next slice prefetched into
 //! registers. Weight gradient: 64 × 64 tiles of (co) × (tap, ci) over 16-pixel slices,
 //! split-K into partial sums. groups = 1.
@@ -21,6 +22,7 @@ use crate::ops::conv2d::budget::{LOOP_BUDGET, SERIAL_TERMS};
 use crate::ops::conv2d::family::pack::with_packed_weights;
 use crate::ops::conv2d::family::shaped::GemmShaped;
 use crate::ops::conv2d::partials::{plan, Partials};
+use crate::ops::conv2d::select::no_variant;
 use crate::ops::conv2d::ConvKernels;
 use crate::record::{read, write, Cost, Grid, Recording};
 use crate::Gpu;
@@ -124,6 +126,18 @@ pub(crate) fn forward_tile(pixels: usize, co_pad: usize) -> Tile {
     smallest
 }
 
+/// The forward tiles worth measuring for `pixels` output pixels and `co_pad` channels:
+/// [`forward_tile`]'s choice first (what runs unmeasured), then every other tile no wider in
+/// channels than the channels rounded up to 64, largest first. wgpu reports no adapter's
+/// compute-unit count, so on a GPU the tuner measures these rather than trust the H200's.
+pub(crate) fn forward_tiles(pixels: usize, co_pad: usize) -> Vec<Tile> {
+    let rule = forward_tile(pixels, co_pad);
+    let others = TILES
+        .into_iter()
+        .filter(|t| *t != rule && t.channels <= co_pad.next_multiple_of(64));
+    std::iter::once(rule).chain(others).collect()
+}
+
 /// The geometry of `a` and the tile, as the override constants of the forward's pipeline.
 fn forward_constants(a: &ConvArgs, tile: Tile) -> Vec<(&'static str, f64)> {
     let mut c = a.geometry_constants().to_vec();
@@ -150,6 +164,11 @@ fn gemm_with_tile(rec: &mut Recording<'_>, c: &GemmCall<'_>, tile: Tile) -> Resu
     })
 }
 
+/// The tiles worth measuring for `c`'s output.
+fn call_tiles(c: &GemmCall<'_>) -> Vec<Tile> {
+    forward_tiles(c.g.y[0] * c.g.y[2] * c.g.y[3], c.g.y[1].next_multiple_of(8))
+}
+
 /// The GEMM family.
 pub(crate) struct Gemm;
 
@@ -164,9 +183,20 @@ impl GemmShaped for Gemm {
 
     /// Packs the weights and runs the tiled forward kernel.
     fn gemm(&self, rec: &mut Recording<'_>, c: &GemmCall<'_>) -> Result<()> {
-        let co_pad = c.g.y[1].next_multiple_of(8);
-        let pixels = c.g.y[0] * c.g.y[2] * c.g.y[3];
-        gemm_with_tile(rec, c, forward_tile(pixels, co_pad))
+        self.gemm_variant(rec, c, 0)
+    }
+
+    /// Its forward tiles ([`forward_tiles`]).
+    fn gemm_variants(&self, c: &GemmCall<'_>) -> usize {
+        call_tiles(c).len()
+    }
+
+    /// The forward kernel with tile `v` of [`forward_tiles`].
+    fn gemm_variant(&self, rec: &mut Recording<'_>, c: &GemmCall<'_>, v: usize) -> Result<()> {
+        match call_tiles(c).get(v) {
+            Some(&tile) => gemm_with_tile(rec, c, tile),
+            None => Err(no_variant(ConvKernels::Gemm, v)),
+        }
     }
 
     /// Where the device allows 256-thread workgroups and 16 KiB of workgroup memory.
@@ -242,6 +272,23 @@ mod tests {
         assert_eq!(forward_tile(32 * 7 * 7, 512), tile(64, 64));
         // Narrow layers never get a 128-channel tile, however many pixels.
         assert_eq!(forward_tile(1 << 24, 8), tile(128, 64));
+    }
+
+    /// The tiles the tuner measures: the rule's first, each once, none wider than the
+    /// channels rounded up to 64.
+    #[test]
+    fn forward_tiles_start_with_the_rule() {
+        for (pixels, co_pad) in [(32 * 56 * 56, 64), (32 * 14 * 14, 256), (49, 512), (1, 8)] {
+            let tiles = forward_tiles(pixels, co_pad);
+            assert_eq!(tiles[0], forward_tile(pixels, co_pad));
+            for (i, t) in tiles.iter().enumerate() {
+                assert!(!tiles[..i].contains(t), "{tiles:?}");
+                assert!(t.channels <= co_pad.next_multiple_of(64), "{tiles:?}");
+            }
+        }
+        // 64 channels: the 128-wide tiles are never measured.
+        assert_eq!(forward_tiles(32 * 56 * 56, 64).len(), 2);
+        assert_eq!(forward_tiles(32 * 14 * 14, 256).len(), 3);
     }
 
     /// What `conv2d/gemm/forward.wgsl`'s thread layout assumes of a tile (a tile past it

@@ -9,7 +9,7 @@ use crate::ops::conv2d::args::{
     view, ConvArgs, ForwardArgs, GemmCall, Geometry, InputGradArgs, WeightGradArgs,
 };
 use crate::ops::conv2d::partials::Partials;
-use crate::ops::conv2d::select::{Family, Pass};
+use crate::ops::conv2d::select::{no_variant, Call, Family, Pass};
 use crate::ops::conv2d::{Conv2dParams, ConvKernels};
 use crate::record::{read, write, Grid, Recording};
 use crate::Gpu;
@@ -26,6 +26,17 @@ pub(crate) trait GemmShaped: Sync {
     }
     /// Records the GEMM-shaped kernel for `c` (a forward, or a transposed input gradient).
     fn gemm(&self, rec: &mut Recording<'_>, c: &GemmCall<'_>) -> Result<()>;
+    /// Variants of that kernel worth measuring for `c` (0: what `gemm` runs); 1: none.
+    fn gemm_variants(&self, _c: &GemmCall<'_>) -> usize {
+        1
+    }
+    /// Records variant `v` of the GEMM-shaped kernel for `c`.
+    fn gemm_variant(&self, rec: &mut Recording<'_>, c: &GemmCall<'_>, v: usize) -> Result<()> {
+        match v {
+            0 => self.gemm(rec, c),
+            _ => Err(no_variant(self.kind(), v)),
+        }
+    }
     /// Records the weight gradient.
     fn weight_gradient(&self, rec: &mut Recording<'_>, c: &WeightGradArgs<'_>) -> Result<()>;
 }
@@ -55,6 +66,25 @@ impl<T: GemmShaped> Family for T {
 
     fn backward_weight(&self, rec: &mut Recording<'_>, c: &WeightGradArgs<'_>) -> Result<()> {
         self.weight_gradient(rec, c)
+    }
+
+    fn variants(&self, call: &Call<'_, '_>) -> usize {
+        match call {
+            Call::Forward(a) => self.gemm_variants(&a.gemm()),
+            Call::BackwardInput(a) if a.g.transposable(&a.p) => self.gemm_variants(&a.gemm()),
+            _ => 1,
+        }
+    }
+
+    fn run_variant(&self, rec: &mut Recording<'_>, call: &Call<'_, '_>, v: usize) -> Result<()> {
+        match call {
+            Call::Forward(a) => self.gemm_variant(rec, &a.gemm(), v),
+            Call::BackwardInput(a) => self.gemm_variant(rec, &a.gemm(), v),
+            Call::BackwardWeight(a) => match v {
+                0 => self.weight_gradient(rec, a),
+                _ => Err(no_variant(self.kind(), v)),
+            },
+        }
     }
 }
 
