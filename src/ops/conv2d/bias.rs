@@ -3,7 +3,7 @@
 
 use super::args::{bytes_of, check_bias, view};
 use super::budget::rows_per_split;
-use super::partials::Partials;
+use super::partials::{gpu_shapes, Partials};
 use super::split;
 use crate::error::Result;
 use crate::gpu::{Access, KernelSpec, WORKGROUP_SIZE};
@@ -19,6 +19,38 @@ pub(crate) const BIAS: KernelSpec = KernelSpec::new(
     &[(4, Access::Write), (5, Access::Write), (6, Access::Write)],
 )
 .with_uniforms(&[3]);
+
+/// `conv2d_backward_bias_serial`: the same sum, a thread per (channel, split), no barriers
+/// (CPU adapters).
+pub(crate) const BIAS_SERIAL: KernelSpec = KernelSpec::new(
+    wgsl!("conv2d/bias.wgsl"),
+    "conv2d_backward_bias_serial",
+    &[(4, Access::Write), (5, Access::Write), (6, Access::Write)],
+)
+.with_uniforms(&[3]);
+
+/// Threads of a workgroup of the serial shape (`SERIAL_LANES` in the shader).
+const SERIAL_LANES: usize = 8;
+
+/// Which shape the bias sum takes: a workgroup per (channel, split) with a tree reduction
+/// (GPUs), or a thread per (channel, split) summing serially (CPU adapters, which run a
+/// workgroup with barriers far slower: ≈ 85 µs each on lavapipe).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BiasShape {
+    Workgroups,
+    Serial,
+}
+
+impl BiasShape {
+    /// The shape for `gpu`.
+    pub fn of(gpu: &crate::Gpu) -> BiasShape {
+        if gpu_shapes(gpu) {
+            BiasShape::Workgroups
+        } else {
+            BiasShape::Serial
+        }
+    }
+}
 
 /// Arguments of the bias kernel (`Bias` in `shaders/conv2d/bias.wgsl`).
 #[repr(C)]
@@ -60,11 +92,17 @@ pub fn conv2d_backward_bias_into(
         return split::backward_bias_channels(rec, grad_out, grad_bias, accumulate);
     }
     let grad_out = &rebase(rec.gpu(), grad_out);
-    let sum = BiasSum::plan(grad_out, accumulate)?;
+    let sum = BiasSum::plan(grad_out, accumulate, BiasShape::of(rec.gpu()))?;
     let partials = Partials::new(rec, grad_bias, sum.splits, sum.splits == 1)?;
     let buffers = sum.buffers(grad_out, &partials.tensor);
-    let grid = Grid::Workgroups(sum.workgroups() as u64);
-    rec.launch(&BIAS, &[sum.bytes()], &buffers, &[], grid, sum.cost)?;
+    let (kernel, grid) = match sum.shape {
+        BiasShape::Workgroups => (&BIAS, Grid::Workgroups(sum.count() as u64)),
+        BiasShape::Serial => (
+            &BIAS_SERIAL,
+            Grid::Workgroups(sum.count().div_ceil(SERIAL_LANES) as u64),
+        ),
+    };
+    rec.launch(kernel, &[sum.bytes()], &buffers, &[], grid, sum.cost)?;
     partials.reduce(rec, grad_bias, accumulate)
 }
 
@@ -72,40 +110,56 @@ pub fn conv2d_backward_bias_into(
 /// splits its reduction takes (one: it writes the gradient itself) and its cost.
 pub(crate) struct BiasSum {
     args: BiasArgs,
+    pub shape: BiasShape,
     pub splits: usize,
     pub cost: Cost,
 }
 
 impl BiasSum {
-    /// The sum of `grad_out` per channel (=|+= by `accumulate` where one split does it all).
-    pub fn plan(grad_out: &Tensor, accumulate: bool) -> Result<BiasSum> {
+    /// The sum of `grad_out` per channel (=|+= by `accumulate` where one split does it all)
+    /// in the given shape.
+    pub fn plan(grad_out: &Tensor, accumulate: bool, shape: BiasShape) -> Result<BiasSum> {
         let [n, cout, oh, ow] = grad_out.shape();
-        // Units of the reduction: (image, chunk of BIAS_CHUNK plane elements).
-        let units = n * (oh * ow).div_ceil(BIAS_CHUNK);
-        let lane_loops = BIAS_CHUNK / WORKGROUP_SIZE as usize;
-        let per = rows_per_split(lane_loops, 2, "bias gradient")?.min(units);
-        let splits = units.div_ceil(per);
         let aligned = |v: u32| v.is_multiple_of(4);
         let [off, bs] = view(grad_out);
+        let vec4_ok = (oh * ow).is_multiple_of(4) && aligned(off) && aligned(bs);
+        // Units of the reduction: (image, chunk of plane elements). A workgroup's lanes loop
+        // chunk / 64 times a unit; a serial thread chunk times (a quarter with vec4 loads),
+        // so its chunks are at most a plane (small planes do not pay for a whole one).
+        let (chunk, lane_loops) = match shape {
+            BiasShape::Workgroups => (BIAS_CHUNK, BIAS_CHUNK / WORKGROUP_SIZE as usize),
+            BiasShape::Serial => {
+                let chunk = BIAS_CHUNK.min(oh * ow).max(1);
+                (chunk, if vec4_ok { chunk / 4 } else { chunk })
+            }
+        };
+        let units = n * (oh * ow).div_ceil(chunk);
+        let per = rows_per_split(lane_loops, 2, "bias gradient")?.min(units);
+        let splits = units.div_ceil(per);
         let args = BiasArgs {
             shape: [n as u32, cout as u32, oh as u32, ow as u32],
             y_view: [off, bs],
             count: (cout * splits) as u32,
             accumulate: (accumulate && splits == 1) as u32,
             per_split: per as u32,
-            chunk: BIAS_CHUNK as u32,
-            vec4_ok: ((oh * ow).is_multiple_of(4) && aligned(off) && aligned(bs)) as u32,
+            chunk: chunk as u32,
+            vec4_ok: vec4_ok as u32,
             _pad: 0,
         };
         let cost = Cost {
             flops: grad_out.numel() as u64,
             bytes: bytes_of(&[grad_out.numel(), cout * (1 + accumulate as usize)]),
         };
-        Ok(BiasSum { args, splits, cost })
+        Ok(BiasSum {
+            args,
+            shape,
+            splits,
+            cost,
+        })
     }
 
-    /// Workgroups the sum runs: one per (channel, split).
-    pub fn workgroups(&self) -> usize {
+    /// Workgroups (or serial threads) the sum runs: one per (channel, split).
+    pub fn count(&self) -> usize {
         self.args.count as usize
     }
 
@@ -121,5 +175,66 @@ impl BiasSum {
             Some(read(grad_out)),
             Some(write(sums)),
         ]
+    }
+}
+
+/// Both shapes of the bias sum against the f64 oracle, on whatever adapter runs the tests
+/// (the GPU shape forced onto a CPU adapter): several splits, planes longer than a chunk,
+/// planes not 4-aligned, a channel view; each asserting which kernel ran.
+#[cfg(all(test, feature = "oracle"))]
+mod tests {
+    use super::*;
+    use crate::memory::Purpose;
+    use crate::ops::conv2d::partials::GpuShapesOnCpu;
+    use crate::Gpu;
+
+    #[test]
+    fn both_shapes_match_the_reference() {
+        let gpu = Gpu::new().unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"));
+        let value = |i: usize| ((i as u64 * 2_654_435_761) % 4096) as f32 / 2048.0 - 1.0;
+        for gpu_shapes in [false, true] {
+            gpu.extension::<GpuShapesOnCpu>()
+                .0
+                .store(gpu_shapes, std::sync::atomic::Ordering::Relaxed);
+            let expected = match BiasShape::of(&gpu) {
+                BiasShape::Workgroups => "conv2d_backward_bias",
+                BiasShape::Serial => "conv2d_backward_bias_serial",
+            };
+            // [n, c, h, w] of the whole buffer, and the channels the gradient is a view of.
+            for (shape, view) in [
+                ([65, 3, 8, 8], 0..3),
+                ([2, 3, 70, 70], 1..3),
+                ([3, 2, 69, 69], 0..2),
+                ([1, 5, 3, 5], 2..5),
+            ] {
+                let v: Vec<f32> = (0..shape.iter().product()).map(value).collect();
+                let whole = Tensor::from_slice(&gpu, shape, &v, Purpose::Gradient).unwrap();
+                let grad_out = whole.channels(view.clone()).unwrap();
+                let ys = grad_out.shape();
+                let gb = Tensor::zeros(&gpu, [ys[1], 1, 1, 1], Purpose::Gradient).unwrap();
+                let mut rec = Recording::new(&gpu);
+                conv2d_backward_bias_into(&mut rec, &grad_out, &gb, false).unwrap();
+                assert!(
+                    rec.kernels().contains(&expected),
+                    "{shape:?}: {:?}",
+                    rec.kernels()
+                );
+                rec.finish().unwrap();
+                let plane = shape[2] * shape[3];
+                let host: Vec<f64> = (0..ys[0])
+                    .flat_map(|n| view.clone().map(move |c| (n, c)))
+                    .flat_map(|(n, c)| (0..plane).map(move |i| (n * shape[1] + c) * plane + i))
+                    .map(|i| v[i] as f64)
+                    .collect();
+                let want = crate::reference::conv2d_backward_bias(&host, ys);
+                let got = gb.to_vec(&gpu).unwrap();
+                for (c, (&g, &e)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                        "{expected} {shape:?} channel {c}: {g} vs {e}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -67,6 +67,7 @@ pub(crate) fn kernels() -> Vec<&'static crate::gpu::KernelSpec> {
         .collect();
     all.extend([
         &bias::BIAS,
+        &bias::BIAS_SERIAL,
         &partials::REDUCE,
         &partials::REDUCE_AND_BIAS,
         &family::pack::PACK_BUFFER,

@@ -4,7 +4,7 @@
 //! (`shaders/conv2d/reduce.wgsl`) adds them up in a fixed order.
 
 use super::args::{bytes_of, WeightGradArgs};
-use super::bias::BiasSum;
+use super::bias::{BiasShape, BiasSum};
 use super::budget::LOOP_BUDGET;
 use crate::error::{Error, Result};
 use crate::gpu::{Access, KernelSpec, WORKGROUP_SIZE};
@@ -126,7 +126,7 @@ impl Partials {
             return self.reduce(rec, dst, accumulate);
         };
         let grad_out = &rebase(rec.gpu(), bias.grad_out);
-        let sum = BiasSum::plan(grad_out, false)?;
+        let sum = BiasSum::plan(grad_out, false, BiasShape::Workgroups)?;
         if sum.splits != 1 {
             return self.reduce(rec, dst, accumulate);
         }
@@ -134,7 +134,7 @@ impl Partials {
         cost += sum.cost;
         let [y, y4, grad_bias] = sum.buffers(grad_out, bias.grad_bias);
         let buffers = [Some(read(&self.tensor)), Some(write(dst)), y, y4, grad_bias];
-        let workgroups = (a.count as u64).div_ceil(WORKGROUP_SIZE as u64) + sum.workgroups() as u64;
+        let workgroups = (a.count as u64).div_ceil(WORKGROUP_SIZE as u64) + sum.count() as u64;
         rec.launch(
             &REDUCE_AND_BIAS,
             &[bytemuck::bytes_of(&a), sum.bytes()],
@@ -172,16 +172,24 @@ impl Partials {
 /// kernel with the bias sum's barriers, cost ≈ 85 µs each — a 16-channel conv's backward
 /// took 3.5 ms longer with one launch fewer).
 pub(crate) fn bias_rides_with_reduce(gpu: &crate::Gpu) -> bool {
+    gpu_shapes(gpu)
+}
+
+/// Whether the reductions' kernels take their GPU shapes (workgroups that cooperate through
+/// barriers; the bias riding with the reduce): on GPUs, or where a test asks for them on a
+/// CPU adapter ([`GpuShapesOnCpu`]).
+pub(crate) fn gpu_shapes(gpu: &crate::Gpu) -> bool {
     gpu.adapter_info().device_type != wgpu::DeviceType::Cpu
         || gpu
-            .extension::<BiasWithReduceOnCpu>()
+            .extension::<GpuShapesOnCpu>()
             .0
             .load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// Set by tests to run the GPUs' path (the bias with the reduce) on a CPU adapter.
+/// Set by tests to run the GPUs' shapes of the reductions on a CPU adapter, so that CI
+/// checks them too.
 #[derive(Default)]
-pub(crate) struct BiasWithReduceOnCpu(pub std::sync::atomic::AtomicBool);
+pub(crate) struct GpuShapesOnCpu(pub std::sync::atomic::AtomicBool);
 
 /// Threads a kernel wants in flight: a GPU needs tens of thousands to hide latency, a CPU
 /// adapter (lavapipe) only enough workgroups for its cores, and prefers long loops.
