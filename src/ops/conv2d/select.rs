@@ -41,7 +41,7 @@ pub enum ConvKernels {
     /// (under `Auto` on a GPU, measured per shape; else the largest that gives two waves of
     /// an H200), 16-deep K slices, 8 × 8 a thread, the next slice
     /// prefetched, pipelines specialised to the geometry; a split-K weight gradient of
-    /// 64 × 64 tiles. groups = 1, stride-1 input gradients. The shape fp32 convolution takes on a
+    /// 64 × 64 or (measured on GPUs) 128 × 64 tiles. groups = 1, stride-1 input gradients. The shape fp32 convolution takes on a
     /// GPU; slow on CPU adapters (measured only on GPUs under `Auto`).
     Gemm,
     /// Register-blocked (16 pixels × 8 channels per thread) with both operands staged in

@@ -4,8 +4,9 @@
 //! tuner measures them as the family's variants on GPUs, [`forward_tiles`]; unmeasured, the
 //! largest that gives two waves of an H200, [`forward_tile`]), 16-deep K slices, threads of
 //! 8 × 8 accumulators read as vec4s from workgroup memory, the next slice prefetched into
-//! registers. Weight gradient: 64 × 64 tiles of (co) × (tap, ci) over 16-pixel slices,
-//! split-K into partial sums. groups = 1.
+//! registers. Weight gradient: 64 × 64 tiles of (co) × (tap, ci) over 16-pixel slices —
+//! or 128 × 64, 8 × 4 a thread, which the tuner measures as a variant on GPUs
+//! ([`weight_tiles`]) — split-K into partial sums. groups = 1.
 //!
 //! Every pipeline is specialised to its problem's geometry (kernel, stride, padding,
 //! dilation, channels, image sizes as override constants: `ConvArgs::geometry_constants`)
@@ -61,7 +62,7 @@ pub(crate) const BACKWARD_WEIGHT: KernelSpec = KernelSpec::new(
 )
 .with_constants(CONSTANTS);
 
-/// Output tile of the weight gradient (channels and (tap, ci) columns).
+/// Output tile of the weight gradient: (tap, ci) columns, and channels unmeasured.
 const WEIGHT_TILE: usize = 64;
 
 /// A forward output tile: `pixels` × `channels`, one 8 × 8 block per thread.
@@ -207,45 +208,85 @@ impl GemmShaped for Gemm {
             && limits.max_compute_workgroup_storage_size >= 16 << 10
     }
 
-    /// Split-K over the pixels: enough splits to fill the adapter, each a multiple of the
-    /// 16-pixel slice and at most `SERIAL_TERMS` pixels (a thread's serial sum).
+    /// The 64-channel tile ([`weight_tiles`]' first).
     fn weight_gradient(&self, rec: &mut Recording<'_>, c: &WeightGradArgs<'_>) -> Result<()> {
-        let [cout, cin, kh, kw] = c.g.w;
-        let tiles = cout.div_ceil(WEIGHT_TILE) * (cin * kh * kw).div_ceil(WEIGHT_TILE);
-        let pixels = c.g.y[0] * c.g.y[2] * c.g.y[3];
-        // A thread loops ~17 times a slice of 16 pixels.
-        let per_max = SERIAL_TERMS.min(LOOP_BUDGET * 3 / 4) / SLICE * SLICE;
-        let (_, per) = plan(
-            rec.gpu(),
-            c.grad_weight.numel(),
-            pixels,
-            tiles * THREADS as usize,
-            per_max,
-        );
-        let per = per.next_multiple_of(SLICE).min(per_max);
-        let splits = pixels.div_ceil(per);
-        let direct = splits == 1 && !c.fusion.accumulate;
-        let partials = Partials::new(rec, c.grad_weight, splits, direct)?;
-        let workgroups = tiles * splits;
-        let mut a = ConvArgs::new(&c.g, &c.p, workgroups, c.fusion);
-        a.x_view = view(c.x);
-        a.y_view = view(c.grad_out);
-        a.per_split = per as u32;
-        let cost = Cost {
-            flops: c.g.tap_flops(),
-            bytes: 4 * (c.x.numel() + c.grad_out.numel() + partials.tensor.numel()) as u64,
-        };
-        let buffers = [
-            Some(read(c.x)),
-            Some(read(c.grad_out)),
-            Some(write(&partials.tensor)),
-        ];
-        let grid = Grid::Workgroups(workgroups as u64);
-        let constants = a.geometry_constants();
-        let kernel = BACKWARD_WEIGHT.specialised(&constants);
-        rec.launch(kernel, &[a.bytes()], &buffers, &[], grid, cost)?;
-        partials.reduce_weight(rec, c)
+        weight_gradient_with_tile(rec, c, WEIGHT_TILE)
     }
+
+    /// Its weight-gradient tiles ([`weight_tiles`]).
+    fn weight_variants(&self, c: &WeightGradArgs<'_>) -> usize {
+        weight_tiles(c.g.w[0]).len()
+    }
+
+    /// The weight gradient with tile `v` of [`weight_tiles`].
+    fn weight_variant(
+        &self,
+        rec: &mut Recording<'_>,
+        c: &WeightGradArgs<'_>,
+        v: usize,
+    ) -> Result<()> {
+        match weight_tiles(c.g.w[0]).get(v) {
+            Some(&tile_co) => weight_gradient_with_tile(rec, c, tile_co),
+            None => Err(no_variant(ConvKernels::Gemm, v)),
+        }
+    }
+}
+
+/// The weight gradient's tiles in output channels worth measuring for `cout` channels: 64
+/// (4 × 4 a thread; what runs unmeasured), and 128 (8 × 4 a thread: each input gather feeds
+/// twice the channels, half the workgroups) where there are more than 64.
+pub(crate) fn weight_tiles(cout: usize) -> Vec<usize> {
+    if cout > WEIGHT_TILE {
+        vec![WEIGHT_TILE, 2 * WEIGHT_TILE]
+    } else {
+        vec![WEIGHT_TILE]
+    }
+}
+
+/// Split-K over the pixels: enough splits to fill the adapter, each a multiple of the
+/// 16-pixel slice and at most `SERIAL_TERMS` pixels (a thread's serial sum); tiles of
+/// `tile_co` output channels × 64 (tap, ci) columns.
+fn weight_gradient_with_tile(
+    rec: &mut Recording<'_>,
+    c: &WeightGradArgs<'_>,
+    tile_co: usize,
+) -> Result<()> {
+    let [cout, cin, kh, kw] = c.g.w;
+    let tiles = cout.div_ceil(tile_co) * (cin * kh * kw).div_ceil(WEIGHT_TILE);
+    let pixels = c.g.y[0] * c.g.y[2] * c.g.y[3];
+    // A thread loops ~17 times a slice of 16 pixels.
+    let per_max = SERIAL_TERMS.min(LOOP_BUDGET * 3 / 4) / SLICE * SLICE;
+    let (_, per) = plan(
+        rec.gpu(),
+        c.grad_weight.numel(),
+        pixels,
+        tiles * THREADS as usize,
+        per_max,
+    );
+    let per = per.next_multiple_of(SLICE).min(per_max);
+    let splits = pixels.div_ceil(per);
+    let direct = splits == 1 && !c.fusion.accumulate;
+    let partials = Partials::new(rec, c.grad_weight, splits, direct)?;
+    let workgroups = tiles * splits;
+    let mut a = ConvArgs::new(&c.g, &c.p, workgroups, c.fusion);
+    a.x_view = view(c.x);
+    a.y_view = view(c.grad_out);
+    a.per_split = per as u32;
+    let cost = Cost {
+        flops: c.g.tap_flops(),
+        bytes: 4 * (c.x.numel() + c.grad_out.numel() + partials.tensor.numel()) as u64,
+    };
+    let buffers = [
+        Some(read(c.x)),
+        Some(read(c.grad_out)),
+        Some(write(&partials.tensor)),
+    ];
+    let grid = Grid::Workgroups(workgroups as u64);
+    let mut constants = a.geometry_constants().to_vec();
+    constants.push(("WG_TILE_CO", tile_co as f64));
+    let kernel = BACKWARD_WEIGHT.specialised(&constants);
+    rec.launch(kernel, &[a.bytes()], &buffers, &[], grid, cost)?;
+    partials.reduce_weight(rec, c)
 }
 
 #[cfg(test)]
@@ -309,6 +350,28 @@ mod tests {
             }
             assert!(16 * (t.pixels + t.channels) / 4 * 16 <= 16 << 10, "{t:?}");
         }
+        // The weight gradient's: g_tile of 4 × WG_TILE_CO vec4s and x_tile of 256.
+        for tile_co in weight_tiles(512) {
+            assert!((4 * tile_co + 256) * 16 <= 16 << 10, "{tile_co}");
+        }
+    }
+
+    /// The adapter the GPU tests run on.
+    #[cfg(feature = "oracle")]
+    fn test_gpu() -> Gpu {
+        Gpu::new().unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"))
+    }
+
+    /// Stride, padding and dilation different per axis: what the geometry constants must
+    /// get right.
+    #[cfg(feature = "oracle")]
+    fn skewed_params() -> crate::ops::conv2d::Conv2dParams {
+        crate::ops::conv2d::Conv2dParams {
+            stride: [2, 1],
+            padding: [1, 2],
+            dilation: [1, 2],
+            groups: 1,
+        }
     }
 
     /// Every tile against the f64 reference on a problem that leaves every tile partial
@@ -319,16 +382,10 @@ mod tests {
     fn every_forward_tile_matches_the_reference() {
         use crate::memory::Purpose;
         use crate::ops::conv2d::args::{ForwardArgs, Geometry};
-        use crate::ops::conv2d::{Conv2dParams, Fusion};
+        use crate::ops::conv2d::Fusion;
         use crate::tensor::Tensor;
 
-        let gpu = Gpu::new().unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"));
-        let p = Conv2dParams {
-            stride: [2, 1],
-            padding: [1, 2],
-            dilation: [1, 2],
-            groups: 1,
-        };
+        let (gpu, p) = (test_gpu(), skewed_params());
         let (xs, ws) = ([2, 5, 11, 13], [72, 5, 3, 3]);
         let value = |i: usize, k: usize| ((i * k) % 23) as f32 / 11.0 - 1.0;
         let xv: Vec<f32> = (0..xs.iter().product()).map(|i| value(i, 7)).collect();
@@ -360,6 +417,80 @@ mod tests {
                 assert!(
                     (g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()),
                     "tile {t:?}, element {i}: {g} vs {e}"
+                );
+            }
+        }
+    }
+
+    /// Every weight-gradient tile through the family's variants, against the f64 reference:
+    /// 136 output channels (every tile partial), 45 (tap, ci) columns crossing taps (cin =
+    /// 5), stride, padding and dilation different per axis, ReLU on load, and enough pixels
+    /// for several splits; each variant compiles its own tile's pipeline.
+    #[cfg(feature = "oracle")]
+    #[test]
+    fn every_weight_tile_matches_the_reference() {
+        use crate::memory::Purpose;
+        use crate::ops::conv2d::args::{Geometry, WeightGradArgs};
+        use crate::ops::conv2d::select::{Call, Choice, Family};
+        use crate::ops::conv2d::Fusion;
+        use crate::tensor::Tensor;
+
+        let (gpu, p) = (test_gpu(), skewed_params());
+        let (xs, ws) = ([6, 5, 40, 41], [136, 5, 3, 3]);
+        let ys = p.output_shape(xs, ws).unwrap();
+        assert!(ys[0] * ys[2] * ys[3] > 4096, "several splits");
+        let value = |i: usize, k: usize| {
+            ((i as u64 * 2_654_435_761 + k as u64 * 40_503) % 4096) as f32 / 2048.0 - 1.0
+        };
+        let xv: Vec<f32> = (0..xs.iter().product()).map(|i| value(i, 7)).collect();
+        let gv: Vec<f32> = (0..ys.iter().product()).map(|i| value(i, 5)).collect();
+        let relu: Vec<f64> = xv.iter().map(|&a| a.max(0.0) as f64).collect();
+        let g64: Vec<f64> = gv.iter().map(|&a| a as f64).collect();
+        let want = crate::reference::conv2d_backward_weight(&relu, xs, &g64, ws, &p).unwrap();
+        let x = Tensor::from_slice(&gpu, xs, &xv, Purpose::Activation).unwrap();
+        let go = Tensor::from_slice(&gpu, ys, &gv, Purpose::Gradient).unwrap();
+        let gw = Tensor::zeros(&gpu, ws, Purpose::Gradient).unwrap();
+        let args = WeightGradArgs {
+            g: Geometry::of(&x, &gw, &p).unwrap(),
+            p,
+            x: &x,
+            grad_out: &go,
+            grad_weight: &gw,
+            fusion: Fusion {
+                relu_input: true,
+                accumulate: false,
+            },
+            bias: None,
+        };
+        let call = Call::BackwardWeight(&args);
+        let tiles = weight_tiles(ws[0]);
+        assert_eq!(Gemm.variants(&call), tiles.len());
+        assert_eq!(tiles, [64, 128]);
+        for (variant, tile_co) in tiles.into_iter().enumerate() {
+            gpu.clear_pipelines();
+            let mut rec = Recording::new(&gpu);
+            let choice = Choice {
+                family: &Gemm,
+                variant,
+            };
+            call.run_choice(choice, &mut rec).unwrap();
+            assert!(rec.kernels().contains(&"conv2d_backward_weight_gemm"));
+            let compiled = gpu.compiled_constants("conv2d_backward_weight_gemm");
+            let tile_of = |c: &Vec<(&str, f64)>| {
+                c.iter()
+                    .find(|(k, _)| *k == "WG_TILE_CO")
+                    .map(|&(_, v)| v as usize)
+            };
+            assert_eq!(
+                compiled.iter().map(tile_of).collect::<Vec<_>>(),
+                [Some(tile_co)]
+            );
+            rec.finish().unwrap();
+            let got = gw.to_vec(&gpu).unwrap();
+            for (i, (&g, &e)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                    "tile {tile_co}, element {i}: {g} vs {e}"
                 );
             }
         }

@@ -39,6 +39,22 @@ pub(crate) trait GemmShaped: Sync {
     }
     /// Records the weight gradient.
     fn weight_gradient(&self, rec: &mut Recording<'_>, c: &WeightGradArgs<'_>) -> Result<()>;
+    /// Variants of the weight gradient worth measuring for `c` (0: `weight_gradient`).
+    fn weight_variants(&self, _c: &WeightGradArgs<'_>) -> usize {
+        1
+    }
+    /// Records variant `v` of the weight gradient.
+    fn weight_variant(
+        &self,
+        rec: &mut Recording<'_>,
+        c: &WeightGradArgs<'_>,
+        v: usize,
+    ) -> Result<()> {
+        match v {
+            0 => self.weight_gradient(rec, c),
+            _ => Err(no_variant(self.kind(), v)),
+        }
+    }
 }
 
 impl<T: GemmShaped> Family for T {
@@ -72,7 +88,8 @@ impl<T: GemmShaped> Family for T {
         match call {
             Call::Forward(a) => self.gemm_variants(&a.gemm()),
             Call::BackwardInput(a) if a.g.transposable(&a.p) => self.gemm_variants(&a.gemm()),
-            _ => 1,
+            Call::BackwardInput(_) => 1,
+            Call::BackwardWeight(a) => self.weight_variants(a),
         }
     }
 
@@ -80,10 +97,7 @@ impl<T: GemmShaped> Family for T {
         match call {
             Call::Forward(a) => self.gemm_variant(rec, &a.gemm(), v),
             Call::BackwardInput(a) => self.gemm_variant(rec, &a.gemm(), v),
-            Call::BackwardWeight(a) => match v {
-                0 => self.weight_gradient(rec, a),
-                _ => Err(no_variant(self.kind(), v)),
-            },
+            Call::BackwardWeight(a) => self.weight_variant(rec, a, v),
         }
     }
 }
