@@ -43,6 +43,17 @@ log "GPU suite"
 "$BIN" bench --suite gpu --iters "$ITERS" --json > "$OUT/gpu_suite.json" 2>>"$OUT/log.txt"
 "$BIN" bench --suite gpu --iters "$ITERS" >> "$OUT/log.txt" 2>&1
 
+# The H200's bimodal residual block (one process in six ran it 3-4x slower): six processes,
+# each JSON with the tuner's choices (`tuned`), so a slow one can be told from a fast one by
+# its kernels.
+log "residual block, six processes"
+mkdir -p "$OUT/resnet_processes"
+for i in 1 2 3 4 5 6; do
+    "$BIN" bench --cases resnet_basic --iters "$ITERS" --json > "$OUT/resnet_processes/$i.json" 2>>"$OUT/log.txt"
+    python3 -c "import json,sys; c=json.load(open(sys.argv[1]))['cases'][0]; print('process', sys.argv[2], 'fwd+bwd ms', c['fwd_bwd_ms'])" \
+        "$OUT/resnet_processes/$i.json" "$i" >> "$OUT/log.txt" 2>&1
+done
+
 if [ "${SKIP_TORCH:-0}" != 1 ] && python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
     log "PyTorch peer (cuDNN, TF32 off)"
     python3 benches/peers/torch_peer.py --device cuda --iters "$ITERS" --json > "$OUT/torch_cuda.json" 2>>"$OUT/log.txt"

@@ -167,5 +167,16 @@ fn the_tuner_measures_the_bias_on_look_alikes() {
         let (grads, _, ran) = prob.backward(ConvKernels::Auto);
         assert!(!ran.contains(&"conv2d_backward_fused"), "{ran:?}");
         prob.check(&grads, "auto");
+        // What the tuner measured is reported, and is what ran.
+        let tuned = common::gpu().tuned_conv_choices();
+        let choice = tuned
+            .iter()
+            .find(|c| c.pass == "weight gradient" && c.input == prob.xs && c.weight == prob.ws)
+            .unwrap_or_else(|| panic!("no weight-gradient choice in {tuned:?}"));
+        let ran_families: Vec<_> = ran.iter().filter_map(|k| common::family_of(k)).collect();
+        assert!(
+            ran_families.contains(&choice.family),
+            "{choice:?} vs {ran:?}"
+        );
     }
 }

@@ -340,6 +340,7 @@ pub fn run(args: &BenchArgs, backend: Option<&str>) -> skipgrad::Result<bool> {
             "iters": iters,
             "ceilings": ceil,
             "cases": results,
+            "tuned": super::tuned_json(&gpu),
         });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else if args.csv {

@@ -34,6 +34,29 @@ pub fn adapter_line(gpu: &Gpu) -> String {
     )
 }
 
+/// The choices the `Auto` tuner measured on `gpu`, as JSON rows (benchmark reports carry
+/// them, so that two runs whose figures differ can be compared by the kernels they ran).
+pub fn tuned_json(gpu: &Gpu) -> serde_json::Value {
+    let rows: Vec<serde_json::Value> = gpu
+        .tuned_conv_choices()
+        .into_iter()
+        .map(|c| {
+            serde_json::json!({
+                "pass": c.pass,
+                "input": c.input,
+                "weight": c.weight,
+                "stride": c.stride,
+                "padding": c.padding,
+                "dilation": c.dilation,
+                "groups": c.groups,
+                "family": c.family.name(),
+                "variant": c.variant,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(rows)
+}
+
 /// Formats a byte count with a binary unit.
 pub fn fmt_bytes(b: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

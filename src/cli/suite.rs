@@ -194,6 +194,7 @@ pub fn run(args: &BenchArgs, backend: Option<&str>) -> skipgrad::Result<bool> {
             "ceilings": ceil,
             "nominal_fp32_gflops": suite.nominal,
             "cases": rows,
+            "tuned": super::tuned_json(&gpu),
         });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(true);

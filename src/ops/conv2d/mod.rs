@@ -34,7 +34,7 @@ pub use backward_weight::conv2d_backward_weight_into;
 pub use bias::conv2d_backward_bias_into;
 pub use forward::{conv2d, conv2d_into};
 pub use params::Conv2dParams;
-pub use select::ConvKernels;
+pub use select::{ConvKernels, TunedChoice};
 
 /// How a conv kernel reads its input and stores its result; blocks fuse with these.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

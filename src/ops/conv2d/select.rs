@@ -128,6 +128,11 @@ pub(crate) trait Family: Sync {
     fn variants(&self, _call: &Call<'_, '_>) -> usize {
         1
     }
+    /// What variant `v` is for the problem `key` names (the GEMM family: its tile), for
+    /// reports; empty where the family has one kernel per pass.
+    fn describe_variant(&self, _key: &TuneKey, _v: usize) -> String {
+        String::new()
+    }
     /// Records `call` with variant `v` (`0 < v < variants(call)`).
     fn run_variant(&self, _rec: &mut Recording<'_>, _call: &Call<'_, '_>, v: usize) -> Result<()> {
         Err(no_variant(self.kind(), v))
@@ -278,6 +283,59 @@ pub(crate) struct TuneKey {
     pub input_aligned: bool,
     /// The output allows whole-block vec4 stores.
     pub vec4_stores: bool,
+}
+
+/// One choice the `Auto` tuner measured on a `Gpu`: the problem and what runs it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TunedChoice {
+    /// `forward`, `input gradient` or `weight gradient`.
+    pub pass: &'static str,
+    /// The input's shape (NCHW).
+    pub input: [usize; 4],
+    /// The weight's shape (OIHW).
+    pub weight: [usize; 4],
+    /// Stride, padding and dilation (height, width), and groups.
+    pub stride: [usize; 2],
+    /// Padding (height, width).
+    pub padding: [usize; 2],
+    /// Dilation (height, width).
+    pub dilation: [usize; 2],
+    /// Groups.
+    pub groups: usize,
+    /// The family measured fastest.
+    pub family: ConvKernels,
+    /// Its variant (the GEMM family: the tile, e.g. `tile 128x64`); empty where the family
+    /// has one kernel for the pass.
+    pub variant: String,
+}
+
+impl Gpu {
+    /// Every choice the `Auto` tuner has measured on this `Gpu` so far (choices made by rule,
+    /// not measured, are not listed), in a stable order: what a benchmark reports beside its
+    /// figures, so that two runs that differ can be told apart by their kernels.
+    pub fn tuned_conv_choices(&self) -> Vec<TunedChoice> {
+        let tuned = lock(&self.extension::<Policy>().tuned).clone();
+        let mut choices: Vec<TunedChoice> = tuned
+            .into_iter()
+            .map(|(key, (kind, variant))| TunedChoice {
+                pass: match key.pass {
+                    Pass::Forward => "forward",
+                    Pass::BackwardInput => "input gradient",
+                    Pass::BackwardWeight => "weight gradient",
+                },
+                input: key.x,
+                weight: key.w,
+                stride: key.stride,
+                padding: key.padding,
+                dilation: key.dilation,
+                groups: key.groups,
+                family: kind,
+                variant: family(kind).describe_variant(&key, variant),
+            })
+            .collect();
+        choices.sort_by_key(|c| (c.pass, c.input, c.weight, c.stride, c.padding, c.dilation));
+        choices
+    }
 }
 
 /// The conv policy a `Gpu` keeps: the family forced for every recording (from

@@ -23,7 +23,8 @@ use crate::ops::conv2d::budget::{LOOP_BUDGET, SERIAL_TERMS};
 use crate::ops::conv2d::family::pack::with_packed_weights;
 use crate::ops::conv2d::family::shaped::GemmShaped;
 use crate::ops::conv2d::partials::{plan, Partials};
-use crate::ops::conv2d::select::no_variant;
+use crate::ops::conv2d::select::{no_variant, Pass, TuneKey};
+use crate::ops::conv2d::Conv2dParams;
 use crate::ops::conv2d::ConvKernels;
 use crate::record::{read, write, Cost, Grid, Recording};
 use crate::Gpu;
@@ -213,6 +214,35 @@ impl GemmShaped for Gemm {
         weight_gradient_with_tile(rec, c, WEIGHT_TILE)
     }
 
+    /// The tile of variant `v`: forward and input gradient `tile <pixels>x<channels>` of
+    /// the GEMM the pass runs, weight gradient `tile <channels>x64`.
+    fn describe(&self, key: &TuneKey, v: usize) -> String {
+        let p = Conv2dParams {
+            stride: key.stride,
+            padding: key.padding,
+            dilation: key.dilation,
+            groups: key.groups,
+        };
+        let [n, cin, h, w] = key.x;
+        let Ok([_, cout, oh, ow]) = p.output_shape(key.x, key.w) else {
+            return String::new();
+        };
+        let tiles = match key.pass {
+            Pass::Forward => forward_tiles(n * oh * ow, cout.next_multiple_of(8)),
+            Pass::BackwardInput => forward_tiles(n * h * w, cin.next_multiple_of(8)),
+            Pass::BackwardWeight => {
+                return weight_tiles(cout)
+                    .get(v)
+                    .map(|t| format!("tile {t}x{WEIGHT_TILE}"))
+                    .unwrap_or_default()
+            }
+        };
+        tiles
+            .get(v)
+            .map(|t| format!("tile {}x{}", t.pixels, t.channels))
+            .unwrap_or_default()
+    }
+
     /// Its weight-gradient tiles ([`weight_tiles`]).
     fn weight_variants(&self, c: &WeightGradArgs<'_>) -> usize {
         weight_tiles(c.g.w[0]).len()
@@ -330,6 +360,40 @@ mod tests {
         // 64 channels: the 128-wide tiles are never measured.
         assert_eq!(forward_tiles(32 * 56 * 56, 64).len(), 2);
         assert_eq!(forward_tiles(32 * 14 * 14, 256).len(), 3);
+    }
+
+    /// Reports name a variant by its tile, as the pass's GEMM sees it.
+    #[test]
+    fn variants_are_described_by_their_tiles() {
+        use crate::ops::conv2d::select::TuneKey;
+        let key = |pass, x, w| TuneKey {
+            pass,
+            x,
+            w,
+            stride: [1, 1],
+            padding: [1, 1],
+            dilation: [1, 1],
+            groups: 1,
+            bias: false,
+            fusion: (false, false),
+            mask: false,
+            input_aligned: true,
+            vec4_stores: true,
+        };
+        let (x, w) = ([32, 64, 56, 56], [64, 64, 3, 3]);
+        let forward = key(Pass::Forward, x, w);
+        assert_eq!(Gemm.describe(&forward, 0), "tile 128x64");
+        assert_eq!(Gemm.describe(&forward, 1), "tile 64x64");
+        assert_eq!(Gemm.describe(&forward, 2), "");
+        let weight = key(Pass::BackwardWeight, [8, 64, 14, 14], [256, 64, 3, 3]);
+        assert_eq!(Gemm.describe(&weight, 1), "tile 128x64");
+        // The input gradient's GEMM writes the 128 input channels (392 tiles of 128 x 64 by
+        // the rule): a 128-wide tile is among the variants; the forward's 64 channels have none.
+        let input = key(Pass::BackwardInput, [32, 128, 28, 28], [64, 128, 3, 3]);
+        assert_eq!(Gemm.describe(&input, 0), "tile 128x64");
+        assert_eq!(Gemm.describe(&input, 1), "tile 128x128");
+        let forward = key(Pass::Forward, [32, 128, 28, 28], [64, 128, 3, 3]);
+        assert!((0..3).all(|v| Gemm.describe(&forward, v) != "tile 128x128"));
     }
 
     /// What `conv2d/gemm/forward.wgsl`'s thread layout assumes of a tile (a tile past it

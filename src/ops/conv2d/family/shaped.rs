@@ -9,7 +9,7 @@ use crate::ops::conv2d::args::{
     view, ConvArgs, ForwardArgs, GemmCall, Geometry, InputGradArgs, WeightGradArgs,
 };
 use crate::ops::conv2d::partials::Partials;
-use crate::ops::conv2d::select::{no_variant, Call, Family, Pass};
+use crate::ops::conv2d::select::{no_variant, Call, Family, Pass, TuneKey};
 use crate::ops::conv2d::{Conv2dParams, ConvKernels};
 use crate::record::{read, write, Grid, Recording};
 use crate::Gpu;
@@ -29,6 +29,10 @@ pub(crate) trait GemmShaped: Sync {
     /// Variants of that kernel worth measuring for `c` (0: what `gemm` runs); 1: none.
     fn gemm_variants(&self, _c: &GemmCall<'_>) -> usize {
         1
+    }
+    /// What variant `v` is for the problem `key` names (empty: nothing to say).
+    fn describe(&self, _key: &TuneKey, _v: usize) -> String {
+        String::new()
     }
     /// Records variant `v` of the GEMM-shaped kernel for `c`.
     fn gemm_variant(&self, rec: &mut Recording<'_>, c: &GemmCall<'_>, v: usize) -> Result<()> {
@@ -91,6 +95,10 @@ impl<T: GemmShaped> Family for T {
             Call::BackwardInput(_) => 1,
             Call::BackwardWeight(a) => self.weight_variants(a),
         }
+    }
+
+    fn describe_variant(&self, key: &TuneKey, v: usize) -> String {
+        self.describe(key, v)
     }
 
     fn run_variant(&self, rec: &mut Recording<'_>, call: &Call<'_, '_>, v: usize) -> Result<()> {
