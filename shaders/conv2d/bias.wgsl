@@ -31,9 +31,9 @@ struct Bias {
 
 var<workgroup> lane_sums: array<f32, WORKGROUP_SIZE>;
 
-// Threads of a serial workgroup: one SIMD row of a CPU adapter (lavapipe runs a workgroup
-// on one core, so few threads need small workgroups to use every core).
-const SERIAL_LANES: u32 = 8u;
+// Threads of a serial workgroup (set by the host): one SIMD row of a CPU adapter (lavapipe
+// runs a workgroup on one core, so few threads need small workgroups to use every core).
+override SERIAL_LANES: u32;
 
 
 @compute @workgroup_size(WORKGROUP_SIZE)

@@ -3,7 +3,7 @@
 
 use super::args::{check_bias, expect_shape, Geometry, InputGradArgs, WeightGradArgs};
 use super::backward_weight::conv2d_backward_weight_and_bias_into;
-use super::budget::{channels_fit, LOOP_BUDGET};
+use super::budget::{channels_fit, LOOP_BUDGET, SHORT_LOOP};
 use super::family::direct;
 use super::select::{self, Call};
 use super::{conv2d_backward_input_into, Conv2dParams, ConvKernels, Fusion};
@@ -60,12 +60,6 @@ pub fn conv2d_backward(
 /// Convolutions this small (in FLOPs of one pass) take their three gradients from one
 /// fused direct dispatch when the direct family is chosen for every pass.
 const FUSED_BACKWARD_MAX_FLOPS: u64 = 2_000_000;
-
-/// Loop iterations of a fused-kernel thread (a weight element's pixels, an input element's
-/// output channels × taps) below which `Auto` fuses a tiny convolution's gradients without
-/// measuring: a few microseconds of looping on any adapter, against a launch saved (≈ 13 µs
-/// of host work and tens of µs of lavapipe dispatch each).
-const FUSED_SHORT_LOOP: usize = 1024;
 
 /// What every gradient of a convolution reads: its input, weight and output gradient. With
 /// `fusion.relu_input`, `x` is the forward's pre-ReLU input: ReLU'd as the weight gradient
@@ -179,8 +173,8 @@ impl Conv2dBackward<'_> {
         // (whose per-pass timings miss the launches saved, and made the notebook conv's
         // choice vary between processes). Otherwise it runs where the direct family is
         // chosen for both passes.
-        let short = g.y[0] * g.y[2] * g.y[3] <= FUSED_SHORT_LOOP
-            && g.y[1] / p.groups * kh * kw <= FUSED_SHORT_LOOP;
+        let short =
+            g.y[0] * g.y[2] * g.y[3] <= SHORT_LOOP && g.y[1] / p.groups * kh * kw <= SHORT_LOOP;
         let direct = |call| -> Result<bool> {
             Ok(select::choose(rec, &call)?.kind() == ConvKernels::Direct)
         };

@@ -18,7 +18,8 @@ pub(crate) const BIAS: KernelSpec = KernelSpec::new(
     "conv2d_backward_bias",
     &[(4, Access::Write), (5, Access::Write), (6, Access::Write)],
 )
-.with_uniforms(&[3]);
+.with_uniforms(&[3])
+.with_constants(BIAS_CONSTANTS);
 
 /// `conv2d_backward_bias_serial`: the same sum, a thread per (channel, split), no barriers
 /// (CPU adapters).
@@ -27,10 +28,14 @@ pub(crate) const BIAS_SERIAL: KernelSpec = KernelSpec::new(
     "conv2d_backward_bias_serial",
     &[(4, Access::Write), (5, Access::Write), (6, Access::Write)],
 )
-.with_uniforms(&[3]);
+.with_uniforms(&[3])
+.with_constants(BIAS_CONSTANTS);
 
-/// Threads of a workgroup of the serial shape (`SERIAL_LANES` in the shader).
+/// Threads of a workgroup of the serial shape.
 const SERIAL_LANES: usize = 8;
+
+/// The override constants of `conv2d/bias.wgsl` (every kernel composed of it sets them).
+pub(crate) const BIAS_CONSTANTS: &[(&str, f64)] = &[("SERIAL_LANES", SERIAL_LANES as f64)];
 
 /// Which shape the bias sum takes: a workgroup per (channel, split) with a tree reduction
 /// (GPUs), or a thread per (channel, split) summing serially (CPU adapters, which run a

@@ -45,6 +45,12 @@ pub(crate) fn max_channels(kh: usize, kw: usize) -> Result<usize> {
         })
 }
 
+/// Loop iterations of a thread few enough that one launch of a simple kernel beats a
+/// launch more of a faster one on a tiny problem (a few µs of looping on any adapter,
+/// against ≈ 13 µs of host work and tens of µs of lavapipe dispatch a launch): below it,
+/// `Auto` runs a tiny conv's forward direct and its gradients fused without measuring.
+pub(crate) const SHORT_LOOP: usize = 1024;
+
 /// Terms one thread sums serially in a weight or bias gradient, at most: beyond a few
 /// thousand, a float32 running sum of random terms drifts past the `1e-4·(1 + |ref|)` the
 /// tests hold every kernel to (seen at 8,500 in a since-removed tiled family); the splits' partial

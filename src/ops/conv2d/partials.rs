@@ -4,7 +4,7 @@
 //! (`shaders/conv2d/reduce.wgsl`) adds them up in a fixed order.
 
 use super::args::{bytes_of, WeightGradArgs};
-use super::bias::{BiasShape, BiasSum};
+use super::bias::{BiasShape, BiasSum, BIAS_CONSTANTS};
 use super::budget::LOOP_BUDGET;
 use crate::error::{Error, Result};
 use crate::gpu::{Access, KernelSpec, WORKGROUP_SIZE};
@@ -36,7 +36,8 @@ pub(crate) const REDUCE_AND_BIAS: KernelSpec = KernelSpec::new(
         (6, Access::Write),
     ],
 )
-.with_uniforms(&[0, 3]);
+.with_uniforms(&[0, 3])
+.with_constants(BIAS_CONSTANTS);
 
 /// Arguments of the reduce kernel (`Reduce` in `shaders/conv2d/reduce.wgsl`).
 #[repr(C)]
@@ -110,13 +111,13 @@ impl Partials {
 
     /// Sums a weight gradient's partial sums into `c.grad_weight` (=|+= by
     /// `c.fusion.accumulate`), and the bias gradient `c.bias` owes in the same launch where
-    /// [`bias_rides_with_reduce`], it is not yet recorded, its output gradient binds whole
+    /// [`gpu_shapes`], it is not yet recorded, its output gradient binds whole
     /// and one split sums it: one launch (and one barrier) fewer than two passes. Otherwise as [`Partials::reduce`],
     /// and the bias gradient is left to `backward_weight.rs`.
     pub fn reduce_weight(self, rec: &mut Recording<'_>, c: &WeightGradArgs<'_>) -> Result<()> {
         let (dst, accumulate) = (c.grad_weight, c.fusion.accumulate);
         let bias = c.bias.filter(|b| {
-            bias_rides_with_reduce(rec.gpu())
+            gpu_shapes(rec.gpu())
                 && !b.done()
                 && !self.direct(dst)
                 && self.splits <= LOOP_BUDGET
@@ -166,18 +167,13 @@ impl Partials {
     }
 }
 
-/// Whether an owed bias gradient rides with a weight gradient's reduce on `gpu`: on GPUs,
-/// where it saves a launch and a barrier; not on CPU adapters, where a kernel with workgroup
-/// barriers runs each workgroup far slower (lavapipe: the reduce's workgroups, once in the
-/// kernel with the bias sum's barriers, cost ≈ 85 µs each — a 16-channel conv's backward
-/// took 3.5 ms longer with one launch fewer).
-pub(crate) fn bias_rides_with_reduce(gpu: &crate::Gpu) -> bool {
-    gpu_shapes(gpu)
-}
-
-/// Whether the reductions' kernels take their GPU shapes (workgroups that cooperate through
-/// barriers; the bias riding with the reduce): on GPUs, or where a test asks for them on a
-/// CPU adapter ([`GpuShapesOnCpu`]).
+/// Whether the reductions' kernels take their GPU shapes — workgroups that cooperate through
+/// barriers, and the bias riding with the weight gradient's reduce: on GPUs, where that
+/// saves a launch and a barrier, or where a test asks for them on a CPU adapter
+/// ([`GpuShapesOnCpu`]). Not otherwise on CPU adapters, which run a workgroup with barriers
+/// far slower (lavapipe: the reduce's workgroups, once in the kernel with the bias sum's
+/// barriers, cost ≈ 85 µs each — a 16-channel conv's backward took 3.5 ms longer with one
+/// launch fewer).
 pub(crate) fn gpu_shapes(gpu: &crate::Gpu) -> bool {
     gpu.adapter_info().device_type != wgpu::DeviceType::Cpu
         || gpu

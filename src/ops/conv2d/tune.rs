@@ -14,6 +14,7 @@
 //! fused kernel (`backward.rs`).
 
 use super::args::{BiasGradient, ForwardArgs, InputGradArgs, WeightGradArgs};
+use super::budget::SHORT_LOOP;
 use super::conv2d_backward_bias_into;
 use super::select::{family, Call, Choice, Family, Policy, FAMILIES};
 use crate::error::Result;
@@ -24,10 +25,6 @@ use crate::{ConvKernels, Gpu};
 
 /// Problems below this many FLOPs (one pass) are launch-bound on a CPU adapter.
 const TINY_FLOPS: u64 = 2_000_000;
-
-/// Loop iterations of a direct-kernel thread short enough that its one launch beats
-/// a packing launch and a faster kernel on a tiny problem.
-const SHORT_LOOP: usize = 1024;
 
 /// The family `Auto` runs `call` with.
 pub(crate) fn choose(gpu: &Gpu, call: &Call<'_, '_>) -> Result<Choice> {

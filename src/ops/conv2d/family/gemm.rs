@@ -168,7 +168,12 @@ fn gemm_with_tile(rec: &mut Recording<'_>, c: &GemmCall<'_>, tile: Tile) -> Resu
 
 /// The tiles worth measuring for `c`'s output.
 fn call_tiles(c: &GemmCall<'_>) -> Vec<Tile> {
-    forward_tiles(c.g.y[0] * c.g.y[2] * c.g.y[3], c.g.y[1].next_multiple_of(8))
+    output_tiles(c.g.y)
+}
+
+/// The tiles worth measuring for a GEMM that writes an output of shape `y` (NCHW).
+fn output_tiles(y: [usize; 4]) -> Vec<Tile> {
+    forward_tiles(y[0] * y[2] * y[3], y[1].next_multiple_of(8))
 }
 
 /// The GEMM family.
@@ -223,15 +228,15 @@ impl GemmShaped for Gemm {
             dilation: key.dilation,
             groups: key.groups,
         };
-        let [n, cin, h, w] = key.x;
-        let Ok([_, cout, oh, ow]) = p.output_shape(key.x, key.w) else {
+        let Ok(y) = p.output_shape(key.x, key.w) else {
             return String::new();
         };
+        // The input gradient's GEMM writes the input gradient (shaped as x).
         let tiles = match key.pass {
-            Pass::Forward => forward_tiles(n * oh * ow, cout.next_multiple_of(8)),
-            Pass::BackwardInput => forward_tiles(n * h * w, cin.next_multiple_of(8)),
+            Pass::Forward => output_tiles(y),
+            Pass::BackwardInput => output_tiles(key.x),
             Pass::BackwardWeight => {
-                return weight_tiles(cout)
+                return weight_tiles(y[1])
                     .get(v)
                     .map(|t| format!("tile {t}x{WEIGHT_TILE}"))
                     .unwrap_or_default()
