@@ -65,4 +65,9 @@ if [ "${SKIP_TORCH:-0}" != 1 ] && python3 -c "import torch; assert torch.cuda.is
 else
     log "no CUDA PyTorch here: peer left out"
 fi
+# Last (the least needed if time runs out): the GEMM family forced on the GPU suite, so its
+# standing shows even where the tuner picked another family; its `tuned` array says which
+# tile and weight loader (packed, or OIHW in place) won each pass under auto above.
+log "GPU suite, GEMM family forced"
+"$BIN" bench --suite gpu --kernels gemm --iters "$ITERS" --json > "$OUT/gpu_suite_gemm.json" 2>>"$OUT/log.txt"
 log "done"

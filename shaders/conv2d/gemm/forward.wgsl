@@ -1,13 +1,12 @@
 // conv2d/gemm/forward.wgsl — implicit-GEMM conv2d (groups = 1) tiled in workgroup memory:
 // the GEMM family's forward, and its stride-1 input gradient (the same kernel on the
 // transposed problem). M = N*OH*OW output pixels, N = output channels, K = kh*kw*cin taps ×
-// channels, tap-major (k = (ky*kw + kx)*cin + ci), so when cin is a multiple of 16 a K slice
-// stays within one tap.
+// channels, in the order of the weight loader it is composed with (below).
 //
 // A workgroup owns a TILE_M-pixel × TILE_N-channel output tile (128 × 128, 128 × 64 or
 // 64 × 64: the host picks the largest that still gives the adapter enough workgroups) and
 // walks K in 16-deep slices: each slice of the input (gathered, zero padding selected, ReLU
-// on load) and of the packed weights is staged in workgroup memory, and every one of its
+// on load) and of the weights is staged in workgroup memory, and every one of its
 // (TILE_M / 8) * (TILE_N / 8) threads accumulates an 8-pixel × 8-channel block from vec4
 // reads of it (pixels 4*tm .. +3 and TILE_M/2 + 4*tm .. +3, channels likewise by tn: the two
 // halves keep neighbouring threads on neighbouring vec4s). The next slice is fetched into
@@ -15,10 +14,18 @@
 // behind 16 × 64 FMAs a thread. The geometry is constant per pipeline
 // (conv2d/gemm/geometry.wgsl): the K decomposition divides by constants.
 //
+// The weight operand comes from one of two loaders, each a file with its own entry point
+// that calls gemm_forward and defines k_tap_channel (the K order), WeightSlice,
+// fetch_weights and stage_weights:
+//   conv2d/gemm/weights_packed.wgsl (conv2d_forward_gemm): weights packed by
+//     conv2d/pack.wgsl, K tap-major — one vec4 load a row, but a packing pass first;
+//   conv2d/gemm/weights_oihw.wgsl (conv2d_forward_gemm_oihw): the OIHW tensor read in
+//     place, K channel-major — no packing pass, scalar loads.
+//
 // Contract (Conv args at binding 0; output bindings in conv2d/store.wgsl):
 //   out[n, co, oy, ox] (=|+=) m * (bias[co] + sum_{ky, kx, ci} f(x[n, ci, iy, ix]) * w[co, ci, ky, kx])
-//   as conv2d/regblock/forward.wgsl. 1: x (input view), 2: the packed weights
-//   [kh*kw*cin][co_pad] as vec4 (conv2d/pack.wgsl, co_pad a multiple of 8).
+//   as conv2d/regblock/forward.wgsl. 1: x (input view), 2: the weights (the loader's).
+//   p.blocks = co_pad / 8 (co_pad: output channels rounded up to 8).
 //   count = tiles = ceil(M / TILE_M) * ceil(co_pad / TILE_N) workgroups, channel tile fastest.
 //   TILE_M, TILE_N ∈ {64, 128}; the thread layout needs TILE_M * TILE_N / 64 ≥ TILE_M / 4
 //   and ≥ TILE_N / 4 threads (true for those tiles).
@@ -33,12 +40,9 @@ override A_LEN: u32 = 16u * A_QUADS;
 override B_LEN: u32 = 16u * B_QUADS;
 // Loader layout: a thread fetches quad lid % QUADS of rows lid / QUADS + j * ROW_STEP.
 override A_ROW_STEP: u32 = GEMM_THREADS / A_QUADS;
-override B_ROW_STEP: u32 = GEMM_THREADS / B_QUADS;
 override A_LOADS: u32 = 16u / A_ROW_STEP;   // 2 or 4
-override B_LOADS: u32 = 16u / B_ROW_STEP;
 
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
-@group(0) @binding(2) var<storage, read> wt: array<vec4<f32>>;
 
 var<workgroup> a_tile: array<vec4<f32>, A_LEN>;
 var<workgroup> b_tile: array<vec4<f32>, B_LEN>;
@@ -60,8 +64,9 @@ fn pixel_quad(m0: u32) -> Quad {
 
 // Row k of the slice for the thread's pixel quad: f(x) at tap k, zero outside the image.
 fn gather(q: Quad, k: u32, relu: bool) -> vec4<f32> {
-    let tap = k / G_CIN;
-    let ci = k % G_CIN;
+    let tc = k_tap_channel(k);
+    let tap = tc.x;
+    let ci = tc.y;
     let iy = q.iy0 + vec4<i32>(i32((tap / G_KW) * G_DH));
     let ix = q.ix0 + vec4<i32>(i32((tap % G_KW) * G_DW));
     let inside = q.live & (iy >= vec4<i32>(0)) & (iy < vec4<i32>(i32(G_H)))
@@ -71,12 +76,6 @@ fn gather(q: Quad, k: u32, relu: bool) -> vec4<f32> {
     return select(vec4<f32>(0.0), relu_if4(v, relu), inside);
 }
 
-// Channels 4*c4 .. +3 of packed row k, zero past K or co_pad.
-fn weights(k: u32, c4: u32, co4: u32) -> vec4<f32> {
-    let ok = k < G_KH * G_KW * G_CIN && c4 < co4;
-    return select(vec4<f32>(0.0), wt[select(0u, k * co4 + c4, ok)], ok);
-}
-
 // Stores channels co0 .. co0+3 of flat output pixel m, if inside the output: store.wgsl's
 // store_output4_flat with the pixel decomposed by the constant G_OH, G_OW.
 fn store4(m: u32, co0: u32, v: vec4<f32>) {
@@ -84,44 +83,38 @@ fn store4(m: u32, co0: u32, v: vec4<f32>) {
     store_output4(m / (G_OW * G_OH), (m / G_OW) % G_OH, m % G_OW, co0, v);
 }
 
-@compute @workgroup_size(GEMM_THREADS)
-fn conv2d_forward_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                       @builtin(local_invocation_index) lid: u32) {
+// The kernel: the loader's entry point calls this.
+fn gemm_forward(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) {
     let wg = workgroup_index(wid, nwg);
     if wg >= p.count { return; }   // uniform across the workgroup: no barrier is skipped by some
-    let co4 = p.blocks * 2u;       // vec4s per packed row (blocks = co_pad / 8)
+    let co4 = p.blocks * 2u;       // vec4s of channels (blocks = co_pad / 8)
     let tiles_n = (co4 + B_QUADS - 1u) / B_QUADS;
     let tile_n = wg % tiles_n;
     let tile_m = wg / tiles_n;
     let kk = G_KH * G_KW * G_CIN;
     let relu = p.relu_input != 0u;
-    // Loader roles: pixel quad qa of rows ra + j * A_ROW_STEP, channel quad qb of rows
-    // rb + j * B_ROW_STEP.
+    // Input loader role: pixel quad qa of rows ra + j * A_ROW_STEP.
     let qa = lid % A_QUADS;
     let ra = lid / A_QUADS;
-    let qb = lid % B_QUADS;
-    let rb = lid / B_QUADS;
     let quad = pixel_quad(tile_m * TILE_M + 4u * qa);
-    let c4 = tile_n * B_QUADS + qb;
     // Compute roles: pixels 4*tm (+TILE_M/2), channels 4*tn (+TILE_N/2) of the tile.
     let tm = lid % (TILE_M / 8u);
     let tn = lid / (TILE_M / 8u);
 
     var acc: array<vec4<f32>, 16>;   // acc[2*j + h]: pixel j of the thread, channel half h
-    var sa: array<vec4<f32>, 4>;     // the thread's rows of the next slice (A_LOADS, B_LOADS used)
-    var sb: array<vec4<f32>, 4>;
+    var sa: array<vec4<f32>, 4>;     // the thread's rows of the next slice (A_LOADS used)
     for (var j = 0u; j < A_LOADS; j++) { sa[j] = gather(quad, ra + j * A_ROW_STEP, relu); }
-    for (var j = 0u; j < B_LOADS; j++) { sb[j] = weights(rb + j * B_ROW_STEP, c4, co4); }
+    var sb = fetch_weights(0u, lid, tile_n, co4);
     let slices = (kk + 15u) / 16u;
     for (var k0 = 0u; k0 < slices * 16u; k0 += 16u) {
         for (var j = 0u; j < A_LOADS; j++) { a_tile[(ra + j * A_ROW_STEP) * A_QUADS + qa] = sa[j]; }
-        for (var j = 0u; j < B_LOADS; j++) { b_tile[(rb + j * B_ROW_STEP) * B_QUADS + qb] = sb[j]; }
+        stage_weights(sb, lid);
         workgroupBarrier();
         // The next slice into registers while this one is multiplied.
         let k1 = k0 + 16u;
         if k1 < kk {
             for (var j = 0u; j < A_LOADS; j++) { sa[j] = gather(quad, k1 + ra + j * A_ROW_STEP, relu); }
-            for (var j = 0u; j < B_LOADS; j++) { sb[j] = weights(k1 + rb + j * B_ROW_STEP, c4, co4); }
+            sb = fetch_weights(k1, lid, tile_n, co4);
         }
         for (var i = 0u; i < 16u; i++) {
             outer_8x8(&acc, a_tile[i * A_QUADS + tm], a_tile[i * A_QUADS + A_QUADS / 2u + tm],

@@ -239,7 +239,7 @@ impl<'a> Copy<'a> {
     }
 }
 
-/// The tuner measures the GEMM family's tiles as variants (on GPUs; here forced onto any
+/// The tuner measures the GEMM family's tiles and weight loaders as variants (on GPUs; here forced onto any
 /// adapter): the choice it returns is one of them, and every variant it may return runs
 /// through the family to the f64 oracle's numbers; one past the last is an error, not a
 /// panic.
@@ -247,7 +247,7 @@ impl<'a> Copy<'a> {
 mod tests {
     use super::*;
     use crate::ops::conv2d::args::Geometry;
-    use crate::ops::conv2d::family::gemm::{forward_tiles, Gemm};
+    use crate::ops::conv2d::family::gemm::{output_variants, Gemm, Weights, FORWARD, FORWARD_OIHW};
     use crate::ops::conv2d::{Conv2dParams, Fusion};
 
     #[test]
@@ -281,26 +281,36 @@ mod tests {
         };
         let call = Call::Forward(&args);
         let variants = Gemm.variants(&call);
-        assert_eq!(variants, forward_tiles(2 * 12 * 12, 72).len());
+        let expected = output_variants(ys);
+        assert_eq!(variants, expected.len());
         assert!(variants > 1);
         let chosen = measure(&gpu, &call, &[&Gemm]).unwrap();
         assert_eq!(chosen.kind(), ConvKernels::Gemm);
         assert!(chosen.variant < variants);
-        let tiles_compiled = || {
+        // The (tile, entry point) of every pipeline compiled so far.
+        let compiled = || {
             let tile = |c: &Vec<(&str, f64)>| {
                 let get = |name| c.iter().find(|(k, _)| *k == name).map(|&(_, v)| v as usize);
                 (get("TILE_M"), get("TILE_N"))
             };
-            let compiled = gpu.compiled_constants("conv2d_forward_gemm");
-            compiled.iter().map(tile).collect::<Vec<_>>()
+            [FORWARD.entry, FORWARD_OIHW.entry]
+                .into_iter()
+                .flat_map(|entry| {
+                    let constants = gpu.compiled_constants(entry);
+                    constants
+                        .iter()
+                        .map(|c| (tile(c), entry))
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>()
         };
         assert_eq!(
-            tiles_compiled().len(),
+            compiled().len(),
             variants,
-            "the tuner compiles each tile once"
+            "the tuner compiles each variant once"
         );
         gpu.clear_pipelines();
-        for (variant, tile) in forward_tiles(2 * 12 * 12, 72).into_iter().enumerate() {
+        for (variant, v) in expected.into_iter().enumerate() {
             let mut rec = Recording::new(&gpu);
             call.run_choice(
                 Choice {
@@ -310,11 +320,15 @@ mod tests {
                 &mut rec,
             )
             .unwrap();
-            assert!(rec.kernels().contains(&"conv2d_forward_gemm"));
-            // The pipeline this variant compiled is its tile's.
+            let entry = match v.weights {
+                Weights::Packed => FORWARD.entry,
+                Weights::InPlace => FORWARD_OIHW.entry,
+            };
+            assert!(rec.kernels().contains(&entry), "variant {variant}");
+            // The pipeline this variant compiled is its tile's and its loader's.
             assert_eq!(
-                tiles_compiled().last(),
-                Some(&(Some(tile.pixels), Some(tile.channels))),
+                compiled(),
+                [((Some(v.tile.pixels), Some(v.tile.channels)), entry)],
                 "variant {variant}"
             );
             gpu.clear_pipelines();

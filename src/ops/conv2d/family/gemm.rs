@@ -27,6 +27,7 @@ use crate::ops::conv2d::select::{no_variant, Pass, TuneKey};
 use crate::ops::conv2d::Conv2dParams;
 use crate::ops::conv2d::ConvKernels;
 use crate::record::{read, write, Cost, Grid, Recording};
+use crate::tensor::Tensor;
 use crate::Gpu;
 
 use Access::{Read, Write};
@@ -36,10 +37,18 @@ const THREADS: u32 = 256;
 const CONSTANTS: &[(&str, f64)] = &[("GEMM_THREADS", THREADS as f64)];
 
 const FORWARD_WGSL: Shader = wgsl!(
-    "conv2d/gemm/forward.wgsl",
+    "conv2d/gemm/weights_packed.wgsl",
     "conv2d/common.wgsl",
     "conv2d/gemm/geometry.wgsl",
-    "conv2d/store.wgsl"
+    "conv2d/store.wgsl",
+    "conv2d/gemm/forward.wgsl"
+);
+const FORWARD_OIHW_WGSL: Shader = wgsl!(
+    "conv2d/gemm/weights_oihw.wgsl",
+    "conv2d/common.wgsl",
+    "conv2d/gemm/geometry.wgsl",
+    "conv2d/store.wgsl",
+    "conv2d/gemm/forward.wgsl"
 );
 const BACKWARD_WEIGHT_WGSL: Shader = wgsl!(
     "conv2d/gemm/backward_weight.wgsl",
@@ -48,12 +57,19 @@ const BACKWARD_WEIGHT_WGSL: Shader = wgsl!(
     "conv2d/partials.wgsl"
 );
 
-/// `conv2d_forward_gemm`: x, packed weights, then the store epilogue's bias, out, mask.
-/// Launched with its tile's and the geometry's constants.
-pub(crate) const FORWARD: KernelSpec = KernelSpec::new(
-    FORWARD_WGSL,
-    "conv2d_forward_gemm",
-    &[(1, Write), (2, Read), (3, Read), (4, Write), (5, Write)],
+/// The forward's buffers: x, the weights, then the store epilogue's bias, out, mask.
+const FORWARD_BUFFERS: &[(u32, Access)] =
+    &[(1, Write), (2, Read), (3, Read), (4, Write), (5, Write)];
+/// `conv2d_forward_gemm`: the forward on packed weights. Launched with its tile's and the
+/// geometry's constants.
+pub(crate) const FORWARD: KernelSpec =
+    KernelSpec::new(FORWARD_WGSL, "conv2d_forward_gemm", FORWARD_BUFFERS);
+/// `conv2d_forward_gemm_oihw`: the forward reading the OIHW weights in place (no packing
+/// pass). Launched with its tile's, the geometry's and the weight layout's constants.
+pub(crate) const FORWARD_OIHW: KernelSpec = KernelSpec::new(
+    FORWARD_OIHW_WGSL,
+    "conv2d_forward_gemm_oihw",
+    FORWARD_BUFFERS,
 );
 /// `conv2d_backward_weight_gemm`: x, grad_out → partial sums.
 pub(crate) const BACKWARD_WEIGHT: KernelSpec = KernelSpec::new(
@@ -140,40 +156,111 @@ pub(crate) fn forward_tiles(pixels: usize, co_pad: usize) -> Vec<Tile> {
     std::iter::once(rule).chain(others).collect()
 }
 
-/// The geometry of `a` and the tile, as the override constants of the forward's pipeline.
-fn forward_constants(a: &ConvArgs, tile: Tile) -> Vec<(&'static str, f64)> {
-    let mut c = a.geometry_constants().to_vec();
-    c.extend(tile.constants());
-    c
-}
-
 /// Pixels a K slice of the weight gradient holds.
 const SLICE: usize = 16;
 
-/// Records the forward kernel for `c` with the given tile (packing the weights first).
-fn gemm_with_tile(rec: &mut Recording<'_>, c: &GemmCall<'_>, tile: Tile) -> Result<()> {
-    with_packed_weights(rec, c.weight, c.transpose, |rec, packed| {
-        let co_pad = c.g.y[1].next_multiple_of(8);
-        let pixels = c.g.y[0] * c.g.y[2] * c.g.y[3];
-        let tiles = tile.workgroups(pixels, co_pad);
-        let a = c.args(tiles, co_pad / 8);
-        let constants = forward_constants(&a, tile);
-        let [bias, out, mask] = c.outputs();
-        let buffers = [Some(read(c.x)), Some(read(packed)), bias, out, mask];
-        let grid = Grid::Workgroups(tiles as u64);
-        let kernel = FORWARD.specialised(&constants);
-        rec.launch(kernel, &[a.bytes()], &buffers, &[], grid, c.cost)
-    })
+/// Where the forward kernel reads its weights from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Weights {
+    /// Packed by a pass of their own first (`conv2d/pack.wgsl`; `FORWARD`): a vec4 load a
+    /// row of a K slice.
+    Packed,
+    /// The OIHW tensor read in place (`FORWARD_OIHW`): one dispatch fewer, scalar loads.
+    InPlace,
 }
 
-/// The tiles worth measuring for `c`'s output.
-fn call_tiles(c: &GemmCall<'_>) -> Vec<Tile> {
-    output_tiles(c.g.y)
+/// A variant of the forward kernel (and of the stride-1 input gradient's): its output tile
+/// and where it reads the weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ForwardVariant {
+    pub tile: Tile,
+    pub weights: Weights,
 }
 
-/// The tiles worth measuring for a GEMM that writes an output of shape `y` (NCHW).
-fn output_tiles(y: [usize; 4]) -> Vec<Tile> {
-    forward_tiles(y[0] * y[2] * y[3], y[1].next_multiple_of(8))
+impl std::fmt::Display for ForwardVariant {
+    /// `tile 128x64`, and `, OIHW in place` where the weights are not packed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "tile {}x{}", self.tile.pixels, self.tile.channels)?;
+        match self.weights {
+            Weights::Packed => Ok(()),
+            Weights::InPlace => write!(f, ", OIHW in place"),
+        }
+    }
+}
+
+/// The forward variants worth measuring for a GEMM that writes an output of shape `y`
+/// (NCHW): every tile of [`forward_tiles`] on packed weights (the first is what runs
+/// unmeasured), then every one reading the weights in place.
+pub(crate) fn output_variants(y: [usize; 4]) -> Vec<ForwardVariant> {
+    let tiles = forward_tiles(y[0] * y[2] * y[3], y[1].next_multiple_of(8));
+    [Weights::Packed, Weights::InPlace]
+        .into_iter()
+        .flat_map(|weights| {
+            tiles
+                .iter()
+                .map(move |&tile| ForwardVariant { tile, weights })
+        })
+        .collect()
+}
+
+/// The variants worth measuring for `c`'s output.
+fn call_variants(c: &GemmCall<'_>) -> Vec<ForwardVariant> {
+    output_variants(c.g.y)
+}
+
+/// Records the forward kernel for `c` as variant `v`: packing the weights first, or reading
+/// them in place.
+fn gemm_with(rec: &mut Recording<'_>, c: &GemmCall<'_>, v: ForwardVariant) -> Result<()> {
+    match v.weights {
+        Weights::Packed => with_packed_weights(rec, c.weight, c.transpose, |rec, packed| {
+            launch_forward(rec, c, &FORWARD, packed, v.tile, &[])
+        }),
+        Weights::InPlace => {
+            let layout = in_place_constants(c.weight.shape(), c.transpose);
+            launch_forward(rec, c, &FORWARD_OIHW, c.weight, v.tile, &layout)
+        }
+    }
+}
+
+/// How `conv2d/gemm/weights_oihw.wgsl` addresses OIHW weights of shape `weight`: the
+/// strides of an output and an input channel of the problem, and whether the kernel is
+/// flipped (the input gradient's transposed problem, `transpose`).
+fn in_place_constants(weight: [usize; 4], transpose: bool) -> [(&'static str, f64); 3] {
+    let [_, cin, kh, kw] = weight;
+    let (n_stride, c_stride) = if transpose {
+        (kh * kw, cin * kh * kw)
+    } else {
+        (cin * kh * kw, kh * kw)
+    };
+    [
+        ("B_N_STRIDE", n_stride as f64),
+        ("B_C_STRIDE", c_stride as f64),
+        ("B_FLIP", f64::from(u8::from(transpose))),
+    ]
+}
+
+/// Launches a forward kernel for `c` with `tile` on `weights` (packed or OIHW, as `kernel`
+/// reads them), specialised to the geometry, the tile and the weights' `layout` constants.
+fn launch_forward(
+    rec: &mut Recording<'_>,
+    c: &GemmCall<'_>,
+    kernel: &KernelSpec,
+    weights: &Tensor,
+    tile: Tile,
+    layout: &[(&'static str, f64)],
+) -> Result<()> {
+    let co_pad = c.g.y[1].next_multiple_of(8);
+    let pixels = c.g.y[0] * c.g.y[2] * c.g.y[3];
+    let tiles = tile.workgroups(pixels, co_pad);
+    let a = c.args(tiles, co_pad / 8);
+    let mut constants = a.geometry_constants().to_vec();
+    constants.extend(tile.constants());
+    constants.extend_from_slice(layout);
+    let [bias, out, mask] = c.outputs();
+    let buffers = [Some(read(c.x)), Some(read(weights)), bias, out, mask];
+    let grid = Grid::Workgroups(tiles as u64);
+    let kernel = kernel.specialised(&constants);
+    rec.launch(kernel, &[a.bytes()], &buffers, &[], grid, c.cost)
 }
 
 /// The GEMM family.
@@ -185,23 +272,23 @@ impl GemmShaped for Gemm {
     }
 
     fn kernels(&self) -> &'static [&'static KernelSpec] {
-        &[&FORWARD, &BACKWARD_WEIGHT]
+        &[&FORWARD, &FORWARD_OIHW, &BACKWARD_WEIGHT]
     }
 
-    /// Packs the weights and runs the tiled forward kernel.
+    /// Packs the weights and runs the tiled forward kernel with the rule's tile.
     fn gemm(&self, rec: &mut Recording<'_>, c: &GemmCall<'_>) -> Result<()> {
         self.gemm_variant(rec, c, 0)
     }
 
-    /// Its forward tiles ([`forward_tiles`]).
+    /// Its forward tiles on packed and on in-place weights ([`output_variants`]).
     fn gemm_variants(&self, c: &GemmCall<'_>) -> usize {
-        call_tiles(c).len()
+        call_variants(c).len()
     }
 
-    /// The forward kernel with tile `v` of [`forward_tiles`].
+    /// The forward kernel as variant `v` of [`output_variants`].
     fn gemm_variant(&self, rec: &mut Recording<'_>, c: &GemmCall<'_>, v: usize) -> Result<()> {
-        match call_tiles(c).get(v) {
-            Some(&tile) => gemm_with_tile(rec, c, tile),
+        match call_variants(c).get(v) {
+            Some(&variant) => gemm_with(rec, c, variant),
             None => Err(no_variant(ConvKernels::Gemm, v)),
         }
     }
@@ -219,8 +306,9 @@ impl GemmShaped for Gemm {
         weight_gradient_with_tile(rec, c, WEIGHT_TILE)
     }
 
-    /// The tile of variant `v`: forward and input gradient `tile <pixels>x<channels>` of
-    /// the GEMM the pass runs, weight gradient `tile <channels>x64`.
+    /// Variant `v`: forward and input gradient `tile <pixels>x<channels>` of the GEMM the
+    /// pass runs (`, OIHW in place` where it reads the weights unpacked), weight gradient
+    /// `tile <channels>x64`.
     fn describe(&self, key: &TuneKey, v: usize) -> String {
         let p = Conv2dParams {
             stride: key.stride,
@@ -232,9 +320,9 @@ impl GemmShaped for Gemm {
             return String::new();
         };
         // The input gradient's GEMM writes the input gradient (shaped as x).
-        let tiles = match key.pass {
-            Pass::Forward => output_tiles(y),
-            Pass::BackwardInput => output_tiles(key.x),
+        let variants = match key.pass {
+            Pass::Forward => output_variants(y),
+            Pass::BackwardInput => output_variants(key.x),
             Pass::BackwardWeight => {
                 return weight_tiles(y[1])
                     .get(v)
@@ -242,9 +330,9 @@ impl GemmShaped for Gemm {
                     .unwrap_or_default()
             }
         };
-        tiles
+        variants
             .get(v)
-            .map(|t| format!("tile {}x{}", t.pixels, t.channels))
+            .map(ForwardVariant::to_string)
             .unwrap_or_default()
     }
 
@@ -367,7 +455,52 @@ mod tests {
         assert_eq!(forward_tiles(32 * 14 * 14, 256).len(), 3);
     }
 
-    /// Reports name a variant by its tile, as the pass's GEMM sees it.
+    /// The variants: every tile on packed weights, the rule's first (what runs unmeasured),
+    /// then every tile again reading the weights in place.
+    #[test]
+    fn variants_are_each_tile_packed_then_in_place() {
+        let y = [32, 256, 14, 14];
+        let tiles = forward_tiles(32 * 14 * 14, 256);
+        let variants = output_variants(y);
+        let (packed, in_place) = variants.split_at(tiles.len());
+        assert_eq!(variants.len(), 2 * tiles.len());
+        for (half, weights) in [(packed, Weights::Packed), (in_place, Weights::InPlace)] {
+            let got: Vec<_> = half.iter().map(|v| (v.tile, v.weights)).collect();
+            let want: Vec<_> = tiles.iter().map(|&t| (t, weights)).collect();
+            assert_eq!(got, want);
+        }
+    }
+
+    /// The in-place loader's strides address `w[n, c, ky, kx]` in a forward and the flipped
+    /// `w[c, n, kh-1-ky, kw-1-kx]` in an input gradient.
+    #[test]
+    fn in_place_strides_address_oihw() {
+        let (cout, cin, kh, kw) = (6, 5, 3, 2);
+        let flat =
+            |co: usize, ci: usize, ky: usize, kx: usize| ((co * cin + ci) * kh + ky) * kw + kx;
+        let addr = |c: [(&str, f64); 3], n: usize, ch: usize, tap: usize| {
+            let tap = if c[2].1 != 0.0 {
+                kh * kw - 1 - tap
+            } else {
+                tap
+            };
+            n * c[0].1 as usize + ch * c[1].1 as usize + tap
+        };
+        let forward = in_place_constants([cout, cin, kh, kw], false);
+        let input = in_place_constants([cout, cin, kh, kw], true);
+        for (co, ci, ky, kx) in [(0, 0, 0, 0), (5, 4, 2, 1), (3, 1, 1, 0), (2, 3, 0, 1)] {
+            let tap = ky * kw + kx;
+            assert_eq!(addr(forward, co, ci, tap), flat(co, ci, ky, kx));
+            // The transposed problem: output channel ci, input channel co.
+            assert_eq!(
+                addr(input, ci, co, tap),
+                flat(co, ci, kh - 1 - ky, kw - 1 - kx)
+            );
+        }
+    }
+
+    /// Reports name a variant by its tile, as the pass's GEMM sees it, and by where it reads
+    /// the weights.
     #[test]
     fn variants_are_described_by_their_tiles() {
         use crate::ops::conv2d::select::TuneKey;
@@ -389,7 +522,9 @@ mod tests {
         let forward = key(Pass::Forward, x, w);
         assert_eq!(Gemm.describe(&forward, 0), "tile 128x64");
         assert_eq!(Gemm.describe(&forward, 1), "tile 64x64");
-        assert_eq!(Gemm.describe(&forward, 2), "");
+        assert_eq!(Gemm.describe(&forward, 2), "tile 128x64, OIHW in place");
+        assert_eq!(Gemm.describe(&forward, 3), "tile 64x64, OIHW in place");
+        assert_eq!(Gemm.describe(&forward, 4), "");
         let weight = key(Pass::BackwardWeight, [8, 64, 14, 14], [256, 64, 3, 3]);
         assert_eq!(Gemm.describe(&weight, 1), "tile 128x64");
         // The input gradient's GEMM writes the 128 input channels (392 tiles of 128 x 64 by
@@ -398,7 +533,7 @@ mod tests {
         assert_eq!(Gemm.describe(&input, 0), "tile 128x64");
         assert_eq!(Gemm.describe(&input, 1), "tile 128x128");
         let forward = key(Pass::Forward, [32, 128, 28, 28], [64, 128, 3, 3]);
-        assert!((0..3).all(|v| Gemm.describe(&forward, v) != "tile 128x128"));
+        assert!((0..6).all(|v| !Gemm.describe(&forward, v).starts_with("tile 128x128")));
     }
 
     /// What `conv2d/gemm/forward.wgsl`'s thread layout assumes of a tile (a tile past it
@@ -443,51 +578,307 @@ mod tests {
         }
     }
 
-    /// Every tile against the f64 reference on a problem that leaves every tile partial
-    /// (156 pixels, 72 channels) and crosses taps inside K slices (cin = 5), with stride,
-    /// padding and dilation different per axis: what the geometry constants must get right.
+    /// Values in [-1, 1), hashed from the index and the stream `k` (a SplitMix64 step), so
+    /// that two streams do not correlate and long sums cancel as real data's do.
+    #[cfg(feature = "oracle")]
+    fn values(n: usize, k: u64) -> Vec<f32> {
+        (0..n as u64)
+            .map(|i| {
+                let mut h = (i ^ (k << 40)).wrapping_add(0x9E37_79B9_7F4A_7C15);
+                h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                ((h ^ (h >> 31)) % 4096) as f32 / 2048.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Asserts `got` is `want` within float32 accumulation error.
+    #[cfg(feature = "oracle")]
+    fn assert_matches(got: &[f32], want: &[f64], what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (i, (&g, &e)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                "{what}, element {i}: {g} vs {e}"
+            );
+        }
+    }
+
+    /// The entry point and tile a recording compiled for its GEMM kernel (the last one).
+    #[cfg(feature = "oracle")]
+    fn compiled_variant(gpu: &Gpu) -> ForwardVariant {
+        let packed = gpu.compiled_constants(FORWARD.entry);
+        let in_place = gpu.compiled_constants(FORWARD_OIHW.entry);
+        let (constants, weights) = match (packed.as_slice(), in_place.as_slice()) {
+            ([c], []) => (c, Weights::Packed),
+            ([], [c]) => (c, Weights::InPlace),
+            _ => panic!("one GEMM forward pipeline: {packed:?} {in_place:?}"),
+        };
+        let get = |name| {
+            constants
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|&(_, v)| v as usize)
+                .unwrap_or_else(|| panic!("{name} in {constants:?}"))
+        };
+        let tile = Tile {
+            pixels: get("TILE_M"),
+            channels: get("TILE_N"),
+        };
+        ForwardVariant { tile, weights }
+    }
+
+    /// Runs every GEMM variant of `call` through the family, each from a cold pipeline cache,
+    /// and checks each compiled its own kernel and tile, packed its weights or not, and
+    /// wrote `want` into `out`.
+    #[cfg(feature = "oracle")]
+    fn check_every_variant(
+        gpu: &Gpu,
+        call: &crate::ops::conv2d::select::Call<'_, '_>,
+        out: &crate::tensor::Tensor,
+        variants: &[ForwardVariant],
+        want: &[f64],
+        what: &str,
+    ) {
+        use crate::ops::conv2d::family::pack::PACK_BUFFER;
+        use crate::ops::conv2d::select::{Choice, Family};
+        assert_eq!(Gemm.variants(call), variants.len(), "{what}");
+        for (variant, &expected) in variants.iter().enumerate() {
+            gpu.clear_pipelines();
+            let mut rec = Recording::new(gpu);
+            let choice = Choice {
+                family: &Gemm,
+                variant,
+            };
+            call.run_choice(choice, &mut rec).unwrap();
+            let packs = rec.kernels().contains(&PACK_BUFFER.entry);
+            assert_eq!(
+                packs,
+                expected.weights == Weights::Packed,
+                "{what} {expected}"
+            );
+            assert_eq!(
+                rec.dispatch_count(),
+                1 + packs as usize,
+                "{what} {expected}"
+            );
+            assert_eq!(compiled_variant(gpu), expected, "{what}");
+            rec.finish().unwrap();
+            let got = out.to_vec(gpu).unwrap();
+            assert_matches(&got, want, &format!("{what}, {expected}"));
+        }
+    }
+
+    /// Every forward variant — each tile, on packed weights and on the OIHW tensor in place
+    /// — against the f64 reference, on a problem that leaves every tile partial (156 pixels,
+    /// 72 channels, not a multiple of 64) and crosses taps inside K slices (cin = 5), with
+    /// stride, padding and dilation different per axis: what the geometry constants and the
+    /// in-place strides must get right.
     #[cfg(feature = "oracle")]
     #[test]
-    fn every_forward_tile_matches_the_reference() {
+    fn every_forward_variant_matches_the_reference() {
         use crate::memory::Purpose;
         use crate::ops::conv2d::args::{ForwardArgs, Geometry};
+        use crate::ops::conv2d::select::Call;
         use crate::ops::conv2d::Fusion;
         use crate::tensor::Tensor;
 
         let (gpu, p) = (test_gpu(), skewed_params());
         let (xs, ws) = ([2, 5, 11, 13], [72, 5, 3, 3]);
-        let value = |i: usize, k: usize| ((i * k) % 23) as f32 / 11.0 - 1.0;
-        let xv: Vec<f32> = (0..xs.iter().product()).map(|i| value(i, 7)).collect();
-        let wv: Vec<f32> = (0..ws.iter().product()).map(|i| value(i, 5)).collect();
-        let bv: Vec<f32> = (0..ws[0]).map(|i| value(i, 3)).collect();
+        let (xv, wv) = (
+            values(xs.iter().product(), 7),
+            values(ws.iter().product(), 5),
+        );
+        let bv = values(ws[0], 3);
         let f64s = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<_>>();
         let (want, ys) =
             crate::reference::conv2d(&f64s(&xv), xs, &f64s(&wv), ws, Some(&f64s(&bv)), &p).unwrap();
         let x = Tensor::from_slice(&gpu, xs, &xv, Purpose::Activation).unwrap();
         let w = Tensor::from_slice(&gpu, ws, &wv, Purpose::Parameter).unwrap();
         let b = Tensor::from_slice(&gpu, [ws[0], 1, 1, 1], &bv, Purpose::Parameter).unwrap();
-        for t in TILES {
-            let out = Tensor::zeros(&gpu, ys, Purpose::Activation).unwrap();
-            let args = ForwardArgs {
-                g: Geometry::of(&x, &w, &p).unwrap(),
-                p,
-                x: &x,
-                weight: &w,
-                bias: Some(&b),
-                out: &out,
-                fusion: Fusion::default(),
-            };
-            let mut rec = Recording::new(&gpu);
-            gemm_with_tile(&mut rec, &args.gemm(), t).unwrap();
-            assert!(rec.kernels().contains(&"conv2d_forward_gemm"));
-            rec.finish().unwrap();
-            let got = out.to_vec(&gpu).unwrap();
-            for (i, (&g, &e)) in got.iter().zip(&want).enumerate() {
-                assert!(
-                    (g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()),
-                    "tile {t:?}, element {i}: {g} vs {e}"
-                );
-            }
+        let out = Tensor::zeros(&gpu, ys, Purpose::Activation).unwrap();
+        let args = ForwardArgs {
+            g: Geometry::of(&x, &w, &p).unwrap(),
+            p,
+            x: &x,
+            weight: &w,
+            bias: Some(&b),
+            out: &out,
+            fusion: Fusion::default(),
+        };
+        let variants = output_variants(ys);
+        assert_eq!(variants.len(), 2 * TILES.len(), "72 channels: every tile");
+        let call = Call::Forward(&args);
+        check_every_variant(&gpu, &call, &out, &variants, &want, "forward");
+    }
+
+    /// Every input-gradient variant (the forward kernel on the transposed problem: the
+    /// packing pass's transposed, flipped weights, or the in-place loader's flipped strides)
+    /// against the f64 reference: 3 × 2 kernel, padding and dilation different per axis,
+    /// 13 output channels (a partial quad) and 70 input-gradient channels.
+    #[cfg(feature = "oracle")]
+    #[test]
+    fn every_input_gradient_variant_matches_the_reference() {
+        use crate::memory::Purpose;
+        use crate::ops::conv2d::args::{Geometry, InputGradArgs};
+        use crate::ops::conv2d::select::Call;
+        use crate::ops::conv2d::{Conv2dParams, Fusion};
+        use crate::tensor::Tensor;
+
+        let gpu = test_gpu();
+        let p = Conv2dParams {
+            stride: [1, 1],
+            padding: [1, 2],
+            dilation: [2, 3],
+            groups: 1,
+        };
+        let (xs, ws) = ([2, 70, 9, 10], [13, 70, 3, 2]);
+        let ys = p.output_shape(xs, ws).unwrap();
+        let (gv, wv) = (
+            values(ys.iter().product(), 3),
+            values(ws.iter().product(), 9),
+        );
+        let f64s = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<_>>();
+        let want =
+            crate::reference::conv2d_backward_input(&f64s(&gv), xs, &f64s(&wv), ws, &p).unwrap();
+        let x = Tensor::zeros(&gpu, xs, Purpose::Activation).unwrap();
+        let w = Tensor::from_slice(&gpu, ws, &wv, Purpose::Parameter).unwrap();
+        let go = Tensor::from_slice(&gpu, ys, &gv, Purpose::Gradient).unwrap();
+        let gx = Tensor::zeros(&gpu, xs, Purpose::Gradient).unwrap();
+        let args = InputGradArgs {
+            g: Geometry::of(&x, &w, &p).unwrap(),
+            p,
+            x: &x,
+            weight: &w,
+            grad_out: &go,
+            grad_x: &gx,
+            fusion: Fusion::default(),
+        };
+        assert!(args.g.transposable(&p));
+        let variants = output_variants(xs);
+        assert!(variants.len() >= 4, "{variants:?}");
+        let call = Call::BackwardInput(&args);
+        check_every_variant(&gpu, &call, &gx, &variants, &want, "input gradient");
+    }
+
+    /// A conv's forward and backward through the GEMM family in four dispatches on a GPU,
+    /// not six: the forward and the input gradient each read the OIHW weights in place (no
+    /// packing pass), the weight gradient's partial sums and the bias gradient share one
+    /// reduce (the GPUs' path, turned on here). Asserted by the kernels that ran, and each
+    /// result against the f64 oracle.
+    #[cfg(feature = "oracle")]
+    #[test]
+    fn a_conv_forward_and_backward_in_four_dispatches() {
+        use crate::memory::Purpose;
+        use crate::ops::conv2d::args::{
+            BiasGradient, ForwardArgs, Geometry, InputGradArgs, WeightGradArgs,
+        };
+        use crate::ops::conv2d::partials::GpuShapesOnCpu;
+        use crate::ops::conv2d::select::{Call, Choice};
+        use crate::ops::conv2d::{Conv2dParams, Fusion};
+        use crate::reference;
+        use crate::tensor::Tensor;
+
+        let gpu = test_gpu();
+        gpu.extension::<GpuShapesOnCpu>()
+            .0
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let p = Conv2dParams::new(1, 1);
+        // 4608 output pixels: several splits of the weight gradient's reduction.
+        let (xs, ws) = ([8, 16, 24, 24], [24, 16, 3, 3]);
+        let ys = p.output_shape(xs, ws).unwrap();
+        let (xv, wv) = (
+            values(xs.iter().product(), 1),
+            values(ws.iter().product(), 2),
+        );
+        let (gv, bv) = (values(ys.iter().product(), 3), values(ws[0], 4));
+        let up = |s, v: &[f32]| Tensor::from_slice(&gpu, s, v, Purpose::Activation).unwrap();
+        let zeros = |s| Tensor::zeros(&gpu, s, Purpose::Activation).unwrap();
+        let (x, w, go, b) = (
+            up(xs, &xv),
+            up(ws, &wv),
+            up(ys, &gv),
+            up([ws[0], 1, 1, 1], &bv),
+        );
+        let (y, gx, gw, gb) = (zeros(ys), zeros(xs), zeros(ws), zeros([ws[0], 1, 1, 1]));
+        let g = Geometry::of(&x, &w, &p).unwrap();
+        let fusion = Fusion::default();
+        let in_place = |y: [usize; 4]| {
+            let variants = output_variants(y);
+            variants
+                .iter()
+                .position(|v| v.weights == Weights::InPlace)
+                .unwrap()
+        };
+        let choice = |variant| Choice {
+            family: &Gemm,
+            variant,
+        };
+        let mut rec = Recording::new(&gpu);
+        let forward = ForwardArgs {
+            g,
+            p,
+            x: &x,
+            weight: &w,
+            bias: Some(&b),
+            out: &y,
+            fusion,
+        };
+        Call::Forward(&forward)
+            .run_choice(choice(in_place(ys)), &mut rec)
+            .unwrap();
+        let input = InputGradArgs {
+            g,
+            p,
+            x: &x,
+            weight: &w,
+            grad_out: &go,
+            grad_x: &gx,
+            fusion,
+        };
+        Call::BackwardInput(&input)
+            .run_choice(choice(in_place(xs)), &mut rec)
+            .unwrap();
+        let bias = BiasGradient::new(&go, &gb);
+        let weight = WeightGradArgs {
+            g,
+            p,
+            x: &x,
+            grad_out: &go,
+            grad_weight: &gw,
+            fusion,
+            bias: Some(&bias),
+        };
+        Call::BackwardWeight(&weight)
+            .run_choice(choice(0), &mut rec)
+            .unwrap();
+        assert!(bias.done(), "the bias rode with the reduce");
+        // The distinct kernels, and four launches of them.
+        assert_eq!(
+            rec.kernels(),
+            [
+                "conv2d_forward_gemm_oihw",
+                "conv2d_backward_weight_gemm",
+                "conv2d_backward_weight_reduce_and_bias"
+            ]
+        );
+        assert_eq!(rec.dispatch_count(), 4);
+        rec.finish().unwrap();
+        let f64s = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<_>>();
+        let (x64, w64, g64) = (f64s(&xv), f64s(&wv), f64s(&gv));
+        let want_y = reference::conv2d(&x64, xs, &w64, ws, Some(&f64s(&bv)), &p)
+            .unwrap()
+            .0;
+        let want_gx = reference::conv2d_backward_input(&g64, xs, &w64, ws, &p).unwrap();
+        let want_gw = reference::conv2d_backward_weight(&x64, xs, &g64, ws, &p).unwrap();
+        let want_gb = reference::conv2d_backward_bias(&g64, ys);
+        for (what, t, want) in [
+            ("forward", &y, want_y),
+            ("grad x", &gx, want_gx),
+            ("grad w", &gw, want_gw),
+            ("grad b", &gb, want_gb),
+        ] {
+            assert_matches(&t.to_vec(&gpu).unwrap(), &want, what);
         }
     }
 
