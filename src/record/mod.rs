@@ -85,6 +85,17 @@ impl Drop for Recording<'_> {
     fn drop(&mut self) {
         // Dropped without submit: whatever it was to write was never computed.
         self.release_uses(false);
+        // wgpu frees what a discarded recording leaves (its argument chunks, still mapped)
+        // only at the queue's next submission: without one, every recording dropped
+        // unsubmitted kept ≈ 1 KB a dispatch and made each later one slower (3,000 dropped
+        // recordings of a 27-dispatch conv: 0.33 → 4.8 ms each, 92 → 162 MB). An empty
+        // submission after the chunks go releases it.
+        self.pass = None;
+        self.encoder = None;
+        if !self.args.is_empty() {
+            self.args.clear();
+            self.gpu.queue().submit(std::iter::empty());
+        }
     }
 }
 
