@@ -12,54 +12,62 @@
 //   input gradient: B_N_STRIDE = kh*kw,     B_C_STRIDE = cin*kh*kw, B_FLIP = true
 //                   (the transposed problem: c = co, n = ci, the kernel flipped)
 // and zero for n ≥ G_COUT (the padding channels) or k past K.
-// A slice's 16 × TILE_N weights are fetched as scalars, B_ELEMS a thread: element
-// e = lid + j * GEMM_THREADS is row 4 * (e / (4 * TILE_N)) + e % 4 of column
-// (e / 4) % TILE_N, so four neighbouring threads read four neighbouring K of one column (16
-// contiguous bytes in a forward) and a warp's 32 stores fall on 8 columns (4 a bank).
+// A slice's 16 × TILE_N weights are fetched in groups of 4 rows of one column (4 scalar
+// loads: 16 contiguous bytes in a forward), B_GROUPS groups a thread: group
+// e = lid + j * GEMM_THREADS is rows 4 * (e / TILE_N) .. +3 of column e % TILE_N, so
+// neighbouring threads store to neighbouring columns (no two on one bank) and a thread
+// loops no more than the packed loader does.
 
 @group(0) @binding(2) var<storage, read> w_oihw: array<f32>;
 
 override B_N_STRIDE: u32;
 override B_C_STRIDE: u32;
 override B_FLIP: bool;
-override B_ELEMS: u32 = 16u * TILE_N / GEMM_THREADS;   // 8 or 16
+override B_GROUPS: u32 = 4u * TILE_N / GEMM_THREADS;   // 2 or 4
 
 // (tap, input channel) of K index k.
 fn k_tap_channel(k: u32) -> vec2<u32> {
     return vec2<u32>(k % (G_KH * G_KW), k / (G_KH * G_KW));
 }
 
-// A thread's share of one K slice of the weights, in registers.
-struct WeightSlice { v: array<f32, 16> }
-
-// Row and column within the slice of the thread's element j.
-fn slice_element(lid: u32, j: u32) -> vec2<u32> {
-    let e = lid + j * GEMM_THREADS;
-    return vec2<u32>(4u * (e / (4u * TILE_N)) + e % 4u, (e / 4u) % TILE_N);
+// B[k][n]: zero past K or past the problem's output channels.
+fn weight_at(k: u32, n: u32) -> f32 {
+    let taps = G_KH * G_KW;
+    let tap = k % taps;
+    let o = n * B_N_STRIDE + (k / taps) * B_C_STRIDE + select(tap, taps - 1u - tap, B_FLIP);
+    let ok = k < taps * G_CIN && n < G_COUT;
+    return select(0.0, w_oihw[select(0u, o, ok)], ok);
 }
 
-// The thread's elements of the slice starting at K index k0 (co4 unused: the real channel
+// A thread's share of one K slice of the weights, in registers: group j's 4 rows.
+struct WeightSlice { groups: array<vec4<f32>, 4> }
+
+// The thread's groups of the slice starting at K index k0 (co4 unused: the real channel
 // count G_COUT bounds the columns).
 fn fetch_weights(k0: u32, lid: u32, tile_n: u32, co4: u32) -> WeightSlice {
     var s: WeightSlice;
-    let taps = G_KH * G_KW;
-    for (var j = 0u; j < B_ELEMS; j++) {
-        let rc = slice_element(lid, j);
-        let k = k0 + rc.x;
-        let n = tile_n * TILE_N + rc.y;
-        let tap = k % taps;
-        let o = n * B_N_STRIDE + (k / taps) * B_C_STRIDE + select(tap, taps - 1u - tap, B_FLIP);
-        let ok = k < taps * G_CIN && n < G_COUT;
-        s.v[j] = select(0.0, w_oihw[select(0u, o, ok)], ok);
+    for (var j = 0u; j < B_GROUPS; j++) {
+        let e = lid + j * GEMM_THREADS;
+        let k = k0 + 4u * (e / TILE_N);
+        let n = tile_n * TILE_N + e % TILE_N;
+        s.groups[j] = vec4<f32>(weight_at(k, n), weight_at(k + 1u, n), weight_at(k + 2u, n),
+                                weight_at(k + 3u, n));
     }
     return s;
 }
 
 // Writes the thread's share into b_tile ([16][B_QUADS] vec4s of channels).
 fn stage_weights(s: WeightSlice, lid: u32) {
-    for (var j = 0u; j < B_ELEMS; j++) {
-        let rc = slice_element(lid, j);
-        b_tile[rc.x * B_QUADS + rc.y / 4u][rc.y % 4u] = s.v[j];
+    for (var j = 0u; j < B_GROUPS; j++) {
+        let e = lid + j * GEMM_THREADS;
+        let n = e % TILE_N;
+        let i = 4u * (e / TILE_N) * B_QUADS + n / 4u;
+        let c = n % 4u;
+        let v = s.groups[j];
+        b_tile[i][c] = v.x;
+        b_tile[i + B_QUADS][c] = v.y;
+        b_tile[i + 2u * B_QUADS][c] = v.z;
+        b_tile[i + 3u * B_QUADS][c] = v.w;
     }
 }
 

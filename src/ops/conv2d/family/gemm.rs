@@ -539,7 +539,7 @@ mod tests {
     /// What the thread layout of `conv2d/gemm/forward.wgsl` and its weight loaders assumes
     /// of a tile (a tile past it would index their register arrays out of bounds, which naga
     /// clamps into a wrong number, not an error): every row of a slice fetched by whole rows
-    /// of threads, at most 4 fetches a thread per operand (16 weights in place), at most
+    /// of threads, at most 4 fetches a thread per operand (of 4 weights each in place), at most
     /// `THREADS` threads and 16 KiB of workgroup memory (what `fits` checks the device for).
     #[test]
     fn every_tile_fits_the_shaders_thread_layout() {
@@ -553,11 +553,11 @@ mod tests {
                 assert!(16 / row_step <= 4, "{t:?}");
             }
             assert!(16 * (t.pixels + t.channels) / 4 * 16 <= 16 << 10, "{t:?}");
-            // The in-place loader: a slice's 16 × TILE_N weights in whole groups of 4 rows,
-            // split evenly, at most its 16-entry register array a thread.
-            let elements = 16 * t.channels;
-            assert_eq!(elements % threads, 0, "{t:?}");
-            assert!(elements / threads <= 16, "{t:?}");
+            // The in-place loader: a slice's 16 × TILE_N weights in groups of 4 rows of a
+            // column, split evenly, at most 4 groups a thread (its register array).
+            let groups = 4 * t.channels;
+            assert_eq!(groups % threads, 0, "{t:?}");
+            assert!(groups / threads <= 4, "{t:?}");
         }
         // The weight gradient's: g_tile of 4 × WG_TILE_CO vec4s and x_tile of 256.
         for tile_co in weight_tiles(512) {
