@@ -9,11 +9,15 @@
 # Then:         run(command="bash scripts/device-bench.sh", carry=[".gl", "target/release/skipgrad"])
 #
 # Environment: OUT (default out/device), ITERS (default 20), SKIPGRAD_BIN (default
-# target/release/skipgrad), SKIP_TORCH=1 to leave the peer out.
+# target/release/skipgrad), SKIP_TORCH=1 to leave the peer out, QUICK=1 for the reduced
+# suites (a dry run of every step on a CPU adapter before a device session).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-out/device}"
 ITERS="${ITERS:-20}"
+# --quick: the reduced suites (QUICK=1), else the full ones.
+QUICK_FLAG=()
+[ "${QUICK:-0}" = 1 ] && QUICK_FLAG=(--quick)
 BIN="${SKIPGRAD_BIN:-target/release/skipgrad}"
 mkdir -p "$OUT"
 log() { echo "== $*" | tee -a "$OUT/log.txt"; }
@@ -36,12 +40,12 @@ log "reference cases on the GPU"
 "$BIN" check tests/vectors tests/vectors/scale --json > "$OUT/check.json" 2>>"$OUT/log.txt"
 tail -c 300 "$OUT/check.json" >> "$OUT/log.txt"
 log "standard suite (GPU timestamps)"
-"$BIN" bench --iters "$ITERS" --json > "$OUT/standard.json" 2>>"$OUT/log.txt"
+"$BIN" bench "${QUICK_FLAG[@]}" --iters "$ITERS" --json > "$OUT/standard.json" 2>>"$OUT/log.txt"
 log "standard suite (host clock, as the peer times)"
-"$BIN" bench --iters "$ITERS" --timing wall --json > "$OUT/standard_wall.json" 2>>"$OUT/log.txt"
+"$BIN" bench "${QUICK_FLAG[@]}" --iters "$ITERS" --timing wall --json > "$OUT/standard_wall.json" 2>>"$OUT/log.txt"
 log "GPU suite"
-"$BIN" bench --suite gpu --iters "$ITERS" --json > "$OUT/gpu_suite.json" 2>>"$OUT/log.txt"
-"$BIN" bench --suite gpu --iters "$ITERS" >> "$OUT/log.txt" 2>&1
+"$BIN" bench --suite gpu "${QUICK_FLAG[@]}" --iters "$ITERS" --json > "$OUT/gpu_suite.json" 2>>"$OUT/log.txt"
+"$BIN" bench --suite gpu "${QUICK_FLAG[@]}" --iters "$ITERS" >> "$OUT/log.txt" 2>&1
 
 # The H200's bimodal residual block (one process in six ran it 3-4x slower): six processes,
 # each JSON with the tuner's choices (`tuned`), so a slow one can be told from a fast one by
@@ -54,20 +58,24 @@ for i in 1 2 3 4 5 6; do
         "$OUT/resnet_processes/$i.json" "$i" >> "$OUT/log.txt" 2>&1
 done
 
-if [ "${SKIP_TORCH:-0}" != 1 ] && python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
-    log "PyTorch peer (cuDNN, TF32 off)"
-    python3 benches/peers/torch_peer.py --device cuda --iters "$ITERS" --json > "$OUT/torch_cuda.json" 2>>"$OUT/log.txt"
-    python3 benches/peers/torch_peer.py --device cuda --suite gpu --iters "$ITERS" --json > "$OUT/torch_cuda_suite.json" 2>>"$OUT/log.txt"
-    python3 benches/peers/torch_train_step.py --device cuda --iters "$ITERS" --json > "$OUT/torch_cuda_train.json" 2>>"$OUT/log.txt"
-    python3 benches/peers/compare.py "$OUT/standard_wall.json" "$OUT/torch_cuda.json" "$OUT/torch_cuda_train.json" > "$OUT/compare_standard.txt" 2>&1
-    python3 benches/peers/compare_suite.py "$OUT/gpu_suite.json" "$OUT/torch_cuda_suite.json" > "$OUT/compare_suite.txt" 2>&1
+# PEER_DEVICE=cpu (with PYTHON pointing at a venv that has torch) dry-runs this part on a
+# machine without CUDA; the files keep their names.
+PYTHON="${PYTHON:-python3}"
+PEER_DEVICE="${PEER_DEVICE:-cuda}"
+if [ "${SKIP_TORCH:-0}" != 1 ] && "$PYTHON" -c "import sys, torch; sys.exit(sys.argv[1] == 'cuda' and not torch.cuda.is_available())" "$PEER_DEVICE" 2>/dev/null; then
+    log "PyTorch peer on $PEER_DEVICE (cuDNN on CUDA, TF32 off)"
+    "$PYTHON" benches/peers/torch_peer.py --device "$PEER_DEVICE" --iters "$ITERS" --json > "$OUT/torch_cuda.json" 2>>"$OUT/log.txt"
+    "$PYTHON" benches/peers/torch_peer.py --device "$PEER_DEVICE" --suite gpu "${QUICK_FLAG[@]}" --iters "$ITERS" --json > "$OUT/torch_cuda_suite.json" 2>>"$OUT/log.txt"
+    "$PYTHON" benches/peers/torch_train_step.py --device "$PEER_DEVICE" --iters "$ITERS" --json > "$OUT/torch_cuda_train.json" 2>>"$OUT/log.txt"
+    "$PYTHON" benches/peers/compare.py "$OUT/standard_wall.json" "$OUT/torch_cuda.json" "$OUT/torch_cuda_train.json" > "$OUT/compare_standard.txt" 2>&1
+    "$PYTHON" benches/peers/compare_suite.py "$OUT/gpu_suite.json" "$OUT/torch_cuda_suite.json" > "$OUT/compare_suite.txt" 2>&1
     cat "$OUT/compare_standard.txt" "$OUT/compare_suite.txt" >> "$OUT/log.txt"
 else
-    log "no CUDA PyTorch here: peer left out"
+    log "no PyTorch on $PEER_DEVICE here: peer left out"
 fi
 # Last (the least needed if time runs out): the GEMM family forced on the GPU suite, so its
 # standing shows even where the tuner picked another family; its `tuned` array says which
 # tile and weight loader (packed, or OIHW in place) won each pass under auto above.
 log "GPU suite, GEMM family forced"
-"$BIN" bench --suite gpu --kernels gemm --iters "$ITERS" --json > "$OUT/gpu_suite_gemm.json" 2>>"$OUT/log.txt"
+"$BIN" bench --suite gpu "${QUICK_FLAG[@]}" --kernels gemm --iters "$ITERS" --json > "$OUT/gpu_suite_gemm.json" 2>>"$OUT/log.txt"
 log "done"
