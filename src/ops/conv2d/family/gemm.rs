@@ -4,7 +4,9 @@
 //! tuner measures them as the family's variants on GPUs, [`forward_tiles`]; unmeasured, the
 //! largest that gives two waves of an H200, [`forward_tile`]), 16-deep K slices, threads of
 //! 8 × 8 accumulators read as vec4s from workgroup memory, the next slice prefetched into
-//! registers. Weight gradient: 64 × 64 tiles of (co) × (tap, ci) over 16-pixel slices —
+//! registers; the weights packed by a pass of their own first, or read from the OIHW tensor
+//! in place (one dispatch fewer; each tile both ways, all variants, [`output_variants`]).
+//! Weight gradient: 64 × 64 tiles of (co) × (tap, ci) over 16-pixel slices —
 //! or 128 × 64, 8 × 4 a thread, which the tuner measures as a variant on GPUs
 //! ([`weight_tiles`]) — split-K into partial sums. groups = 1.
 //!
@@ -203,11 +205,6 @@ pub(crate) fn output_variants(y: [usize; 4]) -> Vec<ForwardVariant> {
         .collect()
 }
 
-/// The variants worth measuring for `c`'s output.
-fn call_variants(c: &GemmCall<'_>) -> Vec<ForwardVariant> {
-    output_variants(c.g.y)
-}
-
 /// Records the forward kernel for `c` as variant `v`: packing the weights first, or reading
 /// them in place.
 fn gemm_with(rec: &mut Recording<'_>, c: &GemmCall<'_>, v: ForwardVariant) -> Result<()> {
@@ -282,12 +279,12 @@ impl GemmShaped for Gemm {
 
     /// Its forward tiles on packed and on in-place weights ([`output_variants`]).
     fn gemm_variants(&self, c: &GemmCall<'_>) -> usize {
-        call_variants(c).len()
+        output_variants(c.g.y).len()
     }
 
     /// The forward kernel as variant `v` of [`output_variants`].
     fn gemm_variant(&self, rec: &mut Recording<'_>, c: &GemmCall<'_>, v: usize) -> Result<()> {
-        match call_variants(c).get(v) {
+        match output_variants(c.g.y).get(v) {
             Some(&variant) => gemm_with(rec, c, variant),
             None => Err(no_variant(ConvKernels::Gemm, v)),
         }
