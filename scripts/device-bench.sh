@@ -15,9 +15,10 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-out/device}"
 ITERS="${ITERS:-20}"
-# --quick: the reduced suites (QUICK=1), else the full ones.
-QUICK_FLAG=()
-[ "${QUICK:-0}" = 1 ] && QUICK_FLAG=(--quick)
+# --quick: the reduced suites (QUICK=1), else the full ones. A plain string, left unquoted
+# below (empty: no word), because an empty array under `set -u` is an error in bash < 4.4.
+QUICK_FLAG=""
+[ "${QUICK:-0}" = 1 ] && QUICK_FLAG="--quick"
 BIN="${SKIPGRAD_BIN:-target/release/skipgrad}"
 mkdir -p "$OUT"
 log() { echo "== $*" | tee -a "$OUT/log.txt"; }
@@ -40,12 +41,12 @@ log "reference cases on the GPU"
 "$BIN" check tests/vectors tests/vectors/scale --json > "$OUT/check.json" 2>>"$OUT/log.txt"
 tail -c 300 "$OUT/check.json" >> "$OUT/log.txt"
 log "standard suite (GPU timestamps)"
-"$BIN" bench "${QUICK_FLAG[@]}" --iters "$ITERS" --json > "$OUT/standard.json" 2>>"$OUT/log.txt"
+"$BIN" bench $QUICK_FLAG --iters "$ITERS" --json > "$OUT/standard.json" 2>>"$OUT/log.txt"
 log "standard suite (host clock, as the peer times)"
-"$BIN" bench "${QUICK_FLAG[@]}" --iters "$ITERS" --timing wall --json > "$OUT/standard_wall.json" 2>>"$OUT/log.txt"
+"$BIN" bench $QUICK_FLAG --iters "$ITERS" --timing wall --json > "$OUT/standard_wall.json" 2>>"$OUT/log.txt"
 log "GPU suite"
-"$BIN" bench --suite gpu "${QUICK_FLAG[@]}" --iters "$ITERS" --json > "$OUT/gpu_suite.json" 2>>"$OUT/log.txt"
-"$BIN" bench --suite gpu "${QUICK_FLAG[@]}" --iters "$ITERS" >> "$OUT/log.txt" 2>&1
+"$BIN" bench --suite gpu $QUICK_FLAG --iters "$ITERS" --json > "$OUT/gpu_suite.json" 2>>"$OUT/log.txt"
+"$BIN" bench --suite gpu $QUICK_FLAG --iters "$ITERS" >> "$OUT/log.txt" 2>&1
 
 # The H200's bimodal residual block (one process in six ran it 3-4x slower): six processes,
 # each JSON with the tuner's choices (`tuned`), so a slow one can be told from a fast one by
@@ -65,7 +66,7 @@ PEER_DEVICE="${PEER_DEVICE:-cuda}"
 if [ "${SKIP_TORCH:-0}" != 1 ] && "$PYTHON" -c "import sys, torch; sys.exit(sys.argv[1] == 'cuda' and not torch.cuda.is_available())" "$PEER_DEVICE" 2>/dev/null; then
     log "PyTorch peer on $PEER_DEVICE (cuDNN on CUDA, TF32 off)"
     "$PYTHON" benches/peers/torch_peer.py --device "$PEER_DEVICE" --iters "$ITERS" --json > "$OUT/torch_cuda.json" 2>>"$OUT/log.txt"
-    "$PYTHON" benches/peers/torch_peer.py --device "$PEER_DEVICE" --suite gpu "${QUICK_FLAG[@]}" --iters "$ITERS" --json > "$OUT/torch_cuda_suite.json" 2>>"$OUT/log.txt"
+    "$PYTHON" benches/peers/torch_peer.py --device "$PEER_DEVICE" --suite gpu $QUICK_FLAG --iters "$ITERS" --json > "$OUT/torch_cuda_suite.json" 2>>"$OUT/log.txt"
     "$PYTHON" benches/peers/torch_train_step.py --device "$PEER_DEVICE" --iters "$ITERS" --json > "$OUT/torch_cuda_train.json" 2>>"$OUT/log.txt"
     "$PYTHON" benches/peers/compare.py "$OUT/standard_wall.json" "$OUT/torch_cuda.json" "$OUT/torch_cuda_train.json" > "$OUT/compare_standard.txt" 2>&1
     "$PYTHON" benches/peers/compare_suite.py "$OUT/gpu_suite.json" "$OUT/torch_cuda_suite.json" > "$OUT/compare_suite.txt" 2>&1
@@ -77,5 +78,5 @@ fi
 # standing shows even where the tuner picked another family; its `tuned` array says which
 # tile and weight loader (packed, or OIHW in place) won each pass under auto above.
 log "GPU suite, GEMM family forced"
-"$BIN" bench --suite gpu "${QUICK_FLAG[@]}" --kernels gemm --iters "$ITERS" --json > "$OUT/gpu_suite_gemm.json" 2>>"$OUT/log.txt"
+"$BIN" bench --suite gpu $QUICK_FLAG --kernels gemm --iters "$ITERS" --json > "$OUT/gpu_suite_gemm.json" 2>>"$OUT/log.txt"
 log "done"

@@ -239,15 +239,17 @@ impl<'a> Copy<'a> {
     }
 }
 
-/// The tuner measures the GEMM family's tiles and weight loaders as variants (on GPUs; here forced onto any
-/// adapter): the choice it returns is one of them, and every variant it may return runs
-/// through the family to the f64 oracle's numbers; one past the last is an error, not a
-/// panic.
+/// The tuner measures the GEMM family's tiles and weight loaders as variants (on GPUs; here
+/// forced onto any adapter): the choice it returns is one of them, and every variant it may
+/// return runs through the family to the f64 oracle's numbers; one past the last is an
+/// error, not a panic.
 #[cfg(all(test, feature = "oracle"))]
 mod tests {
     use super::*;
     use crate::ops::conv2d::args::Geometry;
-    use crate::ops::conv2d::family::gemm::{output_variants, Gemm, Weights, FORWARD, FORWARD_OIHW};
+    use crate::ops::conv2d::family::gemm::{
+        compiled_forward_variants, output_variants, Gemm, Weights, FORWARD, FORWARD_OIHW,
+    };
     use crate::ops::conv2d::{Conv2dParams, Fusion};
 
     #[test]
@@ -287,30 +289,15 @@ mod tests {
         let chosen = measure(&gpu, &call, &[&Gemm]).unwrap();
         assert_eq!(chosen.kind(), ConvKernels::Gemm);
         assert!(chosen.variant < variants);
-        // The (tile, entry point) of every pipeline compiled so far.
-        let compiled = || {
-            let tile = |c: &Vec<(&str, f64)>| {
-                let get = |name| c.iter().find(|(k, _)| *k == name).map(|&(_, v)| v as usize);
-                (get("TILE_M"), get("TILE_N"))
-            };
-            [FORWARD.entry, FORWARD_OIHW.entry]
-                .into_iter()
-                .flat_map(|entry| {
-                    let constants = gpu.compiled_constants(entry);
-                    constants
-                        .iter()
-                        .map(|c| (tile(c), entry))
-                        .collect::<Vec<_>>()
-                })
-                .collect::<Vec<_>>()
-        };
         assert_eq!(
-            compiled().len(),
+            compiled_forward_variants(&gpu).len(),
             variants,
             "the tuner compiles each variant once"
         );
         gpu.clear_pipelines();
         for (variant, v) in expected.into_iter().enumerate() {
+            // NaN where the variant writes nothing: the previous variant's numbers cannot pass.
+            out.write(&gpu, &vec![f32::NAN; out.numel()]).unwrap();
             let mut rec = Recording::new(&gpu);
             call.run_choice(
                 Choice {
@@ -326,11 +313,7 @@ mod tests {
             };
             assert!(rec.kernels().contains(&entry), "variant {variant}");
             // The pipeline this variant compiled is its tile's and its loader's.
-            assert_eq!(
-                compiled(),
-                [((Some(v.tile.pixels), Some(v.tile.channels)), entry)],
-                "variant {variant}"
-            );
+            assert_eq!(compiled_forward_variants(&gpu), [v], "variant {variant}");
             gpu.clear_pipelines();
             rec.finish().unwrap();
             let got = out.to_vec(&gpu).unwrap();

@@ -260,6 +260,35 @@ fn launch_forward(
     rec.launch(kernel, &[a.bytes()], &buffers, &[], grid, c.cost)
 }
 
+/// The variant of every GEMM forward pipeline compiled so far, by entry point (its loader)
+/// and tile constants (tests assert with it which variant ran).
+#[cfg(test)]
+pub(crate) fn compiled_forward_variants(gpu: &Gpu) -> Vec<ForwardVariant> {
+    let get = |c: &[(&str, f64)], name| {
+        c.iter()
+            .find(|(k, _)| *k == name)
+            .map(|&(_, v)| v as usize)
+            .unwrap_or_else(|| panic!("{name} in {c:?}"))
+    };
+    [
+        (FORWARD.entry, Weights::Packed),
+        (FORWARD_OIHW.entry, Weights::InPlace),
+    ]
+    .into_iter()
+    .flat_map(|(entry, weights)| {
+        gpu.compiled_constants(entry)
+            .into_iter()
+            .map(move |c| ForwardVariant {
+                tile: Tile {
+                    pixels: get(&c, "TILE_M"),
+                    channels: get(&c, "TILE_N"),
+                },
+                weights,
+            })
+    })
+    .collect()
+}
+
 /// The GEMM family.
 pub(crate) struct Gemm;
 
@@ -606,33 +635,9 @@ mod tests {
         }
     }
 
-    /// The entry point and tile a recording compiled for its GEMM kernel (the last one).
-    #[cfg(feature = "oracle")]
-    fn compiled_variant(gpu: &Gpu) -> ForwardVariant {
-        let packed = gpu.compiled_constants(FORWARD.entry);
-        let in_place = gpu.compiled_constants(FORWARD_OIHW.entry);
-        let (constants, weights) = match (packed.as_slice(), in_place.as_slice()) {
-            ([c], []) => (c, Weights::Packed),
-            ([], [c]) => (c, Weights::InPlace),
-            _ => panic!("one GEMM forward pipeline: {packed:?} {in_place:?}"),
-        };
-        let get = |name| {
-            constants
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|&(_, v)| v as usize)
-                .unwrap_or_else(|| panic!("{name} in {constants:?}"))
-        };
-        let tile = Tile {
-            pixels: get("TILE_M"),
-            channels: get("TILE_N"),
-        };
-        ForwardVariant { tile, weights }
-    }
-
-    /// Runs every GEMM variant of `call` through the family, each from a cold pipeline cache,
-    /// and checks each compiled its own kernel and tile, packed its weights or not, and
-    /// wrote `want` into `out`.
+    /// Runs every GEMM variant of `call` through the family, each from a cold pipeline cache
+    /// and over an `out` of NaNs, and checks each compiled its own kernel and tile, packed
+    /// its weights or not, and wrote `want` into `out`.
     #[cfg(feature = "oracle")]
     fn check_every_variant(
         gpu: &Gpu,
@@ -647,6 +652,8 @@ mod tests {
         assert_eq!(Gemm.variants(call), variants.len(), "{what}");
         for (variant, &expected) in variants.iter().enumerate() {
             gpu.clear_pipelines();
+            // NaN where the variant writes nothing: the previous variant's numbers cannot pass.
+            out.write(gpu, &vec![f32::NAN; out.numel()]).unwrap();
             let mut rec = Recording::new(gpu);
             let choice = Choice {
                 family: &Gemm,
@@ -664,7 +671,7 @@ mod tests {
                 1 + packs as usize,
                 "{what} {expected}"
             );
-            assert_eq!(compiled_variant(gpu), expected, "{what}");
+            assert_eq!(compiled_forward_variants(gpu), [expected], "{what}");
             rec.finish().unwrap();
             let got = out.to_vec(gpu).unwrap();
             assert_matches(&got, want, &format!("{what}, {expected}"));
@@ -930,6 +937,8 @@ mod tests {
         assert_eq!(tiles, [64, 128]);
         for (variant, tile_co) in tiles.into_iter().enumerate() {
             gpu.clear_pipelines();
+            // NaN where the variant writes nothing: the previous variant's numbers cannot pass.
+            gw.write(&gpu, &vec![f32::NAN; gw.numel()]).unwrap();
             let mut rec = Recording::new(&gpu);
             let choice = Choice {
                 family: &Gemm,
