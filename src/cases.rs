@@ -43,9 +43,55 @@ pub struct Comparison {
     pub passed: bool,
 }
 
+/// The float32 rounding a long sum is allowed, per unit of the sum of its terms'
+/// magnitudes: `|got - ref| <= SUM_ROUNDING * Σ|terms|` on top of the relative tolerance.
+///
+/// Why this size: a float32 sum of terms of random sign, accumulated in any order, errs by
+/// about `u · Σ|terms|` at most in practice (`u = ε/2`, the unit roundoff: the partial sums
+/// of a sequential sum grow like √k, and their roundings add up to ≈ 0.7 u Σ|terms|; blocked
+/// and tree sums, as the kernels do, err far less). `8 ε = 16 u` leaves a wide margin for
+/// that, while a kernel that drops, repeats or misplaces even one term of a 100,000-term
+/// sum (each ≈ 10⁻⁵ Σ|terms|) is caught by ten times the bound. A plain relative tolerance
+/// cannot do both: ResNet's bias gradients sum 10⁵–10⁶ terms to a small result.
+pub const SUM_ROUNDING: f64 = 8.0 * f32::EPSILON as f64;
+
 /// Compares `got` with `want` element by element: finite values within `tol`, non-finite
 /// values by position (NaN where the reference has NaN, the same infinity where it has one).
 pub fn compare(name: &str, got: &[f32], want: &[f32], tol: Tolerance) -> Comparison {
+    compare_by(name, got, want, |_, g, w| match tol {
+        Tolerance::Exact => g == w,
+        Tolerance::Relative(r) => (g - w).abs() <= r * (1.0 + w.abs()),
+    })
+}
+
+/// [`compare`] for sums: element `i` may also differ by [`SUM_ROUNDING`] `* abs_sums[i]`,
+/// where `abs_sums[i]` is the sum of the magnitudes of the terms that made it (the same
+/// reference run on the inputs' absolute values). Where that sum is not finite (non-finite
+/// inputs), the relative tolerance alone applies.
+pub fn compare_summed(
+    name: &str,
+    got: &[f32],
+    want: &[f32],
+    rel: f64,
+    abs_sums: &[f64],
+) -> Comparison {
+    compare_by(name, got, want, |i, g, w| {
+        let rounding = abs_sums
+            .get(i)
+            .copied()
+            .filter(|a| a.is_finite())
+            .map_or(0.0, |a| SUM_ROUNDING * a);
+        (g - w).abs() <= rel * (1.0 + w.abs()) + rounding
+    })
+}
+
+/// The comparison loop: `ok(i, got, want)` judges each pair of finite values.
+fn compare_by(
+    name: &str,
+    got: &[f32],
+    want: &[f32],
+    ok: impl Fn(usize, f64, f64) -> bool,
+) -> Comparison {
     let mut c = Comparison {
         name: name.to_string(),
         max_abs_err: 0.0,
@@ -64,7 +110,7 @@ pub fn compare(name: &str, got: &[f32], want: &[f32], tol: Tolerance) -> Compari
         c.max_abs_err = f64::NAN;
         return c;
     }
-    for (&g, &w) in got.iter().zip(want) {
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let (g, w) = (g as f64, w as f64);
         if !g.is_finite() || !w.is_finite() {
             let same = (g.is_nan() && w.is_nan()) || g == w;
@@ -79,11 +125,7 @@ pub fn compare(name: &str, got: &[f32], want: &[f32], tol: Tolerance) -> Compari
         if w != 0.0 {
             c.max_rel_err = c.max_rel_err.max(err / w.abs());
         }
-        let ok = match tol {
-            Tolerance::Exact => g == w,
-            Tolerance::Relative(r) => err <= r * (1.0 + w.abs()),
-        };
-        c.passed &= ok;
+        c.passed &= ok(i, g, w);
     }
     if c.nonfinite_mismatches > 0 {
         c.max_abs_err = f64::NAN;
@@ -100,7 +142,11 @@ pub fn compare_shaped(
     want: &HostTensor,
     tol: Tolerance,
 ) -> Comparison {
-    let mut c = compare(name, got, &want.data, tol);
+    with_shape(compare(name, got, &want.data, tol), got_shape, want)
+}
+
+/// `c`, failed where the computed shape is not the reference's.
+fn with_shape(mut c: Comparison, got_shape: [usize; 4], want: &HostTensor) -> Comparison {
     let want_shape = shape4(&want.shape).ok();
     if want_shape != Some(got_shape) && c.mismatch.is_none() {
         c.mismatch = Some(format!(
@@ -184,13 +230,62 @@ pub fn run_case(gpu: &Gpu, file: &TensorFile) -> Result<Vec<Comparison>> {
         "dense_block" => (run_dense(gpu, file)?, CONV_TOLERANCE),
         other => return Err(Error::Content(format!("unsupported op {other:?}"))),
     };
+    // A conv's outputs are sums: their rounding grows with the magnitude of what they sum.
+    let sums = match op {
+        "conv2d" => conv2d_abs_sums(file)?,
+        _ => Vec::new(),
+    };
     let mut comparisons = Vec::with_capacity(outputs.len());
     for (label, name, tensor) in outputs {
         let want = file.tensor(&name)?;
         let got = tensor.to_vec(gpu)?;
-        comparisons.push(compare_shaped(&label, &got, tensor.shape(), want, tol));
+        let summed = sums.iter().find(|(n, _)| *n == name);
+        comparisons.push(match (summed, tol) {
+            (Some((_, abs)), Tolerance::Relative(rel)) => {
+                let c = compare_summed(&label, &got, &want.data, rel, abs);
+                with_shape(c, tensor.shape(), want)
+            }
+            _ => compare_shaped(&label, &got, tensor.shape(), want, tol),
+        });
     }
     Ok(comparisons)
+}
+
+/// For each output of a conv2d case, the sum of the magnitudes of the terms of each
+/// element: the f64 reference run on the inputs' absolute values.
+fn conv2d_abs_sums(file: &TensorFile) -> Result<Vec<(&'static str, Vec<f64>)>> {
+    use crate::reference;
+    let p = conv_params(file)?;
+    let abs = |name: &str| -> Result<(Vec<f64>, [usize; 4])> {
+        let t = file.tensor(name)?;
+        Ok((
+            t.data.iter().map(|&v| (v as f64).abs()).collect(),
+            shape4(&t.shape)?,
+        ))
+    };
+    let (x, xs) = abs("x")?;
+    let (w, ws) = abs("weight")?;
+    let (go, ys) = abs("grad_out")?;
+    let b = if file.meta_usize("has_bias")? != 0 {
+        Some(abs("bias")?.0)
+    } else {
+        None
+    };
+    Ok(vec![
+        (
+            "out",
+            reference::conv2d(&x, xs, &w, ws, b.as_deref(), &p)?.0,
+        ),
+        (
+            "grad_x",
+            reference::conv2d_backward_input(&go, xs, &w, ws, &p)?,
+        ),
+        (
+            "grad_weight",
+            reference::conv2d_backward_weight(&x, xs, &go, ws, &p)?,
+        ),
+        ("grad_bias", reference::conv2d_backward_bias(&go, ys)),
+    ])
 }
 
 /// Uploads a named tensor of the case.

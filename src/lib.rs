@@ -56,7 +56,7 @@ pub mod weights;
 
 pub use blocks::{BlockGrads, ConcatStrategy, DenseBlock, Init, ResidualBlock, ResidualVariant};
 pub use error::{Error, Result};
-pub use gpu::{Gpu, GpuOptions};
+pub use gpu::{AdapterPolicy, DiskCache, Gpu, GpuOptions};
 pub use memory::{MemoryReport, Purpose};
 pub use ops::conv2d::ConvKernels;
 pub use ops::conv2d::{Conv2dParams, Fusion};

@@ -45,6 +45,11 @@ enum Command {
     /// The vanishing gradient, measured: per-layer weight-gradient norms of plain, residual
     /// and dense stacks by depth.
     Gradflow(cli::gradflow::GradflowArgs),
+    /// Compile and run every conv kernel family × variant × pass on every reference and
+    /// benchmark shape against the f64 oracle, naming each kernel before it is compiled.
+    Selftest(cli::selftest::SelftestArgs),
+    /// Show (--show) or forget (--clear) what the conv tuner remembers between processes.
+    Tune(cli::tune::TuneArgs),
     /// Train plain / residual / dense stacks on a synthetic denoising task (or --data) on the
     /// GPU: one submission a step, the loss read back only when logged.
     Train(cli::train::TrainArgs),
@@ -76,6 +81,8 @@ fn main() -> ExitCode {
         Some(Command::Stress(args)) => cli::stress::run(&args, backend),
         Some(Command::Gradflow(args)) => cli::gradflow::run(&args, backend),
         Some(Command::Train(args)) => cli::train::run(&args, backend),
+        Some(Command::Selftest(args)) => cli::selftest::run(&args, backend),
+        Some(Command::Tune(args)) => cli::tune::run(&args),
         None => cli::bench::run(&cli::bench::BenchArgs::default(), backend),
     };
     match result {

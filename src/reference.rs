@@ -318,6 +318,29 @@ pub fn dense_block_backward(
     })
 }
 
+/// Values in [-1, 1), hashed from the index and a stream number (a SplitMix64 step): test
+/// data in which two streams do not correlate and long sums cancel as real data's do.
+pub fn noise(n: usize, stream: u64) -> Vec<f32> {
+    (0..n as u64)
+        .map(|i| {
+            let mut h = (i ^ (stream << 40)).wrapping_add(0x9E37_79B9_7F4A_7C15);
+            h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((h ^ (h >> 31)) % 4096) as f32 / 2048.0 - 1.0
+        })
+        .collect()
+}
+
+/// The NCHW index `[n, c, y, x]` of flat element `i` of a tensor of shape `s`.
+pub fn index4(i: usize, s: [usize; 4]) -> [usize; 4] {
+    [
+        i / (s[1] * s[2] * s[3]),
+        i / (s[2] * s[3]) % s[1],
+        i / s[3] % s[2],
+        i % s[3],
+    ]
+}
+
 /// One element `(n, oc, oy, ox)` of `conv2d(x, w, b)`: for checking large outputs at samples.
 pub fn conv2d_at(
     x: &[f64],

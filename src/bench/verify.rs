@@ -3,7 +3,7 @@
 //! figure.
 
 use super::{f64s, Inner, Workload};
-use crate::cases::{compare, Comparison, CONV_TOLERANCE};
+use crate::cases::{compare, compare_summed, Comparison, CONV_TOLERANCE};
 use crate::error::{Error, Result};
 use crate::ops::conv2d::Conv2dParams;
 use crate::ops::loss;
@@ -13,10 +13,16 @@ use crate::tensor::Tensor;
 use crate::train::{Arch, Network, Optimizer, OptimizerKind, Sgd};
 use crate::Gpu;
 
+/// The relative part of the conv guard's bound (`CONV_TOLERANCE`'s), beside the rounding
+/// of long sums ([`SUM_ROUNDING`](crate::cases::SUM_ROUNDING)).
+const REL: f64 = 1e-4;
+
 impl Workload {
     /// Runs forward + backward once and compares the results with the CPU reference: conv
     /// cases at sampled elements of every output (the full reference of a large conv takes
-    /// seconds), blocks in full. Returns one comparison per output.
+    /// seconds), each within `1e-4 · (1 + |ref|)` plus the float32 rounding of its sum
+    /// ([`SUM_ROUNDING`](crate::cases::SUM_ROUNDING) `· Σ|terms|`); blocks in full, within
+    /// `1e-4 · (1 + |ref|)`. Returns one comparison per output.
     pub fn verify(&mut self, gpu: &Gpu) -> Result<Vec<Comparison>> {
         if let Inner::Train { net, x, target, .. } = &mut self.inner {
             return verify_train(gpu, net, x, target);
@@ -34,14 +40,18 @@ impl Workload {
                 p, y, gx, gw, gb, ..
             } => {
                 let (x, w, b, go) = (get("x"), get("weight"), get("bias"), get("grad_out"));
+                // The same sums over the inputs' magnitudes: what float32 rounding scales with.
+                let abs = |v: &[f64]| v.iter().map(|a| a.abs()).collect::<Vec<f64>>();
+                let (xa, wa, ba, goa) = (abs(&x), abs(&w), abs(&b), abs(&go));
                 let (xs, ws, ys) = (shape("x"), shape("weight"), y.shape());
                 let mut out = Vec::new();
+                type At<'a> = &'a dyn Fn(&[f64], &[f64], &[f64], [usize; 4]) -> f64;
                 let sampled =
-                    |t: &Tensor, name: &str, f: &dyn Fn([usize; 4]) -> f64| -> Result<Comparison> {
+                    |t: &Tensor, name: &str, f: At<'_>, ins: [&[f64]; 3], abs_ins: [&[f64]; 3]| {
                         let got = t.to_vec(gpu)?;
                         let s = t.shape();
                         let step = (got.len() / 257).max(1);
-                        let (mut g, mut want) = (Vec::new(), Vec::new());
+                        let (mut g, mut want, mut sums) = (Vec::new(), Vec::new(), Vec::new());
                         for i in (0..got.len()).step_by(step) {
                             let idx = [
                                 i / (s[1] * s[2] * s[3]),
@@ -50,28 +60,42 @@ impl Workload {
                                 i % s[3],
                             ];
                             g.push(got[i]);
-                            want.push(f(idx) as f32);
+                            want.push(f(ins[0], ins[1], ins[2], idx) as f32);
+                            sums.push(f(abs_ins[0], abs_ins[1], abs_ins[2], idx));
                         }
-                        Ok(compare(name, &g, &want, CONV_TOLERANCE))
+                        Ok::<_, Error>(compare_summed(name, &g, &want, REL, &sums))
                     };
-                out.push(sampled(y, "out", &|i| {
-                    reference::conv2d_at(&x, xs, &w, ws, Some(&b), p, i)
-                })?);
-                out.push(sampled(gx, "grad_x", &|i| {
-                    reference::conv2d_backward_input_at(&go, ys, &w, ws, p, i)
-                })?);
-                out.push(sampled(gw, "grad_weight", &|i| {
-                    reference::conv2d_backward_weight_at(&x, xs, &go, ys, ws, p, i)
-                })?);
-                let want_gb: Vec<f32> = reference::conv2d_backward_bias(&go, ys)
-                    .iter()
-                    .map(|&v| v as f32)
-                    .collect();
-                out.push(compare(
+                let forward = |x: &[f64], w: &[f64], b: &[f64], i| {
+                    reference::conv2d_at(x, xs, w, ws, Some(b), p, i)
+                };
+                let input = |go: &[f64], w: &[f64], _: &[f64], i| {
+                    reference::conv2d_backward_input_at(go, ys, w, ws, p, i)
+                };
+                let weight = |x: &[f64], go: &[f64], _: &[f64], i| {
+                    reference::conv2d_backward_weight_at(x, xs, go, ys, ws, p, i)
+                };
+                out.push(sampled(y, "out", &forward, [&x, &w, &b], [&xa, &wa, &ba])?);
+                out.push(sampled(
+                    gx,
+                    "grad_x",
+                    &input,
+                    [&go, &w, &[]],
+                    [&goa, &wa, &[]],
+                )?);
+                out.push(sampled(
+                    gw,
+                    "grad_weight",
+                    &weight,
+                    [&x, &go, &[]],
+                    [&xa, &goa, &[]],
+                )?);
+                let f32s = |v: Vec<f64>| v.into_iter().map(|a| a as f32).collect::<Vec<f32>>();
+                out.push(compare_summed(
                     "grad_bias",
                     &gb.to_vec(gpu)?,
-                    &want_gb,
-                    CONV_TOLERANCE,
+                    &f32s(reference::conv2d_backward_bias(&go, ys)),
+                    REL,
+                    &reference::conv2d_backward_bias(&goa, ys),
                 ));
                 Ok(out)
             }

@@ -9,7 +9,7 @@ use crate::ops::conv2d::{self, Conv2dParams, Fusion};
 use crate::ops::loss;
 use crate::record::Recording;
 use crate::tensor::Tensor;
-use crate::train::{self, Network, Optimizer, OptimizerKind, Sgd};
+use crate::train::{self, Arch, Network, Optimizer, OptimizerKind, Sgd};
 use crate::weights::TensorFile;
 use crate::Gpu;
 use crate::Init;
@@ -55,6 +55,103 @@ pub(super) enum Inner {
 }
 
 impl BenchCase {
+    /// The convolutions this case runs (its own, a block's, a network's), as the self-test
+    /// takes them.
+    pub fn conv_problems(&self) -> Vec<crate::ops::conv2d::selftest::Problem> {
+        use crate::ops::conv2d::selftest::Problem;
+        let problem = |name: String, x, w: [usize; 4], stride, pad| Problem {
+            name,
+            input: x,
+            weight: w,
+            params: Conv2dParams::new(stride, pad),
+            bias: true,
+        };
+        let name = &self.name;
+        match self.kind {
+            CaseKind::Conv {
+                n,
+                cin,
+                h,
+                w,
+                cout,
+                k,
+                stride,
+                pad,
+            } => vec![problem(
+                name.clone(),
+                [n, cin, h, w],
+                [cout, cin, k, k],
+                stride,
+                pad,
+            )],
+            CaseKind::ResidualBasic { n, c, hw } => vec![problem(
+                format!("{name}/conv"),
+                [n, c, hw, hw],
+                [c, c, 3, 3],
+                1,
+                1,
+            )],
+            CaseKind::Dense {
+                n,
+                c0,
+                k,
+                layers,
+                hw,
+                ..
+            } => (0..layers)
+                .map(|l| {
+                    let cin = c0 + l * k;
+                    problem(
+                        format!("{name}/layer{l}"),
+                        [n, cin, hw, hw],
+                        [k, cin, 3, 3],
+                        1,
+                        1,
+                    )
+                })
+                .collect(),
+            CaseKind::TrainStep {
+                n,
+                arch,
+                depth,
+                c,
+                hw,
+            } => match arch {
+                Arch::Dense => {
+                    let growth = crate::train::network::DENSE_GROWTH;
+                    let mut v: Vec<_> = (0..depth)
+                        .map(|l| {
+                            let cin = c + l * growth;
+                            problem(
+                                format!("{name}/layer{l}"),
+                                [n, cin, hw, hw],
+                                [growth, cin, 3, 3],
+                                1,
+                                1,
+                            )
+                        })
+                        .collect();
+                    let all = c + depth * growth;
+                    v.push(problem(
+                        format!("{name}/transition"),
+                        [n, all, hw, hw],
+                        [c, all, 1, 1],
+                        1,
+                        0,
+                    ));
+                    v
+                }
+                _ => vec![problem(
+                    format!("{name}/conv"),
+                    [n, c, hw, hw],
+                    [c, c, 3, 3],
+                    1,
+                    1,
+                )],
+            },
+        }
+    }
+
     /// The same case with another batch size (the correctness guard of a block runs it small).
     pub fn with_batch(&self, batch: usize) -> BenchCase {
         let mut c = self.clone();

@@ -8,7 +8,7 @@ use skipgrad::cases::{run_case_file, CaseReport};
 use super::{adapter_line, open_gpu};
 
 /// Expands folders into their `.safetensors` files (sorted); files are kept as given.
-fn collect(paths: &[PathBuf]) -> Vec<PathBuf> {
+pub fn collect(paths: &[PathBuf]) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for p in paths {
         if p.is_dir() {

@@ -5,9 +5,11 @@ pub mod check;
 pub mod gradflow;
 pub mod info;
 pub mod memory;
+pub mod selftest;
 pub mod stress;
 pub mod suite;
 pub mod train;
+pub mod tune;
 
 use skipgrad::{Gpu, Result};
 
@@ -34,27 +36,28 @@ pub fn adapter_line(gpu: &Gpu) -> String {
     )
 }
 
-/// The choices the `Auto` tuner measured on `gpu`, as JSON rows (benchmark reports carry
-/// them, so that two runs whose figures differ can be compared by the kernels they ran).
+/// The choices the `Auto` tuner made or took from its cache on `gpu`, as JSON rows
+/// (benchmark reports carry them, so that two runs whose figures differ can be compared by
+/// the kernels they ran).
 pub fn tuned_json(gpu: &Gpu) -> serde_json::Value {
-    let rows: Vec<serde_json::Value> = gpu
-        .tuned_conv_choices()
-        .into_iter()
-        .map(|c| {
-            serde_json::json!({
-                "pass": c.pass,
-                "input": c.input,
-                "weight": c.weight,
-                "stride": c.stride,
-                "padding": c.padding,
-                "dilation": c.dilation,
-                "groups": c.groups,
-                "family": c.family.name(),
-                "variant": c.variant,
-            })
-        })
-        .collect();
-    serde_json::Value::Array(rows)
+    serde_json::Value::Array(gpu.tuned_conv_choices().iter().map(choice_json).collect())
+}
+
+/// One tuner choice (or failed variant) as a JSON row.
+pub fn choice_json(c: &skipgrad::ops::conv2d::TunedChoice) -> serde_json::Value {
+    serde_json::json!({
+        "pass": c.pass,
+        "input": c.input,
+        "weight": c.weight,
+        "stride": c.stride,
+        "padding": c.padding,
+        "dilation": c.dilation,
+        "groups": c.groups,
+        "family": c.family.name(),
+        "variant": c.variant,
+        "ms": c.ms,
+        "failure": c.failure,
+    })
 }
 
 /// Formats a byte count with a binary unit.

@@ -171,10 +171,13 @@ impl Gpu {
                             // first would be a pass over it per workgroup for nothing.
                             zero_initialize_workgroup_memory: false,
                         },
-                        cache: None,
+                        cache: self.pipeline_cache.as_ref().map(|c| &c.cache),
                     })
             },
         )?;
+        if let Some(cache) = &self.pipeline_cache {
+            cache.compiled();
+        }
         let kernel = Kernel {
             layout: pipeline.get_bind_group_layout(0),
             pipeline,

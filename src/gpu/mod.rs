@@ -6,8 +6,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 mod buffers;
+pub(crate) mod disk;
 mod kernel;
+mod pipeline_cache;
 mod scratch;
+pub use disk::DiskCache;
 pub(crate) use scratch::{best_fit, Staging, StagingKind};
 
 use crate::error::{Error, Result};
@@ -29,9 +32,15 @@ pub struct Gpu {
     features: wgpu::Features,
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<kernel::PipelineKey, Kernel>>,
+    /// Compiled pipelines kept on disk, where the adapter and the disk cache allow.
+    pipeline_cache: Option<pipeline_cache::PipelineCache>,
+    disk_cache: DiskCache,
     memory: Arc<MemoryTracker>,
     uncaptured: Arc<Mutex<Vec<String>>>,
     deterministic: std::sync::atomic::AtomicBool,
+    /// Whether adapter-dependent decisions are the CPU adapter's ([`AdapterPolicy`],
+    /// resolved at creation).
+    cpu_decisions: bool,
     /// Bound in place of absent optional bindings (a kernel that has no bias, no mask): one
     /// for read-only slots and one for read-write ones (wgpu refuses one buffer bound both
     /// ways in a dispatch).
@@ -57,6 +66,72 @@ pub struct GpuOptions {
     /// The scratch budget in bytes (see [`Gpu::scratch_budget`]); `None`: the adapter's
     /// default, or `SKIPGRAD_SCRATCH_BUDGET_MIB` where set.
     pub scratch_budget: Option<u64>,
+    /// Whose decisions the engine takes where they depend on the kind of adapter (see
+    /// [`AdapterPolicy`]); `None`: `SKIPGRAD_POLICY` where set, else
+    /// [`AdapterPolicy::Auto`].
+    pub policy: Option<AdapterPolicy>,
+    /// Where the tuner's choices and compiled pipelines are kept between processes (see
+    /// [`DiskCache`]).
+    pub cache: DiskCache,
+}
+
+/// Which kind of adapter the engine's adapter-dependent decisions are taken for.
+///
+/// A GPU and a CPU adapter (Mesa's lavapipe or llvmpipe) want different things: on a GPU
+/// the conv tuner measures every kernel family and variant, the bias gradient rides with
+/// the weight gradient's reduce, reductions spread over many threads and the scratch budget
+/// is 64 MiB; on a CPU adapter a rule picks the texture family, reductions run as long
+/// serial loops and the budget is 1 MiB. `Auto` decides by the adapter's device type;
+/// `Gpu` makes any adapter take the GPU's decisions — so a machine without a GPU (CI)
+/// runs every GPU-only branch — and `Cpu` the CPU adapter's. Results are the same function
+/// either way; only the kernels and their speed differ.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AdapterPolicy {
+    /// By the adapter's device type: CPU adapters take the CPU's decisions, every other
+    /// adapter the GPU's.
+    #[default]
+    Auto,
+    /// The GPU's decisions, whatever the adapter.
+    Gpu,
+    /// The CPU adapter's decisions, whatever the adapter.
+    Cpu,
+}
+
+impl AdapterPolicy {
+    /// Parses `auto`, `gpu` or `cpu` (as `SKIPGRAD_POLICY` and `--policy` take them).
+    pub fn parse(name: &str) -> Result<AdapterPolicy> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(AdapterPolicy::Auto),
+            "gpu" => Ok(AdapterPolicy::Gpu),
+            "cpu" => Ok(AdapterPolicy::Cpu),
+            other => Err(Error::param(
+                "adapter policy",
+                format!("unknown policy {other:?} (expected auto, gpu or cpu)"),
+            )),
+        }
+    }
+
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            AdapterPolicy::Auto => "auto",
+            AdapterPolicy::Gpu => "gpu",
+            AdapterPolicy::Cpu => "cpu",
+        }
+    }
+
+    /// The policy `SKIPGRAD_POLICY` names, if it is set and not empty.
+    fn from_env() -> Result<Option<AdapterPolicy>> {
+        match std::env::var("SKIPGRAD_POLICY") {
+            Ok(v) if !v.trim().is_empty() => AdapterPolicy::parse(&v).map(Some).map_err(|_| {
+                Error::param(
+                    "SKIPGRAD_POLICY",
+                    format!("{v:?} is not a policy (expected auto, gpu or cpu)"),
+                )
+            }),
+            _ => Ok(None),
+        }
+    }
 }
 
 /// Numbers the `Gpu`s of a process, so messages about mixed-up tensors can name them.
@@ -112,6 +187,10 @@ impl Gpu {
             Some(bytes) => Some(bytes),
             None => scratch::budget_from_env()?,
         };
+        let policy = match options.policy {
+            Some(policy) => policy,
+            None => AdapterPolicy::from_env()?.unwrap_or_default(),
+        };
         let backend = options.backend.as_deref();
         let adapter = match backend {
             Some(name) => Self::request_adapter(parse_backend(name)?),
@@ -149,7 +228,13 @@ impl Gpu {
             limits.max_storage_buffer_binding_size =
                 limits.max_storage_buffer_binding_size.min(max);
         }
-        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        let cache_dir = options.cache.folder();
+        let wanted = if cache_dir.is_some() {
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::PIPELINE_CACHE
+        } else {
+            wgpu::Features::TIMESTAMP_QUERY
+        };
+        let features = adapter.features() & wanted;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("skipgrad"),
             required_features: features,
@@ -182,6 +267,14 @@ impl Gpu {
             Arc::new(GpuBuffer::new(raw, 16, Purpose::Scratch, memory.clone()))
         };
         let dummies = [dummy(), dummy()];
+        let pipeline_cache = cache_dir
+            .filter(|_| features.contains(wgpu::Features::PIPELINE_CACHE))
+            .and_then(|dir| pipeline_cache::PipelineCache::open(&device, &info, dir));
+        let cpu_decisions = match policy {
+            AdapterPolicy::Auto => info.device_type == wgpu::DeviceType::Cpu,
+            AdapterPolicy::Gpu => false,
+            AdapterPolicy::Cpu => true,
+        };
         let gpu = Gpu {
             device,
             queue,
@@ -190,9 +283,12 @@ impl Gpu {
             features,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
+            pipeline_cache,
+            disk_cache: options.cache.clone(),
             memory,
             uncaptured,
             deterministic: (options.deterministic || env_flag("SKIPGRAD_DETERMINISTIC")).into(),
+            cpu_decisions,
             dummies,
             extensions: Mutex::new(HashMap::new()),
         };
@@ -217,6 +313,34 @@ impl Gpu {
     pub fn set_deterministic(&self, on: bool) {
         self.deterministic
             .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whose decisions this `Gpu` takes where they depend on the kind of adapter:
+    /// [`AdapterPolicy::Gpu`] or [`AdapterPolicy::Cpu`] (`Auto` resolved by the adapter's
+    /// device type when the `Gpu` was created).
+    pub fn policy(&self) -> AdapterPolicy {
+        if self.cpu_decisions {
+            AdapterPolicy::Cpu
+        } else {
+            AdapterPolicy::Gpu
+        }
+    }
+
+    /// Where this `Gpu` keeps its choices and pipelines between processes.
+    pub fn disk_cache(&self) -> &DiskCache {
+        &self.disk_cache
+    }
+
+    /// Whether compiled pipelines are read from and saved to a disk cache (Vulkan, with
+    /// the disk cache on).
+    pub fn has_pipeline_cache(&self) -> bool {
+        self.pipeline_cache.is_some()
+    }
+
+    /// Whether adapter-dependent decisions are the CPU adapter's: the one question every
+    /// such decision asks (never the device type itself, so that CI can take either side).
+    pub(crate) fn cpu_decisions(&self) -> bool {
+        self.cpu_decisions
     }
 
     /// The state of type `T` this `Gpu` keeps for a layer above it, made on first use.
@@ -265,7 +389,8 @@ impl Gpu {
     fn request_adapter(
         backends: wgpu::Backends,
     ) -> std::result::Result<wgpu::Adapter, wgpu::RequestAdapterError> {
-        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        // wgpu's own variables apply (WGPU_VALIDATION=1 turns on the API validation layers).
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
         desc.backends = backends;
         let instance = wgpu::Instance::new(desc);
         pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
@@ -373,6 +498,31 @@ impl Gpu {
             during: "earlier GPU work".into(),
             message,
         })
+    }
+}
+
+/// A `Gpu` for the library's unit tests: the adapter `SKIPGRAD_BACKEND` names (any
+/// otherwise) taking `policy`'s decisions. Panics without an adapter: GPU tests fail, never
+/// skip, where none is found.
+#[cfg(test)]
+pub(crate) fn test_gpu(policy: AdapterPolicy) -> Gpu {
+    let backend = std::env::var("SKIPGRAD_BACKEND")
+        .ok()
+        .filter(|b| !b.trim().is_empty());
+    Gpu::with_options(&GpuOptions {
+        backend,
+        policy: Some(policy),
+        ..GpuOptions::default()
+    })
+    .unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"))
+}
+
+impl Drop for Gpu {
+    /// Saves the pipelines compiled in this process for the next one.
+    fn drop(&mut self) {
+        if let Some(cache) = &self.pipeline_cache {
+            cache.save();
+        }
     }
 }
 

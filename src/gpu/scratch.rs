@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::Gpu;
+use super::{lock, Gpu};
 use crate::error::{Error, Result};
 use crate::memory::{GpuBuffer, GpuTexture};
 
@@ -36,10 +36,6 @@ pub(crate) struct ScratchPool {
     buffers: Mutex<Vec<Arc<GpuBuffer>>>,
     /// The scratch budget in bytes; 0 until set (then the adapter's default applies).
     budget: AtomicU64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The index of the smallest item that `fits`, by `size`.
@@ -89,7 +85,7 @@ impl Gpu {
             .budget
             .load(Ordering::Relaxed)
         {
-            0 if self.adapter_info().device_type == wgpu::DeviceType::Cpu => CPU_DEFAULT_BUDGET,
+            0 if self.cpu_decisions() => CPU_DEFAULT_BUDGET,
             0 => GPU_DEFAULT_BUDGET,
             bytes => bytes,
         }

@@ -358,11 +358,6 @@ impl<'a> BiasGradient<'a> {
     pub fn mark_done(&self) {
         self.done.set(true);
     }
-
-    /// Marks it not recorded (the tuner runs one look-alike call several times).
-    pub fn mark_undone(&self) {
-        self.done.set(false);
-    }
 }
 
 /// A GEMM-shaped launch (register-blocked, pixel and texture families): `out (=|+=)

@@ -193,7 +193,7 @@ impl Conv2dBackward<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::conv2d::select::Policy;
+    use crate::ops::conv2d::tune::TuneStore;
     use crate::Gpu;
 
     /// A tiny convolution whose fused kernel loops briefly is fused under `Auto` even where
@@ -218,10 +218,7 @@ mod tests {
         };
         kernels_of_a_backward();
         // Make the passes' own choices anything but direct, measured or not.
-        let policy = gpu.extension::<Policy>();
-        for choice in policy.tuned.lock().unwrap().values_mut() {
-            *choice = (ConvKernels::RegisterBlocked, 0);
-        }
+        TuneStore::of(&gpu).override_choices(ConvKernels::RegisterBlocked);
         assert_eq!(kernels_of_a_backward(), ["conv2d_backward_fused"]);
     }
 }
@@ -233,8 +230,8 @@ mod tests {
 #[cfg(all(test, feature = "oracle"))]
 mod bias_tests {
     use super::*;
-    use crate::ops::conv2d::partials::GpuShapesOnCpu;
-    use crate::Gpu;
+    use crate::gpu::test_gpu;
+    use crate::{AdapterPolicy, Gpu};
 
     fn oracle_check(gpu: &Gpu, shapes: ([usize; 4], [usize; 4]), kernels: ConvKernels) {
         let (xs, ws) = shapes;
@@ -288,10 +285,7 @@ mod bias_tests {
 
     #[test]
     fn the_bias_rides_with_every_familys_reduce() {
-        let gpu = Gpu::new().unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"));
-        gpu.extension::<GpuShapesOnCpu>()
-            .0
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let gpu = test_gpu(AdapterPolicy::Gpu);
         // 5120 output pixels: several splits of the reduction in every family that splits.
         let shapes = ([5, 8, 32, 32], [12, 8, 3, 3]);
         for kernels in [

@@ -189,18 +189,15 @@ impl BiasSum {
 #[cfg(all(test, feature = "oracle"))]
 mod tests {
     use super::*;
+    use crate::gpu::test_gpu;
     use crate::memory::Purpose;
-    use crate::ops::conv2d::partials::GpuShapesOnCpu;
-    use crate::Gpu;
+    use crate::AdapterPolicy;
 
     #[test]
     fn both_shapes_match_the_reference() {
-        let gpu = Gpu::new().unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"));
         let value = |i: usize| ((i as u64 * 2_654_435_761) % 4096) as f32 / 2048.0 - 1.0;
-        for gpu_shapes in [false, true] {
-            gpu.extension::<GpuShapesOnCpu>()
-                .0
-                .store(gpu_shapes, std::sync::atomic::Ordering::Relaxed);
+        for policy in [AdapterPolicy::Cpu, AdapterPolicy::Gpu] {
+            let gpu = test_gpu(policy);
             let expected = match BiasShape::of(&gpu) {
                 BiasShape::Workgroups => "conv2d_backward_bias",
                 BiasShape::Serial => "conv2d_backward_bias_serial",

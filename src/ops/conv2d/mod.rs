@@ -24,6 +24,8 @@ mod forward;
 mod params;
 mod partials;
 pub(crate) mod select;
+#[cfg(feature = "oracle")]
+pub mod selftest;
 mod split;
 mod tune;
 
@@ -34,7 +36,8 @@ pub use backward_weight::conv2d_backward_weight_into;
 pub use bias::conv2d_backward_bias_into;
 pub use forward::{conv2d, conv2d_into};
 pub use params::Conv2dParams;
-pub use select::{ConvKernels, TunedChoice};
+pub use select::ConvKernels;
+pub use tune::{tune_cache_files, TuneCacheFile, TunedChoice};
 
 /// How a conv kernel reads its input and stores its result; blocks fuse with these.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -58,8 +61,7 @@ impl Fusion {
 }
 
 /// Every conv kernel: each family's, the bias gradient's and the reduce pass's (what the
-/// binding test checks).
-#[cfg(test)]
+/// binding test checks, and what the tuning cache's fingerprint hashes).
 pub(crate) fn kernels() -> Vec<&'static crate::gpu::KernelSpec> {
     let mut all: Vec<_> = select::FAMILIES
         .iter()

@@ -168,32 +168,23 @@ impl Partials {
 }
 
 /// Whether the reductions' kernels take their GPU shapes — workgroups that cooperate through
-/// barriers, and the bias riding with the weight gradient's reduce: on GPUs, where that
-/// saves a launch and a barrier, or where a test asks for them on a CPU adapter
-/// ([`GpuShapesOnCpu`]). Not otherwise on CPU adapters, which run a workgroup with barriers
-/// far slower (lavapipe: the reduce's workgroups, once in the kernel with the bias sum's
-/// barriers, cost ≈ 85 µs each — a 16-channel conv's backward took 3.5 ms longer with one
-/// launch fewer).
+/// barriers, and the bias riding with the weight gradient's reduce: under the GPU policy
+/// ([`AdapterPolicy`](crate::AdapterPolicy)), where that saves a launch and a barrier. Not
+/// under the CPU adapter's, which runs a workgroup with barriers far slower (lavapipe: the
+/// reduce's workgroups, once in the kernel with the bias sum's barriers, cost ≈ 85 µs each —
+/// a 16-channel conv's backward took 3.5 ms longer with one launch fewer).
 pub(crate) fn gpu_shapes(gpu: &crate::Gpu) -> bool {
-    gpu.adapter_info().device_type != wgpu::DeviceType::Cpu
-        || gpu
-            .extension::<GpuShapesOnCpu>()
-            .0
-            .load(std::sync::atomic::Ordering::Relaxed)
+    !gpu.cpu_decisions()
 }
-
-/// Set by tests to run the GPUs' shapes of the reductions on a CPU adapter, so that CI
-/// checks them too.
-#[derive(Default)]
-pub(crate) struct GpuShapesOnCpu(pub std::sync::atomic::AtomicBool);
 
 /// Threads a kernel wants in flight: a GPU needs tens of thousands to hide latency, a CPU
 /// adapter (lavapipe) only enough workgroups for its cores, and prefers long loops.
 pub(crate) fn target_threads(gpu: &crate::Gpu) -> usize {
-    match gpu.adapter_info().device_type {
-        wgpu::DeviceType::Cpu => 512,
+    if gpu.cpu_decisions() {
+        512
+    } else {
         // On an H200, 1<<18 (four times the workgroups) measured no better: mixed, ±15%.
-        _ => 1 << 16,
+        1 << 16
     }
 }
 

@@ -6,8 +6,9 @@
 //! Adding a family: a module under `family/` implementing [`Family`], its shaders, a
 //! [`ConvKernels`] variant and an entry in [`FAMILIES`].
 
-use std::collections::HashMap;
 use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
 
 use super::args::{vec4_stores, ForwardArgs, Geometry, InputGradArgs, WeightGradArgs};
 use super::family::{
@@ -16,7 +17,7 @@ use super::family::{
 use super::tune;
 use super::{Conv2dParams, Fusion};
 use crate::error::{Error, Result};
-use crate::gpu::KernelSpec;
+use crate::gpu::{lock, KernelSpec};
 use crate::record::Recording;
 use crate::tensor::Tensor;
 use crate::Gpu;
@@ -100,7 +101,7 @@ impl ConvKernels {
 }
 
 /// Which pass of a convolution a kernel computes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub(crate) enum Pass {
     Forward,
     BackwardInput,
@@ -265,7 +266,7 @@ impl Call<'_, '_> {
 
 /// What a measured choice is keyed on: the pass, every dimension and parameter of the
 /// problem, and what the kernels do on load and store.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub(crate) struct TuneKey {
     pub pass: Pass,
     pub x: [usize; 4],
@@ -285,65 +286,10 @@ pub(crate) struct TuneKey {
     pub vec4_stores: bool,
 }
 
-/// One choice the `Auto` tuner measured on a `Gpu`: the problem and what runs it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TunedChoice {
-    /// `forward`, `input gradient` or `weight gradient`.
-    pub pass: &'static str,
-    /// The input's shape (NCHW).
-    pub input: [usize; 4],
-    /// The weight's shape (OIHW).
-    pub weight: [usize; 4],
-    /// Stride, padding and dilation (height, width), and groups.
-    pub stride: [usize; 2],
-    /// Padding (height, width).
-    pub padding: [usize; 2],
-    /// Dilation (height, width).
-    pub dilation: [usize; 2],
-    /// Groups.
-    pub groups: usize,
-    /// The family measured fastest.
-    pub family: ConvKernels,
-    /// Its variant (the GEMM family: the tile, e.g. `tile 128x64`); empty where the family
-    /// has one kernel for the pass.
-    pub variant: String,
-}
-
-impl Gpu {
-    /// Every choice the `Auto` tuner has measured on this `Gpu` so far (choices made by rule,
-    /// not measured, are not listed), in a stable order: what a benchmark reports beside its
-    /// figures, so that two runs that differ can be told apart by their kernels.
-    pub fn tuned_conv_choices(&self) -> Vec<TunedChoice> {
-        let tuned = lock(&self.extension::<Policy>().tuned).clone();
-        let mut choices: Vec<TunedChoice> = tuned
-            .into_iter()
-            .map(|(key, (kind, variant))| TunedChoice {
-                pass: match key.pass {
-                    Pass::Forward => "forward",
-                    Pass::BackwardInput => "input gradient",
-                    Pass::BackwardWeight => "weight gradient",
-                },
-                input: key.x,
-                weight: key.w,
-                stride: key.stride,
-                padding: key.padding,
-                dilation: key.dilation,
-                groups: key.groups,
-                family: kind,
-                variant: family(kind).describe_variant(&key, variant),
-            })
-            .collect();
-        choices.sort_by_key(|c| (c.pass, c.input, c.weight, c.stride, c.padding, c.dilation));
-        choices
-    }
-}
-
 /// The conv policy a `Gpu` keeps: the family forced for every recording (from
-/// `SKIPGRAD_CONV_KERNELS` at first use, or [`Gpu::set_conv_kernels`]) and the choices
-/// measured so far.
+/// `SKIPGRAD_CONV_KERNELS` at first use, or [`Gpu::set_conv_kernels`]).
 pub(crate) struct Policy {
     forced: Mutex<std::result::Result<ConvKernels, String>>,
-    pub tuned: Mutex<HashMap<TuneKey, (ConvKernels, usize)>>,
 }
 
 impl ConvKernels {
@@ -366,13 +312,8 @@ impl Default for Policy {
     fn default() -> Self {
         Policy {
             forced: Mutex::new(ConvKernels::from_env().map_err(|e| e.to_string())),
-            tuned: Mutex::new(HashMap::new()),
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Gpu {
@@ -409,9 +350,21 @@ impl Recording<'_> {
     }
 }
 
+/// A recording's forced variant of its forced family (the self-test runs every one).
+#[derive(Clone, Copy)]
+struct RecordingVariant(usize);
+
+impl Recording<'_> {
+    /// Runs variant `v` of the forced family (`set_conv_kernels`) where it runs a pass;
+    /// passes it does not run take the fallback's rule.
+    pub(crate) fn set_conv_variant(&mut self, v: usize) {
+        self.set_option(RecordingVariant(v));
+    }
+}
+
 /// The family that runs `call` in `rec`: the forced one where it supports the problem
 /// (else the first family in [`FAMILIES`] order after it that does), or under `Auto` the
-/// measured or ruled choice (see `tune.rs`).
+/// measured or ruled choice (see `tune/`).
 pub(crate) fn choose(rec: &Recording<'_>, call: &Call<'_, '_>) -> Result<Choice> {
     let gpu = rec.gpu();
     let forced = forced(rec)?;
@@ -425,12 +378,22 @@ pub(crate) fn choose(rec: &Recording<'_>, call: &Call<'_, '_>) -> Result<Choice>
                 .into_iter()
                 .skip_while(|f| f.kind() != kind)
                 .skip(1);
-            Ok(Choice::rule(
-                std::iter::once(first)
-                    .chain(rest)
-                    .find(supported)
-                    .unwrap_or(&Direct),
-            ))
+            let chosen = std::iter::once(first)
+                .chain(rest)
+                .find(supported)
+                .unwrap_or(&Direct);
+            match rec.option::<RecordingVariant>() {
+                Some(RecordingVariant(v)) if chosen.kind() == kind => {
+                    if v >= chosen.variants(call) {
+                        return Err(no_variant(kind, v));
+                    }
+                    Ok(Choice {
+                        family: chosen,
+                        variant: v,
+                    })
+                }
+                _ => Ok(Choice::rule(chosen)),
+            }
         }
     }
 }

@@ -609,19 +609,8 @@ mod tests {
         }
     }
 
-    /// Values in [-1, 1), hashed from the index and the stream `k` (a SplitMix64 step), so
-    /// that two streams do not correlate and long sums cancel as real data's do.
     #[cfg(feature = "oracle")]
-    fn values(n: usize, k: u64) -> Vec<f32> {
-        (0..n as u64)
-            .map(|i| {
-                let mut h = (i ^ (k << 40)).wrapping_add(0x9E37_79B9_7F4A_7C15);
-                h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-                ((h ^ (h >> 31)) % 4096) as f32 / 2048.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::reference::noise as values;
 
     /// Asserts `got` is `want` within float32 accumulation error.
     #[cfg(feature = "oracle")]
@@ -782,16 +771,12 @@ mod tests {
         use crate::ops::conv2d::args::{
             BiasGradient, ForwardArgs, Geometry, InputGradArgs, WeightGradArgs,
         };
-        use crate::ops::conv2d::partials::GpuShapesOnCpu;
         use crate::ops::conv2d::select::{Call, Choice};
         use crate::ops::conv2d::{Conv2dParams, Fusion};
         use crate::reference;
         use crate::tensor::Tensor;
 
-        let gpu = test_gpu();
-        gpu.extension::<GpuShapesOnCpu>()
-            .0
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let gpu = crate::gpu::test_gpu(crate::AdapterPolicy::Gpu);
         let p = Conv2dParams::new(1, 1);
         // 4608 output pixels: several splits of the weight gradient's reduction.
         let (xs, ws) = ([8, 16, 24, 24], [24, 16, 3, 3]);

@@ -13,14 +13,16 @@
 //! launch against a packing launch and a kernel), as the backward of such a conv runs the
 //! fused kernel (`backward.rs`).
 
-use super::args::{BiasGradient, ForwardArgs, InputGradArgs, WeightGradArgs};
+mod journal;
+mod measure;
+mod store;
+
+pub(crate) use store::TuneStore;
+pub use store::{tune_cache_files, TuneCacheFile, TunedChoice};
+
 use super::budget::SHORT_LOOP;
-use super::conv2d_backward_bias_into;
-use super::select::{family, Call, Choice, Family, Policy, FAMILIES};
+use super::select::{family, Call, Choice, Family, FAMILIES};
 use crate::error::Result;
-use crate::memory::Purpose;
-use crate::record::Recording;
-use crate::tensor::Tensor;
 use crate::{ConvKernels, Gpu};
 
 /// Problems below this many FLOPs (one pass) are launch-bound on a CPU adapter.
@@ -33,7 +35,7 @@ pub(crate) fn choose(gpu: &Gpu, call: &Call<'_, '_>) -> Result<Choice> {
         .into_iter()
         .filter(|f| f.supports(gpu, call.pass(), g, p))
         .collect();
-    let cpu = gpu.adapter_info().device_type == wgpu::DeviceType::Cpu;
+    let cpu = gpu.cpu_decisions();
     let tiny = g.tap_flops() < TINY_FLOPS;
     let first = |kinds: &[ConvKernels]| {
         Choice::rule(
@@ -81,162 +83,26 @@ pub(crate) fn choose(gpu: &Gpu, call: &Call<'_, '_>) -> Result<Choice> {
         return Ok(Choice::rule(candidates[0]));
     }
     let key = call.key();
-    let policy = gpu.extension::<Policy>();
-    if let Some(&(kind, variant)) = lock(&policy.tuned).get(&key) {
-        return Ok(Choice {
-            family: family(kind),
-            variant,
-        });
+    let store = TuneStore::of(gpu);
+    if let Some(choice) = store.choice(&key) {
+        return Ok(choice);
     }
-    let best = measure(gpu, call, &candidates)?;
-    lock(&policy.tuned).insert(key, (best.kind(), best.variant));
+    // Every variant of every candidate, but those that failed on this driver before.
+    let choices: Vec<Choice> = candidates
+        .iter()
+        .flat_map(|&family| {
+            (0..family.variants(call)).map(move |variant| Choice { family, variant })
+        })
+        .filter(|&c| !store.failed(&key, c))
+        .collect();
+    if choices.is_empty() {
+        // Everything measurable failed here before: the direct family, which runs every
+        // problem, by its rule.
+        return Ok(Choice::rule(family(ConvKernels::Direct)));
+    }
+    let (best, ms) = measure::fastest(gpu, call, &key, &choices, &store)?;
+    store.record_choice(key, best, ms);
     Ok(best)
-}
-
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A scratch tensor of `t`'s shape and view layout (a channel view of a wider buffer where
-/// `t` is one), filled with non-zero values: zeros can run faster than real data on some
-/// GPUs.
-fn like(gpu: &Gpu, t: &Tensor) -> Result<Tensor> {
-    let [n, c, h, w] = t.shape();
-    let plane = (h * w).max(1);
-    let (offset, stride) = (t.offset_u32() as usize, t.batch_stride_u32() as usize);
-    let (total, first) = if !t.is_contiguous()
-        && stride.is_multiple_of(plane)
-        && offset.is_multiple_of(plane)
-        && offset < stride
-    {
-        (stride / plane, offset / plane)
-    } else {
-        (c, 0)
-    };
-    let len = n * total * h * w;
-    let v: Vec<f32> = (0..len).map(|i| (i % 7) as f32 * 0.25 - 0.75).collect();
-    let whole = Tensor::from_slice(gpu, [n, total, h, w], &v, Purpose::Scratch)?;
-    whole.channels(first..first + c)
-}
-
-/// Runs `call`'s pass on look-alike scratch tensors with each candidate and each of its
-/// variants (the GEMM family's tiles: wgpu reports no compute-unit count to choose them by;
-/// best of 3 after a warm-up; GPU timestamps on GPUs, the host clock on CPU adapters) and
-/// returns the fastest.
-pub(crate) fn measure(
-    gpu: &Gpu,
-    call: &Call<'_, '_>,
-    candidates: &[&'static dyn Family],
-) -> Result<Choice> {
-    let cpu = gpu.adapter_info().device_type == wgpu::DeviceType::Cpu;
-    // A bias gradient owed with a weight gradient is measured too, on look-alikes of the
-    // whole output gradient and the bias: a family that reduces partial sums takes it
-    // along, the others pay its own launch.
-    let (bo, bg) = match *call {
-        Call::BackwardWeight(WeightGradArgs {
-            bias: Some(bias), ..
-        }) => (
-            Some(like(gpu, bias.grad_out)?),
-            Some(like(gpu, bias.grad_bias)?),
-        ),
-        _ => (None, None),
-    };
-    let bias = bo
-        .as_ref()
-        .zip(bg.as_ref())
-        .map(|(go, gb)| BiasGradient::new(go, gb));
-    let (f, w, b, o, m);
-    let copy = match *call {
-        Call::Forward(a) => {
-            (f, w, o) = (like(gpu, a.x)?, like(gpu, a.weight)?, like(gpu, a.out)?);
-            b = a.bias.map(|t| like(gpu, t)).transpose()?;
-            Copy::Forward(ForwardArgs {
-                x: &f,
-                weight: &w,
-                bias: b.as_ref(),
-                out: &o,
-                ..*a
-            })
-        }
-        Call::BackwardInput(a) => {
-            (f, w, o, m) = (
-                like(gpu, a.x)?,
-                like(gpu, a.weight)?,
-                like(gpu, a.grad_x)?,
-                like(gpu, a.grad_out)?,
-            );
-            Copy::BackwardInput(InputGradArgs {
-                x: &f,
-                weight: &w,
-                grad_out: &m,
-                grad_x: &o,
-                ..*a
-            })
-        }
-        Call::BackwardWeight(a) => {
-            (f, w, o) = (
-                like(gpu, a.x)?,
-                like(gpu, a.grad_out)?,
-                like(gpu, a.grad_weight)?,
-            );
-            Copy::BackwardWeight(WeightGradArgs {
-                x: &f,
-                grad_out: &w,
-                grad_weight: &o,
-                bias: bias.as_ref(),
-                ..*a
-            })
-        }
-    };
-    let copy = copy.call();
-    let choices = candidates.iter().flat_map(|&family| {
-        (0..family.variants(&copy)).map(move |variant| Choice { family, variant })
-    });
-    let mut best = (f64::INFINITY, Choice::rule(candidates[0]));
-    for choice in choices {
-        let mut fastest = f64::INFINITY;
-        for run in 0..4 {
-            let mut rec = Recording::timed(gpu);
-            copy.run_choice(choice, &mut rec)?;
-            if let Some(bias) = bias.as_ref() {
-                if !bias.done() {
-                    conv2d_backward_bias_into(&mut rec, bias.grad_out, bias.grad_bias, false)?;
-                }
-                bias.mark_undone();
-            }
-            let t = rec.finish_timed()?;
-            // lavapipe's timestamps are unreliable for recordings this small (seen off by
-            // a whole dispatch either way): the host clock decides there.
-            let ms = match (cpu, t.gpu_ms) {
-                (false, Some(gpu_ms)) => gpu_ms,
-                _ => t.wall_ms,
-            };
-            if run > 0 {
-                fastest = fastest.min(ms);
-            }
-        }
-        if fastest < best.0 {
-            best = (fastest, choice);
-        }
-    }
-    Ok(best.1)
-}
-
-/// The look-alike call's arguments, owned for the length of the measurement.
-enum Copy<'a> {
-    Forward(ForwardArgs<'a>),
-    BackwardInput(InputGradArgs<'a>),
-    BackwardWeight(WeightGradArgs<'a>),
-}
-
-impl<'a> Copy<'a> {
-    fn call(&self) -> Call<'_, 'a> {
-        match self {
-            Copy::Forward(a) => Call::Forward(a),
-            Copy::BackwardInput(a) => Call::BackwardInput(a),
-            Copy::BackwardWeight(a) => Call::BackwardWeight(a),
-        }
-    }
 }
 
 /// The tuner measures the GEMM family's tiles and weight loaders as variants (on GPUs; here
@@ -246,15 +112,18 @@ impl<'a> Copy<'a> {
 #[cfg(all(test, feature = "oracle"))]
 mod tests {
     use super::*;
-    use crate::ops::conv2d::args::Geometry;
+    use crate::memory::Purpose;
+    use crate::ops::conv2d::args::{ForwardArgs, Geometry};
     use crate::ops::conv2d::family::gemm::{
         compiled_forward_variants, output_variants, Gemm, Weights, FORWARD, FORWARD_OIHW,
     };
     use crate::ops::conv2d::{Conv2dParams, Fusion};
+    use crate::record::Recording;
+    use crate::tensor::Tensor;
 
     #[test]
     fn gemm_tiles_are_measured_as_variants() {
-        let gpu = Gpu::new().unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"));
+        let gpu = crate::gpu::test_gpu(crate::AdapterPolicy::Gpu);
         let p = Conv2dParams::new(1, 1);
         let (xs, ws) = ([2, 8, 12, 12], [72, 8, 3, 3]);
         let value = |i: usize, k: usize| {
@@ -286,7 +155,15 @@ mod tests {
         let expected = output_variants(ys);
         assert_eq!(variants, expected.len());
         assert!(variants > 1);
-        let chosen = measure(&gpu, &call, &[&Gemm]).unwrap();
+        let choices: Vec<Choice> = (0..variants)
+            .map(|variant| Choice {
+                family: &Gemm,
+                variant,
+            })
+            .collect();
+        let store = TuneStore::default();
+        let (chosen, ms) = measure::fastest(&gpu, &call, &call.key(), &choices, &store).unwrap();
+        assert!(ms > 0.0);
         assert_eq!(chosen.kind(), ConvKernels::Gemm);
         assert!(chosen.variant < variants);
         assert_eq!(
