@@ -1,8 +1,23 @@
 #!/usr/bin/env bash
 # The device check, as one prepared run on a lent GPU machine (see the device tool's
-# README): the benchmark's standard suite and GPU suite on Vulkan, the reference cases on
-# the GPU, and the PyTorch peer with --device cuda (CUDA events, TF32 off), every result as
-# JSON under $OUT.
+# README). In order, most needed first:
+#   1. skipgrad selftest on the benchmark's shapes: every conv family × variant × pass
+#      against the f64 oracle, each kernel named before it is compiled, under cuda-gdb where
+#      the machine has it (a driver crash then ends the log with the culprit's name and a
+#      backtrace);
+#   2. first-call latency of a fresh process: cold (no caches), then warm (tuning and
+#      pipeline caches on disk from the first);
+#   3. the reference cases; the standard suite; the GPU suite (auto);
+#   4. the residual block in six processes (with the tuning cache: the same kernels in
+#      each), and in six without it (the tuner's own measurement each time);
+#   5. the PyTorch peer (cuDNN, TF32 off) and the tables against it;
+#   6. the GPU suite with the GEMM family forced.
+# A step that dies of a signal (a driver crash) is run once more: the tuner's journal has
+# recorded the variant it died in, and the second run skips it.
+#
+# What comes back: the device tool returns at most 8 files from $OUT, so everything is
+# written to a work folder and packed into $OUT/results.tar.gz, beside log.txt and the two
+# comparison tables.
 #
 # Here, first:  cargo build --release
 #               (once) the Vulkan loaders into .gl/, as the device README says
@@ -10,7 +25,8 @@
 #
 # Environment: OUT (default out/device), ITERS (default 20), SKIPGRAD_BIN (default
 # target/release/skipgrad), SKIP_TORCH=1 to leave the peer out, QUICK=1 for the reduced
-# suites (a dry run of every step on a CPU adapter before a device session).
+# suites (a dry run of every step on a CPU adapter before a device session), PYTHON and
+# PEER_DEVICE for the peer.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-out/device}"
@@ -20,8 +36,32 @@ ITERS="${ITERS:-20}"
 QUICK_FLAG=""
 [ "${QUICK:-0}" = 1 ] && QUICK_FLAG="--quick"
 BIN="${SKIPGRAD_BIN:-target/release/skipgrad}"
+BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"
 mkdir -p "$OUT"
-log() { echo "== $*" | tee -a "$OUT/log.txt"; }
+OUT="$(cd "$OUT" && pwd)"
+WORK="$(mktemp -d)/results"
+mkdir -p "$WORK"
+LOG="$OUT/log.txt"
+: > "$LOG"
+log() { echo "== $* ($(date +%T))" | tee -a "$LOG"; }
+# The tuning and pipeline caches of this run, cold at its start.
+export SKIPGRAD_CACHE_DIR="$WORK/cache"
+mkdir -p "$SKIPGRAD_CACHE_DIR"
+
+# Runs "$@" with stdout to the file $1; once more if it died of a signal (exit > 128).
+retry_on_crash() {
+    local out="$1"
+    shift
+    "$@" > "$out" 2>>"$LOG"
+    local rc=$?
+    if [ $rc -gt 128 ]; then
+        log "died of signal $((rc - 128)); once more (the tuner's journal skips what it died in)"
+        "$@" > "$out" 2>>"$LOG"
+        rc=$?
+    fi
+    [ $rc -eq 0 ] || log "exit $rc: $*"
+    return 0
+}
 
 # The Vulkan loader (and EGL for GL), carried as .debs: the machine has the driver, not them.
 if [ -d .gl ] && ! ldconfig -p | grep -q libvulkan; then
@@ -33,30 +73,63 @@ if [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ] && ! ls /usr/shar
     export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
 fi
 export SKIPGRAD_BACKEND=vulkan
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/nvidia-smi.csv" 2>&1
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$WORK/nvidia-smi.csv" 2>&1
 
 log "adapter"
-"$BIN" info --json > "$OUT/info.json" 2>>"$OUT/log.txt"
-log "reference cases on the GPU"
-"$BIN" check tests/vectors tests/vectors/scale --json > "$OUT/check.json" 2>>"$OUT/log.txt"
-tail -c 300 "$OUT/check.json" >> "$OUT/log.txt"
-log "standard suite (GPU timestamps)"
-"$BIN" bench $QUICK_FLAG --iters "$ITERS" --json > "$OUT/standard.json" 2>>"$OUT/log.txt"
-log "standard suite (host clock, as the peer times)"
-"$BIN" bench $QUICK_FLAG --iters "$ITERS" --timing wall --json > "$OUT/standard_wall.json" 2>>"$OUT/log.txt"
-log "GPU suite"
-"$BIN" bench --suite gpu $QUICK_FLAG --iters "$ITERS" --json > "$OUT/gpu_suite.json" 2>>"$OUT/log.txt"
-"$BIN" bench --suite gpu $QUICK_FLAG --iters "$ITERS" >> "$OUT/log.txt" 2>&1
+"$BIN" info --json > "$WORK/info.json" 2>>"$LOG"
+head -c 600 "$WORK/info.json" >> "$LOG"
 
-# The H200's bimodal residual block (one process in six ran it 3-4x slower): six processes,
-# each JSON with the tuner's choices (`tuned`), so a slow one can be told from a fast one by
-# its kernels.
-log "residual block, six processes"
-mkdir -p "$OUT/resnet_processes"
-for i in 1 2 3 4 5 6; do
-    "$BIN" bench --cases resnet_basic --iters "$ITERS" --json > "$OUT/resnet_processes/$i.json" 2>>"$OUT/log.txt"
-    python3 -c "import json,sys; c=json.load(open(sys.argv[1]))['cases'][0]; print('process', sys.argv[2], 'fwd+bwd ms', c['fwd_bwd_ms'])" \
-        "$OUT/resnet_processes/$i.json" "$i" >> "$OUT/log.txt" 2>&1
+log "selftest: every family x variant x pass on the benchmark's shapes"
+SELFTEST=("$BIN" selftest --shapes bench $QUICK_FLAG)
+if command -v cuda-gdb >/dev/null 2>&1; then
+    # -batch: run, and on a crash print the backtrace; the selftest's own lines name the
+    # kernel it was compiling.
+    cuda-gdb -batch -ex run -ex bt --args "${SELFTEST[@]}" > "$WORK/selftest.txt" 2>&1
+else
+    "${SELFTEST[@]}" > "$WORK/selftest.txt" 2>&1
+fi
+echo "selftest exit $?" >> "$LOG"
+grep -E "FAIL|kernels passed|^#[0-9]+ |SIGSEGV|signal" "$WORK/selftest.txt" | head -40 >> "$LOG"
+tail -n 3 "$WORK/selftest.txt" >> "$LOG"
+# The selftest compiled every pipeline into the cache; the latency below starts cold again.
+rm -rf "$SKIPGRAD_CACHE_DIR"/*
+
+log "first-call latency of a fresh process: cold, then warm (caches from the cold run)"
+for run in cold warm; do
+    t0=$(date +%s%N)
+    "$BIN" check tests/vectors/conv2d_3x3_s1p1_c64to64.safetensors > /dev/null 2>>"$LOG"
+    t1=$(date +%s%N)
+    echo "check conv2d_3x3_s1p1_c64to64 ($run): $(( (t1 - t0) / 1000000 )) ms" >> "$LOG"
+done
+ls -l "$SKIPGRAD_CACHE_DIR" >> "$LOG"
+
+log "reference cases on the GPU"
+retry_on_crash "$WORK/check.json" "$BIN" check tests/vectors tests/vectors/scale --json
+tail -c 300 "$WORK/check.json" >> "$LOG"
+log "standard suite (GPU timestamps)"
+retry_on_crash "$WORK/standard.json" "$BIN" bench $QUICK_FLAG --iters "$ITERS" --json
+log "standard suite (host clock, as the peer times)"
+retry_on_crash "$WORK/standard_wall.json" "$BIN" bench $QUICK_FLAG --iters "$ITERS" --timing wall --json
+log "GPU suite"
+retry_on_crash "$WORK/gpu_suite.json" "$BIN" bench --suite gpu $QUICK_FLAG --iters "$ITERS" --json
+"$BIN" bench --suite gpu $QUICK_FLAG --iters "$ITERS" >> "$LOG" 2>&1
+
+# The H200's bimodal residual block (one process in five ran it 2.4x slower): six
+# processes with the tuning cache (the same kernels in each, by construction) and six
+# without (each measures for itself), each JSON with the tuner's choices (`tuned`).
+log "residual block, six processes with the tuning cache, six without"
+mkdir -p "$WORK/resnet_processes"
+for mode in cached uncached; do
+    for i in 1 2 3 4 5 6; do
+        f="$WORK/resnet_processes/${mode}_$i.json"
+        if [ $mode = uncached ]; then
+            SKIPGRAD_CACHE_DIR=off "$BIN" bench --cases resnet_basic --iters "$ITERS" --json > "$f" 2>>"$LOG"
+        else
+            "$BIN" bench --cases resnet_basic --iters "$ITERS" --json > "$f" 2>>"$LOG"
+        fi
+        python3 -c "import json,sys; d=json.load(open(sys.argv[1])); c=d['cases'][0]; print(sys.argv[2], sys.argv[3], 'fwd+bwd ms', c['fwd_bwd_ms'], [ (t['pass'], t['family'], t['variant']) for t in d.get('tuned', []) ])" \
+            "$f" "$mode" "$i" >> "$LOG" 2>&1
+    done
 done
 
 # PEER_DEVICE=cpu (with PYTHON pointing at a venv that has torch) dry-runs this part on a
@@ -65,12 +138,12 @@ PYTHON="${PYTHON:-python3}"
 PEER_DEVICE="${PEER_DEVICE:-cuda}"
 if [ "${SKIP_TORCH:-0}" != 1 ] && "$PYTHON" -c "import sys, torch; sys.exit(sys.argv[1] == 'cuda' and not torch.cuda.is_available())" "$PEER_DEVICE" 2>/dev/null; then
     log "PyTorch peer on $PEER_DEVICE (cuDNN on CUDA, TF32 off)"
-    "$PYTHON" benches/peers/torch_peer.py --device "$PEER_DEVICE" --iters "$ITERS" --json > "$OUT/torch_cuda.json" 2>>"$OUT/log.txt"
-    "$PYTHON" benches/peers/torch_peer.py --device "$PEER_DEVICE" --suite gpu $QUICK_FLAG --iters "$ITERS" --json > "$OUT/torch_cuda_suite.json" 2>>"$OUT/log.txt"
-    "$PYTHON" benches/peers/torch_train_step.py --device "$PEER_DEVICE" --iters "$ITERS" --json > "$OUT/torch_cuda_train.json" 2>>"$OUT/log.txt"
-    "$PYTHON" benches/peers/compare.py "$OUT/standard_wall.json" "$OUT/torch_cuda.json" "$OUT/torch_cuda_train.json" > "$OUT/compare_standard.txt" 2>&1
-    "$PYTHON" benches/peers/compare_suite.py "$OUT/gpu_suite.json" "$OUT/torch_cuda_suite.json" > "$OUT/compare_suite.txt" 2>&1
-    cat "$OUT/compare_standard.txt" "$OUT/compare_suite.txt" >> "$OUT/log.txt"
+    "$PYTHON" benches/peers/torch_peer.py --device "$PEER_DEVICE" --iters "$ITERS" --json > "$WORK/torch_cuda.json" 2>>"$LOG"
+    "$PYTHON" benches/peers/torch_peer.py --device "$PEER_DEVICE" --suite gpu $QUICK_FLAG --iters "$ITERS" --json > "$WORK/torch_cuda_suite.json" 2>>"$LOG"
+    "$PYTHON" benches/peers/torch_train_step.py --device "$PEER_DEVICE" --iters "$ITERS" --json > "$WORK/torch_cuda_train.json" 2>>"$LOG"
+    "$PYTHON" benches/peers/compare.py "$WORK/standard_wall.json" "$WORK/torch_cuda.json" "$WORK/torch_cuda_train.json" > "$OUT/compare_standard.txt" 2>&1
+    "$PYTHON" benches/peers/compare_suite.py "$WORK/gpu_suite.json" "$WORK/torch_cuda_suite.json" > "$OUT/compare_suite.txt" 2>&1
+    cat "$OUT/compare_standard.txt" "$OUT/compare_suite.txt" >> "$LOG"
 else
     log "no PyTorch on $PEER_DEVICE here: peer left out"
 fi
@@ -78,5 +151,8 @@ fi
 # standing shows even where the tuner picked another family; its `tuned` array says which
 # tile and weight loader (packed, or OIHW in place) won each pass under auto above.
 log "GPU suite, GEMM family forced"
-"$BIN" bench --suite gpu $QUICK_FLAG --kernels gemm --iters "$ITERS" --json > "$OUT/gpu_suite_gemm.json" 2>>"$OUT/log.txt"
+retry_on_crash "$WORK/gpu_suite_gemm.json" "$BIN" bench --suite gpu $QUICK_FLAG --kernels gemm --iters "$ITERS" --json
+"$BIN" tune --show > "$WORK/tune_show.txt" 2>&1
 log "done"
+cp "$LOG" "$WORK/log.txt"
+tar czf "$OUT/results.tar.gz" -C "$(dirname "$WORK")" results

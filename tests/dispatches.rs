@@ -118,13 +118,14 @@ fn a_tiny_convs_gradients_are_one_dispatch() {
 }
 
 /// The bias gradient rides with the weight gradient's reduce (one launch, no separate bias
-/// pass) on GPUs, in every family that reduces partial sums; on CPU adapters, where a kernel
+/// pass) under the GPU policy, in every family that reduces partial sums; under the CPU
+/// adapter's (lavapipe by default), where a kernel
 /// with barriers is slow per workgroup, it stays its own launch. The numbers are the
 /// oracle's either way. (The GPUs' path runs on CPU adapters too, in the unit test
 /// `ops::conv2d::backward::tests::the_bias_rides_with_every_familys_reduce`.)
 #[test]
 fn the_bias_gradient_rides_with_the_weight_gradients_reduce_on_gpus() {
-    let cpu = common::gpu().adapter_info().device_type == wgpu::DeviceType::Cpu;
+    let cpu = common::gpu().policy() == skipgrad::AdapterPolicy::Cpu;
     // 5120 output pixels, more than one thread sums serially: several splits of the weight
     // gradient's reduction in every family that splits, on CPU adapters and GPUs alike.
     let prob = Problem::new([5, 8, 32, 32], [12, 8, 3, 3], Conv2dParams::new(1, 1), 11);

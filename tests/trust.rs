@@ -316,3 +316,52 @@ fn deterministic_mode_gives_identical_bits_across_gpus() {
         assert!(run() == first, "deterministic runs differ");
     }
 }
+
+/// The float32-aware guard (`compare_summed`): a bias gradient summed by the GPU over
+/// 100,352 terms (ResNet-50's 56×56 layers at batch 32) passes within `SUM_ROUNDING ·
+/// Σ|terms|` of the f64 reference, on every adapter and family; the same result one term
+/// short — what a kernel that skips a pixel would write — fails it.
+#[test]
+fn the_guard_passes_float32_rounding_and_catches_a_term_dropped() {
+    use skipgrad::cases::{compare_summed, SUM_ROUNDING};
+    let g = gpu();
+    let ys = [32, 4, 56, 56];
+    let plane = ys[2] * ys[3];
+    let go = reference::noise(ys.iter().product(), 23);
+    let t = upload(ys, &go, Purpose::Gradient);
+    let gb = Tensor::zeros(g, [ys[1], 1, 1, 1], Purpose::Gradient).unwrap();
+    let mut rec = Recording::new(g);
+    conv2d::conv2d_backward_bias_into(&mut rec, &t, &gb, false).unwrap();
+    rec.finish().unwrap();
+    let got = gb.to_vec(g).unwrap();
+    let go64 = to_f64(&go);
+    let want: Vec<f32> = reference::conv2d_backward_bias(&go64, ys)
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
+    let magnitudes: Vec<f64> = go64.iter().map(|v| v.abs()).collect();
+    let sums = reference::conv2d_backward_bias(&magnitudes, ys);
+    let honest = compare_summed("grad_bias", &got, &want, 1e-4, &sums);
+    assert!(honest.passed, "{honest:?}");
+    // One term short in channel 2: the first of its terms of magnitude at least 0.5.
+    let (c, n) = (2, ys[0] - 1);
+    let start = (n * ys[1] + c) * plane;
+    let dropped = go[start..start + plane]
+        .iter()
+        .copied()
+        .find(|v| v.abs() >= 0.5)
+        .unwrap();
+    let mut short = got.clone();
+    short[c] -= dropped;
+    let caught = compare_summed("grad_bias", &short, &want, 1e-4, &sums);
+    assert!(
+        !caught.passed,
+        "a dropped term of {dropped} passed: {caught:?}"
+    );
+    // The bound is far above the honest error and far below one term.
+    let bound = 1e-4 * (1.0 + (want[c] as f64).abs()) + SUM_ROUNDING * sums[c];
+    assert!(
+        (dropped as f64).abs() > 5.0 * bound,
+        "bound {bound:e}, term {dropped}"
+    );
+}

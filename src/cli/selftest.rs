@@ -14,7 +14,7 @@ use skipgrad::weights::TensorFile;
 use super::{adapter_line, open_gpu};
 
 /// Arguments of `skipgrad selftest`.
-#[derive(clap::Args, Clone, Debug, Default)]
+#[derive(clap::Args, Clone, Debug)]
 pub struct SelftestArgs {
     /// Reference case files or folders whose conv shapes to test (default: tests/vectors and
     /// tests/vectors/scale where they exist).
@@ -23,6 +23,10 @@ pub struct SelftestArgs {
     /// same; for CPU adapters).
     #[arg(long)]
     pub quick: bool,
+    /// Which shapes: `cases` (the reference case files'), `bench` (the benchmark's standard
+    /// and GPU suites') or `all`.
+    #[arg(long, default_value = "all", value_parser = ["all", "cases", "bench"])]
+    pub shapes: String,
     /// Only problems whose name contains this text.
     #[arg(long)]
     pub only: Option<String>,
@@ -44,7 +48,17 @@ fn problems(args: &SelftestArgs) -> skipgrad::Result<Vec<Problem>> {
         args.paths.clone()
     };
     let mut all = Vec::new();
-    for file in super::check::collect(&paths) {
+    let (cases, bench) = match args.shapes.as_str() {
+        "cases" => (true, false),
+        "bench" => (false, true),
+        _ => (true, true),
+    };
+    let files = if cases {
+        super::check::collect(&paths)
+    } else {
+        Vec::new()
+    };
+    for file in files {
         let name = file
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -52,11 +66,13 @@ fn problems(args: &SelftestArgs) -> skipgrad::Result<Vec<Problem>> {
         let case = TensorFile::read(&file)?;
         all.extend(selftest::problems_of_case(&case, &name)?);
     }
-    for case in standard_cases() {
-        all.extend(case.conv_problems());
-    }
-    for s in gpu_suite(args.quick) {
-        all.extend(s.case.conv_problems());
+    if bench {
+        for case in standard_cases() {
+            all.extend(case.conv_problems());
+        }
+        for s in gpu_suite(args.quick) {
+            all.extend(s.case.conv_problems());
+        }
     }
     let mut seen = HashSet::new();
     all.retain(|p| {
@@ -113,12 +129,21 @@ pub fn run(args: &SelftestArgs, backend: Option<&str>) -> skipgrad::Result<bool>
             p.groups
         );
         say(&header, true);
+        let t0 = std::time::Instant::now();
         let outcomes = selftest::run(&gpu, problem, |progress| match progress {
             Progress::Starting(kernel) => say(&format!("    {kernel} ... "), false),
             Progress::Done(o) => say(&verdict(o), true),
         });
         match outcomes {
             Ok(outcomes) => {
+                say(
+                    &format!(
+                        "    {} kernels, {:.1} s",
+                        outcomes.len(),
+                        t0.elapsed().as_secs_f64()
+                    ),
+                    true,
+                );
                 for o in &outcomes {
                     if o.passed() {
                         passed += 1;

@@ -362,7 +362,7 @@ pub fn problems_of_case(file: &crate::weights::TensorFile, name: &str) -> Result
             let mut names: Vec<&String> = file
                 .tensors
                 .keys()
-                .filter(|k| k.ends_with("weight"))
+                .filter(|k| k.ends_with("weight") && !k.starts_with("grad"))
                 .collect();
             names.sort();
             names

@@ -222,6 +222,14 @@ fn gemm_with(rec: &mut Recording<'_>, c: &GemmCall<'_>, v: ForwardVariant) -> Re
 /// How `conv2d/gemm/weights_oihw.wgsl` addresses OIHW weights of shape `weight`: the
 /// strides of an output and an input channel of the problem, and whether the kernel is
 /// flipped (the input gradient's transposed problem, `transpose`).
+///
+/// A kernel of one tap is never flipped (flipping it is the identity): NVIDIA's driver
+/// 580.159.04 crashed the process in its SPIR-V compiler (`_nv002nvvm`) on a GEMM variant
+/// that only the GPU tuner compiles, for the input gradient of 1×1 convs; the forwards of
+/// the same 1×1 convs, which compile this loader with `B_FLIP` false and take the same
+/// variants, compiled, as did flipped 3×3 input gradients. The flipped 1×1 pipeline was the
+/// one shape only those crashing cases had (`taps - 1 - tap` with `taps = 1`, `tap =
+/// k % 1`); without the flip it is the forward's shape with other strides.
 fn in_place_constants(weight: [usize; 4], transpose: bool) -> [(&'static str, f64); 3] {
     let [_, cin, kh, kw] = weight;
     let (n_stride, c_stride) = if transpose {
@@ -229,10 +237,11 @@ fn in_place_constants(weight: [usize; 4], transpose: bool) -> [(&'static str, f6
     } else {
         (cin * kh * kw, kh * kw)
     };
+    let flip = transpose && kh * kw > 1;
     [
         ("B_N_STRIDE", n_stride as f64),
         ("B_C_STRIDE", c_stride as f64),
-        ("B_FLIP", f64::from(u8::from(transpose))),
+        ("B_FLIP", f64::from(u8::from(flip))),
     ]
 }
 
@@ -523,6 +532,65 @@ mod tests {
                 flat(co, ci, kh - 1 - ky, kw - 1 - kx)
             );
         }
+    }
+
+    /// The input gradients of 1×1 convs that crashed NVIDIA's compiler (driver 580.159.04,
+    /// through the tuner): the standard suite's 64 → 128 at 32×32 and the scale case's
+    /// one-channel 256×256 with two outputs. Every GEMM variant against the f64 oracle, and
+    /// none of them compiles the in-place loader flipped (`B_FLIP`: the one constant those
+    /// pipelines had and the 1×1 forwards that compiled did not).
+    #[cfg(feature = "oracle")]
+    #[test]
+    fn one_by_one_input_gradients_that_crashed_a_driver_run_unflipped() {
+        use crate::memory::Purpose;
+        use crate::ops::conv2d::args::{Geometry, InputGradArgs};
+        use crate::ops::conv2d::select::Call;
+        use crate::ops::conv2d::{Conv2dParams, Fusion};
+        use crate::tensor::Tensor;
+
+        let gpu = test_gpu();
+        let p = Conv2dParams::default();
+        for (xs, ws) in [
+            ([2, 64, 32, 32], [128, 64, 1, 1]),
+            ([1, 1, 256, 256], [2, 1, 1, 1]),
+        ] {
+            let ys = p.output_shape(xs, ws).unwrap();
+            let (gv, wv) = (
+                values(ys.iter().product(), 11),
+                values(ws.iter().product(), 12),
+            );
+            let f64s = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<_>>();
+            let want = crate::reference::conv2d_backward_input(&f64s(&gv), xs, &f64s(&wv), ws, &p)
+                .unwrap();
+            let x = Tensor::zeros(&gpu, xs, Purpose::Activation).unwrap();
+            let w = Tensor::from_slice(&gpu, ws, &wv, Purpose::Parameter).unwrap();
+            let go = Tensor::from_slice(&gpu, ys, &gv, Purpose::Gradient).unwrap();
+            let gx = Tensor::zeros(&gpu, xs, Purpose::Gradient).unwrap();
+            let args = InputGradArgs {
+                g: Geometry::of(&x, &w, &p).unwrap(),
+                p,
+                x: &x,
+                weight: &w,
+                grad_out: &go,
+                grad_x: &gx,
+                fusion: Fusion::default(),
+            };
+            let variants = output_variants(xs);
+            assert!(variants.iter().any(|v| v.weights == Weights::InPlace));
+            let call = Call::BackwardInput(&args);
+            let what = format!("input gradient of x {xs:?}, w {ws:?}");
+            check_every_variant(&gpu, &call, &gx, &variants, &want, &what);
+            // check_every_variant leaves the last variant's pipeline (in place) compiled.
+            let flips: Vec<f64> = gpu
+                .compiled_constants(FORWARD_OIHW.entry)
+                .iter()
+                .flat_map(|c| c.iter().filter(|(k, _)| *k == "B_FLIP").map(|&(_, v)| v))
+                .collect();
+            assert_eq!(flips, [0.0], "{what}");
+        }
+        // A kernel of more than one tap is still flipped.
+        assert_eq!(in_place_constants([4, 3, 3, 3], true)[2], ("B_FLIP", 1.0));
+        assert_eq!(in_place_constants([4, 3, 1, 1], true)[2], ("B_FLIP", 0.0));
     }
 
     /// Reports name a variant by its tile, as the pass's GEMM sees it, and by where it reads
