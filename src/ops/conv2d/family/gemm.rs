@@ -542,44 +542,14 @@ mod tests {
     #[cfg(feature = "oracle")]
     #[test]
     fn one_by_one_input_gradients_that_crashed_a_driver_run_unflipped() {
-        use crate::memory::Purpose;
-        use crate::ops::conv2d::args::{Geometry, InputGradArgs};
-        use crate::ops::conv2d::select::Call;
-        use crate::ops::conv2d::{Conv2dParams, Fusion};
-        use crate::tensor::Tensor;
-
         let gpu = test_gpu();
-        let p = Conv2dParams::default();
-        for (xs, ws) in [
+        for shapes in [
             ([2, 64, 32, 32], [128, 64, 1, 1]),
             ([1, 1, 256, 256], [2, 1, 1, 1]),
         ] {
-            let ys = p.output_shape(xs, ws).unwrap();
-            let (gv, wv) = (
-                values(ys.iter().product(), 11),
-                values(ws.iter().product(), 12),
-            );
-            let f64s = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<_>>();
-            let want = crate::reference::conv2d_backward_input(&f64s(&gv), xs, &f64s(&wv), ws, &p)
-                .unwrap();
-            let x = Tensor::zeros(&gpu, xs, Purpose::Activation).unwrap();
-            let w = Tensor::from_slice(&gpu, ws, &wv, Purpose::Parameter).unwrap();
-            let go = Tensor::from_slice(&gpu, ys, &gv, Purpose::Gradient).unwrap();
-            let gx = Tensor::zeros(&gpu, xs, Purpose::Gradient).unwrap();
-            let args = InputGradArgs {
-                g: Geometry::of(&x, &w, &p).unwrap(),
-                p,
-                x: &x,
-                weight: &w,
-                grad_out: &go,
-                grad_x: &gx,
-                fusion: Fusion::default(),
-            };
-            let variants = output_variants(xs);
-            assert!(variants.iter().any(|v| v.weights == Weights::InPlace));
-            let call = Call::BackwardInput(&args);
-            let what = format!("input gradient of x {xs:?}, w {ws:?}");
-            check_every_variant(&gpu, &call, &gx, &variants, &want, &what);
+            let what = format!("input gradient of x {:?}, w {:?}", shapes.0, shapes.1);
+            let p = crate::ops::conv2d::Conv2dParams::default();
+            check_every_input_gradient_variant(&gpu, shapes, p, &what);
             // check_every_variant leaves the last variant's pipeline (in place) compiled.
             let flips: Vec<f64> = gpu
                 .compiled_constants(FORWARD_OIHW.entry)
@@ -778,27 +748,21 @@ mod tests {
         check_every_variant(&gpu, &call, &out, &variants, &want, "forward");
     }
 
-    /// Every input-gradient variant (the forward kernel on the transposed problem: the
-    /// packing pass's transposed, flipped weights, or the in-place loader's flipped strides)
-    /// against the f64 reference: 3 × 2 kernel, padding and dilation different per axis,
-    /// 13 output channels (a partial quad) and 70 input-gradient channels.
+    /// Every input-gradient variant of the problem `(xs, ws, p)` through the family, each
+    /// against the f64 reference (see `check_every_variant`).
     #[cfg(feature = "oracle")]
-    #[test]
-    fn every_input_gradient_variant_matches_the_reference() {
+    fn check_every_input_gradient_variant(
+        gpu: &Gpu,
+        (xs, ws): ([usize; 4], [usize; 4]),
+        p: crate::ops::conv2d::Conv2dParams,
+        what: &str,
+    ) {
         use crate::memory::Purpose;
         use crate::ops::conv2d::args::{Geometry, InputGradArgs};
         use crate::ops::conv2d::select::Call;
-        use crate::ops::conv2d::{Conv2dParams, Fusion};
+        use crate::ops::conv2d::Fusion;
         use crate::tensor::Tensor;
 
-        let gpu = test_gpu();
-        let p = Conv2dParams {
-            stride: [1, 1],
-            padding: [1, 2],
-            dilation: [2, 3],
-            groups: 1,
-        };
-        let (xs, ws) = ([2, 70, 9, 10], [13, 70, 3, 2]);
         let ys = p.output_shape(xs, ws).unwrap();
         let (gv, wv) = (
             values(ys.iter().product(), 3),
@@ -807,10 +771,10 @@ mod tests {
         let f64s = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<_>>();
         let want =
             crate::reference::conv2d_backward_input(&f64s(&gv), xs, &f64s(&wv), ws, &p).unwrap();
-        let x = Tensor::zeros(&gpu, xs, Purpose::Activation).unwrap();
-        let w = Tensor::from_slice(&gpu, ws, &wv, Purpose::Parameter).unwrap();
-        let go = Tensor::from_slice(&gpu, ys, &gv, Purpose::Gradient).unwrap();
-        let gx = Tensor::zeros(&gpu, xs, Purpose::Gradient).unwrap();
+        let x = Tensor::zeros(gpu, xs, Purpose::Activation).unwrap();
+        let w = Tensor::from_slice(gpu, ws, &wv, Purpose::Parameter).unwrap();
+        let go = Tensor::from_slice(gpu, ys, &gv, Purpose::Gradient).unwrap();
+        let gx = Tensor::zeros(gpu, xs, Purpose::Gradient).unwrap();
         let args = InputGradArgs {
             g: Geometry::of(&x, &w, &p).unwrap(),
             p,
@@ -822,9 +786,26 @@ mod tests {
         };
         assert!(args.g.transposable(&p));
         let variants = output_variants(xs);
-        assert!(variants.len() >= 4, "{variants:?}");
+        assert!(variants.len() >= 4, "{what}: {variants:?}");
         let call = Call::BackwardInput(&args);
-        check_every_variant(&gpu, &call, &gx, &variants, &want, "input gradient");
+        check_every_variant(gpu, &call, &gx, &variants, &want, what);
+    }
+
+    /// Every input-gradient variant (the forward kernel on the transposed problem: the
+    /// packing pass's transposed, flipped weights, or the in-place loader's flipped strides)
+    /// against the f64 reference: 3 × 2 kernel, padding and dilation different per axis,
+    /// 13 output channels (a partial quad) and 70 input-gradient channels.
+    #[cfg(feature = "oracle")]
+    #[test]
+    fn every_input_gradient_variant_matches_the_reference() {
+        let p = crate::ops::conv2d::Conv2dParams {
+            stride: [1, 1],
+            padding: [1, 2],
+            dilation: [2, 3],
+            groups: 1,
+        };
+        let shapes = ([2, 70, 9, 10], [13, 70, 3, 2]);
+        check_every_input_gradient_variant(&test_gpu(), shapes, p, "input gradient");
     }
 
     /// A conv's forward and backward through the GEMM family in four dispatches on a GPU,
