@@ -53,6 +53,15 @@ pub enum Error {
         /// The limit in bytes.
         limit: u64,
     },
+    /// Host memory for data whose size the caller chose (a layer's initial weights, a
+    /// generated batch) could not be allocated.
+    #[error("cannot allocate {bytes} bytes of host memory for {what}: choose smaller sizes")]
+    HostMemory {
+        /// The bytes asked for.
+        bytes: u64,
+        /// What they were for.
+        what: String,
+    },
     /// A dispatch needs more workgroups than the device allows even when laid out in 2-D.
     #[error("dispatch of {workgroups} workgroups exceeds the device's limit of {limit} per dimension squared")]
     DispatchTooLarge {
@@ -100,6 +109,14 @@ pub enum Error {
     #[error("cannot read {path}: {reason}")]
     Io {
         /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A file or folder could not be written (an output folder, a saved `state_dict`).
+    #[error("cannot write {path}: {reason} (choose a folder you can write to)")]
+    Write {
+        /// The file or folder.
         path: String,
         /// Why.
         reason: String,

@@ -68,15 +68,38 @@ fn checked_numel(shape: [usize; 4]) -> Result<usize> {
     Ok(n)
 }
 
+/// An empty vector with room for `n` values, or [`Error::HostMemory`] where the host cannot
+/// give it (sizes a user chose must not abort the process).
+pub(crate) fn host_vec<T>(n: usize, what: &str) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| Error::HostMemory {
+        bytes: (n as u64).saturating_mul(std::mem::size_of::<T>() as u64),
+        what: what.to_string(),
+    })?;
+    Ok(v)
+}
+
 impl Tensor {
+    /// Fails, as [`Tensor::zeros`] would, where a tensor of `shape` cannot exist on `gpu`
+    /// (no elements, more than an address space holds, past the device's
+    /// `max_buffer_size`) — without allocating anything: check before making host data of
+    /// that size.
+    pub fn check_size(gpu: &Gpu, shape: [usize; 4]) -> Result<u64> {
+        let elements = checked_numel(shape)?;
+        let limit = gpu.limits().max_buffer_size;
+        match (elements as u64).checked_mul(4) {
+            Some(bytes) if bytes <= limit => Ok(bytes),
+            bytes => Err(Error::TooLarge {
+                bytes: bytes.unwrap_or(u64::MAX),
+                limit_name: "max_buffer_size",
+                limit,
+            }),
+        }
+    }
+
     /// A new tensor of zeros (wgpu zero-initialises buffers).
     pub fn zeros(gpu: &Gpu, shape: [usize; 4], purpose: Purpose) -> Result<Tensor> {
-        let elements = checked_numel(shape)?;
-        let bytes = (elements as u64).checked_mul(4).ok_or(Error::TooLarge {
-            bytes: u64::MAX,
-            limit_name: "max_buffer_size",
-            limit: gpu.limits().max_buffer_size,
-        })?;
+        let bytes = Tensor::check_size(gpu, shape)?;
         let buf = gpu.alloc_storage(bytes, purpose)?;
         Ok(Tensor {
             buf: Arc::new(buf),

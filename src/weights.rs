@@ -79,6 +79,15 @@ fn declared_data_len(header: &[u8]) -> Result<u64> {
     Ok(end)
 }
 
+/// Names for a message: the first 8, then how many in all.
+fn name_list<S: AsRef<str>>(names: &[S]) -> String {
+    let shown: Vec<&str> = names.iter().take(8).map(|n| n.as_ref()).collect();
+    match names.len() {
+        n if n > shown.len() => format!("{}, … ({n} in all)", shown.join(", ")),
+        _ => shown.join(", "),
+    }
+}
+
 /// What is wrong with a stream's content.
 fn content(reason: impl Into<String>) -> Error {
     Error::Content(reason.into())
@@ -131,11 +140,17 @@ impl TensorFile {
         let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8]));
         if header_len > MAX_HEADER_BYTES || header_len > MAX_FILE_BYTES {
             return Err(content(format!(
-                "declares a {header_len}-byte header (at most {MAX_HEADER_BYTES})"
+                "not a safetensors file: one starts with its JSON header's length, and these \
+                 first 8 bytes read as {header_len} bytes (at most {MAX_HEADER_BYTES})"
             )));
         }
         read_more(&mut reader, &mut bytes, header_len)
             .map_err(|e| content(format!("header shorter than declared: {e}")))?;
+        if bytes.get(8) != Some(&b'{') {
+            return Err(content(
+                "not a safetensors file: its header, after the 8-byte length, is not a JSON object",
+            ));
+        }
         let data_len = declared_data_len(&bytes[8..])?;
         let total = 8 + header_len + data_len;
         if total > MAX_FILE_BYTES {
@@ -212,8 +227,10 @@ impl TensorFile {
             views.push((name.clone(), v));
         }
         let meta = (!self.metadata.is_empty()).then(|| self.metadata.clone());
-        safetensors::serialize_to_file(views, meta, path)
-            .map_err(|e| file_error(path, e.to_string()))
+        safetensors::serialize_to_file(views, meta, path).map_err(|e| Error::Write {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
     }
 
     /// The entries whose names start with `prefix`, with the prefix removed (one block's
@@ -227,6 +244,54 @@ impl TensorFile {
                 .filter_map(|(k, v)| k.strip_prefix(prefix).map(|s| (s.to_string(), v.clone())))
                 .collect(),
         }
+    }
+
+    /// Checks that this `state_dict` fits `what`, whose parameters are `expected` (full
+    /// names, as the file would hold them): every weight there (a bias may be absent: a conv
+    /// made with `bias=False`), and — where `strict`, as PyTorch's `load_state_dict` is by
+    /// default — nothing else (integer buffers such as `num_batches_tracked` are not read
+    /// as tensors, so they never count). Returns the names it holds that `what` does not
+    /// use; the error lists every missing and unexpected name at once, and what the file
+    /// holds.
+    pub fn check_fits(&self, what: &str, expected: &[String], strict: bool) -> Result<Vec<String>> {
+        let missing: Vec<&String> = expected
+            .iter()
+            .filter(|n| !n.ends_with(".bias") && !self.tensors.contains_key(*n))
+            .collect();
+        let unexpected: Vec<String> = self
+            .tensors
+            .keys()
+            .filter(|k| !expected.contains(k))
+            .cloned()
+            .collect();
+        if missing.is_empty() && (!strict || unexpected.is_empty()) {
+            return Ok(unexpected);
+        }
+        let mut problems = Vec::new();
+        if !missing.is_empty() {
+            problems.push(format!("missing {}", name_list(&missing)));
+        }
+        if strict && !unexpected.is_empty() {
+            problems.push(format!(
+                "unexpected {} (load non-strictly to skip them)",
+                name_list(&unexpected)
+            ));
+        }
+        let holds = if self.tensors.is_empty() {
+            "it holds no float tensors".to_string()
+        } else {
+            format!(
+                "it holds {}",
+                name_list(&self.tensors.keys().collect::<Vec<_>>())
+            )
+        };
+        Err(Error::param(
+            "load state_dict",
+            format!(
+                "the state_dict does not fit {what}: {}; {holds}",
+                problems.join("; ")
+            ),
+        ))
     }
 
     /// The tensor `name`, or an error naming the file and what is missing.

@@ -231,3 +231,148 @@ fn gpu_suite_times_each_conv_pass() {
         assert!(!r["kernels"].as_array().unwrap().is_empty());
     }
 }
+
+/// A newcomer's mistakes get one clear line and exit 1, never an abort: sizes that do not
+/// fit (before any memory is taken for them), `--iters 0`, a file that is not safetensors,
+/// an output folder that cannot be written, a state_dict of another depth.
+#[test]
+fn mistakes_are_clear_errors_not_aborts() {
+    let out_dir =
+        std::env::temp_dir().join(format!("skipgrad-cli-mistakes-{}", std::process::id()));
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["gradflow".into(), "--size".into(), "100000".into()],
+            "exceeds the device's max_buffer_size",
+        ),
+        (
+            vec!["gradflow".into(), "--batch".into(), "4000000000".into()],
+            "exceeds the device's max_buffer_size",
+        ),
+        (
+            vec!["train".into(), "--channels".into(), "100000".into()],
+            "exceeds the device's max_buffer_size",
+        ),
+        (
+            vec!["bench".into(), "--iters".into(), "0".into()],
+            "must be at least 1",
+        ),
+        (
+            vec![
+                "train".into(),
+                "--lr".into(),
+                "-1".into(),
+                "--steps".into(),
+                "1".into(),
+            ],
+            "must be >= 0 (got SGD lr -1",
+        ),
+        (
+            vec![
+                "gradflow".into(),
+                "--depth".into(),
+                "2".into(),
+                "--out-dir".into(),
+                "/proc/nope".into(),
+            ],
+            "cannot write /proc/nope",
+        ),
+    ];
+    for (args, expected) in cases {
+        let mut cmd = skipgrad();
+        cmd.args(&args);
+        if args[0] == "bench" {
+            cmd.args(["--cases", "notebook"]);
+        } else if !args.iter().any(|a| a == "--out-dir") {
+            cmd.arg("--out-dir").arg(&out_dir);
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(if args[0] == "bench" { 2 } else { 1 }),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains(expected), "{args:?}: {err}");
+        assert!(!err.contains("memory allocation"), "{args:?}: {err}");
+    }
+    let out = skipgrad()
+        .args(["check", "README.md"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("not a safetensors file"), "{text}");
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
+
+/// `--load` is strict (a depth-4 state_dict as depth 2 is refused, naming what does not
+/// fit); `--no-strict` loads it, names what it skipped, and the header says what was
+/// loaded.
+#[test]
+fn load_is_strict_unless_asked_and_says_what_it_loaded() {
+    let dir = std::env::temp_dir().join(format!("skipgrad-cli-load-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sd = dir.join("plain4.safetensors");
+    let out = skipgrad()
+        .args([
+            "train",
+            "--arch",
+            "plain",
+            "--depth",
+            "4",
+            "--channels",
+            "4",
+            "--size",
+            "8",
+        ])
+        .args(["--batch", "2", "--steps", "1", "--save"])
+        .arg(&sd)
+        .arg("--out-dir")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let gradflow = |strict: bool| {
+        let mut c = skipgrad();
+        c.args([
+            "gradflow",
+            "--arch",
+            "plain",
+            "--depth",
+            "2",
+            "--channels",
+            "4",
+            "--size",
+            "8",
+        ])
+        .args(["--batch", "2", "--load"])
+        .arg(&sd)
+        .arg("--out-dir")
+        .arg(&dir);
+        if !strict {
+            c.arg("--no-strict");
+        }
+        c.output().unwrap()
+    };
+    let out = gradflow(true);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("unexpected layers.2.bias, layers.2.weight, layers.3.bias, layers.3.weight"),
+        "{err}"
+    );
+    let out = gradflow(false);
+    let (stdout, err) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("skipped 4 tensor(s)"), "{err}");
+    assert!(stdout.contains("loaded from"), "{stdout}");
+    assert!(!stdout.contains("init torch"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -266,3 +266,113 @@ fn weights_must_be_whole_tensors() {
     .unwrap_err();
     assert!(e.to_string().contains("whole tensor"), "{e}");
 }
+
+/// A `state_dict` loads strictly, as PyTorch's `load_state_dict`: a depth-4 plain stack's
+/// does not load as depth 2 (the error names every unexpected tensor), non-strictly it does
+/// and names what it skipped, integer buffers (`num_batches_tracked`) never count, and
+/// missing tensors are listed with what the file holds.
+#[test]
+fn state_dicts_load_strictly_naming_what_does_not_fit() {
+    use skipgrad::weights::TensorFile;
+    use skipgrad::{Arch, Init, Network};
+    let g = gpu();
+    let dir = std::env::temp_dir().join(format!("skipgrad-strict-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("plain4.safetensors");
+    Network::new(g, Arch::Plain, 4, 4, Init::Torch(1))
+        .unwrap()
+        .save(g, &path)
+        .unwrap();
+    // An integer buffer beside the parameters, as BatchNorm's state_dict has.
+    let mut bytes: Vec<(String, Vec<u8>, Vec<usize>)> = Vec::new();
+    let file = TensorFile::read(&path).unwrap();
+    for (name, t) in &file.tensors {
+        let data: Vec<u8> = t.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        bytes.push((name.clone(), data, t.shape.clone()));
+    }
+    bytes.push((
+        "layers.0.num_batches_tracked".into(),
+        3i64.to_le_bytes().to_vec(),
+        vec![],
+    ));
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = bytes
+        .iter()
+        .map(|(n, d, s)| {
+            let dtype = if n.ends_with("num_batches_tracked") {
+                safetensors::Dtype::I64
+            } else {
+                safetensors::Dtype::F32
+            };
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(dtype, s.clone(), d).unwrap(),
+            )
+        })
+        .collect();
+    let with_buffer = dir.join("plain4_buffer.safetensors");
+    safetensors::serialize_to_file(views, None, &with_buffer).unwrap();
+    let file = TensorFile::read(&with_buffer).unwrap();
+
+    // The whole stack loads strictly, the integer buffer notwithstanding.
+    Network::from_state_dict(g, Arch::Plain, 4, 4, &file).unwrap();
+    // Depth 2: the last two layers are unexpected, all four named.
+    let e = Network::from_state_dict(g, Arch::Plain, 2, 4, &file).unwrap_err();
+    let msg = e.to_string();
+    for name in [
+        "layers.2.weight",
+        "layers.2.bias",
+        "layers.3.weight",
+        "layers.3.bias",
+    ] {
+        assert!(msg.contains(name), "{msg}");
+    }
+    assert!(msg.contains("load non-strictly"), "{msg}");
+    assert!(!msg.contains("num_batches_tracked"), "{msg}");
+    // Non-strictly: loads, and says what it skipped.
+    let (net, skipped) = Network::from_state_dict_lenient(g, Arch::Plain, 2, 4, &file).unwrap();
+    assert_eq!(net.parameters().len(), 4);
+    assert_eq!(
+        skipped,
+        [
+            "layers.2.bias",
+            "layers.2.weight",
+            "layers.3.bias",
+            "layers.3.weight"
+        ]
+    );
+    // Another architecture: every missing weight named, and what the file holds.
+    let e = Network::from_state_dict(g, Arch::Residual, 2, 4, &file).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("missing blocks.0.conv1.weight, blocks.0.conv2.weight")
+            && msg.contains("it holds layers.0.bias"),
+        "{msg}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What `from_state_dict` checks a file against is what `parameters` names, for every
+/// architecture.
+#[test]
+fn expected_state_dict_names_are_the_parameters_names() {
+    use skipgrad::{Arch, Init, Network};
+    for (arch, depth) in [(Arch::Plain, 3), (Arch::Residual, 4), (Arch::Dense, 3)] {
+        let net = Network::new(gpu(), arch, depth, 4, Init::Torch(0)).unwrap();
+        let names: Vec<String> = net.parameters().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, Network::parameter_names(arch, depth), "{arch:?}");
+    }
+}
+
+/// Sizes too large for the device are an `Error` before any host memory is taken for
+/// them, not an aborted process: a 100,000-channel network's first layer needs 360 GB.
+#[test]
+fn sizes_too_large_for_the_device_are_errors_before_host_memory() {
+    use skipgrad::{Arch, Init, Network};
+    let e = Network::new(gpu(), Arch::Plain, 2, 100_000, Init::Torch(0))
+        .err()
+        .unwrap();
+    assert!(matches!(e, Error::TooLarge { .. }), "{e}");
+    let e = Tensor::check_size(gpu(), [4_000_000_000, 16, 16, 16]).unwrap_err();
+    assert!(matches!(e, Error::TooLarge { .. }), "{e}");
+    assert!(Tensor::check_size(gpu(), [2, 3, 4, 5]).unwrap() == 480);
+}

@@ -17,7 +17,7 @@ pub use residual::{ResidualBlock, ResidualVariant};
 use crate::error::{Error, Result};
 use crate::memory::Purpose;
 use crate::ops::conv2d::Conv2dParams;
-use crate::tensor::{shape4, Tensor};
+use crate::tensor::{host_vec, shape4, Tensor};
 use crate::weights::{HostTensor, TensorFile};
 use crate::Gpu;
 
@@ -118,22 +118,26 @@ impl ConvLayer {
         params: Conv2dParams,
         init: Init,
     ) -> Result<ConvLayer> {
+        // Sizes are the caller's: refused before any host memory is taken for them.
+        Tensor::check_size(gpu, shape)?;
         let fan_in = (shape[1] * shape[2] * shape[3]) as f64;
         let mut rng = LayerRng::new(init.seed(), name);
         let n: usize = shape.iter().product();
-        let (w, b): (Vec<f32>, Vec<f32>) = match init {
+        let what = format!("the initial weights of {name}");
+        let (mut w, mut b) = (host_vec(n, &what)?, host_vec(shape[0], &what)?);
+        match init {
             Init::Torch(_) => {
                 let bound = 1.0 / fan_in.sqrt();
                 let mut draw = || ((2.0 * rng.uniform() - 1.0) * bound) as f32;
-                let w = (0..n).map(|_| draw()).collect();
-                (w, (0..shape[0]).map(|_| draw()).collect())
+                w.extend((0..n).map(|_| draw()));
+                b.extend((0..shape[0]).map(|_| draw()));
             }
             Init::He(_) => {
                 let std = (2.0 / fan_in).sqrt();
-                let w = (0..n).map(|_| (rng.normal() * std) as f32).collect();
-                (w, vec![0.0; shape[0]])
+                w.extend((0..n).map(|_| (rng.normal() * std) as f32));
+                b.resize(shape[0], 0.0);
             }
-        };
+        }
         Ok(ConvLayer {
             name: name.to_string(),
             weight: Tensor::from_slice(gpu, shape, &w, Purpose::Parameter)?,

@@ -111,8 +111,10 @@ impl ResidualBlock {
 
     /// A block whose parameters come from a PyTorch `state_dict` (`conv1.weight`,
     /// `conv1.bias`, `conv2.weight`, `conv2.bias`; the notebook's `conv_layer1.*` and
-    /// `conv_layer2.*` too). Convs saved without a bias load with a zero one; for one block
-    /// out of a larger `state_dict`, pass `file.with_prefix("blocks.3.")`.
+    /// `conv_layer2.*` too), and nothing else (as PyTorch's strict `load_state_dict`; the
+    /// error lists what is missing and what is unexpected). Convs saved without a bias load
+    /// with a zero one; for one block out of a larger `state_dict`, pass
+    /// `file.with_prefix("blocks.3.")`.
     pub fn from_state_dict(
         gpu: &Gpu,
         variant: ResidualVariant,
@@ -129,6 +131,11 @@ impl ResidualBlock {
         } else {
             ("conv1", "conv2")
         };
+        let expected: Vec<String> = [n1, n2]
+            .iter()
+            .flat_map(|n| [format!("{n}.weight"), format!("{n}.bias")])
+            .collect();
+        file.check_fits("a residual block", &expected, true)?;
         let mut conv1 = ConvLayer::load(gpu, file, n1, s1, p)?;
         let mut conv2 = ConvLayer::load(gpu, file, n2, s2, p)?;
         conv1.name = "conv1".into();

@@ -7,14 +7,23 @@ use skipgrad::{Gpu, Recording};
 
 use super::{adapter_line, fmt_bytes, open_gpu, progress_bar};
 
+/// A count of at least 1 (`--iters 0` would time nothing).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("it must be at least 1 (the timed runs of each case)".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("not a count: {e}")),
+    }
+}
+
 /// Options of the benchmark.
 #[derive(Clone, Debug, clap::Args)]
 pub struct BenchArgs {
     /// Only cases whose name contains one of these (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub cases: Vec<String>,
-    /// Timed runs per case and pass (after warm-up).
-    #[arg(long, default_value_t = 10)]
+    /// Timed runs per case and pass (after warm-up); at least 1.
+    #[arg(long, default_value_t = 10, value_parser = at_least_one)]
     pub iters: usize,
     /// A fast smoke run: 3 timed runs, 1 warm-up.
     #[arg(long)]
@@ -296,11 +305,7 @@ pub fn run(args: &BenchArgs, backend: Option<&str>) -> skipgrad::Result<bool> {
     if cases.is_empty() {
         return Err(fail(format!("no case matches {:?}", args.cases)));
     }
-    let (iters, warmup) = if args.quick {
-        (3, 1)
-    } else {
-        (args.iters.max(1), 2)
-    };
+    let (iters, warmup) = if args.quick { (3, 1) } else { (args.iters, 2) };
     let gpu = open_gpu(backend)?;
     gpu.set_conv_kernels(skipgrad::ConvKernels::parse(&args.kernels)?);
     let use_gpu = gpu_timing(args, &gpu);

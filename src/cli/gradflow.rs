@@ -55,22 +55,50 @@ pub struct NetArgs {
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// A state_dict of the network (PyTorch names) instead of initialising (one arch and
-    /// depth).
+    /// depth). Strict, as PyTorch's `load_state_dict`: tensors the network does not use
+    /// are an error, unless --no-strict.
     #[arg(long)]
     pub load: Option<PathBuf>,
+    /// With --load: skip (and name) tensors the network does not use instead of failing.
+    #[arg(long, requires = "load")]
+    pub no_strict: bool,
 }
 
 impl NetArgs {
+    /// Where the parameters come from, for headers: `init torch, seed 0`, or the file.
+    pub fn source(&self) -> String {
+        match &self.load {
+            Some(p) => format!("loaded from {}", p.display()),
+            None => format!("init {}, seed {}", self.init, self.seed),
+        }
+    }
+
     /// The shape of the data: `[batch, channels, size, size]`.
     pub fn shape(&self) -> [usize; 4] {
         [self.batch, self.channels, self.size, self.size]
     }
 
-    /// A network of `arch` and `depth`: loaded from `--load`, else initialised.
+    /// A network of `arch` and `depth`: loaded from `--load` (strictly, or with
+    /// `--no-strict` skipping what it does not use and saying so on stderr), else
+    /// initialised.
     pub fn network(&self, gpu: &Gpu, arch: Arch, depth: usize) -> Result<Network> {
         match &self.load {
             Some(p) => {
-                Network::from_state_dict(gpu, arch, depth, self.channels, &TensorFile::read(p)?)
+                let file = TensorFile::read(p)?;
+                if !self.no_strict {
+                    return Network::from_state_dict(gpu, arch, depth, self.channels, &file);
+                }
+                let (net, skipped) =
+                    Network::from_state_dict_lenient(gpu, arch, depth, self.channels, &file)?;
+                if !skipped.is_empty() {
+                    eprintln!(
+                        "skipped {} tensor(s) of {} that the network does not use: {}",
+                        skipped.len(),
+                        p.display(),
+                        skipped.join(", ")
+                    );
+                }
+                Ok(net)
             }
             None => Network::new(
                 gpu,
@@ -108,8 +136,18 @@ impl Run {
     }
 }
 
+/// Room for `n` f32 values, or [`Error::HostMemory`]: sizes a user typed must not abort.
+pub fn host_f32s(n: usize, what: &str) -> Result<Vec<f32>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| Error::HostMemory {
+        bytes: (n as u64).saturating_mul(4),
+        what: what.to_string(),
+    })?;
+    Ok(v)
+}
+
 /// Standard normal values from a seed (xorshift + Box-Muller).
-pub fn normal_data(seed: u64, n: usize) -> Vec<f32> {
+pub fn normal_data(seed: u64, n: usize) -> Result<Vec<f32>> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut uniform = move || {
         s ^= s >> 12;
@@ -117,12 +155,12 @@ pub fn normal_data(seed: u64, n: usize) -> Vec<f32> {
         s ^= s >> 27;
         (s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
     };
-    (0..n)
-        .map(|_| {
-            let (u1, u2) = (uniform().max(f64::MIN_POSITIVE), uniform());
-            ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
-        })
-        .collect()
+    let mut v = host_f32s(n, "generated data")?;
+    v.extend((0..n).map(|_| {
+        let (u1, u2) = (uniform().max(f64::MIN_POSITIVE), uniform());
+        ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+    }));
+    Ok(v)
 }
 
 /// `x` and `target`: from `--data`, or random from the seed.
@@ -145,9 +183,12 @@ pub fn data(
             Ok((get("x")?, get("target")?))
         }
         None => {
-            let n: usize = shape.iter().product();
-            let x = Tensor::from_slice(gpu, shape, &normal_data(seed ^ 1, n), Purpose::Activation)?;
-            let t = Tensor::from_slice(gpu, shape, &normal_data(seed ^ 2, n), Purpose::Activation)?;
+            // The sizes are the user's: refused before host memory is taken for them.
+            let n = Tensor::check_size(gpu, shape)? as usize / 4;
+            let x =
+                Tensor::from_slice(gpu, shape, &normal_data(seed ^ 1, n)?, Purpose::Activation)?;
+            let t =
+                Tensor::from_slice(gpu, shape, &normal_data(seed ^ 2, n)?, Purpose::Activation)?;
             Ok((x, t))
         }
     }
@@ -213,7 +254,7 @@ pub fn run(args: &GradflowArgs, backend: Option<&str>) -> Result<bool> {
         }
     }
     bar.finish_and_clear();
-    std::fs::create_dir_all(&args.out_dir).map_err(|e| io_err(&args.out_dir, e))?;
+    std::fs::create_dir_all(&args.out_dir).map_err(|e| super::write_err(&args.out_dir, e))?;
     write_csv(&args.out_dir.join("gradflow.csv"), &runs)?;
     plot_layers(&args.out_dir.join("gradflow_layers.svg"), &runs, a)?;
     plot_depth(&args.out_dir.join("gradflow_depth.svg"), &runs, a)?;
@@ -228,8 +269,8 @@ pub fn run(args: &GradflowArgs, backend: Option<&str>) -> Result<bool> {
     } else {
         println!("adapter: {}", adapter_line(&gpu));
         println!(
-            "MSE loss vs a target, one backward; ||grad|| of each weight ({} channels, {}x{}, batch {}, init {}, seed {})",
-            a.channels, a.size, a.size, a.batch, a.init, a.seed
+            "MSE loss vs a target, one backward; ||grad|| of each weight ({} channels, {}x{}, batch {}, {})",
+            a.channels, a.size, a.size, a.batch, a.source()
         );
         println!(
             "{:<9} {:>6} {:>12} {:>14} {:>14} {:>12}",
@@ -256,13 +297,6 @@ pub fn run(args: &GradflowArgs, backend: Option<&str>) -> Result<bool> {
     Ok(true)
 }
 
-fn io_err(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Io {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    }
-}
-
 fn write_csv(path: &Path, runs: &[Run]) -> Result<()> {
     let mut s = String::from("arch,depth,layer_index,name,grad_norm\n");
     for r in runs {
@@ -273,7 +307,7 @@ fn write_csv(path: &Path, runs: &[Run]) -> Result<()> {
             ));
         }
     }
-    std::fs::write(path, s).map_err(|e| io_err(path, e))
+    std::fs::write(path, s).map_err(|e| super::write_err(path, e))
 }
 
 /// log10 of a norm, floored so a zero gradient still plots.
@@ -323,8 +357,12 @@ fn plot_layers(path: &Path, runs: &[Run], a: &NetArgs) -> Result<()> {
         })
         .collect();
     let caption = format!(
-        "Weight-gradient norm by layer ({} ch, {}x{}, batch {}, init {})",
-        a.channels, a.size, a.size, a.batch, a.init
+        "Weight-gradient norm by layer ({} ch, {}x{}, batch {}, {})",
+        a.channels,
+        a.size,
+        a.size,
+        a.batch,
+        a.source()
     );
     line_chart(
         path,
@@ -355,8 +393,9 @@ fn plot_depth(path: &Path, runs: &[Run], a: &NetArgs) -> Result<()> {
         .filter(|s| !s.points.is_empty())
         .collect();
     let caption = format!(
-        "First layer's weight-gradient norm vs depth ({} ch, init {})",
-        a.channels, a.init
+        "First layer's weight-gradient norm vs depth ({} ch, {})",
+        a.channels,
+        a.source()
     );
     line_chart(
         path,

@@ -176,7 +176,7 @@ pub fn run(a: &MemoryArgs, backend: Option<&str>) -> skipgrad::Result<()> {
         }
     }
     bar.finish_and_clear();
-    std::fs::create_dir_all(&a.out_dir).map_err(|e| io_err(&a.out_dir, e))?;
+    std::fs::create_dir_all(&a.out_dir).map_err(|e| super::write_err(&a.out_dir, e))?;
     let csv = a.out_dir.join("memory.csv");
     write_csv(&csv, &rows)?;
     let svg = a.out_dir.join("memory.svg");
@@ -194,13 +194,6 @@ pub fn run(a: &MemoryArgs, backend: Option<&str>) -> skipgrad::Result<()> {
         println!("wrote {} and {}", csv.display(), svg.display());
     }
     Ok(())
-}
-
-fn io_err(path: &Path, e: impl std::fmt::Display) -> skipgrad::Error {
-    skipgrad::Error::Io {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    }
 }
 
 fn print_table(gpu: &Gpu, a: &MemoryArgs, rows: &[Row]) {
@@ -307,7 +300,7 @@ fn write_csv(path: &Path, rows: &[Row]) -> skipgrad::Result<()> {
             r.fwd_bwd_ms
         ));
     }
-    std::fs::write(path, s).map_err(|e| io_err(path, e))
+    std::fs::write(path, s).map_err(|e| super::write_err(path, e))
 }
 
 fn write_svg(path: &Path, rows: &[Row], a: &MemoryArgs) -> skipgrad::Result<()> {
@@ -378,5 +371,5 @@ fn write_svg(path: &Path, rows: &[Row], a: &MemoryArgs) -> skipgrad::Result<()> 
         root.present()?;
         Ok(())
     };
-    draw().map_err(|e| io_err(path, e))
+    draw().map_err(|e| super::write_err(path, e))
 }

@@ -60,6 +60,14 @@ pub fn choice_json(c: &skipgrad::ops::conv2d::TunedChoice) -> serde_json::Value 
     })
 }
 
+/// The error of failing to write `path` (an output file or its folder).
+pub fn write_err(path: &std::path::Path, e: impl std::fmt::Display) -> skipgrad::Error {
+    skipgrad::Error::Write {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
 /// Formats a byte count with a binary unit.
 pub fn fmt_bytes(b: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -144,10 +152,7 @@ pub fn line_chart(
         root.present()?;
         Ok(())
     };
-    draw().map_err(|e| skipgrad::Error::Io {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    })
+    draw().map_err(|e| write_err(path, e))
 }
 
 /// The colour of an architecture in every plot.

@@ -165,7 +165,7 @@ pub fn run(args: &BenchArgs, backend: Option<&str>) -> skipgrad::Result<bool> {
     let suite = Suite {
         gpu: &gpu,
         use_gpu,
-        iters: if args.quick { 2 } else { args.iters.max(1) },
+        iters: if args.quick { 2 } else { args.iters },
         fma_gflops: ceil.fma_gflops,
         nominal: nominal_fp32_gflops(&gpu.adapter_info().name),
     };

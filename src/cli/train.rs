@@ -10,11 +10,12 @@ use plotters::chart::SeriesLabelPosition;
 use skipgrad::train::{self, Adam, Sgd};
 use skipgrad::{Error, Gpu, Optimizer, OptimizerKind, Purpose, Recording, Result, Tensor};
 
-use super::gradflow::{archs, data, normal_data, NetArgs};
+use super::gradflow::{archs, data, host_f32s, normal_data, NetArgs};
 use super::{adapter_line, arch_color, line_chart, open_gpu, progress_bar, Series};
 
 /// What to train and how.
 #[derive(Clone, Debug, clap::Args)]
+#[command(allow_negative_numbers = true)]
 pub struct TrainArgs {
     /// Architectures: plain, residual, dense (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "plain,residual")]
@@ -128,8 +129,10 @@ fn optimizer(a: &TrainArgs) -> Result<OptimizerKind> {
 /// standard deviation 0.5, the target the clean image.
 fn denoising(gpu: &Gpu, shape: [usize; 4], seed: u64) -> Result<(Tensor, Tensor)> {
     let [n, c, h, w] = shape;
-    let params = normal_data(seed ^ 0x5eed, n * c * 4);
-    let mut clean = Vec::with_capacity(n * c * h * w);
+    // The sizes are the user's: refused before host memory is taken for them.
+    Tensor::check_size(gpu, shape)?;
+    let params = normal_data(seed ^ 0x5eed, n * c * 4)?;
+    let mut clean = host_f32s(n * c * h * w, "the denoising task's images")?;
     for i in 0..n * c {
         let p = &params[4 * i..4 * i + 4];
         let (fy, fx) = (1.0 + p[0].abs().min(3.0), 1.0 + p[1].abs().min(3.0));
@@ -142,7 +145,7 @@ fn denoising(gpu: &Gpu, shape: [usize; 4], seed: u64) -> Result<(Tensor, Tensor)
             }
         }
     }
-    let noise = normal_data(seed ^ 0x0015e, clean.len());
+    let noise = normal_data(seed ^ 0x0015e, clean.len())?;
     let noisy: Vec<f32> = clean.iter().zip(&noise).map(|(c, e)| c + 0.5 * e).collect();
     Ok((
         Tensor::from_slice(gpu, shape, &noisy, Purpose::Activation)?,
@@ -202,7 +205,7 @@ pub fn run(args: &TrainArgs, backend: Option<&str>) -> Result<bool> {
         reports.push(RunReport {
             arch: arch.name(),
             depth: args.depth,
-            optimizer: format!("{kind:?}"),
+            optimizer: kind.to_string(),
             steps,
             dispatches_per_step: dispatches,
             submissions_per_step: 1,
@@ -210,7 +213,7 @@ pub fn run(args: &TrainArgs, backend: Option<&str>) -> Result<bool> {
             seconds: start.elapsed().as_secs_f64(),
         });
     }
-    std::fs::create_dir_all(&args.out_dir).map_err(|e| io_err(&args.out_dir, e))?;
+    std::fs::create_dir_all(&args.out_dir).map_err(|e| super::write_err(&args.out_dir, e))?;
     let svg = args.out_dir.join("train.svg");
     plot(&svg, &reports, args)?;
     if args.json {
@@ -223,13 +226,14 @@ pub fn run(args: &TrainArgs, backend: Option<&str>) -> Result<bool> {
     } else {
         println!("adapter: {}", adapter_line(&gpu));
         println!(
-            "task: {}, {:?}; optimizer {kind:?}; {} steps",
+            "task: {}, {:?}; {}; optimizer {kind}; {} steps",
             if args.net.data.is_some() {
                 "--data"
             } else {
                 "denoising (seeded)"
             },
             shape,
+            args.net.source(),
             args.steps
         );
         println!(
@@ -257,13 +261,6 @@ pub fn run(args: &TrainArgs, backend: Option<&str>) -> Result<bool> {
         );
     }
     Ok(true)
-}
-
-fn io_err(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Io {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    }
 }
 
 fn plot(path: &Path, runs: &[RunReport], a: &TrainArgs) -> Result<()> {

@@ -91,6 +91,46 @@ pub enum OptimizerKind {
     AdamW(Adam),
 }
 
+impl std::fmt::Display for OptimizerKind {
+    /// As a user writes it: `SGD lr 0.01 momentum 0.9`, `AdamW lr 0.001 betas (0.9, 0.999)
+    /// eps 1e-8 weight decay 0.01` (terms at their inactive value left out).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OptimizerKind::Sgd(s) => {
+                write!(f, "SGD lr {}", s.lr)?;
+                if s.momentum != 0.0 {
+                    write!(f, " momentum {}", s.momentum)?;
+                }
+                if s.dampening != 0.0 {
+                    write!(f, " dampening {}", s.dampening)?;
+                }
+                if s.weight_decay != 0.0 {
+                    write!(f, " weight decay {}", s.weight_decay)?;
+                }
+                if s.nesterov {
+                    write!(f, " nesterov")?;
+                }
+                Ok(())
+            }
+            OptimizerKind::Adam(a) | OptimizerKind::AdamW(a) => {
+                let name = match self {
+                    OptimizerKind::AdamW(_) => "AdamW",
+                    _ => "Adam",
+                };
+                write!(
+                    f,
+                    "{name} lr {} betas ({}, {}) eps {:e}",
+                    a.lr, a.betas.0, a.betas.1, a.eps
+                )?;
+                if a.weight_decay != 0.0 {
+                    write!(f, " weight decay {}", a.weight_decay)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// An optimizer and its per-parameter state, keyed by `state_dict` name.
 pub struct Optimizer {
     kind: OptimizerKind,
@@ -125,7 +165,9 @@ impl Optimizer {
         match kind {
             OptimizerKind::Sgd(s) => {
                 if !(s.lr >= 0.0 && s.momentum >= 0.0 && s.weight_decay >= 0.0) {
-                    return bad(format!("lr, momentum and weight_decay must be >= 0: {s:?}"));
+                    return bad(format!(
+                        "lr, momentum and weight decay must be >= 0 (got {kind})"
+                    ));
                 }
                 if s.nesterov && (s.momentum <= 0.0 || s.dampening != 0.0) {
                     return bad("Nesterov momentum needs momentum > 0 and dampening 0".into());
@@ -140,7 +182,7 @@ impl Optimizer {
                     && (0.0..1.0).contains(&b2);
                 if !valid {
                     return bad(format!(
-                        "lr, eps, weight_decay must be >= 0 and betas in [0, 1): {a:?}"
+                        "lr, eps and weight decay must be >= 0 and betas in [0, 1) (got {kind})"
                     ));
                 }
             }

@@ -139,7 +139,8 @@ impl DenseBlock {
     }
 
     /// A block whose parameters come from a PyTorch `state_dict` (`layer{i}.weight`,
-    /// `layer{i}.bias`); the sizes are checked against `in_channels`, `growth`, `layers`.
+    /// `layer{i}.bias`, and nothing else, as PyTorch's strict `load_state_dict`); the sizes
+    /// are checked against `in_channels`, `growth`, `layers`.
     pub fn from_state_dict(
         gpu: &Gpu,
         in_channels: usize,
@@ -148,6 +149,14 @@ impl DenseBlock {
         strategy: ConcatStrategy,
         file: &TensorFile,
     ) -> Result<DenseBlock> {
+        let expected: Vec<String> = (0..layers)
+            .flat_map(|i| [format!("layer{i}.weight"), format!("layer{i}.bias")])
+            .collect();
+        file.check_fits(
+            &format!("a dense block of {layers} layers"),
+            &expected,
+            true,
+        )?;
         Self::build(
             in_channels,
             growth,

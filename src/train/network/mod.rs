@@ -94,6 +94,11 @@ fn conv3x3() -> Conv2dParams {
     Conv2dParams::new(1, 1)
 }
 
+/// `a plain stack of depth 4`, for messages.
+fn describe(arch: Arch, depth: usize) -> String {
+    format!("a {} stack of depth {depth}", arch.name())
+}
+
 impl Network {
     /// A network with parameters drawn as `init` says (every layer its own stream).
     /// `depth`: convs of the plain and residual stacks (even for residual), layers of the
@@ -108,8 +113,11 @@ impl Network {
         Self::build(gpu, arch, depth, channels, Source::Init(init))
     }
 
-    /// A network whose parameters come from a PyTorch `state_dict` with the names above;
-    /// every expected tensor must be there with its exact shape.
+    /// A network whose parameters come from a PyTorch `state_dict` with the names above:
+    /// every expected tensor there with its exact shape, and nothing else (as PyTorch's
+    /// strict `load_state_dict`: a depth-4 `state_dict` does not load as depth 2; the error
+    /// lists every missing and unexpected name). Integer buffers (`num_batches_tracked`)
+    /// are allowed.
     pub fn from_state_dict(
         gpu: &Gpu,
         arch: Arch,
@@ -117,7 +125,53 @@ impl Network {
         channels: usize,
         file: &TensorFile,
     ) -> Result<Network> {
+        let expected = Self::parameter_names(arch, depth);
+        file.check_fits(&describe(arch, depth), &expected, true)?;
         Self::build(gpu, arch, depth, channels, Source::File(file))
+    }
+
+    /// [`Network::from_state_dict`], but tensors the network does not use are skipped
+    /// (PyTorch's `strict=False`) and returned by name; missing ones are still an error.
+    pub fn from_state_dict_lenient(
+        gpu: &Gpu,
+        arch: Arch,
+        depth: usize,
+        channels: usize,
+        file: &TensorFile,
+    ) -> Result<(Network, Vec<String>)> {
+        let expected = Self::parameter_names(arch, depth);
+        let skipped = file.check_fits(&describe(arch, depth), &expected, false)?;
+        let used = TensorFile {
+            metadata: file.metadata.clone(),
+            tensors: file
+                .tensors
+                .iter()
+                .filter(|(k, _)| expected.contains(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        };
+        let net = Self::build(gpu, arch, depth, channels, Source::File(&used))?;
+        Ok((net, skipped))
+    }
+
+    /// The `state_dict` names of a network of `arch` and `depth`, in forward order (what
+    /// [`Network::parameters`] names).
+    pub fn parameter_names(arch: Arch, depth: usize) -> Vec<String> {
+        let conv = |n: String| [format!("{n}.weight"), format!("{n}.bias")];
+        match arch {
+            Arch::Plain => (0..depth)
+                .flat_map(|i| conv(format!("layers.{i}")))
+                .collect(),
+            Arch::Residual => (0..depth / 2)
+                .flat_map(|i| [1, 2].map(|c| format!("blocks.{i}.conv{c}")))
+                .flat_map(conv)
+                .collect(),
+            Arch::Dense => (0..depth)
+                .map(|i| format!("block.layer{i}"))
+                .chain(std::iter::once("transition".to_string()))
+                .flat_map(conv)
+                .collect(),
+        }
     }
 
     fn build(
