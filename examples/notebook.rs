@@ -5,8 +5,7 @@
 
 use std::path::Path;
 
-use skipgrad::weights::TensorFile;
-use skipgrad::{Gpu, Purpose, Recording, ResidualBlock, ResidualVariant, Tensor};
+use skipgrad::{Gpu, Purpose, Recording, ResidualBlock, ResidualVariant, Tensor, TensorFile};
 
 fn main() -> skipgrad::Result<()> {
     let gpu = Gpu::new()?;

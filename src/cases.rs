@@ -288,6 +288,12 @@ fn conv2d_abs_sums(file: &TensorFile) -> Result<Vec<(&'static str, Vec<f64>)>> {
     ])
 }
 
+/// A block case's parameters (`*.weight`, `*.bias`), without its inputs, results and
+/// gradients (`x`, `out`, `grad_*`): what a strict `from_state_dict` takes.
+fn parameters(file: &TensorFile) -> TensorFile {
+    file.filter(|k| !k.starts_with("grad_") && (k.ends_with(".weight") || k.ends_with(".bias")))
+}
+
 /// Uploads a named tensor of the case.
 pub fn upload(gpu: &Gpu, file: &TensorFile, name: &str, purpose: Purpose) -> Result<Tensor> {
     let t: &HostTensor = file.tensor(name)?;
@@ -462,7 +468,8 @@ fn run_residual(gpu: &Gpu, file: &TensorFile) -> Result<Outputs> {
             )));
         }
     }
-    let mut block = crate::ResidualBlock::from_state_dict(gpu, variant, x.shape()[1], file)?;
+    let params = parameters(file);
+    let mut block = crate::ResidualBlock::from_state_dict(gpu, variant, x.shape()[1], &params)?;
     let block = std::cell::RefCell::new(&mut block);
     block_outputs(
         gpu,
@@ -491,9 +498,10 @@ fn run_dense(gpu: &Gpu, file: &TensorFile) -> Result<Outputs> {
     let x = upload(gpu, file, "x", Purpose::Activation)?;
     let go = upload(gpu, file, "grad_out", Purpose::Gradient)?;
     let mut outs = Vec::new();
+    let params = parameters(file);
     // Both concatenation strategies must reproduce PyTorch.
     for strategy in crate::ConcatStrategy::ALL {
-        let mut block = crate::DenseBlock::from_state_dict(gpu, c0, k, layers, strategy, file)?;
+        let mut block = crate::DenseBlock::from_state_dict(gpu, c0, k, layers, strategy, &params)?;
         let block = std::cell::RefCell::new(&mut block);
         outs.extend(block_outputs(
             gpu,

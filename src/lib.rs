@@ -38,22 +38,29 @@ macro_rules! wgsl {
     };
 }
 
+// What a user needs is re-exported below; the modules behind it are private, so every type
+// has one path. `ops` (the ops as functions), `train` (optimizers and the training step)
+// and, with the `oracle` feature, `reference` (the f64 CPU reference) are modules of their
+// own. `bench` and `cases` serve the binary and the tests, and stay out of the docs.
 #[cfg(feature = "cli")]
+#[doc(hidden)]
 pub mod bench;
-pub mod blocks;
+mod blocks;
 #[cfg(feature = "oracle")]
+#[doc(hidden)]
 pub mod cases;
-pub mod error;
-pub mod gpu;
-pub mod memory;
+mod error;
+mod gpu;
+mod memory;
 pub mod ops;
-pub mod record;
+mod record;
 #[cfg(feature = "oracle")]
 pub mod reference;
-pub mod tensor;
+mod tensor;
 pub mod train;
-pub mod weights;
+mod weights;
 
+pub use blocks::dense::AnalyticMemory;
 pub use blocks::{BlockGrads, ConcatStrategy, DenseBlock, Init, ResidualBlock, ResidualVariant};
 pub use error::{Error, Result};
 pub use gpu::{AdapterPolicy, DiskCache, Gpu, GpuOptions};
@@ -63,6 +70,7 @@ pub use ops::conv2d::{Conv2dParams, Fusion};
 pub use record::{Cost, Recording, Timing};
 pub use tensor::Tensor;
 pub use train::{Arch, Network, Optimizer, OptimizerKind};
+pub use weights::{HostTensor, TensorFile};
 
 /// The README's code runs as a doctest, so the documented usage cannot rot.
 #[doc = include_str!("../README.md")]

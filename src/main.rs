@@ -77,6 +77,7 @@ fn main() -> ExitCode {
         Some(Command::Info { json }) => cli::info::run(backend, json).map(|_| true),
         Some(Command::Check { paths, json }) => cli::check::run(&paths, backend, json),
         Some(Command::Memory(args)) => cli::memory::run(&args, backend).map(|_| true),
+        Some(Command::Bench(args)) if args.suite == "gpu" => cli::suite::run(&args, backend),
         Some(Command::Bench(args)) => cli::bench::run(&args, backend),
         Some(Command::Stress(args)) => cli::stress::run(&args, backend),
         Some(Command::Gradflow(args)) => cli::gradflow::run(&args, backend),

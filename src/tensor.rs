@@ -31,7 +31,7 @@ pub struct Tensor {
 }
 
 /// Pads a shape of rank 1 to 4 with trailing ones (`[C]` → `[C, 1, 1, 1]`).
-pub fn shape4(dims: &[usize]) -> Result<[usize; 4]> {
+pub(crate) fn shape4(dims: &[usize]) -> Result<[usize; 4]> {
     if dims.is_empty() || dims.len() > 4 {
         return Err(Error::shape(
             "tensor",

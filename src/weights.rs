@@ -95,7 +95,15 @@ fn content(reason: impl Into<String>) -> Error {
 
 /// The largest tensor file read: 1 GiB. Larger files (or endless ones such as `/dev/zero`)
 /// are refused before they are read, rather than filling memory.
-pub const MAX_FILE_BYTES: u64 = 1 << 30;
+pub(crate) const MAX_FILE_BYTES: u64 = 1 << 30;
+
+impl HostTensor {
+    /// Its shape as the 4-D `[N, C, H, W]` a [`crate::Tensor`] has (a lower rank padded
+    /// with trailing 1s: a bias `[C]` is `[C, 1, 1, 1]`), or an error past 4 dimensions.
+    pub fn shape4(&self) -> Result<[usize; 4]> {
+        crate::tensor::shape4(&self.shape)
+    }
+}
 
 impl TensorFile {
     /// Reads and validates a safetensors file (every tensor must be `F32`). Files larger
@@ -231,6 +239,20 @@ impl TensorFile {
             path: path.display().to_string(),
             reason: e.to_string(),
         })
+    }
+
+    /// The entries whose names `keep` accepts (a file's parameters apart from the data and
+    /// results beside them, before a strict load).
+    pub fn filter(&self, keep: impl Fn(&str) -> bool) -> TensorFile {
+        TensorFile {
+            metadata: self.metadata.clone(),
+            tensors: self
+                .tensors
+                .iter()
+                .filter(|(k, _)| keep(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
     }
 
     /// The entries whose names start with `prefix`, with the prefix removed (one block's

@@ -5,11 +5,11 @@ mod common;
 
 use common::{gpu, to_f64, upload, Rng};
 use skipgrad::reference::{self, HostConv};
-use skipgrad::weights::{HostTensor, TensorFile};
 use skipgrad::{
     BlockGrads, ConcatStrategy, Conv2dParams, ConvKernels, DenseBlock, Error, Purpose, Recording,
     ResidualBlock, ResidualVariant, Tensor,
 };
+use skipgrad::{HostTensor, TensorFile};
 
 /// Host copies of a block's parameters, by state_dict name, written into a TensorFile.
 fn random_state(names_and_shapes: &[(String, Vec<usize>)], seed: u64) -> TensorFile {
@@ -361,15 +361,23 @@ fn state_dict_names_and_shapes_are_checked() {
     let e = ResidualBlock::from_state_dict(g, ResidualVariant::Basic, 5, &file).unwrap_err();
     assert!(e.to_string().contains("conv1.weight has shape"), "{e}");
     // A missing bias is a conv made with bias=False (zero bias); a missing weight is an
-    // error naming it.
+    // error naming it and what the file holds.
     file.tensors.remove("conv2.bias");
     assert!(ResidualBlock::from_state_dict(g, ResidualVariant::Basic, 4, &file).is_ok());
     file.tensors.remove("conv2.weight");
     let e = ResidualBlock::from_state_dict(g, ResidualVariant::Basic, 4, &file).unwrap_err();
     assert!(
-        e.to_string().contains("missing tensor \"conv2.weight\""),
+        e.to_string()
+            .contains("missing conv2.weight; it holds conv1.bias, conv1.weight"),
         "{e}"
     );
+    // Strict: a tensor the block does not use is refused, named.
+    let mut extra = random_state(&residual_names(4, 3, 4), 3);
+    extra
+        .tensors
+        .insert("conv3.weight".into(), extra.tensors["conv1.weight"].clone());
+    let e = ResidualBlock::from_state_dict(g, ResidualVariant::Basic, 4, &extra).unwrap_err();
+    assert!(e.to_string().contains("unexpected conv3.weight"), "{e}");
     let file = random_state(&dense_names(3, 2, 2), 4);
     assert!(DenseBlock::from_state_dict(g, 3, 2, 3, ConcatStrategy::Shared, &file).is_err());
     assert!(DenseBlock::new(g, 3, 0, 3, ConcatStrategy::Shared).is_err());

@@ -2,8 +2,15 @@
 
 use std::process::Command;
 
+/// The binary, run in a temporary folder of this test process: commands that write by
+/// default (`out/` of `memory`, `gradflow`, `train`) write there, never into the working
+/// tree (`.ci/run` fails if a test run leaves anything in it).
 fn skipgrad() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_skipgrad"))
+    let dir = std::env::temp_dir().join(format!("skipgrad-cli-cwd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_skipgrad"));
+    c.current_dir(dir);
+    c
 }
 
 /// Without XDG_RUNTIME_DIR (headless machines, CI) no command prints Mesa's
@@ -132,7 +139,13 @@ fn train_logs_the_requested_steps() {
 fn bad_conv_kernels_variable_fails_first() {
     for (value, says) in [("bogus", "expected auto"), ("tiled", "was removed")] {
         let out = skipgrad()
-            .args(["check", "tests/vectors/relu_1x16x13x17.safetensors"])
+            .args([
+                "check",
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/vectors/relu_1x16x13x17.safetensors"
+                ),
+            ])
             .env("SKIPGRAD_CONV_KERNELS", value)
             .output()
             .unwrap();
@@ -150,7 +163,13 @@ fn bad_conv_kernels_variable_fails_first() {
 #[test]
 fn bad_scratch_budget_fails_first() {
     let out = skipgrad()
-        .args(["check", "tests/vectors/relu_1x16x13x17.safetensors"])
+        .args([
+            "check",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/vectors/relu_1x16x13x17.safetensors"
+            ),
+        ])
         .env("SKIPGRAD_SCRATCH_BUDGET_MIB", "lots")
         .output()
         .unwrap();

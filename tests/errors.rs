@@ -213,7 +213,7 @@ fn truncated_and_foreign_files_are_failed_cases() {
     );
 
     // A file that parses but names an op the engine does not know.
-    let mut file = skipgrad::weights::TensorFile::read(&src).unwrap();
+    let mut file = skipgrad::TensorFile::read(&src).unwrap();
     file.metadata.insert("op".into(), "softmax".into());
     let foreign = dir.join("foreign.safetensors");
     file.write(&foreign).unwrap();
@@ -225,7 +225,7 @@ fn truncated_and_foreign_files_are_failed_cases() {
     );
 
     // Right op, wrong shapes: a failed case with the reason.
-    let mut file = skipgrad::weights::TensorFile::read(&src).unwrap();
+    let mut file = skipgrad::TensorFile::read(&src).unwrap();
     file.tensors.get_mut("grad_out").unwrap().shape = vec![2, 3, 7, 5];
     let bad = dir.join("badshape.safetensors");
     file.write(&bad).unwrap();
@@ -273,7 +273,7 @@ fn weights_must_be_whole_tensors() {
 /// missing tensors are listed with what the file holds.
 #[test]
 fn state_dicts_load_strictly_naming_what_does_not_fit() {
-    use skipgrad::weights::TensorFile;
+    use skipgrad::TensorFile;
     use skipgrad::{Arch, Init, Network};
     let g = gpu();
     let dir = std::env::temp_dir().join(format!("skipgrad-strict-{}", std::process::id()));

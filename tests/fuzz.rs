@@ -10,7 +10,7 @@ use common::gpu;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use skipgrad::cases::run_case;
-use skipgrad::weights::TensorFile;
+use skipgrad::TensorFile;
 use skipgrad::{ConcatStrategy, DenseBlock, ResidualBlock, ResidualVariant};
 
 fn cases() -> u32 {
@@ -91,7 +91,7 @@ fn mutate(seed: &[u8], edits: &[Edit]) -> Vec<u8> {
 
 #[test]
 fn arbitrary_bytes_are_errors_not_panics() {
-    let ok = std::cell::Cell::new(0u32);
+    let (ok, runs) = (std::cell::Cell::new(0u32), std::cell::Cell::new(0u32));
     // Half raw bytes, half with a plausible 8-byte header length in front.
     let strategy = prop_oneof![
         prop::collection::vec(any::<u8>(), 0..512),
@@ -103,26 +103,41 @@ fn arbitrary_bytes_are_errors_not_panics() {
     ];
     runner(cases())
         .run(&strategy, |bytes| {
+            runs.set(runs.get() + 1);
             if TensorFile::from_reader(&bytes[..]).is_ok() {
                 ok.set(ok.get() + 1);
             }
             Ok(())
         })
         .unwrap();
-    println!("{} arbitrary inputs, {} parsed", cases(), ok.get());
+    println!("{} arbitrary inputs, {} parsed", runs.get(), ok.get());
+    assert_eq!(runs.get(), cases(), "every input went through the reader");
 }
 
 #[test]
 fn mutated_case_files_are_errors_not_panics() {
     let seeds = seeds();
+    let (parsed, runs) = (std::cell::Cell::new(0u32), std::cell::Cell::new(0u32));
     let strategy = (0..seeds.len(), prop::collection::vec(edit(), 1..6));
     runner(cases())
         .run(&strategy, |(i, edits)| {
+            runs.set(runs.get() + 1);
             let bytes = mutate(&seeds[i], &edits);
-            let _ = TensorFile::from_reader(&bytes[..]);
+            if TensorFile::from_reader(&bytes[..]).is_ok() {
+                parsed.set(parsed.get() + 1);
+            }
             Ok(())
         })
         .unwrap();
+    println!("{} mutated files, {} parsed", runs.get(), parsed.get());
+    // Both outcomes exercised: mutations the reader accepts (data edits) and refuses.
+    assert_eq!(runs.get(), cases());
+    assert!(
+        parsed.get() > 0 && parsed.get() < runs.get(),
+        "{} of {}",
+        parsed.get(),
+        runs.get()
+    );
 }
 
 #[test]
@@ -150,4 +165,11 @@ fn mutated_files_that_parse_run_or_fail_cleanly_on_the_gpu() {
         })
         .unwrap();
     println!("{} mutated files parsed, {} ran", parsed.get(), ran.get());
+    // Valid mutations reached the GPU and ran there: the property exercised the kernels.
+    assert!(
+        parsed.get() > 0 && ran.get() > 0,
+        "{} parsed, {} ran",
+        parsed.get(),
+        ran.get()
+    );
 }

@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{assert_close, gpu, to_f64};
-use skipgrad::weights::TensorFile;
+use skipgrad::TensorFile;
 use skipgrad::{Arch, Init, Network, Purpose, Recording, ResidualBlock, ResidualVariant, Tensor};
 
 fn dir() -> PathBuf {
@@ -25,7 +25,7 @@ fn check(state: &str, io: &str, variant: ResidualVariant, channels: usize) {
     let block = ResidualBlock::from_state_dict(g, variant, channels, &read(state)).unwrap();
     let io = read(io);
     let x = &io.tensors["x"];
-    let shape = skipgrad::tensor::shape4(&x.shape).unwrap();
+    let shape = x.shape4().unwrap();
     let xt = Tensor::from_slice(g, shape, &x.data, Purpose::Activation).unwrap();
     let mut rec = Recording::new(g);
     let y = block.forward_inference(&mut rec, &xt).unwrap();

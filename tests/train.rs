@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use common::gpu;
 use skipgrad::ops::loss;
 use skipgrad::train::{self, Adam, Sgd};
-use skipgrad::weights::TensorFile;
+use skipgrad::TensorFile;
 use skipgrad::{Arch, Gpu, Network, Optimizer, OptimizerKind, Purpose, Recording, Tensor};
 
 fn files() -> Vec<PathBuf> {
@@ -48,12 +48,16 @@ fn load(path: &Path) -> Case {
 
 fn tensor(g: &Gpu, file: &TensorFile, name: &str) -> Tensor {
     let t = &file.tensors[name];
-    let shape = skipgrad::tensor::shape4(&t.shape).unwrap();
+    let shape = t.shape4().unwrap();
     Tensor::from_slice(g, shape, &t.data, Purpose::Activation).unwrap()
 }
 
+/// The network from the file's initial `state_dict` (the file also holds the data and
+/// PyTorch's results: the strict load takes the parameters alone).
 fn network(g: &Gpu, c: &Case) -> Network {
-    Network::from_state_dict(g, c.arch, c.depth, c.channels, &c.file).unwrap()
+    let names = Network::parameter_names(c.arch, c.depth);
+    let params = c.file.filter(|k| names.iter().any(|n| n == k));
+    Network::from_state_dict(g, c.arch, c.depth, c.channels, &params).unwrap()
 }
 
 fn norm(v: &[f32]) -> f64 {

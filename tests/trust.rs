@@ -8,7 +8,7 @@ use common::{gpu, to_f64, upload, Rng};
 use skipgrad::cases::{compare, compare_shaped, Tolerance};
 use skipgrad::ops::conv2d::{self, Fusion};
 use skipgrad::ops::{add, relu};
-use skipgrad::weights::HostTensor;
+use skipgrad::HostTensor;
 use skipgrad::{
     reference, Conv2dParams, ConvKernels, Error, Gpu, Purpose, Recording, ResidualBlock,
     ResidualVariant, Tensor,
@@ -262,7 +262,7 @@ fn comparisons_check_shapes_and_non_finite_positions() {
 
 #[test]
 fn endless_and_lying_files_stop_at_what_they_declare() {
-    use skipgrad::weights::TensorFile;
+    use skipgrad::TensorFile;
     // An endless stream of zeros: a zero-length header, refused at once.
     let e = TensorFile::from_reader(std::io::repeat(0))
         .unwrap_err()

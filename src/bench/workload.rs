@@ -214,7 +214,9 @@ impl BenchCase {
                     .insert("x".into(), host(&[n, c, hw, hw], 1.0, 1));
                 file.tensors
                     .insert("grad_out".into(), host(&[n, c, hw, hw], 1.0, 4));
-                let block = ResidualBlock::from_state_dict(gpu, ResidualVariant::Basic, c, &file)?;
+                let params = file.filter(|k| k.starts_with("conv"));
+                let block =
+                    ResidualBlock::from_state_dict(gpu, ResidualVariant::Basic, c, &params)?;
                 Inner::Residual {
                     block: Box::new(block),
                     x: upload(gpu, &file.tensors["x"], Purpose::Activation)?,
@@ -245,7 +247,8 @@ impl BenchCase {
                     .insert("x".into(), host(&[n, c0, hw, hw], 1.0, 1));
                 file.tensors
                     .insert("grad_out".into(), host(&[n, cl, hw, hw], 1.0, 4));
-                let block = DenseBlock::from_state_dict(gpu, c0, k, layers, strategy, &file)?;
+                let params = file.filter(|k| k.starts_with("layer"));
+                let block = DenseBlock::from_state_dict(gpu, c0, k, layers, strategy, &params)?;
                 Inner::Dense {
                     block: Box::new(block),
                     x: upload(gpu, &file.tensors["x"], Purpose::Activation)?,

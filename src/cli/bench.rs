@@ -298,9 +298,6 @@ fn run_case(
 
 /// Runs the benchmark; returns whether every case passed its correctness guard.
 pub fn run(args: &BenchArgs, backend: Option<&str>) -> skipgrad::Result<bool> {
-    if args.suite == "gpu" {
-        return super::suite::run(args, backend);
-    }
     let cases = selected(args);
     if cases.is_empty() {
         return Err(fail(format!("no case matches {:?}", args.cases)));

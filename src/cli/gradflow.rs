@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 
 use plotters::chart::SeriesLabelPosition;
 use skipgrad::ops::loss;
-use skipgrad::tensor::shape4;
-use skipgrad::weights::TensorFile;
+use skipgrad::TensorFile;
 use skipgrad::{Arch, Error, Gpu, Init, Network, Purpose, Recording, Result, Tensor};
 
 use super::{adapter_line, arch_color, line_chart, open_gpu, progress_bar, Series};
@@ -178,7 +177,7 @@ pub fn data(
                     path: p.display().to_string(),
                     reason: e.to_string(),
                 })?;
-                Tensor::from_slice(gpu, shape4(&t.shape)?, &t.data, Purpose::Activation)
+                Tensor::from_slice(gpu, t.shape4()?, &t.data, Purpose::Activation)
             };
             Ok((get("x")?, get("target")?))
         }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use plotters::prelude::*;
-use skipgrad::blocks::dense::AnalyticMemory;
+use skipgrad::AnalyticMemory;
 use skipgrad::{ConcatStrategy, DenseBlock, Gpu, Purpose, Recording, Tensor};
 
 use super::{adapter_line, fmt_bytes, open_gpu, progress_bar};
@@ -330,6 +330,7 @@ fn write_svg(path: &Path, rows: &[Row], a: &MemoryArgs) -> skipgrad::Result<()> 
             .build_cartesian_2d(0f64..(a.max_layers as f64 + 1.0), 0f64..ymax.max(1e-3))?;
         chart
             .configure_mesh()
+            .x_label_formatter(&super::axis_label)
             .x_desc("layers L")
             .y_desc("peak MiB (forward + backward)")
             .draw()?;
@@ -349,7 +350,12 @@ fn write_svg(path: &Path, rows: &[Row], a: &MemoryArgs) -> skipgrad::Result<()> 
                 chart
                     .draw_series(DashedLineSeries::new(driver, 6, 4, dashed))?
                     .label(format!("{strategy}: driver (everything the device holds)"))
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], dashed));
+                    .legend(move |(x, y)| {
+                        // Dashed in the legend too: two dashes of the line's style.
+                        EmptyElement::at((x, y))
+                            + PathElement::new(vec![(0, 0), (8, 0)], dashed)
+                            + PathElement::new(vec![(13, 0), (20, 0)], dashed)
+                    });
             }
             chart
                 .draw_series(LineSeries::new(analytic, color.mix(0.4).stroke_width(6)))?

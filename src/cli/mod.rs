@@ -128,6 +128,7 @@ pub fn line_chart(
             .build_cartesian_2d(x.clone(), y.clone())?;
         chart
             .configure_mesh()
+            .x_label_formatter(&axis_label)
             .x_desc(x_desc)
             .y_desc(y_desc)
             .draw()?;
@@ -153,6 +154,16 @@ pub fn line_chart(
         Ok(())
     };
     draw().map_err(|e| write_err(path, e))
+}
+
+/// A label of an axis that counts (layers, depths, steps): whole numbers without a
+/// fraction (`10`, not `10.0`), and no label at the ticks between them.
+pub fn axis_label(v: &f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        String::new()
+    }
 }
 
 /// The colour of an architecture in every plot.

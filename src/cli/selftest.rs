@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use skipgrad::bench::{gpu_suite, standard_cases};
 use skipgrad::ops::conv2d::selftest::{self, Outcome, Problem, Progress};
-use skipgrad::weights::TensorFile;
+use skipgrad::TensorFile;
 
 use super::{adapter_line, open_gpu};
 

@@ -149,7 +149,7 @@ fn env_flag(name: &str) -> bool {
 }
 
 /// Parses a backend name as accepted by `SKIPGRAD_BACKEND` and `--backend`.
-pub fn parse_backend(name: &str) -> Result<wgpu::Backends> {
+pub(crate) fn parse_backend(name: &str) -> Result<wgpu::Backends> {
     match name.trim().to_ascii_lowercase().as_str() {
         "vulkan" | "vk" => Ok(wgpu::Backends::VULKAN),
         "gl" | "gles" | "opengl" => Ok(wgpu::Backends::GL),

@@ -3,8 +3,8 @@
 //! AdamW with `torch.optim`'s rules). [`train_step`] records forward, loss, backward and
 //! update into one recording: one submission a step, nothing read back unless asked.
 
-pub mod network;
-pub mod optim;
+pub(crate) mod network;
+pub(crate) mod optim;
 
 pub use network::{Arch, Network};
 pub use optim::{Adam, Optimizer, OptimizerKind, Sgd};

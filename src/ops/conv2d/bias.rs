@@ -1,8 +1,8 @@
 //! The bias gradient (`shaders/conv2d/bias.wgsl`): the sum of grad_out over batch and
 //! pixels per output channel — the same kernel for every family.
 
-use super::args::{bytes_of, check_bias, view};
-use super::budget::rows_per_split;
+use super::args::{bytes_of, check_bias, view, WeightGradArgs};
+use super::budget::{rows_per_split, LOOP_BUDGET};
 use super::partials::{gpu_shapes, Partials};
 use super::split;
 use crate::error::Result;
@@ -10,6 +10,71 @@ use crate::gpu::{Access, KernelSpec, WORKGROUP_SIZE};
 use crate::ops::{bindable, no_overlap, rebase, Half};
 use crate::record::{read, write, Binding, Cost, Grid, Recording};
 use crate::tensor::Tensor;
+
+/// `conv2d_backward_weight_reduce_and_bias`: the reduce's bindings (1, 2) and the bias
+/// sum's (4, 5, 6) in one launch, workgroups of the reduce first.
+pub(crate) const REDUCE_AND_BIAS: KernelSpec = KernelSpec::new(
+    wgsl!(
+        "conv2d/reduce_bias.wgsl",
+        "conv2d/reduce.wgsl",
+        "conv2d/bias.wgsl"
+    ),
+    "conv2d_backward_weight_reduce_and_bias",
+    &[
+        (1, Access::Read),
+        (2, Access::Write),
+        (4, Access::Write),
+        (5, Access::Write),
+        (6, Access::Write),
+    ],
+)
+.with_uniforms(&[0, 3])
+.with_constants(BIAS_CONSTANTS);
+
+/// The bias gradient riding with a weight gradient's reduce: the reduce is the partial
+/// sums' (`partials.rs`), the bias sum this module's; this is where the two meet, so the
+/// partial sums need not know the bias.
+impl Partials {
+    /// Sums a weight gradient's partial sums into `c.grad_weight` (=|+= by
+    /// `c.fusion.accumulate`), and the bias gradient `c.bias` owes in the same launch where
+    /// [`gpu_shapes`], it is not yet recorded, its output gradient binds whole
+    /// and one split sums it: one launch (and one barrier) fewer than two passes. Otherwise as [`Partials::reduce`],
+    /// and the bias gradient is left to `backward_weight.rs`.
+    pub fn reduce_weight(self, rec: &mut Recording<'_>, c: &WeightGradArgs<'_>) -> Result<()> {
+        let (dst, accumulate) = (c.grad_weight, c.fusion.accumulate);
+        let bias = c.bias.filter(|b| {
+            gpu_shapes(rec.gpu())
+                && !b.done()
+                && !self.direct(dst)
+                && self.splits <= LOOP_BUDGET
+                && bindable(rec.gpu(), &[b.grad_out])
+        });
+        let Some(bias) = bias else {
+            return self.reduce(rec, dst, accumulate);
+        };
+        let grad_out = &rebase(rec.gpu(), bias.grad_out);
+        let sum = BiasSum::plan(grad_out, false, BiasShape::Workgroups)?;
+        if sum.splits != 1 {
+            return self.reduce(rec, dst, accumulate);
+        }
+        let (a, mut cost) = self.reduce_args(dst, accumulate);
+        cost += sum.cost;
+        let [y, y4, grad_bias] = sum.buffers(grad_out, bias.grad_bias);
+        let buffers = [Some(read(&self.tensor)), Some(write(dst)), y, y4, grad_bias];
+        let workgroups = (a.count as u64).div_ceil(WORKGROUP_SIZE as u64) + sum.count() as u64;
+        rec.launch(
+            &REDUCE_AND_BIAS,
+            &[bytemuck::bytes_of(&a), sum.bytes()],
+            &buffers,
+            &[],
+            Grid::Workgroups(workgroups),
+            cost,
+        )?;
+        bias.mark_done();
+        rec.scratch_done(self.tensor);
+        Ok(())
+    }
+}
 
 /// `conv2d_backward_bias`: grad_out (binding 4, and 5 as vec4s) → grad_bias or its partial
 /// sums (6); arguments at binding 3 (see the shader's contract).

@@ -25,12 +25,14 @@ mod params;
 mod partials;
 pub(crate) mod select;
 #[cfg(feature = "oracle")]
+#[doc(hidden)]
 pub mod selftest;
 mod split;
 mod tune;
 
 pub use backward::{conv2d_backward, Conv2dBackward, Conv2dGrads};
 pub use backward_input::conv2d_backward_input_into;
+#[cfg(feature = "oracle")]
 pub(crate) use backward_weight::conv2d_backward_weight_and_bias_into;
 pub use backward_weight::conv2d_backward_weight_into;
 pub use bias::conv2d_backward_bias_into;
@@ -71,7 +73,7 @@ pub(crate) fn kernels() -> Vec<&'static crate::gpu::KernelSpec> {
         &bias::BIAS,
         &bias::BIAS_SERIAL,
         &partials::REDUCE,
-        &partials::REDUCE_AND_BIAS,
+        &bias::REDUCE_AND_BIAS,
         &family::pack::PACK_BUFFER,
     ]);
     all

@@ -4,11 +4,9 @@
 //! (`shaders/conv2d/reduce.wgsl`) adds them up in a fixed order.
 
 use super::args::{bytes_of, WeightGradArgs};
-use super::bias::{BiasShape, BiasSum, BIAS_CONSTANTS};
 use super::budget::LOOP_BUDGET;
 use crate::error::{Error, Result};
-use crate::gpu::{Access, KernelSpec, WORKGROUP_SIZE};
-use crate::ops::{bindable, rebase};
+use crate::gpu::{Access, KernelSpec};
 use crate::record::{read, write, Cost, Grid, Recording};
 use crate::tensor::Tensor;
 
@@ -19,31 +17,11 @@ pub(crate) const REDUCE: KernelSpec = KernelSpec::new(
     &[(1, Access::Read), (2, Access::Write)],
 );
 
-/// `conv2d_backward_weight_reduce_and_bias`: the reduce's bindings (1, 2) and the bias
-/// sum's (4, 5, 6) in one launch, workgroups of the reduce first.
-pub(crate) const REDUCE_AND_BIAS: KernelSpec = KernelSpec::new(
-    wgsl!(
-        "conv2d/reduce_bias.wgsl",
-        "conv2d/reduce.wgsl",
-        "conv2d/bias.wgsl"
-    ),
-    "conv2d_backward_weight_reduce_and_bias",
-    &[
-        (1, Access::Read),
-        (2, Access::Write),
-        (4, Access::Write),
-        (5, Access::Write),
-        (6, Access::Write),
-    ],
-)
-.with_uniforms(&[0, 3])
-.with_constants(BIAS_CONSTANTS);
-
 /// Arguments of the reduce kernel (`Reduce` in `shaders/conv2d/reduce.wgsl`).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct ReduceArgs {
-    count: u32,
+pub(crate) struct ReduceArgs {
+    pub count: u32,
     splits: u32,
     accumulate: u32,
     _pad: u32,
@@ -109,48 +87,8 @@ impl Partials {
         Ok(())
     }
 
-    /// Sums a weight gradient's partial sums into `c.grad_weight` (=|+= by
-    /// `c.fusion.accumulate`), and the bias gradient `c.bias` owes in the same launch where
-    /// [`gpu_shapes`], it is not yet recorded, its output gradient binds whole
-    /// and one split sums it: one launch (and one barrier) fewer than two passes. Otherwise as [`Partials::reduce`],
-    /// and the bias gradient is left to `backward_weight.rs`.
-    pub fn reduce_weight(self, rec: &mut Recording<'_>, c: &WeightGradArgs<'_>) -> Result<()> {
-        let (dst, accumulate) = (c.grad_weight, c.fusion.accumulate);
-        let bias = c.bias.filter(|b| {
-            gpu_shapes(rec.gpu())
-                && !b.done()
-                && !self.direct(dst)
-                && self.splits <= LOOP_BUDGET
-                && bindable(rec.gpu(), &[b.grad_out])
-        });
-        let Some(bias) = bias else {
-            return self.reduce(rec, dst, accumulate);
-        };
-        let grad_out = &rebase(rec.gpu(), bias.grad_out);
-        let sum = BiasSum::plan(grad_out, false, BiasShape::Workgroups)?;
-        if sum.splits != 1 {
-            return self.reduce(rec, dst, accumulate);
-        }
-        let (a, mut cost) = self.reduce_args(dst, accumulate);
-        cost += sum.cost;
-        let [y, y4, grad_bias] = sum.buffers(grad_out, bias.grad_bias);
-        let buffers = [Some(read(&self.tensor)), Some(write(dst)), y, y4, grad_bias];
-        let workgroups = (a.count as u64).div_ceil(WORKGROUP_SIZE as u64) + sum.count() as u64;
-        rec.launch(
-            &REDUCE_AND_BIAS,
-            &[bytemuck::bytes_of(&a), sum.bytes()],
-            &buffers,
-            &[],
-            Grid::Workgroups(workgroups),
-            cost,
-        )?;
-        bias.mark_done();
-        rec.scratch_done(self.tensor);
-        Ok(())
-    }
-
     /// The reduce kernel's arguments for summing into `dst`, and its cost.
-    fn reduce_args(&self, dst: &Tensor, accumulate: bool) -> (ReduceArgs, Cost) {
+    pub(crate) fn reduce_args(&self, dst: &Tensor, accumulate: bool) -> (ReduceArgs, Cost) {
         let size = dst.numel();
         let a = ReduceArgs {
             count: size as u32,

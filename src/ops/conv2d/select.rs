@@ -354,6 +354,7 @@ impl Recording<'_> {
 #[derive(Clone, Copy)]
 struct RecordingVariant(usize);
 
+#[cfg(feature = "oracle")]
 impl Recording<'_> {
     /// Runs variant `v` of the forced family (`set_conv_kernels`) where it runs a pass;
     /// passes it does not run take the fallback's rule.

@@ -58,7 +58,7 @@ impl Arch {
 }
 
 /// The growth rate of the dense stack.
-pub const DENSE_GROWTH: usize = 12;
+pub(crate) const DENSE_GROWTH: usize = 12;
 
 enum Body {
     Plain(Vec<ConvLayer>),
