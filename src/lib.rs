@@ -69,7 +69,8 @@ pub use ops::conv2d::ConvKernels;
 pub use ops::conv2d::{Conv2dParams, Fusion};
 pub use record::{Cost, Recording, Timing};
 pub use tensor::Tensor;
-pub use train::{Arch, Network, Optimizer, OptimizerKind};
+pub use train::network::{Arch, Network};
+pub use train::optim::{Optimizer, OptimizerKind};
 pub use weights::{HostTensor, TensorFile};
 
 /// The README's code runs as a doctest, so the documented usage cannot rot.

@@ -107,7 +107,7 @@ impl HostTensor {
 
 impl TensorFile {
     /// Reads and validates a safetensors file (every tensor must be `F32`). Files larger
-    /// than [`MAX_FILE_BYTES`] are refused; at most that many bytes are ever read, even
+    /// than 1 GiB (`MAX_FILE_BYTES`) are refused; at most that many bytes are ever read, even
     /// from a file that claims less and grows (a pipe, a device).
     pub fn read(path: &Path) -> Result<TensorFile> {
         let io = |e: std::io::Error| Error::Io {
@@ -136,7 +136,7 @@ impl TensorFile {
 
     /// Reads a safetensors stream as [`TensorFile::read`] reads a file: only as many bytes
     /// as its header declares (the 8-byte header length, the header, the data its tensors'
-    /// offsets reach), at most [`MAX_FILE_BYTES`], then validated. An endless or lying
+    /// offsets reach), at most 1 GiB (`MAX_FILE_BYTES`), then validated. An endless or lying
     /// stream stops there, with a reason instead of a panic.
     pub fn from_reader<R: std::io::Read>(reader: R) -> Result<TensorFile> {
         use std::io::Read;

@@ -6,8 +6,11 @@
 pub(crate) mod network;
 pub(crate) mod optim;
 
-pub use network::{Arch, Network};
-pub use optim::{Adam, Optimizer, OptimizerKind, Sgd};
+// The network and the optimizer are the crate root's (`skipgrad::Network`, …); the
+// settings of each rule and the step function are this module's.
+pub(crate) use network::{Arch, Network};
+pub use optim::{Adam, Sgd};
+pub(crate) use optim::{Optimizer, OptimizerKind};
 
 use crate::error::Result;
 use crate::ops::loss;
