@@ -18,8 +18,8 @@ use crate::blocks::ConcatStrategy;
 use crate::error::Result;
 use crate::memory::Purpose;
 use crate::tensor::Tensor;
-use crate::train::Arch;
 use crate::weights::HostTensor;
+use crate::Arch;
 use crate::Gpu;
 
 /// What a case runs.

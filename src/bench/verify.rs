@@ -10,8 +10,9 @@ use crate::ops::loss;
 use crate::record::Recording;
 use crate::reference::{self, HostConv};
 use crate::tensor::Tensor;
-use crate::train::{Arch, Network, Optimizer, OptimizerKind, Sgd};
+use crate::train::Sgd;
 use crate::Gpu;
+use crate::{Arch, Network, Optimizer, OptimizerKind};
 
 /// The relative part of the conv guard's bound (`CONV_TOLERANCE`'s), beside the rounding
 /// of long sums ([`SUM_ROUNDING`](crate::cases::SUM_ROUNDING)).

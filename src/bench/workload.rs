@@ -9,10 +9,11 @@ use crate::ops::conv2d::{self, Conv2dParams, Fusion};
 use crate::ops::loss;
 use crate::record::Recording;
 use crate::tensor::Tensor;
-use crate::train::{self, Arch, Network, Optimizer, OptimizerKind, Sgd};
+use crate::train::{self, Sgd};
 use crate::weights::TensorFile;
 use crate::Gpu;
 use crate::Init;
+use crate::{Arch, Network, Optimizer, OptimizerKind};
 /// Uploaded inputs and preallocated outputs of one case.
 pub struct Workload {
     pub(super) inner: Inner,

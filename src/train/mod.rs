@@ -8,9 +8,9 @@ pub(crate) mod optim;
 
 // The network and the optimizer are the crate root's (`skipgrad::Network`, …); the
 // settings of each rule and the step function are this module's.
-pub(crate) use network::{Arch, Network};
+use network::Network;
+use optim::Optimizer;
 pub use optim::{Adam, Sgd};
-pub(crate) use optim::{Optimizer, OptimizerKind};
 
 use crate::error::Result;
 use crate::ops::loss;
