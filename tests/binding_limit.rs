@@ -65,13 +65,13 @@ fn elementwise_ops_split_by_batch_and_channels() {
 #[test]
 fn conv2d_forward_and_backward_split_by_batch_in_every_family() {
     // x: 6 x 64 KiB = 384 KiB; out, grad_out and grad_x the same.
-    conv_past_the_limit([6, 16, 32, 32], [16, 16, 3, 3], &ConvKernels::CONCRETE);
+    conv_past_the_limit([6, 16, 32, 32], [16, 16, 3, 3], &ConvKernels::families());
 }
 
 #[test]
 fn conv2d_of_one_sample_past_the_limit_splits_channels() {
     // One sample: x 384 KiB, out 320 KiB; the split goes by output, then input channels.
-    conv_past_the_limit([1, 96, 32, 32], [80, 96, 3, 3], &ConvKernels::CONCRETE);
+    conv_past_the_limit([1, 96, 32, 32], [80, 96, 3, 3], &ConvKernels::families());
 }
 
 fn conv_past_the_limit(xs: [usize; 4], ws: [usize; 4], families: &[ConvKernels]) {

@@ -106,14 +106,14 @@ fn a_tiny_convs_gradients_are_one_dispatch() {
         skipgrad::ops::conv2d::conv2d(&mut rec, &x, &w, None, &prob.p).expect("record");
         assert_eq!(rec.kernels(), ["conv2d_forward"], "auto forward");
         rec.finish().expect("submit");
-        let (grads, count, kernels) = prob.backward(ConvKernels::Auto);
+        let (grads, count, kernels) = prob.backward(ConvKernels::AUTO);
         assert_eq!(kernels, ["conv2d_backward_fused"], "auto");
         assert_eq!(count, 1, "auto");
         prob.check(&grads, "auto");
     }
-    let (grads, _, kernels) = prob.backward(ConvKernels::RegisterBlocked);
+    let (grads, _, kernels) = prob.backward(ConvKernels::REGBLOCK);
     assert!(!kernels.contains(&"conv2d_backward_fused"), "{kernels:?}");
-    common::assert_family_ran(&kernels, ConvKernels::RegisterBlocked, "forced regblock");
+    common::assert_family_ran(&kernels, ConvKernels::REGBLOCK, "forced regblock");
     prob.check(&grads, "forced regblock");
 }
 
@@ -130,9 +130,9 @@ fn the_bias_gradient_rides_with_the_weight_gradients_reduce_on_gpus() {
     // gradient's reduction in every family that splits, on CPU adapters and GPUs alike.
     let prob = Problem::new([5, 8, 32, 32], [12, 8, 3, 3], Conv2dParams::new(1, 1), 11);
     for kernels in [
-        ConvKernels::Gemm,
-        ConvKernels::Texture,
-        ConvKernels::RegisterBlocked,
+        ConvKernels::GEMM,
+        ConvKernels::TEXTURE,
+        ConvKernels::REGBLOCK,
     ] {
         let what = kernels.name();
         let (grads, _, ran) = prob.backward(kernels);
@@ -152,7 +152,7 @@ fn without_a_reduce_the_bias_gradient_is_its_own_launch() {
     // 256 output pixels, one direct-family thread's reduction: a single split; 4.7 MFLOP,
     // too many for the fused kernel of tiny convolutions.
     let prob = Problem::new([1, 32, 16, 16], [32, 32, 3, 3], Conv2dParams::new(1, 1), 17);
-    let (grads, _, ran) = prob.backward(ConvKernels::Direct);
+    let (grads, _, ran) = prob.backward(ConvKernels::DIRECT);
     assert!(ran.iter().any(|k| is_bias_sum(k)), "{ran:?}");
     assert!(!ran.iter().any(|k| k.contains("reduce")), "{ran:?}");
     prob.check(&grads, "direct");
@@ -165,7 +165,7 @@ fn without_a_reduce_the_bias_gradient_is_its_own_launch() {
 fn the_tuner_measures_the_bias_on_look_alikes() {
     let prob = Problem::new([8, 4, 16, 16], [4, 4, 3, 3], Conv2dParams::new(1, 1), 19);
     for _ in 0..2 {
-        let (grads, _, ran) = prob.backward(ConvKernels::Auto);
+        let (grads, _, ran) = prob.backward(ConvKernels::AUTO);
         assert!(!ran.contains(&"conv2d_backward_fused"), "{ran:?}");
         prob.check(&grads, "auto");
         // What the tuner measured is reported, and is what ran.

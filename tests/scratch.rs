@@ -14,7 +14,7 @@ use skipgrad::{ConvKernels, Gpu, Purpose, Recording, Tensor};
 /// through its smallest parts (4 channels, or one image, at a time).
 fn smallest_parts_gpu() -> Gpu {
     let gpu = Gpu::new().expect("GPU tests need an adapter");
-    gpu.set_conv_kernels(ConvKernels::Texture);
+    gpu.set_conv_kernels(ConvKernels::TEXTURE);
     gpu.set_scratch_budget(1);
     gpu
 }
@@ -82,7 +82,7 @@ fn conv_passes(gpu: &Gpu, [n, cin, cout, hw]: [usize; 4]) -> (Vec<Vec<f32>>, [us
 /// The three passes whole and in the smallest parts: results and dispatch counts.
 fn whole_and_in_parts(shape: [usize; 4]) -> [(Vec<Vec<f32>>, [usize; 3]); 2] {
     let whole = Gpu::new().expect("GPU tests need an adapter");
-    whole.set_conv_kernels(ConvKernels::Texture);
+    whole.set_conv_kernels(ConvKernels::TEXTURE);
     [
         conv_passes(&whole, shape),
         conv_passes(&smallest_parts_gpu(), shape),

@@ -86,7 +86,7 @@ fn conv2d_propagates_nan_and_inf_like_pytorch_in_every_family() {
     let x = upload(xs, &xv, Purpose::Activation);
     let w = upload(ws, &wv, Purpose::Parameter);
     let go = upload(ys, &gov, Purpose::Gradient);
-    for family in ConvKernels::CONCRETE {
+    for family in ConvKernels::families() {
         for relu_input in [false, true] {
             let f = Fusion {
                 relu_input,

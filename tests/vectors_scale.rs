@@ -32,13 +32,13 @@ fn check_all(gpu: &Gpu, family: ConvKernels) {
 
 #[test]
 fn scale_and_non_finite_cases_with_the_default_choice() {
-    check_all(common::gpu(), ConvKernels::Auto);
+    check_all(common::gpu(), ConvKernels::AUTO);
 }
 
 /// One `Gpu` per family, so the forced choice cannot leak into other tests' shared `Gpu`.
 #[test]
 fn scale_and_non_finite_cases_with_every_family_forced() {
-    for family in ConvKernels::CONCRETE {
+    for family in ConvKernels::families() {
         let gpu = Gpu::new().expect("GPU tests need an adapter");
         gpu.set_conv_kernels(family);
         check_all(&gpu, family);

@@ -34,7 +34,8 @@ pub struct BenchArgs {
     /// not bracket the compute work (lavapipe timed a 1 ms dispatch at 0.03 ms).
     #[arg(long, default_value = "auto", value_parser = ["auto", "gpu", "wall"])]
     pub timing: String,
-    /// Conv kernel family: auto (autotuned per shape), direct, regblock, pixel, gemm, texture.
+    /// Conv kernel family: auto (chosen per adapter, pass and shape) or one of the
+    /// registry's (`skipgrad info` lists them).
     #[arg(long, default_value = "auto")]
     pub kernels: String,
     /// Which cases: `standard` (the default: small cases that join with the peers) or

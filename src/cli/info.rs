@@ -15,6 +15,9 @@ pub fn run(backend: Option<&str>, json: bool) -> skipgrad::Result<()> {
             "driver": i.driver,
             "driver_info": i.driver_info,
             "timestamp_queries": gpu.has_timestamps(),
+            "policy": gpu.policy().name(),
+            "pipeline_cache": gpu.has_pipeline_cache(),
+            "conv_families": skipgrad::ConvKernels::families().iter().map(|k| k.name()).collect::<Vec<_>>(),
             "limits": {
                 "max_buffer_size": l.max_buffer_size,
                 "max_storage_buffer_binding_size": l.max_storage_buffer_binding_size,
@@ -34,6 +37,19 @@ pub fn run(backend: Option<&str>, json: bool) -> skipgrad::Result<()> {
         "timestamps   {}",
         if gpu.has_timestamps() { "yes" } else { "no" }
     );
+    println!("policy       {} (SKIPGRAD_POLICY)", gpu.policy().name());
+    println!(
+        "pipelines    {}",
+        if gpu.has_pipeline_cache() {
+            "cached on disk"
+        } else {
+            "compiled in each process"
+        }
+    );
+    println!("conv kernel families (SKIPGRAD_CONV_KERNELS, --kernels):");
+    for line in skipgrad::ConvKernels::help().lines() {
+        println!("  {line}");
+    }
     println!("limits");
     println!(
         "  max_buffer_size                       {}",

@@ -11,6 +11,8 @@ mod kernel;
 mod pipeline_cache;
 mod scratch;
 pub use disk::DiskCache;
+mod options;
+pub use options::{AdapterPolicy, GpuOptions};
 pub(crate) use scratch::{best_fit, Staging, StagingKind};
 
 use crate::error::{Error, Result};
@@ -48,90 +50,6 @@ pub struct Gpu {
     /// State that layers above keep per `Gpu` (the conv kernel policy and its tuning
     /// cache), one value per type: the device context does not know what they are.
     extensions: Mutex<HashMap<std::any::TypeId, Arc<dyn std::any::Any + Send + Sync>>>,
-}
-
-/// How to open a [`Gpu`]: [`Gpu::with_options`]. The default is what [`Gpu::new`] does
-/// without `SKIPGRAD_BACKEND`.
-#[derive(Clone, Debug, Default)]
-pub struct GpuOptions {
-    /// Backend name (`vulkan`, `gl`, `metal`, `dx12`); `None`: any, native APIs first.
-    pub backend: Option<String>,
-    /// Lowers the device's `max_storage_buffer_binding_size` to this many bytes (at least
-    /// four storage offset alignments). Tensors larger than one binding still work: ops
-    /// split their work into bindings that fit (by batch, then channels). Mostly for
-    /// testing that path on small tensors.
-    pub max_storage_binding_bytes: Option<u64>,
-    /// Choose kernel families by rule, not by timing (see [`Gpu::deterministic`]).
-    pub deterministic: bool,
-    /// The scratch budget in bytes (see [`Gpu::scratch_budget`]); `None`: the adapter's
-    /// default, or `SKIPGRAD_SCRATCH_BUDGET_MIB` where set.
-    pub scratch_budget: Option<u64>,
-    /// Whose decisions the engine takes where they depend on the kind of adapter (see
-    /// [`AdapterPolicy`]); `None`: `SKIPGRAD_POLICY` where set, else
-    /// [`AdapterPolicy::Auto`].
-    pub policy: Option<AdapterPolicy>,
-    /// Where the tuner's choices and compiled pipelines are kept between processes (see
-    /// [`DiskCache`]).
-    pub cache: DiskCache,
-}
-
-/// Which kind of adapter the engine's adapter-dependent decisions are taken for.
-///
-/// A GPU and a CPU adapter (Mesa's lavapipe or llvmpipe) want different things: on a GPU
-/// the conv tuner measures every kernel family and variant, the bias gradient rides with
-/// the weight gradient's reduce, reductions spread over many threads and the scratch budget
-/// is 64 MiB; on a CPU adapter a rule picks the texture family, reductions run as long
-/// serial loops and the budget is 1 MiB. `Auto` decides by the adapter's device type;
-/// `Gpu` makes any adapter take the GPU's decisions — so a machine without a GPU (CI)
-/// runs every GPU-only branch — and `Cpu` the CPU adapter's. Results are the same function
-/// either way; only the kernels and their speed differ.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum AdapterPolicy {
-    /// By the adapter's device type: CPU adapters take the CPU's decisions, every other
-    /// adapter the GPU's.
-    #[default]
-    Auto,
-    /// The GPU's decisions, whatever the adapter.
-    Gpu,
-    /// The CPU adapter's decisions, whatever the adapter.
-    Cpu,
-}
-
-impl AdapterPolicy {
-    /// Parses `auto`, `gpu` or `cpu` (as `SKIPGRAD_POLICY` and `--policy` take them).
-    pub fn parse(name: &str) -> Result<AdapterPolicy> {
-        match name.trim().to_ascii_lowercase().as_str() {
-            "auto" => Ok(AdapterPolicy::Auto),
-            "gpu" => Ok(AdapterPolicy::Gpu),
-            "cpu" => Ok(AdapterPolicy::Cpu),
-            other => Err(Error::param(
-                "adapter policy",
-                format!("unknown policy {other:?} (expected auto, gpu or cpu)"),
-            )),
-        }
-    }
-
-    /// Lower-case name.
-    pub fn name(self) -> &'static str {
-        match self {
-            AdapterPolicy::Auto => "auto",
-            AdapterPolicy::Gpu => "gpu",
-            AdapterPolicy::Cpu => "cpu",
-        }
-    }
-
-    /// The policy `SKIPGRAD_POLICY` names, if it is set and not empty.
-    fn from_env() -> Result<Option<AdapterPolicy>> {
-        match std::env::var("SKIPGRAD_POLICY") {
-            Ok(v) if !v.trim().is_empty() => AdapterPolicy::parse(&v).map(Some).map_err(|_| {
-                Error::param(
-                    "SKIPGRAD_POLICY",
-                    format!("{v:?} is not a policy (expected auto, gpu or cpu)"),
-                )
-            }),
-            _ => Ok(None),
-        }
-    }
 }
 
 /// Numbers the `Gpu`s of a process, so messages about mixed-up tensors can name them.

@@ -50,61 +50,32 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f64], tol: f64) {
     }
 }
 
+/// Asserts that each element of `got` is within `1e-4·(1+|want|)` plus the float32 rounding
+/// of its sum (`SUM_ROUNDING · sums[i]`, `sums[i]` the sum of the magnitudes of its terms):
+/// what a long reduction (a weight or bias gradient over 65,536 pixels) may carry whatever
+/// order it sums in.
+pub fn assert_summed(what: &str, got: &[f32], want: &[f64], sums: &[f64]) {
+    let want32: Vec<f32> = want.iter().map(|&v| v as f32).collect();
+    let c = skipgrad::cases::compare_summed(what, got, &want32, 1e-4, sums);
+    assert!(c.passed, "{what}: {c:?}");
+}
+
 /// Asserts that a recording ran a kernel of `family` (so a test that names a family cannot
-/// pass on another one's fallback): its entry points carry the family's name, the direct
-/// family's are the plain `conv2d_*` ones.
+/// pass on another one's fallback), by the registry's list of each family's kernels.
 pub fn assert_family_ran(kernels: &[&str], family: skipgrad::ConvKernels, what: &str) {
-    use skipgrad::ConvKernels as K;
-    let tag = match family {
-        K::Auto => return,
-        K::Direct => {
-            let direct = [
-                "conv2d_forward",
-                "conv2d_backward_input",
-                "conv2d_backward_weight",
-                "conv2d_backward_fused",
-            ];
-            assert!(
-                kernels.iter().any(|k| direct.contains(k)),
-                "{what}: no direct kernel ran: {kernels:?}"
-            );
-            return;
-        }
-        K::RegisterBlocked => "regblock",
-        K::Pixel => "pixel",
-        K::Gemm => "gemm",
-        K::Texture => "texture",
-    };
+    if family == skipgrad::ConvKernels::AUTO {
+        return;
+    }
     assert!(
-        kernels.iter().any(|k| k.contains(tag)),
-        "{what}: no {} kernel ran: {kernels:?}",
-        family.name()
+        kernels.iter().any(|k| family_of(k) == Some(family)),
+        "{what}: no {family} kernel ran: {kernels:?}"
     );
 }
 
 /// The family a conv kernel (entry point) belongs to; `None` for the kernels every family
 /// shares (weight packing into buffers, partial-sum reduce, bias gradient) and non-conv ones.
 pub fn family_of(entry: &str) -> Option<skipgrad::ConvKernels> {
-    use skipgrad::ConvKernels as K;
-    let direct = [
-        "conv2d_forward",
-        "conv2d_backward_input",
-        "conv2d_backward_weight",
-        "conv2d_backward_fused",
-    ];
-    if direct.contains(&entry) {
-        Some(K::Direct)
-    } else if entry.contains("regblock") {
-        Some(K::RegisterBlocked)
-    } else if entry.contains("pixel") {
-        Some(K::Pixel)
-    } else if entry.contains("gemm") {
-        Some(K::Gemm)
-    } else if entry.contains("texture") {
-        Some(K::Texture)
-    } else {
-        None
-    }
+    skipgrad::ConvKernels::of_kernel(entry)
 }
 
 /// The reference case files (`.safetensors`) in `dir` (relative to the crate), sorted.

@@ -4,8 +4,8 @@
 use super::args::{check_bias, expect_shape, Geometry, InputGradArgs, WeightGradArgs};
 use super::backward_weight::conv2d_backward_weight_and_bias_into;
 use super::budget::{channels_fit, LOOP_BUDGET, SHORT_LOOP};
-use super::family::direct;
-use super::select::{self, Call};
+use super::family::{direct, Call, FALLBACK};
+use super::select;
 use super::{conv2d_backward_input_into, Conv2dParams, ConvKernels, Fusion};
 use crate::error::Result;
 use crate::memory::Purpose;
@@ -175,11 +175,10 @@ impl Conv2dBackward<'_> {
         // chosen for both passes.
         let short =
             g.y[0] * g.y[2] * g.y[3] <= SHORT_LOOP && g.y[1] / p.groups * kh * kw <= SHORT_LOOP;
-        let direct = |call| -> Result<bool> {
-            Ok(select::choose(rec, &call)?.kind() == ConvKernels::Direct)
-        };
+        let direct =
+            |call| -> Result<bool> { Ok(select::choose(rec, &call)?.kind() == FALLBACK.kind()) };
         let chosen = match select::forced(rec)? {
-            ConvKernels::Auto if short => true,
+            ConvKernels::AUTO if short => true,
             _ => direct(Call::BackwardInput(&input))? && direct(Call::BackwardWeight(&weights))?,
         };
         if !chosen {
@@ -218,7 +217,7 @@ mod tests {
         };
         kernels_of_a_backward();
         // Make the passes' own choices anything but direct, measured or not.
-        TuneStore::of(&gpu).override_choices(ConvKernels::RegisterBlocked);
+        TuneStore::of(&gpu).override_choices(ConvKernels::REGBLOCK);
         assert_eq!(kernels_of_a_backward(), ["conv2d_backward_fused"]);
     }
 }
@@ -289,14 +288,14 @@ mod bias_tests {
         // 5120 output pixels: several splits of the reduction in every family that splits.
         let shapes = ([5, 8, 32, 32], [12, 8, 3, 3]);
         for kernels in [
-            ConvKernels::Gemm,
-            ConvKernels::Texture,
-            ConvKernels::RegisterBlocked,
+            ConvKernels::GEMM,
+            ConvKernels::TEXTURE,
+            ConvKernels::REGBLOCK,
         ] {
             oracle_check(&gpu, shapes, kernels);
         }
         // One image at a time: the later parts' reduces run without it.
         gpu.set_scratch_budget(1);
-        oracle_check(&gpu, ([3, 8, 16, 16], [12, 8, 3, 3]), ConvKernels::Texture);
+        oracle_check(&gpu, ([3, 8, 16, 16], [12, 8, 3, 3]), ConvKernels::TEXTURE);
     }
 }

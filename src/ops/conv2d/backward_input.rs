@@ -3,7 +3,8 @@
 
 use super::args::{expect_shape, Geometry, InputGradArgs};
 use super::budget::channels_fit;
-use super::select::{self, Call};
+use super::family::Call;
+use super::select;
 use super::{split, Conv2dParams, Fusion};
 use crate::error::Result;
 use crate::ops::{bindable, no_overlap, rebase, Half};

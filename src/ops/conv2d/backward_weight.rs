@@ -3,7 +3,8 @@
 //! `partials.rs`) — with the bias gradient riding along where it can.
 
 use super::args::{check_bias, expect_shape, BiasGradient, Geometry, WeightGradArgs};
-use super::select::{self, Call};
+use super::family::Call;
+use super::select;
 use super::{conv2d_backward_bias_into, split, Conv2dParams, Fusion};
 use crate::error::Result;
 use crate::ops::{bindable, no_overlap, rebase, Half};

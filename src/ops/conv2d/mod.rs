@@ -8,8 +8,8 @@
 //! `backward_weight.rs`, `bias.rs`; `backward.rs` for all three) checks its arguments
 //! (`args.rs`, `params.rs`), splits work that one launch cannot hold (`split.rs`: tensors
 //! past the binding limit, reductions past the loop budget of `budget.rs`), and hands the
-//! rest to `select.rs`, which picks a family (`family/`: direct, regblock, pixel, gemm,
-//! texture; `tune.rs` measures under `Auto`) and lets it record its kernels. Weight
+//! rest to `select.rs`, which picks a family from the registry (`family/mod.rs`; `tune/`
+//! measures under `Auto`) and lets it record its kernels. Weight
 //! gradients split their pixel reduction into partial sums (`partials.rs`), whose reduce
 //! takes the bias gradient along where one is owed.
 
@@ -36,9 +36,9 @@ pub use backward_input::conv2d_backward_input_into;
 pub(crate) use backward_weight::conv2d_backward_weight_and_bias_into;
 pub use backward_weight::conv2d_backward_weight_into;
 pub use bias::conv2d_backward_bias_into;
+pub use family::ConvKernels;
 pub use forward::{conv2d, conv2d_into};
 pub use params::Conv2dParams;
-pub use select::ConvKernels;
 pub use tune::{tune_cache_files, TuneCacheFile, TunedChoice};
 
 /// How a conv kernel reads its input and stores its result; blocks fuse with these.
@@ -65,7 +65,7 @@ impl Fusion {
 /// Every conv kernel: each family's, the bias gradient's and the reduce pass's (what the
 /// binding test checks, and what the tuning cache's fingerprint hashes).
 pub(crate) fn kernels() -> Vec<&'static crate::gpu::KernelSpec> {
-    let mut all: Vec<_> = select::FAMILIES
+    let mut all: Vec<_> = family::FAMILIES
         .iter()
         .flat_map(|f| f.kernels().iter().copied())
         .collect();

@@ -9,7 +9,7 @@
 //! reported, so a family that refused the problem and fell back is visible.
 
 use super::args::{ForwardArgs, Geometry, InputGradArgs, WeightGradArgs};
-use super::select::{Call, Pass, FAMILIES};
+use super::family::{Call, Pass, FAMILIES};
 use super::{
     conv2d_backward_input_into, conv2d_backward_weight_and_bias_into, conv2d_into, Conv2dParams,
     ConvKernels, Fusion,

@@ -8,9 +8,9 @@ use crate::ops::conv2d::args::{
     bytes_of, view, ConvArgs, ForwardArgs, Geometry, InputGradArgs, WeightGradArgs,
 };
 use crate::ops::conv2d::budget::rows_per_split;
+use crate::ops::conv2d::family::{Family, Pass};
 use crate::ops::conv2d::partials::Partials;
-use crate::ops::conv2d::select::{Family, Pass};
-use crate::ops::conv2d::{Conv2dParams, ConvKernels};
+use crate::ops::conv2d::Conv2dParams;
 use crate::record::{read, write, Cost, Grid, Recording};
 use crate::tensor::Tensor;
 use crate::Gpu;
@@ -55,8 +55,12 @@ pub(crate) const BACKWARD_FUSED: KernelSpec = KernelSpec::new(
 pub(crate) struct Direct;
 
 impl Family for Direct {
-    fn kind(&self) -> ConvKernels {
-        ConvKernels::Direct
+    fn name(&self) -> &'static str {
+        "direct"
+    }
+
+    fn summary(&self) -> &'static str {
+        "one thread per output element; every shape, stride, dilation and group count"
     }
 
     fn kernels(&self) -> &'static [&'static KernelSpec] {

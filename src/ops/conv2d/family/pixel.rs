@@ -9,7 +9,6 @@ use crate::ops::conv2d::args::{GemmCall, WeightGradArgs};
 use crate::ops::conv2d::budget::LOOP_BUDGET;
 use crate::ops::conv2d::family::pack::with_packed_weights;
 use crate::ops::conv2d::family::shaped::{weight_gradient, GemmShaped, WeightSplit};
-use crate::ops::conv2d::ConvKernels;
 use crate::record::{read, Grid, Recording};
 
 use Access::{Read, Write};
@@ -45,8 +44,22 @@ const LANES: usize = WORKGROUP_SIZE as usize;
 pub(crate) struct Pixel;
 
 impl GemmShaped for Pixel {
-    fn kind(&self) -> ConvKernels {
-        ConvKernels::Pixel
+    fn name(&self) -> &'static str {
+        "pixel"
+    }
+
+    fn summary(&self) -> &'static str {
+        "one output pixel × 8 channels a thread, weights broadcast per workgroup; the weight gradient over a workgroup's lanes"
+    }
+
+    /// Many threads, workgroup memory and barriers: never measured on CPU adapters.
+    fn gpu_shaped(&self) -> bool {
+        true
+    }
+
+    /// The H200's winner for every pass (benches/NOTES.md): the GPUs' deterministic rule.
+    fn deterministic_rank(&self) -> Option<u8> {
+        Some(0)
     }
 
     fn kernels(&self) -> &'static [&'static KernelSpec] {

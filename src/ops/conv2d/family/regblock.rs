@@ -9,7 +9,6 @@ use crate::ops::conv2d::args::WeightGradArgs;
 use crate::ops::conv2d::budget::rows_per_split;
 use crate::ops::conv2d::family::pack::with_packed_weights;
 use crate::ops::conv2d::family::shaped::{weight_gradient, GemmShaped, WeightSplit};
-use crate::ops::conv2d::ConvKernels;
 use crate::record::{read, Grid, Recording};
 
 use Access::{Read, Write};
@@ -51,8 +50,21 @@ pub(crate) const BACKWARD_WEIGHT: KernelSpec = KernelSpec::new(
 pub(crate) struct RegisterBlocked;
 
 impl GemmShaped for RegisterBlocked {
-    fn kind(&self) -> ConvKernels {
-        ConvKernels::RegisterBlocked
+    fn name(&self) -> &'static str {
+        "regblock"
+    }
+
+    fn summary(&self) -> &'static str {
+        "8 pixels × 8 channels a thread in registers, no workgroup memory or barriers"
+    }
+
+    fn aliases(&self) -> &'static [&'static str] {
+        &["register-blocked"]
+    }
+
+    /// Second on CPU adapters, where the texture family's textures do not fit.
+    fn cpu_rank(&self) -> Option<u8> {
+        Some(2)
     }
 
     fn kernels(&self) -> &'static [&'static KernelSpec] {

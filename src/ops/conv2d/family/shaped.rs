@@ -8,16 +8,34 @@ use crate::gpu::KernelSpec;
 use crate::ops::conv2d::args::{
     view, ConvArgs, ForwardArgs, GemmCall, Geometry, InputGradArgs, WeightGradArgs,
 };
+use crate::ops::conv2d::family::{no_variant, Call, Family, Pass, TuneKey};
 use crate::ops::conv2d::partials::Partials;
-use crate::ops::conv2d::select::{no_variant, Call, Family, Pass, TuneKey};
-use crate::ops::conv2d::{Conv2dParams, ConvKernels};
+use crate::ops::conv2d::Conv2dParams;
 use crate::record::{read, write, Grid, Recording};
 use crate::Gpu;
 
 /// A family whose forward and stride-1 input gradient are one GEMM-shaped kernel.
 pub(crate) trait GemmShaped: Sync {
-    /// Which family this is.
-    fn kind(&self) -> ConvKernels;
+    /// Its name ([`Family::name`]).
+    fn name(&self) -> &'static str;
+    /// Other names it answers to.
+    fn aliases(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// One line on what it is ([`Family::summary`]).
+    fn summary(&self) -> &'static str;
+    /// Its place in the CPU adapters' rule ([`Family::cpu_rank`]).
+    fn cpu_rank(&self) -> Option<u8> {
+        None
+    }
+    /// A GPU shape ([`Family::gpu_shaped`]).
+    fn gpu_shaped(&self) -> bool {
+        false
+    }
+    /// Its place in the GPUs' deterministic rule ([`Family::deterministic_rank`]).
+    fn deterministic_rank(&self) -> Option<u8> {
+        None
+    }
     /// Every kernel it may launch.
     fn kernels(&self) -> &'static [&'static KernelSpec];
     /// Whether the device allows its kernels (workgroup sizes, workgroup memory).
@@ -38,7 +56,7 @@ pub(crate) trait GemmShaped: Sync {
     fn gemm_variant(&self, rec: &mut Recording<'_>, c: &GemmCall<'_>, v: usize) -> Result<()> {
         match v {
             0 => self.gemm(rec, c),
-            _ => Err(no_variant(self.kind(), v)),
+            _ => Err(no_variant(self.name(), v)),
         }
     }
     /// Records the weight gradient.
@@ -56,14 +74,34 @@ pub(crate) trait GemmShaped: Sync {
     ) -> Result<()> {
         match v {
             0 => self.weight_gradient(rec, c),
-            _ => Err(no_variant(self.kind(), v)),
+            _ => Err(no_variant(self.name(), v)),
         }
     }
 }
 
 impl<T: GemmShaped> Family for T {
-    fn kind(&self) -> ConvKernels {
-        GemmShaped::kind(self)
+    fn name(&self) -> &'static str {
+        GemmShaped::name(self)
+    }
+
+    fn aliases(&self) -> &'static [&'static str] {
+        GemmShaped::aliases(self)
+    }
+
+    fn summary(&self) -> &'static str {
+        GemmShaped::summary(self)
+    }
+
+    fn cpu_rank(&self) -> Option<u8> {
+        GemmShaped::cpu_rank(self)
+    }
+
+    fn gpu_shaped(&self) -> bool {
+        GemmShaped::gpu_shaped(self)
+    }
+
+    fn deterministic_rank(&self) -> Option<u8> {
+        GemmShaped::deterministic_rank(self)
     }
 
     fn kernels(&self) -> &'static [&'static KernelSpec] {

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::memory::Purpose;
 use crate::ops::conv2d::args::{BiasGradient, ForwardArgs, InputGradArgs, WeightGradArgs};
 use crate::ops::conv2d::conv2d_backward_bias_into;
-use crate::ops::conv2d::select::{Call, Choice, Pass, TuneKey};
+use crate::ops::conv2d::family::{Call, Choice, Pass, TuneKey};
 use crate::record::Recording;
 use crate::tensor::Tensor;
 use crate::Gpu;

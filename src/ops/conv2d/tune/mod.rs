@@ -1,29 +1,28 @@
 //! The `Auto` choice of family: a rule where the benchmark justified one, else a one-time
-//! measurement per problem and `Gpu` on scratch tensors laid out as the caller's are (the
-//! same channel-view offsets and strides, bias, fusion and mask), so the winner measured is
-//! the winner for the real call.
+//! measurement per problem and machine (`measure.rs`, kept on disk by `store.rs`).
 //!
-//! The rule (benches/NOTES.md): on a CPU adapter (lavapipe) the texture family beats
-//! register-blocked 1.5–2× on every standard case, which beats the direct kernels 5×, so
-//! only tiny shapes, where launch overhead rules, are measured (against register-blocked
-//! and direct); on a GPU every family is fast enough to measure, so all are, each with its
-//! variants (the GEMM family's output tiles: wgpu reports no compute-unit count to size
-//! them by). On every
-//! adapter a tiny forward whose direct threads loop briefly runs direct unmeasured (one
-//! launch against a packing launch and a kernel), as the backward of such a conv runs the
+//! The rules ask the families (`family/mod.rs`), never name them: under the CPU policy a
+//! problem that is not tiny runs on the supporting family of the lowest `cpu_rank` (on
+//! lavapipe the texture family beats register-blocked 1.5–2×, which beats the direct
+//! kernels 5×: benches/NOTES.md), and tiny ones, where launch overhead rules, are measured
+//! among the families that are not `gpu_shaped`; under the GPU policy every family and
+//! every variant is measured (wgpu reports no compute-unit count to choose a tile by). On
+//! every adapter a tiny forward whose threads loop briefly runs on the fallback family (one
+//! launch against a packing launch and a kernel), as the backward of such a conv runs its
 //! fused kernel (`backward.rs`).
 
+mod cache_file;
 mod journal;
 mod measure;
 mod store;
 
+pub use cache_file::{tune_cache_files, TuneCacheFile, TunedChoice};
 pub(crate) use store::TuneStore;
-pub use store::{tune_cache_files, TuneCacheFile, TunedChoice};
 
 use super::budget::SHORT_LOOP;
-use super::select::{family, Call, Choice, Family, FAMILIES};
+use super::family::{Call, Choice, Family, FALLBACK, FAMILIES};
 use crate::error::Result;
-use crate::{ConvKernels, Gpu};
+use crate::Gpu;
 
 /// Problems below this many FLOPs (one pass) are launch-bound on a CPU adapter.
 const TINY_FLOPS: u64 = 2_000_000;
@@ -37,45 +36,41 @@ pub(crate) fn choose(gpu: &Gpu, call: &Call<'_, '_>) -> Result<Choice> {
         .collect();
     let cpu = gpu.cpu_decisions();
     let tiny = g.tap_flops() < TINY_FLOPS;
-    let first = |kinds: &[ConvKernels]| {
-        Choice::rule(
-            kinds
-                .iter()
-                .map(|&k| family(k))
-                .find(|f| supported.iter().any(|s| s.kind() == f.kind()))
-                .unwrap_or(family(ConvKernels::Direct)),
-        )
+    // The supporting family of the lowest rank, or the fallback.
+    let ranked = |rank: fn(&dyn Family) -> Option<u8>| {
+        let best = supported
+            .iter()
+            .filter_map(|&f| rank(f).map(|r| (r, f)))
+            .min_by_key(|(r, _)| *r);
+        Choice::rule(best.map_or(FALLBACK, |(_, f)| f))
     };
     if cpu && !tiny {
-        return Ok(first(&[ConvKernels::Texture, ConvKernels::RegisterBlocked]));
+        return Ok(ranked(|f| f.cpu_rank()));
     }
     if let Call::Forward(_) = call {
-        // A tiny forward whose threads loop briefly: the direct kernel is one launch, the
-        // others two (weights packed first) — more than any measured difference in compute,
-        // and measuring it chose either by the noise of µs timings.
+        // A tiny forward whose threads loop briefly: the fallback's kernel is one launch,
+        // the others two (weights packed first) — more than any measured difference in
+        // compute, and measuring it chose either by the noise of µs timings.
         let [_, cin_g, kh, kw] = g.w;
         if tiny && cin_g * kh * kw <= SHORT_LOOP {
-            return Ok(first(&[ConvKernels::Direct]));
+            return Ok(Choice::rule(FALLBACK));
         }
     }
     if gpu.deterministic() {
         // A fixed rule instead of a measurement, so every process makes the same choice
-        // (timings vary between runs, and families sum in different orders): the direct
-        // family for tiny shapes on CPU adapters (launch overhead rules there), the pixel
-        // family on GPUs (the H200's winner for every pass, benches/NOTES.md).
-        return Ok(first(if cpu {
-            &[ConvKernels::Direct]
+        // (timings vary between runs, and families sum in different orders): the fallback
+        // for tiny shapes on CPU adapters (launch overhead rules there), the family of the
+        // lowest deterministic rank on GPUs.
+        return Ok(if cpu {
+            Choice::rule(FALLBACK)
         } else {
-            &[ConvKernels::Pixel]
-        }));
+            ranked(|f| f.deterministic_rank())
+        });
     }
     let candidates: Vec<&'static dyn Family> = if cpu {
-        // The pixel and GEMM families are GPU shapes (many threads; workgroup memory and
-        // barriers, which a CPU adapter runs as loops): never the fastest there.
-        supported
-            .into_iter()
-            .filter(|f| !matches!(f.kind(), ConvKernels::Pixel | ConvKernels::Gemm))
-            .collect()
+        // GPU shapes (many threads; workgroup memory and barriers, which a CPU adapter runs
+        // as loops) are never the fastest there.
+        supported.into_iter().filter(|f| !f.gpu_shaped()).collect()
     } else {
         supported
     };
@@ -96,9 +91,9 @@ pub(crate) fn choose(gpu: &Gpu, call: &Call<'_, '_>) -> Result<Choice> {
         .filter(|&c| !store.failed(&key, c))
         .collect();
     if choices.is_empty() {
-        // Everything measurable failed here before: the direct family, which runs every
+        // Everything measurable failed here before: the fallback, which runs every
         // problem, by its rule.
-        return Ok(Choice::rule(family(ConvKernels::Direct)));
+        return Ok(Choice::rule(FALLBACK));
     }
     let (best, ms) = measure::fastest(gpu, call, &key, &choices, &store)?;
     store.record_choice(key, best, ms);
@@ -164,7 +159,7 @@ mod tests {
         let store = TuneStore::default();
         let (chosen, ms) = measure::fastest(&gpu, &call, &call.key(), &choices, &store).unwrap();
         assert!(ms > 0.0);
-        assert_eq!(chosen.kind(), ConvKernels::Gemm);
+        assert_eq!(chosen.kind(), crate::ConvKernels::GEMM);
         assert!(chosen.variant < variants);
         assert_eq!(
             compiled_forward_variants(&gpu).len(),
