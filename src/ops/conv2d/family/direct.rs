@@ -8,7 +8,7 @@ use crate::ops::conv2d::args::{
     bytes_of, view, ConvArgs, ForwardArgs, Geometry, InputGradArgs, WeightGradArgs,
 };
 use crate::ops::conv2d::budget::rows_per_split;
-use crate::ops::conv2d::family::{Family, Pass};
+use crate::ops::conv2d::family::{Family, Info, Pass};
 use crate::ops::conv2d::partials::Partials;
 use crate::ops::conv2d::Conv2dParams;
 use crate::record::{read, write, Cost, Grid, Recording};
@@ -54,7 +54,7 @@ pub(crate) const BACKWARD_FUSED: KernelSpec = KernelSpec::new(
 /// The direct family.
 pub(crate) struct Direct;
 
-impl Family for Direct {
+impl Info for Direct {
     fn name(&self) -> &'static str {
         "direct"
     }
@@ -66,7 +66,9 @@ impl Family for Direct {
     fn kernels(&self) -> &'static [&'static KernelSpec] {
         &[&FORWARD, &BACKWARD_INPUT, &BACKWARD_WEIGHT, &BACKWARD_FUSED]
     }
+}
 
+impl Family for Direct {
     fn supports(&self, _: &Gpu, _: Pass, _: &Geometry, _: &Conv2dParams) -> bool {
         true
     }

@@ -151,8 +151,8 @@ impl std::fmt::Display for ConvKernels {
     }
 }
 
-/// A kernel family: one module under `family/`, next to its shaders.
-pub(crate) trait Family: Sync {
+/// What a family is, as the registry, the rules and the reports see it.
+pub(crate) trait Info {
     /// Its name, lower case: what `SKIPGRAD_CONV_KERNELS`, `--kernels` and reports call it.
     fn name(&self) -> &'static str;
     /// Other names it answers to.
@@ -184,6 +184,10 @@ pub(crate) trait Family: Sync {
     fn deterministic_rank(&self) -> Option<u8> {
         None
     }
+}
+
+/// A kernel family: one module under `family/`, next to its shaders.
+pub(crate) trait Family: Info + Sync {
     /// Whether it has kernels for `pass` of this problem on `gpu` (it refuses, never
     /// reroutes, what it cannot do).
     fn supports(&self, gpu: &Gpu, pass: Pass, g: &Geometry, p: &Conv2dParams) -> bool;

@@ -9,6 +9,7 @@ use crate::ops::conv2d::args::{GemmCall, WeightGradArgs};
 use crate::ops::conv2d::budget::LOOP_BUDGET;
 use crate::ops::conv2d::family::pack::with_packed_weights;
 use crate::ops::conv2d::family::shaped::{weight_gradient, GemmShaped, WeightSplit};
+use crate::ops::conv2d::family::Info;
 use crate::record::{read, Grid, Recording};
 
 use Access::{Read, Write};
@@ -43,7 +44,7 @@ const LANES: usize = WORKGROUP_SIZE as usize;
 /// The pixel family.
 pub(crate) struct Pixel;
 
-impl GemmShaped for Pixel {
+impl Info for Pixel {
     fn name(&self) -> &'static str {
         "pixel"
     }
@@ -65,7 +66,9 @@ impl GemmShaped for Pixel {
     fn kernels(&self) -> &'static [&'static KernelSpec] {
         &[&FORWARD, &BACKWARD_WEIGHT]
     }
+}
 
+impl GemmShaped for Pixel {
     /// Packs the weights and runs the forward kernel: a workgroup per 64 output pixels and
     /// 8-channel block.
     fn gemm(&self, rec: &mut Recording<'_>, c: &GemmCall<'_>) -> Result<()> {

@@ -9,6 +9,7 @@ use crate::ops::conv2d::args::WeightGradArgs;
 use crate::ops::conv2d::budget::rows_per_split;
 use crate::ops::conv2d::family::pack::with_packed_weights;
 use crate::ops::conv2d::family::shaped::{weight_gradient, GemmShaped, WeightSplit};
+use crate::ops::conv2d::family::Info;
 use crate::record::{read, Grid, Recording};
 
 use Access::{Read, Write};
@@ -49,7 +50,7 @@ pub(crate) const BACKWARD_WEIGHT: KernelSpec = KernelSpec::new(
 /// The register-blocked family.
 pub(crate) struct RegisterBlocked;
 
-impl GemmShaped for RegisterBlocked {
+impl Info for RegisterBlocked {
     fn name(&self) -> &'static str {
         "regblock"
     }
@@ -70,7 +71,9 @@ impl GemmShaped for RegisterBlocked {
     fn kernels(&self) -> &'static [&'static KernelSpec] {
         &[&FORWARD, &BACKWARD_WEIGHT]
     }
+}
 
+impl GemmShaped for RegisterBlocked {
     /// Packs the weights and runs the forward kernel.
     fn gemm(&self, rec: &mut Recording<'_>, c: &GemmCall<'_>) -> Result<()> {
         with_packed_weights(rec, c.weight, c.transpose, |rec, packed| {

@@ -8,36 +8,14 @@ use crate::gpu::KernelSpec;
 use crate::ops::conv2d::args::{
     view, ConvArgs, ForwardArgs, GemmCall, Geometry, InputGradArgs, WeightGradArgs,
 };
-use crate::ops::conv2d::family::{no_variant, Call, Family, Pass, TuneKey};
+use crate::ops::conv2d::family::{no_variant, Call, Family, Info, Pass, TuneKey};
 use crate::ops::conv2d::partials::Partials;
 use crate::ops::conv2d::Conv2dParams;
 use crate::record::{read, write, Grid, Recording};
 use crate::Gpu;
 
 /// A family whose forward and stride-1 input gradient are one GEMM-shaped kernel.
-pub(crate) trait GemmShaped: Sync {
-    /// Its name ([`Family::name`]).
-    fn name(&self) -> &'static str;
-    /// Other names it answers to.
-    fn aliases(&self) -> &'static [&'static str] {
-        &[]
-    }
-    /// One line on what it is ([`Family::summary`]).
-    fn summary(&self) -> &'static str;
-    /// Its place in the CPU adapters' rule ([`Family::cpu_rank`]).
-    fn cpu_rank(&self) -> Option<u8> {
-        None
-    }
-    /// A GPU shape ([`Family::gpu_shaped`]).
-    fn gpu_shaped(&self) -> bool {
-        false
-    }
-    /// Its place in the GPUs' deterministic rule ([`Family::deterministic_rank`]).
-    fn deterministic_rank(&self) -> Option<u8> {
-        None
-    }
-    /// Every kernel it may launch.
-    fn kernels(&self) -> &'static [&'static KernelSpec];
+pub(crate) trait GemmShaped: Info + Sync {
     /// Whether the device allows its kernels (workgroup sizes, workgroup memory).
     fn fits(&self, _gpu: &Gpu) -> bool {
         true
@@ -80,34 +58,6 @@ pub(crate) trait GemmShaped: Sync {
 }
 
 impl<T: GemmShaped> Family for T {
-    fn name(&self) -> &'static str {
-        GemmShaped::name(self)
-    }
-
-    fn aliases(&self) -> &'static [&'static str] {
-        GemmShaped::aliases(self)
-    }
-
-    fn summary(&self) -> &'static str {
-        GemmShaped::summary(self)
-    }
-
-    fn cpu_rank(&self) -> Option<u8> {
-        GemmShaped::cpu_rank(self)
-    }
-
-    fn gpu_shaped(&self) -> bool {
-        GemmShaped::gpu_shaped(self)
-    }
-
-    fn deterministic_rank(&self) -> Option<u8> {
-        GemmShaped::deterministic_rank(self)
-    }
-
-    fn kernels(&self) -> &'static [&'static KernelSpec] {
-        GemmShaped::kernels(self)
-    }
-
     /// groups = 1, and for input gradients a stride-1 conv whose padding the transposed
     /// kernel can take (padding at most the dilated kernel's reach).
     fn supports(&self, gpu: &Gpu, pass: Pass, g: &Geometry, p: &Conv2dParams) -> bool {

@@ -34,6 +34,7 @@ use crate::error::Result;
 use crate::gpu::KernelSpec;
 use crate::ops::conv2d::args::{GemmCall, WeightGradArgs};
 use crate::ops::conv2d::family::shaped::GemmShaped;
+use crate::ops::conv2d::family::Info;
 use crate::ops::conv2d::family::{no_variant, Pass, TuneKey};
 use crate::ops::conv2d::Conv2dParams;
 use crate::record::Recording;
@@ -46,7 +47,7 @@ const CONSTANTS: &[(&str, f64)] = &[("GEMM_THREADS", THREADS as f64)];
 /// The GEMM family.
 pub(crate) struct Gemm;
 
-impl GemmShaped for Gemm {
+impl Info for Gemm {
     fn name(&self) -> &'static str {
         "gemm"
     }
@@ -63,7 +64,9 @@ impl GemmShaped for Gemm {
     fn kernels(&self) -> &'static [&'static KernelSpec] {
         &[&FORWARD, &FORWARD_OIHW, &BACKWARD_WEIGHT]
     }
+}
 
+impl GemmShaped for Gemm {
     /// Packs the weights and runs the tiled forward kernel with the rule's tile.
     fn gemm(&self, rec: &mut Recording<'_>, c: &GemmCall<'_>) -> Result<()> {
         self.gemm_variant(rec, c, 0)

@@ -19,7 +19,7 @@ use crate::ops::conv2d::args::{
 };
 use crate::ops::conv2d::budget::rows_per_split;
 use crate::ops::conv2d::family::pack::PACK_TEXTURE;
-use crate::ops::conv2d::family::{Family, Pass};
+use crate::ops::conv2d::family::{Family, Info, Pass};
 use crate::ops::conv2d::partials::{target_threads, Partials};
 use crate::ops::conv2d::{Conv2dParams, Fusion};
 use crate::ops::rebase;
@@ -239,7 +239,7 @@ impl Texture {
     }
 }
 
-impl Family for Texture {
+impl Info for Texture {
     fn name(&self) -> &'static str {
         "texture"
     }
@@ -267,7 +267,9 @@ impl Family for Texture {
             &PACK_TEXTURE,
         ]
     }
+}
 
+impl Family for Texture {
     /// groups = 1, and every texture the pass would stage within the device's limit: the
     /// weights, and the least part of the activations it stages (4 channels of the whole
     /// batch where it works through channels, one image where it works through the batch).
