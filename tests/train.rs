@@ -387,3 +387,67 @@ fn adamw_on_a_deep_plain_stack_stays_within_10x_of_pytorch_float32() {
         worst.0
     );
 }
+
+/// Training never needs the input's gradient: a step's backward (`backward_params`) records
+/// exactly the dispatches of `backward` less the first layer's input-gradient pass (plain)
+/// or the first block's (residual: conv1's input gradient and the skip path's copy), and
+/// gives the same parameter gradients, bit for bit (the same kernels ran). The convs are
+/// not tiny (a tiny one's three gradients are one fused dispatch either way).
+#[test]
+fn a_training_step_records_no_input_gradient_for_the_first_layer() {
+    use skipgrad::ops::conv2d::{conv2d_backward_input_into, Fusion};
+    use skipgrad::{Conv2dParams, Init};
+    let g = gpu();
+    let (n, c, hw) = (2, 16, 16);
+    let xs = [n, c, hw, hw];
+    let data = |k: u64| {
+        (0..n * c * hw * hw)
+            .map(|i| ((i as u64 * 2654435761 + k) % 97) as f32 / 48.0 - 1.0)
+            .collect::<Vec<f32>>()
+    };
+    let x = Tensor::from_slice(g, xs, &data(1), Purpose::Activation).unwrap();
+    let target = Tensor::from_slice(g, xs, &data(2), Purpose::Activation).unwrap();
+    for arch in [Arch::Plain, Arch::Residual] {
+        let mut net = Network::new(g, arch, 4, c, Init::Torch(3)).unwrap();
+        // (dispatches, parameter gradients) of a backward with and without the input's.
+        let mut run = |full: bool| {
+            let mut rec = Recording::new(g);
+            let y = net.forward(&mut rec, &x).unwrap();
+            let l = loss::mse(&mut rec, &y, &target).unwrap();
+            let before = rec.dispatch_count();
+            let params = if full {
+                net.backward(&mut rec, &l.grad).unwrap().params
+            } else {
+                net.backward_params(&mut rec, &l.grad).unwrap()
+            };
+            let count = rec.dispatch_count() - before;
+            rec.finish().unwrap();
+            let values: Vec<Vec<f32>> = params.iter().map(|(_, t)| t.to_vec(g).unwrap()).collect();
+            (count, values)
+        };
+        let (full, full_grads) = run(true);
+        let (params_only, grads) = run(false);
+        assert_eq!(grads, full_grads, "{arch:?}: the same parameter gradients");
+        // The first conv's input-gradient pass alone (the blocks' and the stack's first
+        // conv: c → c, 3×3, padding 1; the residual block's accumulates onto the skip copy).
+        let w = Tensor::zeros(g, [c, c, 3, 3], Purpose::Parameter).unwrap();
+        let (go, gx) = (
+            Tensor::zeros(g, xs, Purpose::Gradient).unwrap(),
+            Tensor::zeros(g, xs, Purpose::Gradient).unwrap(),
+        );
+        let mut rec = Recording::new(g);
+        let fusion = Fusion {
+            relu_input: false,
+            accumulate: arch == Arch::Residual,
+        };
+        conv2d_backward_input_into(&mut rec, &x, &w, &go, &Conv2dParams::new(1, 1), &gx, fusion)
+            .unwrap();
+        let input_pass = rec.dispatch_count();
+        rec.finish().unwrap();
+        let skip_copy = usize::from(arch == Arch::Residual);
+        println!(
+            "{arch:?}: backward {full} dispatches, without the input's gradient {params_only}"
+        );
+        assert_eq!(full - params_only, input_pass + skip_copy, "{arch:?}");
+    }
+}

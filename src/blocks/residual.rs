@@ -296,9 +296,29 @@ impl ResidualBlock {
             .saved
             .as_ref()
             .ok_or_else(|| forward_missing("residual block"))?;
-        let grads = self.record_backward(rec, saved, grad_out)?;
+        let (grad_x, params) = self.record_backward(rec, saved, grad_out, true)?;
         self.saved = None;
-        Ok(grads)
+        Ok(BlockGrads {
+            grad_x: grad_x.ok_or_else(|| forward_missing("residual block"))?,
+            params,
+        })
+    }
+
+    /// [`ResidualBlock::backward`] for a block whose input needs no gradient (the first
+    /// block of a network): the parameters' gradients alone, by `state_dict` name — conv1's
+    /// input-gradient pass and the skip path's copy are not recorded.
+    pub fn backward_params(
+        &mut self,
+        rec: &mut Recording<'_>,
+        grad_out: &Tensor,
+    ) -> Result<Vec<(String, Tensor)>> {
+        let saved = self
+            .saved
+            .as_ref()
+            .ok_or_else(|| forward_missing("residual block"))?;
+        let (_, params) = self.record_backward(rec, saved, grad_out, false)?;
+        self.saved = None;
+        Ok(params)
     }
 
     fn record_backward(
@@ -306,7 +326,8 @@ impl ResidualBlock {
         rec: &mut Recording<'_>,
         saved: &Saved,
         grad_out: &Tensor,
-    ) -> Result<BlockGrads> {
+        input_gradient: bool,
+    ) -> Result<(Option<Tensor>, Vec<(String, Tensor)>)> {
         if grad_out.shape() != saved.x.shape() {
             return Err(Error::shape(
                 "residual block backward",
@@ -324,12 +345,17 @@ impl ResidualBlock {
         let g_pre = grad(saved.x.shape())?;
         relu::relu_backward_into(rec, &saved.pre, grad_out, &g_pre, false)?;
         // Skip path first: for Basic the sum's gradient, for SkipConnection grad_out itself.
-        let grad_x = grad(saved.x.shape())?;
-        let skip = match self.variant {
-            ResidualVariant::Basic => &g_pre,
-            ResidualVariant::SkipConnection => grad_out,
+        let grad_x = if input_gradient {
+            let grad_x = grad(saved.x.shape())?;
+            let skip = match self.variant {
+                ResidualVariant::Basic => &g_pre,
+                ResidualVariant::SkipConnection => grad_out,
+            };
+            copy_view(rec, skip, &grad_x, false)?;
+            Some(grad_x)
+        } else {
+            None
         };
-        copy_view(rec, skip, &grad_x, false)?;
         let relu_load = Fusion {
             relu_input: true,
             accumulate: false,
@@ -354,22 +380,23 @@ impl ResidualBlock {
             relu_input: false,
             accumulate: true,
         };
-        conv2d::Conv2dBackward {
+        let conv1 = conv2d::Conv2dBackward {
             x: &saved.x,
             weight: &c1.weight,
             grad_out: &g_a1,
             params: &c1.params,
             fusion: accumulate,
+        };
+        match &grad_x {
+            Some(gx) => conv1.record_into(rec, gx, &gw1, Some(&gb1))?,
+            None => conv1.record_params_into(rec, &gw1, Some(&gb1))?,
         }
-        .record_into(rec, &grad_x, &gw1, Some(&gb1))?;
-        Ok(BlockGrads {
-            grad_x,
-            params: vec![
-                ("conv1.weight".into(), gw1),
-                ("conv1.bias".into(), gb1),
-                ("conv2.weight".into(), gw2),
-                ("conv2.bias".into(), gb2),
-            ],
-        })
+        let params = vec![
+            ("conv1.weight".into(), gw1),
+            ("conv1.bias".into(), gb1),
+            ("conv2.weight".into(), gw2),
+            ("conv2.bias".into(), gb2),
+        ];
+        Ok((grad_x, params))
     }
 }

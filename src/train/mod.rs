@@ -30,13 +30,13 @@ pub fn train_step(
 ) -> Result<Tensor> {
     let y = net.forward(rec, x)?;
     let l = loss::mse(rec, &y, target)?;
-    let grads = net.backward(rec, &l.grad)?;
-    optimizer.step(rec, &net.parameters(), &grads.params)?;
+    // The input's gradient is never used in a step: its pass is not recorded.
+    let grads = net.backward_params(rec, &l.grad)?;
+    optimizer.step(rec, &net.parameters(), &grads)?;
     rec.retain(y);
     rec.retain(l.grad);
-    for (_, g) in grads.params {
+    for (_, g) in grads {
         rec.retain(g);
     }
-    rec.retain(grads.grad_x);
     Ok(l.loss)
 }

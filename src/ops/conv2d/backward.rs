@@ -109,6 +109,42 @@ impl Conv2dBackward<'_> {
         conv2d_backward_weight_and_bias_into(rec, x, grad_out, params, grad_weight, grad_bias, load)
     }
 
+    /// Records the parameters' gradients alone, `grad_weight` and `grad_bias` (overwritten),
+    /// for a conv whose input needs no gradient (a network's first layer, a frozen input):
+    /// no input-gradient pass — except for a tiny convolution, whose one fused dispatch
+    /// (into scratch) is cheaper than the weight gradient's own launches. `fusion.relu_input`
+    /// still says how the forward loaded `x`.
+    pub fn record_params_into(
+        &self,
+        rec: &mut Recording<'_>,
+        grad_weight: &Tensor,
+        grad_bias: Option<&Tensor>,
+    ) -> Result<()> {
+        let load = Fusion {
+            relu_input: self.fusion.relu_input,
+            accumulate: false,
+        };
+        let scratch = rec.scratch_tensor(self.x.shape())?;
+        let fused = Conv2dBackward {
+            fusion: load,
+            ..*self
+        }
+        .fused(rec, &scratch, grad_weight, grad_bias)?;
+        rec.scratch_done(scratch);
+        if fused {
+            return Ok(());
+        }
+        conv2d_backward_weight_and_bias_into(
+            rec,
+            self.x,
+            self.grad_out,
+            self.params,
+            grad_weight,
+            grad_bias,
+            load,
+        )
+    }
+
     /// Records all three gradients as one fused direct dispatch where the convolution is
     /// tiny, its loops fit the budget and the direct family is chosen for both passes;
     /// returns whether it did.

@@ -2,7 +2,7 @@
 //! layer's input fused into the conv below it), or through its residual or dense blocks.
 
 use super::{Body, Network};
-use crate::blocks::BlockGrads;
+use crate::blocks::{forward_missing, BlockGrads};
 use crate::error::{Error, Result};
 use crate::memory::Purpose;
 use crate::ops::conv2d::{self, Fusion};
@@ -14,13 +14,48 @@ impl Network {
     /// Records the backward pass for `grad_out` and returns the gradients of the input and
     /// of every parameter (by `state_dict` name, in forward order). Uses up the saved state.
     pub fn backward(&mut self, rec: &mut Recording<'_>, grad_out: &Tensor) -> Result<BlockGrads> {
+        let (grad_x, params) = self.record_backward(rec, grad_out, true)?;
+        match grad_x {
+            Some(grad_x) => Ok(BlockGrads { grad_x, params }),
+            None => Err(Error::param(
+                "network backward",
+                "no input gradient recorded",
+            )),
+        }
+    }
+
+    /// [`Network::backward`] without the input's gradient, which training never needs: the
+    /// parameters' gradients alone (by `state_dict` name, in forward order). The first
+    /// layer's (plain) or first block's (residual) input-gradient pass is not recorded; the
+    /// dense stack's block writes its input's gradient as part of every layer's, so it
+    /// records the same as `backward`. Uses up the saved state.
+    pub fn backward_params(
+        &mut self,
+        rec: &mut Recording<'_>,
+        grad_out: &Tensor,
+    ) -> Result<Vec<(String, Tensor)>> {
+        let (grad_x, params) = self.record_backward(rec, grad_out, false)?;
+        if let Some(g) = grad_x {
+            rec.retain(g);
+        }
+        Ok(params)
+    }
+
+    /// The backward pass; the input's gradient only where `input_gradient` asks (and the
+    /// architecture can leave it out).
+    fn record_backward(
+        &mut self,
+        rec: &mut Recording<'_>,
+        grad_out: &Tensor,
+        input_gradient: bool,
+    ) -> Result<(Option<Tensor>, Vec<(String, Tensor)>)> {
         let gpu = rec.gpu();
         let grads = match &mut self.body {
             Body::Plain(layers) => {
                 let saved = self
                     .saved
                     .as_ref()
-                    .ok_or_else(|| crate::blocks::forward_missing("network"))?;
+                    .ok_or_else(|| forward_missing("network"))?;
                 let last = &saved[layers.len()];
                 if grad_out.shape() != last.shape() {
                     return Err(Error::shape(
@@ -29,56 +64,68 @@ impl Network {
                     ));
                 }
                 // g holds d loss / d pre_i, from the last layer down.
-                let mut g = relu::relu_backward(rec, last, grad_out)?;
+                let mut g = Some(relu::relu_backward(rec, last, grad_out)?);
                 let mut params = Vec::with_capacity(2 * layers.len());
                 for i in (0..layers.len()).rev() {
                     let l = &layers[i];
-                    let gx = Tensor::zeros(gpu, saved[i].shape(), Purpose::Gradient)?;
                     let gw = Tensor::zeros(gpu, l.weight.shape(), Purpose::Gradient)?;
                     let gb = Tensor::zeros(gpu, l.bias.shape(), Purpose::Gradient)?;
+                    let grad_at_out = g.take().ok_or_else(|| forward_missing("network"))?;
                     // Below the first layer the input was ReLU'd on load: its gradient is
                     // masked by pre_{i-1} > 0 as it is stored.
-                    let fusion = Fusion {
-                        relu_input: i > 0,
-                        accumulate: false,
-                    };
-                    conv2d::Conv2dBackward {
+                    let backward = conv2d::Conv2dBackward {
                         x: &saved[i],
                         weight: &l.weight,
-                        grad_out: &g,
+                        grad_out: &grad_at_out,
                         params: &l.params,
-                        fusion,
+                        fusion: Fusion {
+                            relu_input: i > 0,
+                            accumulate: false,
+                        },
+                    };
+                    if i > 0 || input_gradient {
+                        let gx = Tensor::zeros(gpu, saved[i].shape(), Purpose::Gradient)?;
+                        backward.record_into(rec, &gx, &gw, Some(&gb))?;
+                        g = Some(gx);
+                    } else {
+                        backward.record_params_into(rec, &gw, Some(&gb))?;
                     }
-                    .record_into(rec, &gx, &gw, Some(&gb))?;
                     params.push((format!("{}.bias", l.name), gb));
                     params.push((format!("{}.weight", l.name), gw));
-                    g = gx;
                 }
                 params.reverse();
-                BlockGrads { grad_x: g, params }
+                (g, params)
             }
             Body::Residual(blocks) => {
                 if self.saved.is_none() {
-                    return Err(crate::blocks::forward_missing("network"));
+                    return Err(forward_missing("network"));
                 }
                 let mut g = grad_out.clone();
+                let mut grad_x = None;
                 let mut params = Vec::new();
                 for (i, b) in blocks.iter_mut().enumerate().rev() {
-                    let bg = b.backward(rec, &g)?;
-                    for (n, t) in bg.params.into_iter().rev() {
+                    let block_params = if i > 0 || input_gradient {
+                        let bg = b.backward(rec, &g)?;
+                        g = bg.grad_x.clone();
+                        grad_x = Some(bg.grad_x);
+                        bg.params
+                    } else {
+                        grad_x = None;
+                        b.backward_params(rec, &g)?
+                    };
+                    for (n, t) in block_params.into_iter().rev() {
                         params.push((format!("blocks.{i}.{n}"), t));
                     }
-                    g = bg.grad_x;
                 }
                 params.reverse();
-                BlockGrads { grad_x: g, params }
+                (grad_x, params)
             }
             Body::Dense(dense) => {
                 let (block, t) = &mut **dense;
                 let features = self
                     .dense_features
                     .as_ref()
-                    .ok_or_else(|| crate::blocks::forward_missing("network"))?;
+                    .ok_or_else(|| forward_missing("network"))?;
                 let g =
                     conv2d::conv2d_backward(rec, features, &t.weight, true, grad_out, &t.params)?;
                 let bg = block.backward(rec, &g.grad_x)?;
@@ -92,10 +139,7 @@ impl Network {
                     params.push(("transition.bias".into(), gb));
                 }
                 rec.retain(g.grad_x);
-                BlockGrads {
-                    grad_x: bg.grad_x,
-                    params,
-                }
+                (Some(bg.grad_x), params)
             }
         };
         self.saved = None;
