@@ -223,6 +223,9 @@ impl ConvLayer {
     }
 }
 
+/// Parameters' gradients by `state_dict` name, in forward order.
+pub(crate) type NamedGrads = Vec<(String, Tensor)>;
+
 /// Fails unless `name`'s backward can run: a forward must have been recorded first.
 pub(crate) fn forward_missing(block: &'static str) -> Error {
     Error::param(

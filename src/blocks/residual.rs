@@ -12,7 +12,7 @@
 //! Backward routes the skip gradient into `grad_x` first and the conv path accumulates onto
 //! it: one buffer, no separate add.
 
-use super::{forward_missing, BlockGrads, ConvLayer, Init};
+use super::{forward_missing, BlockGrads, ConvLayer, Init, NamedGrads};
 use crate::error::{Error, Result};
 use crate::memory::Purpose;
 use crate::ops::conv2d::{self, Conv2dParams, Fusion};
@@ -327,7 +327,7 @@ impl ResidualBlock {
         saved: &Saved,
         grad_out: &Tensor,
         input_gradient: bool,
-    ) -> Result<(Option<Tensor>, Vec<(String, Tensor)>)> {
+    ) -> Result<(Option<Tensor>, NamedGrads)> {
         if grad_out.shape() != saved.x.shape() {
             return Err(Error::shape(
                 "residual block backward",

@@ -2,7 +2,7 @@
 //! layer's input fused into the conv below it), or through its residual or dense blocks.
 
 use super::{Body, Network};
-use crate::blocks::{forward_missing, BlockGrads};
+use crate::blocks::{forward_missing, BlockGrads, NamedGrads};
 use crate::error::{Error, Result};
 use crate::memory::Purpose;
 use crate::ops::conv2d::{self, Fusion};
@@ -48,7 +48,7 @@ impl Network {
         rec: &mut Recording<'_>,
         grad_out: &Tensor,
         input_gradient: bool,
-    ) -> Result<(Option<Tensor>, Vec<(String, Tensor)>)> {
+    ) -> Result<(Option<Tensor>, NamedGrads)> {
         let gpu = rec.gpu();
         let grads = match &mut self.body {
             Body::Plain(layers) => {
