@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
 # The device check, as one prepared run on a lent GPU machine (see the device tool's
-# README). In order, most needed first:
+# README), within the 10 minutes the device tool allows a command (BUDGET_SECONDS, default
+# 560: the optional steps are skipped, and logged, when too little is left). In order, most
+# needed first:
 #   1. skipgrad selftest on the benchmark's shapes: every conv family × variant × pass
 #      against the f64 oracle, each kernel named before it is compiled, under cuda-gdb where
 #      the machine has it (a driver crash then ends the log with the culprit's name and a
 #      backtrace);
 #   2. first-call latency of a fresh process: cold (no caches), then warm (tuning and
 #      pipeline caches on disk from the first);
-#   3. the reference cases; the standard suite; the GPU suite (auto);
-#   4. the residual block in six processes (with the tuning cache: the same kernels in
-#      each), and in six without it (the tuner's own measurement each time);
-#   5. the PyTorch peer (cuDNN, TF32 off) and the tables against it;
-#   6. the GPU suite with the GEMM family forced.
+#   3. the reference cases; the GPU suite (auto), and PyTorch's (cuDNN, TF32 off) beside it;
+#   4. batch cliffs: time per image by batch, with the splits (dispatches) of each;
+#   5. the standard suite (GPU timestamps);
+#   6. the residual block in six processes with the tuning cache and six without;
+#   7. the standard suite by the host clock against PyTorch's;
+#   8. the GPU suite with the GEMM family forced.
 # A step that dies of a signal (a driver crash) is run once more: the tuner's journal has
 # recorded the variant it died in, and the second run skips it.
 #
 # What comes back: the device tool returns at most 8 files from $OUT, so everything is
-# written to a work folder and packed into $OUT/results.tar.gz, beside log.txt and the two
-# comparison tables.
+# written to a work folder and packed into $OUT/results.tar.gz, beside log.txt, the two
+# comparison tables against PyTorch/cuDNN and the batch-cliff table.
 #
 # Here, first:  cargo build --release
 #               (once) the Vulkan loaders into .gl/, as the device README says
@@ -48,15 +51,33 @@ log() { echo "== $* ($(date +%T))" | tee -a "$LOG"; }
 export SKIPGRAD_CACHE_DIR="$WORK/cache"
 mkdir -p "$SKIPGRAD_CACHE_DIR"
 
-# Runs "$@" with stdout to the file $1; once more if it died of a signal (exit > 128).
-retry_on_crash() {
-    local out="$1"
-    shift
-    "$@" > "$out" 2>>"$LOG"
-    local rc=$?
+# The device tool allows 10 minutes a command: the steps run most needed first, each within
+# what is left of BUDGET_SECONDS (default 560), and the optional ones are skipped when too
+# little is left (the log says which).
+BUDGET="${BUDGET_SECONDS:-560}"
+left() { echo $((BUDGET - SECONDS)); }
+# have N: at least N seconds left.
+have() {
+    if [ "$(left)" -ge "$1" ]; then return 0; fi
+    log "skipped (about $(left) s left of $BUDGET): $2"
+    return 1
+}
+
+# Runs "$@" with stdout to the file $1, within at most $2 seconds and what is left; once
+# more if it died of a signal (exit 128 + n, not the timeout's 124): the tuner's journal has
+# recorded the variant it died in, and the second run skips it.
+step() {
+    local out="$1" max="$2"
+    shift 2
+    local limit rc
+    limit=$(( $(left) - 10 < max ? $(left) - 10 : max ))
+    [ "$limit" -ge 10 ] || { log "no time left for: $*"; return 0; }
+    timeout "$limit" "$@" > "$out" 2>>"$LOG"
+    rc=$?
     if [ $rc -gt 128 ]; then
         log "died of signal $((rc - 128)); once more (the tuner's journal skips what it died in)"
-        "$@" > "$out" 2>>"$LOG"
+        limit=$(( $(left) - 10 < max ? $(left) - 10 : max ))
+        [ "$limit" -ge 10 ] && timeout "$limit" "$@" > "$out" 2>>"$LOG"
         rc=$?
     fi
     [ $rc -eq 0 ] || log "exit $rc: $*"
@@ -79,79 +100,120 @@ log "adapter"
 "$BIN" info --json > "$WORK/info.json" 2>>"$LOG"
 head -c 600 "$WORK/info.json" >> "$LOG"
 
+# 1. Every family x variant x pass on the benchmark's shapes at their small batches (the
+#    pipelines are the same at any batch: the geometry constants leave the batch out).
 log "selftest: every family x variant x pass on the benchmark's shapes"
-SELFTEST=("$BIN" selftest --shapes bench $QUICK_FLAG)
+SELFTEST=("$BIN" selftest --shapes bench --quick)
 if command -v cuda-gdb >/dev/null 2>&1; then
     # -batch: run, and on a crash print the backtrace; the selftest's own lines name the
     # kernel it was compiling.
-    cuda-gdb -batch -ex run -ex bt --args "${SELFTEST[@]}" > "$WORK/selftest.txt" 2>&1
+    timeout 200 cuda-gdb -batch -ex run -ex bt --args "${SELFTEST[@]}" > "$WORK/selftest.txt" 2>&1
 else
-    "${SELFTEST[@]}" > "$WORK/selftest.txt" 2>&1
+    timeout 200 "${SELFTEST[@]}" > "$WORK/selftest.txt" 2>&1
 fi
 echo "selftest exit $?" >> "$LOG"
 grep -E "FAIL|kernels passed|^#[0-9]+ |SIGSEGV|signal" "$WORK/selftest.txt" | head -40 >> "$LOG"
 tail -n 3 "$WORK/selftest.txt" >> "$LOG"
 # The selftest compiled every pipeline into the cache; the latency below starts cold again.
-rm -rf "$SKIPGRAD_CACHE_DIR"/*
+rm -rf "${SKIPGRAD_CACHE_DIR:?}"/*
 
+# 2. A fresh process, cold and warm.
 log "first-call latency of a fresh process: cold, then warm (caches from the cold run)"
 for run in cold warm; do
     t0=$(date +%s%N)
-    "$BIN" check tests/vectors/conv2d_3x3_s1p1_c64to64.safetensors > /dev/null 2>>"$LOG"
+    timeout 60 "$BIN" check tests/vectors/conv2d_3x3_s1p1_c64to64.safetensors > /dev/null 2>>"$LOG"
     t1=$(date +%s%N)
     echo "check conv2d_3x3_s1p1_c64to64 ($run): $(( (t1 - t0) / 1000000 )) ms" >> "$LOG"
 done
 ls -l "$SKIPGRAD_CACHE_DIR" >> "$LOG"
 
+# 3. Correctness, then the GPU suite and cuDNN beside it.
 log "reference cases on the GPU"
-retry_on_crash "$WORK/check.json" "$BIN" check tests/vectors tests/vectors/scale --json
+step "$WORK/check.json" 60 "$BIN" check tests/vectors tests/vectors/scale --json
 tail -c 300 "$WORK/check.json" >> "$LOG"
-log "standard suite (GPU timestamps)"
-retry_on_crash "$WORK/standard.json" "$BIN" bench $QUICK_FLAG --iters "$ITERS" --json
-log "standard suite (host clock, as the peer times)"
-retry_on_crash "$WORK/standard_wall.json" "$BIN" bench $QUICK_FLAG --iters "$ITERS" --timing wall --json
 log "GPU suite"
-retry_on_crash "$WORK/gpu_suite.json" "$BIN" bench --suite gpu $QUICK_FLAG --iters "$ITERS" --json
-"$BIN" bench --suite gpu $QUICK_FLAG --iters "$ITERS" >> "$LOG" 2>&1
+step "$WORK/gpu_suite.json" 150 "$BIN" bench --suite gpu $QUICK_FLAG --iters "$ITERS" --json
 
-# The H200's bimodal residual block (one process in five ran it 2.4x slower): six
-# processes with the tuning cache (the same kernels in each, by construction) and six
-# without (each measures for itself), each JSON with the tuner's choices (`tuned`).
-log "residual block, six processes with the tuning cache, six without"
-mkdir -p "$WORK/resnet_processes"
-for mode in cached uncached; do
-    for i in 1 2 3 4 5 6; do
-        f="$WORK/resnet_processes/${mode}_$i.json"
-        if [ $mode = uncached ]; then
-            SKIPGRAD_CACHE_DIR=off "$BIN" bench --cases resnet_basic --iters "$ITERS" --json > "$f" 2>>"$LOG"
-        else
-            "$BIN" bench --cases resnet_basic --iters "$ITERS" --json > "$f" 2>>"$LOG"
-        fi
-        python3 -c "import json,sys; d=json.load(open(sys.argv[1])); c=d['cases'][0]; print(sys.argv[2], sys.argv[3], 'fwd+bwd ms', c['fwd_bwd_ms'], [ (t['pass'], t['family'], t['variant']) for t in d.get('tuned', []) ])" \
-            "$f" "$mode" "$i" >> "$LOG" 2>&1
-    done
-done
-
-# PEER_DEVICE=cpu (with PYTHON pointing at a venv that has torch) dry-runs this part on a
+# PEER_DEVICE=cpu (with PYTHON pointing at a venv that has torch) dry-runs the peer on a
 # machine without CUDA; the files keep their names.
 PYTHON="${PYTHON:-python3}"
 PEER_DEVICE="${PEER_DEVICE:-cuda}"
+PEER=0
 if [ "${SKIP_TORCH:-0}" != 1 ] && "$PYTHON" -c "import sys, torch; sys.exit(sys.argv[1] == 'cuda' and not torch.cuda.is_available())" "$PEER_DEVICE" 2>/dev/null; then
-    log "PyTorch peer on $PEER_DEVICE (cuDNN on CUDA, TF32 off)"
-    "$PYTHON" benches/peers/torch_peer.py --device "$PEER_DEVICE" --iters "$ITERS" --json > "$WORK/torch_cuda.json" 2>>"$LOG"
-    "$PYTHON" benches/peers/torch_peer.py --device "$PEER_DEVICE" --suite gpu $QUICK_FLAG --iters "$ITERS" --json > "$WORK/torch_cuda_suite.json" 2>>"$LOG"
-    "$PYTHON" benches/peers/torch_train_step.py --device "$PEER_DEVICE" --iters "$ITERS" --json > "$WORK/torch_cuda_train.json" 2>>"$LOG"
-    "$PYTHON" benches/peers/compare.py "$WORK/standard_wall.json" "$WORK/torch_cuda.json" "$WORK/torch_cuda_train.json" > "$OUT/compare_standard.txt" 2>&1
-    "$PYTHON" benches/peers/compare_suite.py "$WORK/gpu_suite.json" "$WORK/torch_cuda_suite.json" > "$OUT/compare_suite.txt" 2>&1
-    cat "$OUT/compare_standard.txt" "$OUT/compare_suite.txt" >> "$LOG"
-else
-    log "no PyTorch on $PEER_DEVICE here: peer left out"
+    PEER=1
 fi
-# Last (the least needed if time runs out): the GEMM family forced on the GPU suite, so its
-# standing shows even where the tuner picked another family; its `tuned` array says which
-# tile and weight loader (packed, or OIHW in place) won each pass under auto above.
-log "GPU suite, GEMM family forced"
-retry_on_crash "$WORK/gpu_suite_gemm.json" "$BIN" bench --suite gpu $QUICK_FLAG --kernels gemm --iters "$ITERS" --json
+if [ $PEER = 1 ] && have 60 "the PyTorch suite"; then
+    log "PyTorch peer's GPU suite on $PEER_DEVICE (cuDNN on CUDA, TF32 off)"
+    step "$WORK/torch_cuda_suite.json" 120 "$PYTHON" benches/peers/torch_peer.py --device "$PEER_DEVICE" --suite gpu $QUICK_FLAG --iters "$ITERS" --json
+    "$PYTHON" benches/peers/compare_suite.py "$WORK/gpu_suite.json" "$WORK/torch_cuda_suite.json" > "$OUT/compare_suite.txt" 2>&1
+    cat "$OUT/compare_suite.txt" >> "$LOG"
+fi
+
+# 4. Batch cliffs (issue 26): time per image by batch for every suite pass (the suite has
+#    batch 32 and 128), with the dispatches and kernels of each; then ResNet-50's first
+#    3x3 and 1x1 convs at 32, 64, 96 and 128 with the GEMM and pixel families forced, where
+#    a knee between two batches says which size a split (or the L2) gives out at.
+log "batch cliffs"
+python3 scripts/batch_cliffs.py "$WORK/gpu_suite.json" > "$OUT/batch_cliffs.txt" 2>&1
+for family in gemm pixel; do
+    have 60 "the $family batch sweep" || break
+    for n in 32 64 96 128; do
+        batch=$n
+        if [ -n "$QUICK_FLAG" ]; then
+            [ $n -gt 64 ] && continue
+            batch=$((n / 32))
+        fi
+        step "$WORK/cliff_${family}_n$n.json" 60 "$BIN" bench --suite gpu --batch $batch \
+            --kernels $family --cases r50_conv3x3_c64_56x56,r50_conv1x1_c256to64_56x56 \
+            --iters "$ITERS" --json
+    done
+    python3 scripts/batch_cliffs.py "$WORK"/cliff_${family}_n*.json >> "$OUT/batch_cliffs.txt" 2>&1
+done
+cat "$OUT/batch_cliffs.txt" >> "$LOG"
+
+# 5. The standard suite (GPU timestamps).
+if have 60 "the standard suite"; then
+    log "standard suite (GPU timestamps)"
+    step "$WORK/standard.json" 90 "$BIN" bench $QUICK_FLAG --iters "$ITERS" --json
+fi
+
+# 6. The H200's bimodal residual block (one process in five ran it 2.4x slower): six
+#    processes with the tuning cache (the same kernels in each, by construction) and six
+#    without (each measures for itself), each JSON with the tuner's choices (`tuned`).
+if have 90 "the residual block in twelve processes"; then
+    log "residual block, six processes with the tuning cache, six without"
+    mkdir -p "$WORK/resnet_processes"
+    for mode in cached uncached; do
+        for i in 1 2 3 4 5 6; do
+            f="$WORK/resnet_processes/${mode}_$i.json"
+            if [ $mode = uncached ]; then
+                SKIPGRAD_CACHE_DIR=off timeout 30 "$BIN" bench --cases resnet_basic --iters "$ITERS" --json > "$f" 2>>"$LOG"
+            else
+                timeout 30 "$BIN" bench --cases resnet_basic --iters "$ITERS" --json > "$f" 2>>"$LOG"
+            fi
+            python3 -c "import json,sys; d=json.load(open(sys.argv[1])); c=d['cases'][0]; print(sys.argv[2], sys.argv[3], 'fwd+bwd ms', c['fwd_bwd_ms'], [ (t['pass'], t['family'], t['variant']) for t in d.get('tuned', []) ])" \
+                "$f" "$mode" "$i" >> "$LOG" 2>&1
+        done
+    done
+fi
+
+# 7. The standard suite by the host clock against PyTorch's (its clock) and its training
+#    step.
+if [ $PEER = 1 ] && have 90 "the standard suite against PyTorch"; then
+    log "standard suite (host clock, as the peer times) and the PyTorch peer"
+    step "$WORK/standard_wall.json" 60 "$BIN" bench $QUICK_FLAG --iters "$ITERS" --timing wall --json
+    step "$WORK/torch_cuda.json" 60 "$PYTHON" benches/peers/torch_peer.py --device "$PEER_DEVICE" --iters "$ITERS" --json
+    step "$WORK/torch_cuda_train.json" 60 "$PYTHON" benches/peers/torch_train_step.py --device "$PEER_DEVICE" --iters "$ITERS" --json
+    "$PYTHON" benches/peers/compare.py "$WORK/standard_wall.json" "$WORK/torch_cuda.json" "$WORK/torch_cuda_train.json" > "$OUT/compare_standard.txt" 2>&1
+    cat "$OUT/compare_standard.txt" >> "$LOG"
+fi
+
+# 8. Last (the least needed if time runs out): the GEMM family forced on the GPU suite, so
+#    its standing shows even where the tuner picked another family.
+if have 90 "the GPU suite with the GEMM family forced"; then
+    log "GPU suite, GEMM family forced"
+    step "$WORK/gpu_suite_gemm.json" 120 "$BIN" bench --suite gpu $QUICK_FLAG --kernels gemm --iters "$ITERS" --json
+fi
 "$BIN" tune --show > "$WORK/tune_show.txt" 2>&1
 log "done"
 cp "$LOG" "$WORK/log.txt"

@@ -43,6 +43,10 @@ pub struct BenchArgs {
     /// batch 128, each conv pass timed alone; with --quick at batches 1 and 2).
     #[arg(long, default_value = "standard", value_parser = ["standard", "gpu"])]
     pub suite: String,
+    /// With --suite gpu: every case at this batch instead of its own (the cases' names
+    /// say it: `_n4`); what the batch-cliff check compares.
+    #[arg(long, value_parser = at_least_one)]
+    pub batch: Option<usize>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -61,6 +65,7 @@ impl Default for BenchArgs {
             timing: "auto".into(),
             kernels: "auto".into(),
             suite: "standard".into(),
+            batch: None,
             json: false,
             csv: false,
         }

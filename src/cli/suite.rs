@@ -146,9 +146,42 @@ fn skipped(case: &str, why: String) -> PassResult {
     }
 }
 
+/// `name` with its batch (`_n32`, up to the next `_` or the end) replaced by `_n{n}`.
+fn rebatch_name(name: &str, n: usize) -> String {
+    let bytes = name.as_bytes();
+    let mut i = 0;
+    while let Some(at) = name[i..].find("_n").map(|k| k + i) {
+        let digits = bytes[at + 2..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        let end = at + 2 + digits;
+        if digits > 0 && (end == name.len() || bytes[end] == b'_') {
+            return format!("{}_n{n}{}", &name[..at], &name[end..]);
+        }
+        i = at + 2;
+    }
+    format!("{name}_n{n}")
+}
+
 /// Runs the GPU suite; returns whether every case passed its correctness guard.
 pub fn run(args: &BenchArgs, backend: Option<&str>) -> skipgrad::Result<bool> {
-    let cases: Vec<SuiteCase> = gpu_suite(args.quick)
+    let mut cases: Vec<SuiteCase> = gpu_suite(args.quick);
+    if let Some(n) = args.batch {
+        // Every case at batch n, renamed `…_n{n}`; the suite's cases at several batches
+        // become one.
+        let mut seen = std::collections::HashSet::new();
+        cases = cases
+            .into_iter()
+            .map(|c| {
+                let mut case = c.case.with_batch(n);
+                case.name = rebatch_name(&c.case.name, n);
+                SuiteCase { case, ..c }
+            })
+            .filter(|c| seen.insert(c.case.name.clone()))
+            .collect();
+    }
+    let cases: Vec<SuiteCase> = cases
         .into_iter()
         .filter(|c| args.cases.is_empty() || args.cases.iter().any(|s| c.case.name.contains(s)))
         .collect();
@@ -235,4 +268,24 @@ pub fn run(args: &BenchArgs, backend: Option<&str>) -> skipgrad::Result<bool> {
     }
     println!("every case was checked against the CPU reference before timing (conv: sampled elements; blocks: batch 2)");
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rebatched_names_say_the_new_batch() {
+        use super::rebatch_name as r;
+        assert_eq!(
+            r("r50_conv3x3_c64_56x56_n32", 4),
+            "r50_conv3x3_c64_56x56_n4"
+        );
+        assert_eq!(
+            r("dense_l6_k12_c24_16x16_n128_shared", 2),
+            "dense_l6_k12_c24_16x16_n2_shared"
+        );
+        assert_eq!(
+            r("resnet_basic_c64_32x32_n128", 1),
+            "resnet_basic_c64_32x32_n1"
+        );
+    }
 }
