@@ -208,7 +208,14 @@ if [ $PEER = 1 ] && have 90 "the standard suite against PyTorch"; then
     cat "$OUT/compare_standard.txt" >> "$LOG"
 fi
 
-# 8. Last (the least needed if time runs out): the GEMM family forced on the GPU suite, so
+# 8. The Winograd family forced on the GPU suite: its 3x3 forwards and input gradients
+#    against what the tuner picked (the other passes run the next family, as forced).
+if have 90 "the GPU suite with the Winograd family forced"; then
+    log "GPU suite, Winograd family forced"
+    step "$WORK/gpu_suite_winograd.json" 120 "$BIN" bench --suite gpu $QUICK_FLAG --kernels winograd --iters "$ITERS" --json
+fi
+
+# 9. Last (the least needed if time runs out): the GEMM family forced on the GPU suite, so
 #    its standing shows even where the tuner picked another family.
 if have 90 "the GPU suite with the GEMM family forced"; then
     log "GPU suite, GEMM family forced"

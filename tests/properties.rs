@@ -44,6 +44,30 @@ fn conv_case() -> impl Strategy<Value = ConvCase> {
         .prop_filter("output below 1", |c| c.p.output_shape(c.x, c.w).is_ok())
 }
 
+/// Winograd-shaped problems (3 × 3, stride 1, dilation 1, groups 1), which `conv_case`
+/// draws once in thousands: sizes that leave tiles, channel quads and blocks partial, and
+/// padding up to past the kernel's reach.
+fn winograd_case() -> impl Strategy<Value = ConvCase> {
+    (
+        (1usize..=3, 1usize..=10, 1usize..=10), // n, cin, cout
+        (1usize..=13, 1usize..=13, 0usize..=3, 0usize..=3), // h, w, pad h/w
+        (any::<bool>(), any::<u64>()),          // bias, seed
+    )
+        .prop_map(|((n, cin, cout), (h, w, ph, pw), (bias, seed))| ConvCase {
+            x: [n, cin, h, w],
+            w: [cout, cin, 3, 3],
+            p: Conv2dParams {
+                stride: [1, 1],
+                padding: [ph, pw],
+                dilation: [1, 1],
+                groups: 1,
+            },
+            bias,
+            seed: seed | 1,
+        })
+        .prop_filter("output below 1", |c| c.p.output_shape(c.x, c.w).is_ok())
+}
+
 fn run_conv(c: &ConvCase, family: ConvKernels) {
     let mut rng = Rng(c.seed);
     let xv = rng.vec(c.x.iter().product());
@@ -97,8 +121,9 @@ fn run_conv(c: &ConvCase, family: ConvKernels) {
 
 /// Whether `family` runs `pass` of case `c`, by the contract its documentation states: the
 /// GEMM-shaped families need groups = 1, and the register-blocked, pixel and GEMM ones a
-/// stride-1 input gradient (padding at most the dilated kernel's reach); the direct family
-/// runs everything. A family the registry gains needs its line here.
+/// stride-1 input gradient (padding at most the dilated kernel's reach); Winograd a 3 × 3
+/// kernel of stride 1 and dilation 1, and no weight gradient; the direct family runs
+/// everything. A family the registry gains needs its line here.
 fn supports(family: ConvKernels, pass: &str, c: &ConvCase) -> bool {
     let [_, _, kh, kw] = c.w;
     let transposable = c.p.stride == [1, 1]
@@ -110,6 +135,11 @@ fn supports(family: ConvKernels, pass: &str, c: &ConvCase) -> bool {
         ConvKernels::TEXTURE => gemm,
         ConvKernels::REGBLOCK | ConvKernels::PIXEL | ConvKernels::GEMM => {
             gemm && (pass != "input" || transposable)
+        }
+        ConvKernels::WINOGRAD => {
+            let shaped =
+                gemm && c.w[2..] == [3, 3] && c.p.stride == [1, 1] && c.p.dilation == [1, 1];
+            shaped && pass != "weight" && (pass != "input" || transposable)
         }
         other => panic!("no contract written for the {other} family: add it here"),
     }
@@ -170,6 +200,14 @@ proptest! {
         for family in ConvKernels::families() {
             run_conv(&c, family);
         }
+    }
+
+    /// The Winograd family on the problems it takes: the oracle's numbers, and its own
+    /// kernels for the forward and input gradient (the texture family's weight gradient).
+    #[test]
+    fn winograd_matches_reference(c in winograd_case()) {
+        run_conv(&c, ConvKernels::WINOGRAD);
+        assert_forced_family(&c, ConvKernels::WINOGRAD);
     }
 
     /// A forced family runs its own kernels for every pass it supports, and the direct

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{assert_close, gpu, to_f64, upload, Rng};
+use common::{gpu, to_f64, upload, Rng};
 use skipgrad::ops::conv2d;
 use skipgrad::{reference, Conv2dParams, ConvKernels, Purpose, Recording, Tensor};
 
@@ -34,19 +34,23 @@ fn check(xs: [usize; 4], ws: [usize; 4], p: Conv2dParams, family: ConvKernels, s
         common::assert_family_ran(rec.kernels(), family, &what("kernels"));
     }
     rec.finish().unwrap();
-    assert_close(&what("out"), &y.to_vec(g).unwrap(), &want_y, 1e-4);
+    // Every result is a long sum: its rounding grows with what it sums (the same reference
+    // over the inputs' magnitudes), and differs by the order and form of the sum (the
+    // Winograd family's transforms); a fixed tolerance would pass or fail by the data's luck.
+    let abs = |v: &[f64]| v.iter().map(|a| a.abs()).collect::<Vec<f64>>();
+    let (xa, wa, goa) = (abs(&to_f64(&xv)), abs(&to_f64(&wv)), abs(&go64));
+    let (sums_y, _) = reference::conv2d(&xa, xs, &wa, ws, Some(&abs(&to_f64(&bv))), &p).unwrap();
+    common::assert_summed(&what("out"), &y.to_vec(g).unwrap(), &want_y, &sums_y);
     let want_gx = reference::conv2d_backward_input(&go64, xs, &to_f64(&wv), ws, &p).unwrap();
-    assert_close(
+    let sums_gx = reference::conv2d_backward_input(&goa, xs, &wa, ws, &p).unwrap();
+    common::assert_summed(
         &what("grad_x"),
         &grads.grad_x.to_vec(g).unwrap(),
         &want_gx,
-        1e-4,
+        &sums_gx,
     );
-    // Weight and bias gradients sum up to 65,536 terms: their rounding grows with what
-    // they sum (the same reference over the inputs' magnitudes), a fixed tolerance would
-    // pass or fail by the luck of the data.
-    let abs = |v: &[f64]| v.iter().map(|a| a.abs()).collect::<Vec<f64>>();
-    let (x64, xa, goa) = (to_f64(&xv), abs(&to_f64(&xv)), abs(&go64));
+    // Weight and bias gradients sum up to 65,536 terms.
+    let x64 = to_f64(&xv);
     let want_gw = reference::conv2d_backward_weight(&x64, xs, &go64, ws, &p).unwrap();
     let sums_gw = reference::conv2d_backward_weight(&xa, xs, &goa, ws, &p).unwrap();
     common::assert_summed(
@@ -64,10 +68,17 @@ fn check(xs: [usize; 4], ws: [usize; 4], p: Conv2dParams, family: ConvKernels, s
     );
 }
 
-/// Each family on its own data (seeded by its name, so a family's data does not change
-/// when the registry does).
+/// Each family that runs a pass of the problem on its own data (seeded by its name, so a
+/// family's data does not change when the registry does). The Winograd family runs only
+/// 3 × 3 convolutions of stride 1 and dilation 1: forced on others, it would name the
+/// texture family's run.
 fn every_family(xs: [usize; 4], ws: [usize; 4], p: Conv2dParams) {
+    let winograd_shaped =
+        ws[2..] == [3, 3] && p.stride == [1, 1] && p.dilation == [1, 1] && p.groups == 1;
     for family in ConvKernels::families() {
+        if family == ConvKernels::WINOGRAD && !winograd_shaped {
+            continue;
+        }
         let seed = family.name().bytes().fold(7u64, |h, b| h * 31 + b as u64);
         check(xs, ws, p, family, seed);
     }

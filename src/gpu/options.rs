@@ -4,7 +4,7 @@
 use super::DiskCache;
 use crate::error::{Error, Result};
 
-/// How to open a [`Gpu`]: [`Gpu::with_options`]. The default is what [`Gpu::new`] does
+/// How to open a [`Gpu`](crate::Gpu): [`Gpu::with_options`](crate::Gpu::with_options). The default is what [`Gpu::new`](crate::Gpu::new) does
 /// without `SKIPGRAD_BACKEND`.
 #[derive(Clone, Debug, Default)]
 pub struct GpuOptions {
@@ -15,9 +15,9 @@ pub struct GpuOptions {
     /// split their work into bindings that fit (by batch, then channels). Mostly for
     /// testing that path on small tensors.
     pub max_storage_binding_bytes: Option<u64>,
-    /// Choose kernel families by rule, not by timing (see [`Gpu::deterministic`]).
+    /// Choose kernel families by rule, not by timing (see [`Gpu::deterministic`](crate::Gpu::deterministic)).
     pub deterministic: bool,
-    /// The scratch budget in bytes (see [`Gpu::scratch_budget`]); `None`: the adapter's
+    /// The scratch budget in bytes (see [`Gpu::scratch_budget`](crate::Gpu::scratch_budget)); `None`: the adapter's
     /// default, or `SKIPGRAD_SCRATCH_BUDGET_MIB` where set.
     pub scratch_budget: Option<u64>,
     /// Whose decisions the engine takes where they depend on the kind of adapter (see

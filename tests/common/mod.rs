@@ -73,7 +73,8 @@ pub fn assert_family_ran(kernels: &[&str], family: skipgrad::ConvKernels, what: 
 }
 
 /// The family a conv kernel (entry point) belongs to; `None` for the kernels every family
-/// shares (weight packing into buffers, partial-sum reduce, bias gradient) and non-conv ones.
+/// shares (weight packing into buffers, activation staging, partial-sum reduce, bias
+/// gradient) and non-conv ones.
 pub fn family_of(entry: &str) -> Option<skipgrad::ConvKernels> {
     skipgrad::ConvKernels::of_kernel(entry)
 }

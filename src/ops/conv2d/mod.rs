@@ -75,6 +75,9 @@ pub(crate) fn kernels() -> Vec<&'static crate::gpu::KernelSpec> {
         &partials::REDUCE,
         &bias::REDUCE_AND_BIAS,
         &family::pack::PACK_BUFFER,
+        // Staging an activation in a texture: the texture and Winograd families'.
+        &family::texture::stage::STAGE_VIEW,
+        &family::texture::stage::STAGE_COPY,
     ]);
     all
 }

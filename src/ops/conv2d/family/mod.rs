@@ -13,6 +13,7 @@ pub(crate) mod pixel;
 pub(crate) mod regblock;
 pub(crate) mod shaped;
 pub(crate) mod texture;
+pub(crate) mod winograd;
 
 use serde::{Deserialize, Serialize};
 
@@ -26,7 +27,8 @@ use crate::Gpu;
 
 /// Every family, in the order a forced family's fallback is looked for (after itself).
 /// The last, [`FALLBACK`], runs every problem.
-pub(crate) const FAMILIES: [&dyn Family; 5] = [
+pub(crate) const FAMILIES: [&dyn Family; 6] = [
+    &winograd::Winograd,
     &texture::Texture,
     &regblock::RegisterBlocked,
     &pixel::Pixel,
@@ -72,6 +74,10 @@ impl ConvKernels {
     /// Register-blocked with both operands staged in `rgba32float` textures: what a CPU
     /// adapter (lavapipe) runs fastest.
     pub const TEXTURE: ConvKernels = ConvKernels(Some("texture"));
+    /// Winograd F(4×4, 3×3), F(2×2, 3×3) a measured variant: 3 × 3 stride-1 forwards and
+    /// input gradients in a quarter of the multiplies (weight gradients run on the next
+    /// family).
+    pub const WINOGRAD: ConvKernels = ConvKernels(Some("winograd"));
 
     /// Every family of the registry, in its order.
     pub fn families() -> Vec<ConvKernels> {
@@ -129,8 +135,8 @@ impl ConvKernels {
     }
 
     /// The family whose kernel (entry point) `entry` is; `None` for the kernels the
-    /// families share (weight packing, partial-sum reduce, bias gradient) and non-conv
-    /// ones. Tests and reports tell what ran by it.
+    /// families share (weight packing, activation staging, partial-sum reduce, bias
+    /// gradient) and non-conv ones. Tests and reports tell what ran by it.
     pub fn of_kernel(entry: &str) -> Option<ConvKernels> {
         FAMILIES
             .iter()
@@ -168,10 +174,11 @@ pub(crate) trait Info {
     /// Every kernel it may launch (the binding test checks each against its WGSL; reports
     /// tell a family by its kernels).
     fn kernels(&self) -> &'static [&'static KernelSpec];
-    /// Its place in the CPU adapters' rule (the CPU policy): a problem that is not tiny
-    /// runs, unmeasured, on the family of the lowest rank that supports it (the benchmark
-    /// justified the order on lavapipe). `None`: not part of the rule.
-    fn cpu_rank(&self) -> Option<u8> {
+    /// Its place in the CPU adapters' rule (the CPU policy) for problem `g`: a problem that
+    /// is not tiny runs, unmeasured, on the family of the lowest rank that supports it (the
+    /// benchmark justified the order on lavapipe, and where a family takes part). `None`:
+    /// not part of the rule for `g`.
+    fn cpu_rank(&self, _g: &Geometry) -> Option<u8> {
         None
     }
     /// A GPU shape (many threads, workgroup memory and barriers, which a CPU adapter runs
@@ -367,6 +374,7 @@ mod tests {
             ConvKernels::PIXEL,
             ConvKernels::GEMM,
             ConvKernels::TEXTURE,
+            ConvKernels::WINOGRAD,
         ] {
             assert!(ConvKernels::families().contains(&k), "{k}");
         }

@@ -37,7 +37,7 @@ pub(crate) fn choose(gpu: &Gpu, call: &Call<'_, '_>) -> Result<Choice> {
     let cpu = gpu.cpu_decisions();
     let tiny = g.tap_flops() < TINY_FLOPS;
     // The supporting family of the lowest rank, or the fallback.
-    let ranked = |rank: fn(&dyn Family) -> Option<u8>| {
+    let ranked = |rank: &dyn Fn(&dyn Family) -> Option<u8>| {
         let best = supported
             .iter()
             .filter_map(|&f| rank(f).map(|r| (r, f)))
@@ -45,7 +45,7 @@ pub(crate) fn choose(gpu: &Gpu, call: &Call<'_, '_>) -> Result<Choice> {
         Choice::rule(best.map_or(FALLBACK, |(_, f)| f))
     };
     if cpu && !tiny {
-        return Ok(ranked(|f| f.cpu_rank()));
+        return Ok(ranked(&|f| f.cpu_rank(g)));
     }
     if let Call::Forward(_) = call {
         // A tiny forward whose threads loop briefly: the fallback's kernel is one launch,
@@ -64,7 +64,7 @@ pub(crate) fn choose(gpu: &Gpu, call: &Call<'_, '_>) -> Result<Choice> {
         return Ok(if cpu {
             Choice::rule(FALLBACK)
         } else {
-            ranked(|f| f.deterministic_rank())
+            ranked(&|f| f.deterministic_rank())
         });
     }
     let candidates: Vec<&'static dyn Family> = if cpu {

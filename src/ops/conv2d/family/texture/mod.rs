@@ -10,7 +10,7 @@
 
 mod backward_input;
 mod backward_weight;
-mod stage;
+pub(crate) mod stage;
 
 use crate::error::Result;
 use crate::gpu::{Access, KernelSpec, Shader};
@@ -251,7 +251,7 @@ impl Info for Texture {
     /// First on CPU adapters: 1.5–2× register-blocked on every standard case on lavapipe
     /// (a texel fetch is one vectorised gather there, a storage-buffer load a loop over the
     /// SIMD lanes).
-    fn cpu_rank(&self) -> Option<u8> {
+    fn cpu_rank(&self, _g: &Geometry) -> Option<u8> {
         Some(1)
     }
 
@@ -262,8 +262,6 @@ impl Info for Texture {
             &BACKWARD_INPUT_NARROW,
             &BACKWARD_WEIGHT,
             &BACKWARD_WEIGHT_NARROW,
-            &stage::STAGE_VIEW,
-            &stage::STAGE_COPY,
             &PACK_TEXTURE,
         ]
     }

@@ -35,7 +35,7 @@ pub(crate) struct Staged {
 
 impl Staged {
     /// A `width` × `height` staging texture, a new one `width` × `reserve`.
-    fn new(
+    pub(crate) fn new(
         rec: &mut Recording<'_>,
         kind: StagingKind,
         width: usize,
@@ -128,19 +128,21 @@ fn budget_rows(gpu: &crate::Gpu, width: usize) -> usize {
 }
 
 /// The height to allocate for a new `width` × `height` activation staging texture: the
-/// budget's where it takes an eighth of the budget or more (a batch in parts asks as much
-/// again at every layer, so one texture serves them all), else the next power of two (a
-/// sequence of growing needs reuses a few).
+/// budget's where it takes an eighth of the budget or more and fits it (a batch in parts
+/// asks as much again at every layer, so one texture serves them all), else the next power
+/// of two (a sequence of growing needs reuses a few: small ones, and ones past the budget
+/// that a part of one image, or the Winograd family's busy floor, asks).
 fn activation_reserve(gpu: &crate::Gpu, width: usize, height: usize) -> usize {
-    if 8 * 16 * width * height >= gpu.scratch_budget() as usize {
-        budget_rows(gpu, width).max(height)
+    let budget = budget_rows(gpu, width);
+    if 8 * 16 * width * height >= gpu.scratch_budget() as usize && height <= budget {
+        budget
     } else {
         pow2_reserve(gpu, height)
     }
 }
 
 /// `height` rounded up to a power of two, within the device's limit.
-fn pow2_reserve(gpu: &crate::Gpu, height: usize) -> usize {
+pub(crate) fn pow2_reserve(gpu: &crate::Gpu, height: usize) -> usize {
     let limit = gpu.limits().max_texture_dimension_2d as usize;
     Some(height.next_power_of_two())
         .filter(|&h| h <= limit)

@@ -1,0 +1,354 @@
+//! The Winograd family (`shaders/conv2d/winograd/`): 3 × 3 convolutions of stride 1 as
+//! F(4×4, 3×3) (variant 0: 36 multiplies a 4 × 4 output tile where the direct sum takes
+//! 144) or F(2×2, 3×3) (variant 1: 16 for 36, a tenth of the rounding). The forward and the
+//! stride-1 input gradient (the forward on the transposed problem); the weight gradient is
+//! not a Winograd problem worth it here, so the family refuses it and the next family runs
+//! it.
+//!
+//! A pass is four launches: the filter transform into a texture (once), and for each part of
+//! the batch's tiles the input transform into a texture, the products as one
+//! register-blocked GEMM per position of the α × α tile (`gemm.wgsl`, the texture family's
+//! 16 × 8 block) into a scratch buffer, and the output transform through the shared store
+//! epilogue. Parts keep the scratch within its budget (`plan.rs`).
+//!
+//! Rounding: the transforms scale values by up to 10 (F(4×4)), so its error is a few times
+//! the direct sum's — within the oracle's tolerance on every reference case; F(2×2) stays
+//! near the direct sum. Non-finite inputs: a tile whose outputs are not all finite is
+//! computed again tap by tap (`output.wgsl`), so NaN and Inf land where PyTorch puts them.
+
+#[cfg(all(test, feature = "oracle"))]
+mod oracle_tests;
+mod plan;
+
+use crate::error::Result;
+use crate::gpu::{Access, KernelSpec, Shader, Specialised, StagingKind};
+use crate::ops::conv2d::args::{ForwardArgs, GemmCall, Geometry, InputGradArgs, WeightGradArgs};
+use crate::ops::conv2d::family::texture::stage::{pow2_reserve, stage_activation, Staged};
+use crate::ops::conv2d::family::{Call, Family, Info, Pass, TuneKey};
+use crate::ops::conv2d::Conv2dParams;
+use crate::ops::rebase;
+use crate::record::{read, Cost, Grid, Recording};
+use crate::tensor::Tensor;
+use crate::Gpu;
+use plan::Plan;
+
+use Access::{Read, Write};
+
+const FILTER_WGSL: Shader = wgsl!(
+    "conv2d/winograd/filter.wgsl",
+    "conv2d/common.wgsl",
+    "conv2d/winograd/common.wgsl",
+    "conv2d/winograd/taps.wgsl"
+);
+const INPUT_WGSL: Shader = wgsl!(
+    "conv2d/winograd/input.wgsl",
+    "conv2d/common.wgsl",
+    "conv2d/winograd/common.wgsl"
+);
+const GEMM_WGSL: Shader = wgsl!(
+    "conv2d/winograd/gemm.wgsl",
+    "conv2d/common.wgsl",
+    "conv2d/winograd/common.wgsl"
+);
+const OUTPUT_WGSL: Shader = wgsl!(
+    "conv2d/winograd/output.wgsl",
+    "conv2d/common.wgsl",
+    "conv2d/store.wgsl",
+    "conv2d/winograd/common.wgsl",
+    "conv2d/winograd/taps.wgsl"
+);
+
+/// `conv2d_winograd_filter`: weights (2) → U (texture 11).
+pub(crate) const FILTER: KernelSpec =
+    KernelSpec::new(FILTER_WGSL, "conv2d_winograd_filter", &[(2, Read)])
+        .with_textures(&[11])
+        .with_uniforms(&[0, 10]);
+/// `conv2d_winograd_input`: the staged input (texture 6) → V (texture 12).
+pub(crate) const INPUT: KernelSpec = KernelSpec::new(INPUT_WGSL, "conv2d_winograd_input", &[])
+    .with_textures(&[6, 12])
+    .with_uniforms(&[10]);
+/// `conv2d_winograd_gemm`: U, V (textures 11, 12) → M (texture 13).
+pub(crate) const GEMM: KernelSpec = KernelSpec::new(GEMM_WGSL, "conv2d_winograd_gemm", &[])
+    .with_textures(&[11, 12, 13])
+    .with_uniforms(&[10]);
+/// `conv2d_winograd_output`: M (texture 13) → out through the store epilogue (bias 3, out
+/// 4, mask 5, and out and mask as vec4s 8, 9); x (1) and the weights (2) for tiles
+/// recomputed directly.
+pub(crate) const OUTPUT: KernelSpec = KernelSpec::new(
+    OUTPUT_WGSL,
+    "conv2d_winograd_output",
+    &[
+        (1, Write),
+        (2, Read),
+        (3, Read),
+        (4, Write),
+        (5, Write),
+        (8, Write),
+        (9, Write),
+    ],
+)
+.with_textures(&[13])
+.with_uniforms(&[0, 10]);
+
+/// Where a launch's tiles and channels lie (`Wino` in `shaders/conv2d/winograd/common.wgsl`).
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct WinoArgs {
+    tiles_h: u32,
+    tiles_w: u32,
+    tiles: u32,
+    real_tiles: u32,
+    cq_in: u32,
+    cout_pad: u32,
+    transpose: u32,
+    count: u32,
+    t0: u32,
+    n0: u32,
+    rows: u32,
+    _pad: u32,
+}
+
+/// `part` of `whole` of `v`.
+fn share(v: u64, part: usize, whole: usize) -> u64 {
+    (v as u128 * part as u128 / whole.max(1) as u128) as u64
+}
+
+/// Whether `t` allows the output transform's 4-pixel vec4 stores: rows of whole quads and a
+/// view that starts and strides 4-aligned.
+fn quad_rows(t: &Tensor) -> bool {
+    t.shape()[3].is_multiple_of(4)
+        && t.offset_u32().is_multiple_of(4)
+        && t.batch_stride_u32().is_multiple_of(4)
+}
+
+/// The fewest input and output channels the CPU rule runs this family on.
+const CPU_MIN_CHANNELS: usize = 32;
+
+/// The output tile's side of each variant: F(4×4, 3×3), then F(2×2, 3×3).
+const TILE_SIDES: [usize; 2] = [4, 2];
+
+/// The Winograd family.
+pub(crate) struct Winograd;
+
+impl Info for Winograd {
+    fn name(&self) -> &'static str {
+        "winograd"
+    }
+
+    fn summary(&self) -> &'static str {
+        "Winograd F(4×4, 3×3) (F(2×2, 3×3) a variant): 3×3 stride-1 forward and input gradient in 4× fewer multiplies"
+    }
+
+    /// First on CPU adapters for 3 × 3 convolutions of 32 channels or more in and out:
+    /// 1.1× the texture family at 32 → 32, 1.65× at 64 → 64 on lavapipe; at 16 → 16 or
+    /// 24 → 12 its transforms cost more than the multiplies they save (0.7–0.9×,
+    /// benches/NOTES.md).
+    fn cpu_rank(&self, g: &Geometry) -> Option<u8> {
+        (g.x[1] >= CPU_MIN_CHANNELS && g.y[1] >= CPU_MIN_CHANNELS).then_some(0)
+    }
+
+    fn kernels(&self) -> &'static [&'static KernelSpec] {
+        &[&FILTER, &INPUT, &GEMM, &OUTPUT]
+    }
+}
+
+/// Whether Winograd F(m×m, 3×3) computes a problem: a 3 × 3 kernel, stride 1, dilation 1,
+/// groups = 1 (any zero padding).
+fn winograd_shaped(g: &Geometry, p: &Conv2dParams) -> bool {
+    g.w[2..] == [3, 3] && p.stride == [1, 1] && p.dilation == [1, 1] && p.groups == 1
+}
+
+impl Family for Winograd {
+    /// The forward and the stride-1 input gradient of Winograd-shaped problems (see
+    /// [`winograd_shaped`]) whose textures and scratch fit the device for at least one
+    /// part ([`Plan::fits`]); never the weight gradient.
+    fn supports(&self, gpu: &Gpu, pass: Pass, g: &Geometry, p: &Conv2dParams) -> bool {
+        let fits = |g: &Geometry, p: &Conv2dParams| {
+            winograd_shaped(g, p) && TILE_SIDES.iter().all(|&m| Plan::new(gpu, g, p, m).fits())
+        };
+        match pass {
+            Pass::Forward => fits(g, p),
+            Pass::BackwardInput => {
+                g.transposable(p) && winograd_shaped(g, p) && {
+                    let (t, tp) = g.transposed(p);
+                    fits(&t, &tp)
+                }
+            }
+            Pass::BackwardWeight => false,
+        }
+    }
+
+    fn forward(&self, rec: &mut Recording<'_>, c: &ForwardArgs<'_>) -> Result<()> {
+        self.gemm(rec, &c.gemm(), TILE_SIDES[0])
+    }
+
+    fn backward_input(&self, rec: &mut Recording<'_>, c: &InputGradArgs<'_>) -> Result<()> {
+        self.gemm(rec, &c.gemm(), TILE_SIDES[0])
+    }
+
+    fn backward_weight(&self, _rec: &mut Recording<'_>, _c: &WeightGradArgs<'_>) -> Result<()> {
+        Err(crate::Error::Gpu {
+            during: "recording a convolution".into(),
+            message: "internal error: the winograd family has no weight gradient".into(),
+        })
+    }
+
+    fn variants(&self, call: &Call<'_, '_>) -> usize {
+        match call.pass() {
+            Pass::BackwardWeight => 1,
+            _ => TILE_SIDES.len(),
+        }
+    }
+
+    fn describe_variant(&self, _key: &TuneKey, v: usize) -> String {
+        TILE_SIDES
+            .get(v)
+            .map_or(String::new(), |m| format!("F({m}×{m}, 3×3)"))
+    }
+
+    fn run_variant(&self, rec: &mut Recording<'_>, call: &Call<'_, '_>, v: usize) -> Result<()> {
+        let m = match TILE_SIDES.get(v) {
+            Some(&m) if call.pass() != Pass::BackwardWeight => m,
+            _ => return Err(super::no_variant(self.name(), v)),
+        };
+        match call {
+            Call::Forward(a) => self.gemm(rec, &a.gemm(), m),
+            Call::BackwardInput(a) => self.gemm(rec, &a.gemm(), m),
+            Call::BackwardWeight(_) => Err(super::no_variant(self.name(), v)),
+        }
+    }
+}
+
+impl Winograd {
+    /// Records `c` (a forward, or a transposed input gradient) as F(m×m, 3×3): the filter
+    /// transform, then for each part of the batch the input's staging, the input transform,
+    /// the products and the output transform.
+    fn gemm(&self, rec: &mut Recording<'_>, c: &GemmCall<'_>, m: usize) -> Result<()> {
+        let plan = Plan::new(rec.gpu(), &c.g, &c.p, m);
+        let constants = [("WINO_M", m as f64)];
+        let kernel = |spec| Specialised {
+            spec,
+            constants: &constants,
+        };
+        let [n, _, _, _] = c.g.x;
+        let cout = c.g.y[1];
+        let a2 = plan.alpha * plan.alpha;
+        let base = WinoArgs {
+            tiles_h: plan.tiles_h as u32,
+            tiles_w: plan.tiles_w as u32,
+            cq_in: plan.cq_in as u32,
+            cout_pad: 4 * plan.cq as u32,
+            transpose: c.transpose as u32,
+            rows: plan.staged.rows as u32,
+            ..Default::default()
+        };
+        // Heights reserved to the next power of two, as the texture family's: a dense
+        // block's layers ask a little more each, and would leave one texture of every size.
+        let texture = |rec: &mut Recording<'_>, kind, (w, h): (usize, usize)| {
+            let reserve = pow2_reserve(rec.gpu(), h);
+            Staged::new(rec, kind, w, h, reserve)
+        };
+
+        // U = G g Gᵀ for every (input channel, output channel).
+        let u = texture(rec, StagingKind::Weights, plan.filter_size())?;
+        let threads = 4 * plan.cq_in * plan.cq;
+        let w = WinoArgs {
+            count: threads as u32,
+            ..base
+        };
+        let bytes = 4 * (c.weight.numel() + 4 * a2 * threads) as u64;
+        rec.launch(
+            kernel(&FILTER),
+            &[c.args(threads, 0).bytes(), bytemuck::bytes_of(&w)],
+            &[Some(read(c.weight))],
+            &[&u.view],
+            Grid::Threads(threads as u64),
+            Cost { flops: 0, bytes },
+        )?;
+
+        let total = n * plan.per_image();
+        for images in plan.image_parts(rec.gpu(), n) {
+            let t0 = images.start * plan.per_image();
+            let real = images.len() * plan.per_image();
+            let tiles = real.next_multiple_of(16);
+            let part = WinoArgs {
+                tiles: tiles as u32,
+                real_tiles: real as u32,
+                t0: t0 as u32,
+                n0: images.start as u32,
+                ..base
+            };
+            // V = Bᵀ d B from the part's images, staged.
+            let x = rebase(rec.gpu(), &c.x.batches(images.clone())?);
+            let staged = stage_activation(rec, &x, plan.staged, c.fusion.relu_input)?;
+            let v = texture(rec, StagingKind::Activation, plan.input_size(tiles))?;
+            let threads = tiles * plan.cq_in;
+            let w = WinoArgs {
+                count: threads as u32,
+                ..part
+            };
+            let bytes = 16 * (threads * (m * m + a2)) as u64;
+            rec.launch(
+                kernel(&INPUT),
+                &[bytemuck::bytes_of(&w)],
+                &[],
+                &[&staged.view, &v.view],
+                Grid::Threads(threads as u64),
+                Cost { flops: 0, bytes },
+            )?;
+            staged.done(rec);
+
+            // M = V · U at each of the α² positions.
+            let product = texture(rec, StagingKind::Activation, plan.product_size(tiles))?;
+            let threads = a2 * tiles / 16 * plan.cq / 2;
+            let w = WinoArgs {
+                count: threads as u32,
+                ..part
+            };
+            // The convention's FLOPs (every tap of the direct sum), this part's share.
+            let flops = share(c.cost.flops, real, total);
+            let bytes = 16 * (a2 * tiles * (plan.cq_in + plan.cq)) as u64;
+            rec.launch(
+                kernel(&GEMM),
+                &[bytemuck::bytes_of(&w)],
+                &[],
+                &[&u.view, &v.view, &product.view],
+                Grid::Threads(threads as u64),
+                Cost { flops, bytes },
+            )?;
+            v.done(rec);
+
+            // Y = Aᵀ M A through the store epilogue.
+            let threads = real * cout.div_ceil(4);
+            let w = WinoArgs {
+                count: threads as u32,
+                ..part
+            };
+            let mut a = c.args(threads, 0);
+            a.vec4_ok = (quad_rows(c.out) && c.mask.is_none_or(quad_rows)) as u32;
+            let [bias, out, mask] = c.outputs();
+            let [out4, mask4] = c.outputs4();
+            let outputs = m * m * real * cout * (1 + c.fusion.accumulate as usize);
+            let bytes = 4 * (4 * a2 * real * plan.cq + outputs) as u64;
+            rec.launch(
+                kernel(&OUTPUT),
+                &[a.bytes(), bytemuck::bytes_of(&w)],
+                &[
+                    Some(read(c.x)),
+                    Some(read(c.weight)),
+                    bias,
+                    out,
+                    mask,
+                    out4,
+                    mask4,
+                ],
+                &[&product.view],
+                Grid::Threads(threads as u64),
+                Cost { flops: 0, bytes },
+            )?;
+            product.done(rec);
+        }
+        u.done(rec);
+        Ok(())
+    }
+}
