@@ -10,11 +10,12 @@
 #   2. first-call latency of a fresh process: cold (no caches), then warm (tuning and
 #      pipeline caches on disk from the first);
 #   3. the reference cases; the GPU suite (auto), and PyTorch's (cuDNN, TF32 off) beside it;
-#   4. batch cliffs: time per image by batch, with the splits (dispatches) of each;
-#   5. the standard suite (GPU timestamps);
-#   6. the residual block in six processes with the tuning cache and six without;
-#   7. the standard suite by the host clock against PyTorch's;
-#   8. the GPU suite with the GEMM family forced.
+#   4. the GPU suite with the Winograd family forced;
+#   5. batch cliffs: time per image by batch, with the splits (dispatches) of each;
+#   6. the standard suite (GPU timestamps);
+#   7. the residual block in six processes with the tuning cache and six without;
+#   8. the standard suite by the host clock against PyTorch's;
+#   9. the GPU suite with the GEMM family forced.
 # A step that dies of a signal (a driver crash) is run once more: the tuner's journal has
 # recorded the variant it died in, and the second run skips it.
 #
@@ -56,8 +57,14 @@ mkdir -p "$SKIPGRAD_CACHE_DIR"
 # little is left (the log says which).
 BUDGET="${BUDGET_SECONDS:-560}"
 left() { echo $((BUDGET - SECONDS)); }
-# have N: at least N seconds left.
+# have N WHAT: at least N seconds left, and WHAT's step not named in SKIP_STEPS (words:
+# winograd, cliffs, standard, processes, wall, gemm — for a second run that needs only the
+# steps a first one lost).
 have() {
+    local word
+    for word in ${SKIP_STEPS:-}; do
+        case "$2" in *"($word)"*) log "skipped (SKIP_STEPS): $2"; return 1 ;; esac
+    done
     if [ "$(left)" -ge "$1" ]; then return 0; fi
     log "skipped (about $(left) s left of $BUDGET): $2"
     return 1
@@ -111,7 +118,9 @@ if command -v cuda-gdb >/dev/null 2>&1; then
 else
     timeout 200 "${SELFTEST[@]}" > "$WORK/selftest.txt" 2>&1
 fi
-echo "selftest exit $?" >> "$LOG"
+# Under cuda-gdb the status is gdb's (1 after its `bt` on a process that exited: "No
+# stack."); gdb's "[Inferior 1 ... exited ...]" line says how the selftest ended.
+echo "selftest: status $? ($(grep -oE "Inferior 1 .*exited[^]]*" "$WORK/selftest.txt" || echo "not under cuda-gdb"))" >> "$LOG"
 grep -E "FAIL|kernels passed|^#[0-9]+ |SIGSEGV|signal" "$WORK/selftest.txt" | head -40 >> "$LOG"
 tail -n 3 "$WORK/selftest.txt" >> "$LOG"
 # The selftest compiled every pipeline into the cache; the latency below starts cold again.
@@ -149,14 +158,26 @@ if [ $PEER = 1 ] && have 60 "the PyTorch suite"; then
     cat "$OUT/compare_suite.txt" >> "$LOG"
 fi
 
-# 4. Batch cliffs (issue 26): time per image by batch for every suite pass (the suite has
+# 4. The Winograd family forced on the GPU suite: its 3x3 forwards and input gradients
+#    against what the tuner picked (the other passes run the next family, as forced), and
+#    against cuDNN.
+if have 90 "the GPU suite with the Winograd family forced (winograd)"; then
+    log "GPU suite, Winograd family forced"
+    step "$WORK/gpu_suite_winograd.json" 120 "$BIN" bench --suite gpu $QUICK_FLAG --kernels winograd --iters "$ITERS" --json
+    if [ $PEER = 1 ]; then
+        "$PYTHON" benches/peers/compare_suite.py "$WORK/gpu_suite_winograd.json" "$WORK/torch_cuda_suite.json" > "$OUT/compare_winograd.txt" 2>&1
+        cat "$OUT/compare_winograd.txt" >> "$LOG"
+    fi
+fi
+
+# 5. Batch cliffs (issue 26): time per image by batch for every suite pass (the suite has
 #    batch 32 and 128), with the dispatches and kernels of each; then ResNet-50's first
 #    3x3 and 1x1 convs at 32, 64, 96 and 128 with the GEMM and pixel families forced, where
 #    a knee between two batches says which size a split (or the L2) gives out at.
 log "batch cliffs"
 python3 scripts/batch_cliffs.py "$WORK/gpu_suite.json" > "$OUT/batch_cliffs.txt" 2>&1
 for family in gemm pixel; do
-    have 60 "the $family batch sweep" || break
+    have 60 "the $family batch sweep (cliffs)" || break
     for n in 32 64 96 128; do
         batch=$n
         if [ -n "$QUICK_FLAG" ]; then
@@ -171,16 +192,16 @@ for family in gemm pixel; do
 done
 cat "$OUT/batch_cliffs.txt" >> "$LOG"
 
-# 5. The standard suite (GPU timestamps).
-if have 60 "the standard suite"; then
+# 6. The standard suite (GPU timestamps).
+if have 60 "the standard suite (standard)"; then
     log "standard suite (GPU timestamps)"
     step "$WORK/standard.json" 90 "$BIN" bench $QUICK_FLAG --iters "$ITERS" --json
 fi
 
-# 6. The H200's bimodal residual block (one process in five ran it 2.4x slower): six
+# 7. The H200's bimodal residual block (one process in five ran it 2.4x slower): six
 #    processes with the tuning cache (the same kernels in each, by construction) and six
 #    without (each measures for itself), each JSON with the tuner's choices (`tuned`).
-if have 90 "the residual block in twelve processes"; then
+if have 90 "the residual block in twelve processes (processes)"; then
     log "residual block, six processes with the tuning cache, six without"
     mkdir -p "$WORK/resnet_processes"
     for mode in cached uncached; do
@@ -197,9 +218,9 @@ if have 90 "the residual block in twelve processes"; then
     done
 fi
 
-# 7. The standard suite by the host clock against PyTorch's (its clock) and its training
+# 8. The standard suite by the host clock against PyTorch's (its clock) and its training
 #    step.
-if [ $PEER = 1 ] && have 90 "the standard suite against PyTorch"; then
+if [ $PEER = 1 ] && have 90 "the standard suite against PyTorch (wall)"; then
     log "standard suite (host clock, as the peer times) and the PyTorch peer"
     step "$WORK/standard_wall.json" 60 "$BIN" bench $QUICK_FLAG --iters "$ITERS" --timing wall --json
     step "$WORK/torch_cuda.json" 60 "$PYTHON" benches/peers/torch_peer.py --device "$PEER_DEVICE" --iters "$ITERS" --json
@@ -208,16 +229,9 @@ if [ $PEER = 1 ] && have 90 "the standard suite against PyTorch"; then
     cat "$OUT/compare_standard.txt" >> "$LOG"
 fi
 
-# 8. The Winograd family forced on the GPU suite: its 3x3 forwards and input gradients
-#    against what the tuner picked (the other passes run the next family, as forced).
-if have 90 "the GPU suite with the Winograd family forced"; then
-    log "GPU suite, Winograd family forced"
-    step "$WORK/gpu_suite_winograd.json" 120 "$BIN" bench --suite gpu $QUICK_FLAG --kernels winograd --iters "$ITERS" --json
-fi
-
 # 9. Last (the least needed if time runs out): the GEMM family forced on the GPU suite, so
 #    its standing shows even where the tuner picked another family.
-if have 90 "the GPU suite with the GEMM family forced"; then
+if have 90 "the GPU suite with the GEMM family forced (gemm)"; then
     log "GPU suite, GEMM family forced"
     step "$WORK/gpu_suite_gemm.json" 120 "$BIN" bench --suite gpu $QUICK_FLAG --kernels gemm --iters "$ITERS" --json
 fi

@@ -188,6 +188,38 @@ fn bad_scratch_budget_fails_first() {
     assert!(err.contains("--scratch-budget-mib 0"), "{err}");
 }
 
+/// `SKIPGRAD_MAX_BINDING_MIB` lowers the binding limit the engine works under (what `info`
+/// reports), and a value that is not a positive number of MiB stops a command first.
+#[test]
+fn max_binding_comes_from_the_environment() {
+    let out = skipgrad()
+        .args(["info", "--json"])
+        .env("SKIPGRAD_MAX_BINDING_MIB", "0.5")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        info.contains("\"max_storage_buffer_binding_size\": 524288"),
+        "{info}"
+    );
+    let out = skipgrad()
+        .args(["info"])
+        .env("SKIPGRAD_MAX_BINDING_MIB", "lots")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("SKIPGRAD_MAX_BINDING_MIB") && err.contains("positive number"),
+        "{err}"
+    );
+}
+
 /// `memory --scratch-budget-mib` runs with that budget and reports it.
 #[test]
 fn memory_takes_a_scratch_budget() {

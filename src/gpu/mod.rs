@@ -131,7 +131,11 @@ impl Gpu {
         // The adapter's real limits, not wgpu's conservative defaults (128 MiB bindings),
         // with the binding size lowered where the options ask.
         let mut limits = adapter.limits();
-        if let Some(max) = options.max_storage_binding_bytes {
+        let max_binding = match options.max_storage_binding_bytes {
+            Some(bytes) => Some(bytes),
+            None => scratch::mib_from_env("SKIPGRAD_MAX_BINDING_MIB")?,
+        };
+        if let Some(max) = max_binding {
             let align = limits.min_storage_buffer_offset_alignment as u64;
             if max < 4 * align.max(16) {
                 return Err(Error::InvalidParameter {

@@ -13,7 +13,9 @@ pub struct GpuOptions {
     /// Lowers the device's `max_storage_buffer_binding_size` to this many bytes (at least
     /// four storage offset alignments). Tensors larger than one binding still work: ops
     /// split their work into bindings that fit (by batch, then channels). Mostly for
-    /// testing that path on small tensors.
+    /// testing that path on small tensors, and for measuring what a smaller footprint per
+    /// dispatch does on a GPU. `None`: `SKIPGRAD_MAX_BINDING_MIB` where set, else the
+    /// device's.
     pub max_storage_binding_bytes: Option<u64>,
     /// Choose kernel families by rule, not by timing (see [`Gpu::deterministic`](crate::Gpu::deterministic)).
     pub deterministic: bool,

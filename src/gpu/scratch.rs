@@ -59,7 +59,11 @@ const GPU_DEFAULT_BUDGET: u64 = 64 << 20;
 
 /// The budget `SKIPGRAD_SCRATCH_BUDGET_MIB` asks for (MiB, fractions allowed), if set.
 pub(crate) fn budget_from_env() -> Result<Option<u64>> {
-    let name = "SKIPGRAD_SCRATCH_BUDGET_MIB";
+    mib_from_env("SKIPGRAD_SCRATCH_BUDGET_MIB")
+}
+
+/// The bytes the environment variable `name` asks for in MiB (fractions allowed), if set.
+pub(crate) fn mib_from_env(name: &'static str) -> Result<Option<u64>> {
     match std::env::var(name) {
         Ok(v) if !v.trim().is_empty() => match v.trim().parse::<f64>() {
             Ok(mib) if mib.is_finite() && mib > 0.0 => Ok(Some((mib * (1 << 20) as f64) as u64)),

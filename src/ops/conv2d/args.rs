@@ -36,6 +36,11 @@ impl Geometry {
         g
     }
 
+    /// Taps of the kernel (kh · kw).
+    pub fn taps(&self) -> usize {
+        self.w[2] * self.w[3]
+    }
+
     /// FLOPs of one pass over all taps: an FMA (2 flops) per (output element, input channel
     /// of its group, kernel tap), zero padding included, as is conventional.
     pub fn tap_flops(&self) -> u64 {

@@ -147,7 +147,7 @@ mod tests {
         };
         let call = Call::Forward(&args);
         let variants = Gemm.variants(&call);
-        let expected = output_variants(ys);
+        let expected = output_variants(ys, 9);
         assert_eq!(variants, expected.len());
         assert!(variants > 1);
         let choices: Vec<Choice> = (0..variants)

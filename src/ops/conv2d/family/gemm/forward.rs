@@ -150,13 +150,26 @@ impl std::fmt::Display for ForwardVariant {
 }
 
 /// The forward variants worth measuring for a GEMM that writes an output of shape `y`
-/// (NCHW): every tile of [`forward_tiles`] on packed weights (the first is what runs
-/// unmeasured), then every one reading the weights in place.
-pub(crate) fn output_variants(y: [usize; 4]) -> Vec<ForwardVariant> {
+/// (NCHW) with a kernel of `taps` taps: every tile of [`forward_tiles`] on packed weights
+/// (the first is what runs unmeasured), then, for kernels of more than one tap, every one
+/// reading the weights in place.
+///
+/// A kernel of one tap (1×1) never reads its weights in place: NVIDIA's driver 580.159.04
+/// crashes the process in its SPIR-V compiler (`_nv002nvvm`, inside
+/// `vkCreateComputePipelines`) on the in-place loader specialised to one tap, forward and
+/// input gradient alike (H200 runs of 2026-12-04; every packed variant of the same
+/// problems compiled and passed). A 1×1's packing pass is a transposed copy of a weight
+/// far smaller than its activations, so nothing measurable is lost.
+pub(crate) fn output_variants(y: [usize; 4], taps: usize) -> Vec<ForwardVariant> {
     let tiles = forward_tiles(y[0] * y[2] * y[3], y[1].next_multiple_of(8));
-    [Weights::Packed, Weights::InPlace]
-        .into_iter()
-        .flat_map(|weights| {
+    let loaders: &[Weights] = if taps > 1 {
+        &[Weights::Packed, Weights::InPlace]
+    } else {
+        &[Weights::Packed]
+    };
+    loaders
+        .iter()
+        .flat_map(|&weights| {
             tiles
                 .iter()
                 .map(move |&tile| ForwardVariant { tile, weights })
@@ -184,27 +197,20 @@ pub(super) fn gemm_with(
 
 /// How `conv2d/gemm/weights_oihw.wgsl` addresses OIHW weights of shape `weight`: the
 /// strides of an output and an input channel of the problem, and whether the kernel is
-/// flipped (the input gradient's transposed problem, `transpose`).
-///
-/// A kernel of one tap is never flipped (flipping it is the identity): NVIDIA's driver
-/// 580.159.04 crashed the process in its SPIR-V compiler (`_nv002nvvm`) on a GEMM variant
-/// that only the GPU tuner compiles, for the input gradient of 1×1 convs; the forwards of
-/// the same 1×1 convs, which compile this loader with `B_FLIP` false and take the same
-/// variants, compiled, as did flipped 3×3 input gradients. The flipped 1×1 pipeline was the
-/// one shape only those crashing cases had (`taps - 1 - tap` with `taps = 1`, `tap =
-/// k % 1`); without the flip it is the forward's shape with other strides.
+/// flipped (the input gradient's transposed problem, `transpose`). Never asked for a 1×1
+/// kernel ([`output_variants`] says why).
 pub(super) fn in_place_constants(weight: [usize; 4], transpose: bool) -> [(&'static str, f64); 3] {
     let [_, cin, kh, kw] = weight;
+    debug_assert!(kh * kw > 1, "1x1 kernels are packed (see output_variants)");
     let (n_stride, c_stride) = if transpose {
         (kh * kw, cin * kh * kw)
     } else {
         (cin * kh * kw, kh * kw)
     };
-    let flip = transpose && kh * kw > 1;
     [
         ("B_N_STRIDE", n_stride as f64),
         ("B_C_STRIDE", c_stride as f64),
-        ("B_FLIP", f64::from(u8::from(flip))),
+        ("B_FLIP", f64::from(u8::from(transpose))),
     ]
 }
 

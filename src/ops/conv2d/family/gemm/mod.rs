@@ -74,12 +74,12 @@ impl GemmShaped for Gemm {
 
     /// Its forward tiles on packed and on in-place weights ([`output_variants`]).
     fn gemm_variants(&self, c: &GemmCall<'_>) -> usize {
-        output_variants(c.g.y).len()
+        output_variants(c.g.y, c.g.taps()).len()
     }
 
     /// The forward kernel as variant `v` of [`output_variants`].
     fn gemm_variant(&self, rec: &mut Recording<'_>, c: &GemmCall<'_>, v: usize) -> Result<()> {
-        match output_variants(c.g.y).get(v) {
+        match output_variants(c.g.y, c.g.taps()).get(v) {
             Some(&variant) => gemm_with(rec, c, variant),
             None => Err(no_variant("gemm", v)),
         }
@@ -112,9 +112,10 @@ impl GemmShaped for Gemm {
             return String::new();
         };
         // The input gradient's GEMM writes the input gradient (shaped as x).
+        let taps = key.w[2] * key.w[3];
         let variants = match key.pass {
-            Pass::Forward => output_variants(y),
-            Pass::BackwardInput => output_variants(key.x),
+            Pass::Forward => output_variants(y, taps),
+            Pass::BackwardInput => output_variants(key.x, taps),
             Pass::BackwardWeight => {
                 return weight_tiles(y[1])
                     .get(v)
@@ -196,7 +197,7 @@ mod tests {
     fn variants_are_each_tile_packed_then_in_place() {
         let y = [32, 256, 14, 14];
         let tiles = forward_tiles(32 * 14 * 14, 256);
-        let variants = output_variants(y);
+        let variants = output_variants(y, 9);
         let (packed, in_place) = variants.split_at(tiles.len());
         assert_eq!(variants.len(), 2 * tiles.len());
         for (half, weights) in [(packed, Weights::Packed), (in_place, Weights::InPlace)] {
