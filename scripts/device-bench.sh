@@ -8,7 +8,8 @@
 #      the machine has it (a driver crash then ends the log with the culprit's name and a
 #      backtrace);
 #   2. first-call latency of a fresh process: cold (no caches), then warm (tuning and
-#      pipeline caches on disk from the first);
+#      pipeline caches on disk from the first); the spread of one kernel's time across
+#      processes and buffers, with the clocks;
 #   3. the reference cases; the GPU suite (auto), and PyTorch's (cuDNN, TF32 off) beside it;
 #   4. the GPU suite with the Winograd family forced;
 #   5. batch cliffs: time per image by batch, with the splits (dispatches) of each;
@@ -58,7 +59,7 @@ mkdir -p "$SKIPGRAD_CACHE_DIR"
 BUDGET="${BUDGET_SECONDS:-560}"
 left() { echo $((BUDGET - SECONDS)); }
 # have N WHAT: at least N seconds left, and WHAT's step not named in SKIP_STEPS (words:
-# winograd, cliffs, standard, processes, wall, gemm — for a second run that needs only the
+# spread, winograd, cliffs, standard, processes, wall, gemm — for a second run that needs only the
 # steps a first one lost).
 have() {
     local word
@@ -135,6 +136,25 @@ for run in cold warm; do
     echo "check conv2d_3x3_s1p1_c64to64 ($run): $(( (t1 - t0) / 1000000 )) ms" >> "$LOG"
 done
 ls -l "$SKIPGRAD_CACHE_DIR" >> "$LOG"
+
+# 2b. Spread (the H200 runs of 2026-12-04 timed the same kernel at the same batch 0.26 ms
+#     in one process and 0.92 ms in another): the 1×1 256→64 and 3×3 c64 convs at batch 32,
+#     GEMM forced, three processes of three repeats each (fresh buffers per repeat), the SM
+#     and memory clocks sampled every 100 ms meanwhile. Same within a process and not
+#     across: the process (or its clocks); across repeats too: the buffers.
+if have 60 "the spread of one kernel across processes and buffers (spread)"; then
+    log "spread: same kernels, three processes x three repeats, clocks sampled"
+    nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,utilization.gpu,power.draw --format=csv -lms 100 > "$WORK/clocks.csv" 2>&1 &
+    SMI=$!
+    for i in 1 2 3; do
+        step "$WORK/spread_$i.json" 40 "$BIN" bench --suite gpu --batch 32 --kernels gemm --repeat 3 \
+            --cases r50_conv1x1_c256to64_56x56,r50_conv3x3_c64_56x56 --iters "$ITERS" --json
+        python3 -c "import json,sys; d=json.load(open(sys.argv[1])); [print('process', sys.argv[2], 'repeat', c['repeat'], c['case'], c['pass'], c['gpu_ms']) for c in d['cases']]" \
+            "$WORK/spread_$i.json" "$i" >> "$OUT/spread.txt" 2>&1
+    done
+    kill $SMI 2>/dev/null
+    cat "$OUT/spread.txt" >> "$LOG"
+fi
 
 # 3. Correctness, then the GPU suite and cuDNN beside it.
 log "reference cases on the GPU"

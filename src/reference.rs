@@ -136,6 +136,48 @@ pub fn relu_backward(x: &[f64], grad_y: &[f64]) -> Vec<f64> {
         .collect()
 }
 
+/// `AvgPool2d(k, s)` (no padding, floor mode) of `x` of shape `xs`: each output the mean of
+/// its k × k window, scattered back by [`avg_pool2d_backward`].
+pub fn avg_pool2d(x: &[f64], xs: [usize; 4], k: usize, s: usize) -> (Vec<f64>, [usize; 4]) {
+    let [n, c, h, w] = xs;
+    let (oh, ow) = ((h - k) / s + 1, (w - k) / s + 1);
+    let mut y = vec![0.0; n * c * oh * ow];
+    for (plane, out) in y.chunks_mut(oh * ow).enumerate() {
+        let src = &x[plane * h * w..(plane + 1) * h * w];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let sum: f64 = (0..k)
+                    .flat_map(|ky| (0..k).map(move |kx| (oy * s + ky) * w + ox * s + kx))
+                    .map(|i| src[i])
+                    .sum();
+                out[oy * ow + ox] = sum / (k * k) as f64;
+            }
+        }
+    }
+    (y, [n, c, oh, ow])
+}
+
+/// The gradient of [`avg_pool2d`] with respect to its input of shape `xs`: each output's
+/// gradient / k² added to every element of its window.
+pub fn avg_pool2d_backward(grad_y: &[f64], xs: [usize; 4], k: usize, s: usize) -> Vec<f64> {
+    let [n, c, h, w] = xs;
+    let (oh, ow) = ((h - k) / s + 1, (w - k) / s + 1);
+    let mut gx = vec![0.0; n * c * h * w];
+    for plane in 0..n * c {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let g = grad_y[(plane * oh + oy) * ow + ox] / (k * k) as f64;
+                for ky in 0..k {
+                    for kx in 0..k {
+                        gx[(plane * h + oy * s + ky) * w + ox * s + kx] += g;
+                    }
+                }
+            }
+        }
+    }
+    gx
+}
+
 /// `a + b`.
 pub fn add(a: &[f64], b: &[f64]) -> Vec<f64> {
     a.iter().zip(b).map(|(x, y)| x + y).collect()

@@ -1,7 +1,8 @@
 //! Tensors in `.safetensors` files: the reference cases and block parameters, read and
 //! written with the `safetensors` crate. Float tensors (F32, F64, F16, BF16) are read as
-//! f32; integer entries (`num_batches_tracked`) are skipped; names are kept as they are
-//! (PyTorch `state_dict` names such as `conv1.weight`). Files are written as F32.
+//! f32; integer entries (BatchNorm's `num_batches_tracked`, I64 as PyTorch saves it) are
+//! kept apart, as i64; names are kept as they are (PyTorch `state_dict` names such as
+//! `conv1.weight`). Files are written as F32, integers as I64.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -24,6 +25,9 @@ pub struct TensorFile {
     pub metadata: HashMap<String, String>,
     /// Tensors by name.
     pub tensors: BTreeMap<String, HostTensor>,
+    /// Integer entries by name (I64, I32, I16, I8, U8 read as i64; values row-major): never
+    /// parameters, so [`TensorFile::check_fits`] does not count them.
+    pub integers: BTreeMap<String, Vec<i64>>,
 }
 
 fn file_error(path: &Path, reason: impl Into<String>) -> Error {
@@ -178,12 +182,39 @@ impl TensorFile {
         let st = safetensors::SafeTensors::deserialize(bytes).map_err(invalid)?;
         let metadata = meta.metadata().clone().unwrap_or_default();
         let mut tensors = BTreeMap::new();
+        let mut integers = BTreeMap::new();
         for (name, view) in st.tensors() {
             use safetensors::Dtype;
-            // Floats of every width become f32 (as PyTorch's `.float()` rounds them);
-            // integer and boolean entries (`num_batches_tracked`, masks) are not
-            // parameters of any conv and are left out.
             let bytes = view.data();
+            let ints: Option<Vec<i64>> = match view.dtype() {
+                Dtype::I64 => Some(
+                    bytes
+                        .chunks_exact(8)
+                        .map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+                        .collect(),
+                ),
+                Dtype::I32 => Some(
+                    bytes
+                        .chunks_exact(4)
+                        .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64)
+                        .collect(),
+                ),
+                Dtype::I16 => Some(
+                    bytes
+                        .chunks_exact(2)
+                        .map(|b| i16::from_le_bytes([b[0], b[1]]) as i64)
+                        .collect(),
+                ),
+                Dtype::I8 => Some(bytes.iter().map(|&b| b as i8 as i64).collect()),
+                Dtype::U8 => Some(bytes.iter().map(|&b| b as i64).collect()),
+                _ => None,
+            };
+            if let Some(ints) = ints {
+                integers.insert(name, ints);
+                continue;
+            }
+            // Floats of every width become f32 (as PyTorch's `.float()` rounds them);
+            // booleans and unsigned wider integers are left out.
             let data: Vec<f32> = match view.dtype() {
                 Dtype::F32 => bytes
                     .chunks_exact(4)
@@ -211,7 +242,11 @@ impl TensorFile {
                 },
             );
         }
-        Ok(TensorFile { metadata, tensors })
+        Ok(TensorFile {
+            metadata,
+            tensors,
+            integers,
+        })
     }
 
     /// Writes the tensors and metadata as a safetensors file.
@@ -227,12 +262,25 @@ impl TensorFile {
                 )
             })
             .collect();
-        let mut views = Vec::with_capacity(bytes.len());
-        for (name, data, shape) in &bytes {
-            let v =
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
+        let ints: Vec<(String, Vec<u8>, Vec<usize>)> = self
+            .integers
+            .iter()
+            .map(|(n, v)| {
+                // A single value is saved 0-dimensional, as PyTorch saves a counter.
+                let shape = if v.len() == 1 { vec![] } else { vec![v.len()] };
+                (n.clone(), bytemuck::cast_slice(v).to_vec(), shape)
+            })
+            .collect();
+        let mut views = Vec::with_capacity(bytes.len() + ints.len());
+        for (dtype, list) in [
+            (safetensors::Dtype::F32, &bytes),
+            (safetensors::Dtype::I64, &ints),
+        ] {
+            for (name, data, shape) in list {
+                let v = safetensors::tensor::TensorView::new(dtype, shape.clone(), data)
                     .map_err(|e| file_error(path, e.to_string()))?;
-            views.push((name.clone(), v));
+                views.push((name.clone(), v));
+            }
         }
         let meta = (!self.metadata.is_empty()).then(|| self.metadata.clone());
         safetensors::serialize_to_file(views, meta, path).map_err(|e| Error::Write {
@@ -252,6 +300,12 @@ impl TensorFile {
                 .filter(|(k, _)| keep(k))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            integers: self
+                .integers
+                .iter()
+                .filter(|(k, _)| keep(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         }
     }
 
@@ -262,6 +316,11 @@ impl TensorFile {
             metadata: self.metadata.clone(),
             tensors: self
                 .tensors
+                .iter()
+                .filter_map(|(k, v)| k.strip_prefix(prefix).map(|s| (s.to_string(), v.clone())))
+                .collect(),
+            integers: self
+                .integers
                 .iter()
                 .filter_map(|(k, v)| k.strip_prefix(prefix).map(|s| (s.to_string(), v.clone())))
                 .collect(),
@@ -323,6 +382,19 @@ impl TensorFile {
             .ok_or_else(|| content(format!("missing tensor {name:?}")))
     }
 
+    /// The integer entry `name` holding one value (a 0-dimensional counter such as
+    /// `num_batches_tracked`).
+    pub fn integer(&self, name: &str) -> Result<i64> {
+        match self.integers.get(name).map(Vec::as_slice) {
+            Some([v]) => Ok(*v),
+            Some(v) => Err(content(format!(
+                "integer entry {name:?} holds {} values, not one",
+                v.len()
+            ))),
+            None => Err(content(format!("missing integer entry {name:?}"))),
+        }
+    }
+
     /// Metadata value `key` parsed as an integer.
     pub fn meta_usize(&self, key: &str) -> Result<usize> {
         let v = self
@@ -334,5 +406,39 @@ impl TensorFile {
                 "metadata {key:?} = {v:?} is not a non-negative integer"
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TensorFile;
+
+    /// PyTorch's int64 `num_batches_tracked` (0-dimensional) is read as an integer, not a
+    /// tensor, and written back the same way (I64, no dimensions), beside the f32 tensors.
+    #[test]
+    fn integer_counters_round_trip_as_pytorch_saves_them() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/bn");
+        let file = TensorFile::read(&dir.join("bn_train_c6_4x5x7.safetensors")).unwrap();
+        let tracked = file.integer("num_batches_tracked").unwrap();
+        assert_eq!(
+            file.integer("new_num_batches_tracked").unwrap(),
+            tracked + 1
+        );
+        assert!(!file.tensors.contains_key("num_batches_tracked"));
+        assert!(
+            file.integer("weight").is_err(),
+            "a tensor is not an integer"
+        );
+        let path = std::env::temp_dir().join(format!("skipgrad-ints-{}.st", std::process::id()));
+        file.write(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).ok();
+        let back = TensorFile::parse(&bytes).unwrap();
+        assert_eq!(back.integers, file.integers);
+        assert_eq!(back.tensors, file.tensors);
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let counter = st.tensor("num_batches_tracked").unwrap();
+        assert_eq!(counter.dtype(), safetensors::Dtype::I64);
+        assert!(counter.shape().is_empty());
     }
 }

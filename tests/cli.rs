@@ -243,20 +243,21 @@ fn memory_takes_a_scratch_budget() {
     assert_eq!(v["scratch_budget_bytes"], 1 << 18);
 }
 
-/// `bench --suite gpu --quick` (what CI runs on lavapipe): a conv case gives its three
-/// passes, each with flops, a host time and the kernels that ran.
-#[test]
-fn gpu_suite_times_each_conv_pass() {
+/// `bench --suite gpu --quick --cases sweep_conv3x3_c64_32x32_n1 --json` with `extra`
+/// flags, on Vulkan: its JSON, after asserting it succeeded.
+fn quick_gpu_suite(extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "bench",
+        "--suite",
+        "gpu",
+        "--quick",
+        "--cases",
+        "sweep_conv3x3_c64_32x32_n1",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
     let out = skipgrad()
-        .args([
-            "bench",
-            "--suite",
-            "gpu",
-            "--quick",
-            "--cases",
-            "sweep_conv3x3_c64_32x32_n1",
-            "--json",
-        ])
+        .args(&args)
         .env("SKIPGRAD_BACKEND", "vulkan")
         .output()
         .unwrap();
@@ -265,7 +266,14 @@ fn gpu_suite_times_each_conv_pass() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `bench --suite gpu --quick` (what CI runs on lavapipe): a conv case gives its three
+/// passes, each with flops, a host time and the kernels that ran.
+#[test]
+fn gpu_suite_times_each_conv_pass() {
+    let v = quick_gpu_suite(&[]);
     // The tuner's measured choices ride along (none are measured for this shape on a CPU
     // adapter, where a rule picks the texture family).
     assert!(v["tuned"].is_array(), "{v}");
@@ -281,6 +289,25 @@ fn gpu_suite_times_each_conv_pass() {
         assert!(r["wall_ms"].as_f64().unwrap() > 0.0);
         assert!(!r["kernels"].as_array().unwrap().is_empty());
     }
+}
+
+/// `bench --suite gpu --repeat 2` times each pass twice, on buffers of its own each time,
+/// and says which repeat a row is.
+#[test]
+fn gpu_suite_repeats_each_case() {
+    let v = quick_gpu_suite(&["--repeat", "2"]);
+    let rows: Vec<(u64, &str)> = v["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["repeat"].as_u64().unwrap(), r["pass"].as_str().unwrap()))
+        .collect();
+    let passes = ["forward", "input_grad", "weight_grad"];
+    let want: Vec<(u64, &str)> = [0, 1]
+        .into_iter()
+        .flat_map(|i| passes.map(|p| (i, p)))
+        .collect();
+    assert_eq!(rows, want);
 }
 
 /// A newcomer's mistakes get one clear line and exit 1, never an abort: sizes that do not

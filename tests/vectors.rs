@@ -5,24 +5,8 @@ mod common;
 
 use std::path::Path;
 
-use skipgrad::cases::run_case_file;
-
 fn check(case: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/vectors")
-        .join(format!("{case}.safetensors"));
-    let report = run_case_file(common::gpu(), &path);
-    if let Some(e) = &report.error {
-        panic!("{case}: {e}");
-    }
-    assert!(!report.comparisons.is_empty(), "{case}: nothing compared");
-    for c in &report.comparisons {
-        assert!(
-            c.passed,
-            "{case}: {} out of tolerance (max abs err {:e}, max rel err {:e})",
-            c.name, c.max_abs_err, c.max_rel_err
-        );
-    }
+    common::check_case_file(&format!("{case}.safetensors"));
 }
 
 macro_rules! cases {

@@ -13,6 +13,7 @@ use crate::weights::{HostTensor, TensorFile};
 use crate::Gpu;
 
 mod compare;
+mod torchvision;
 
 use compare::with_shape;
 pub use compare::{
@@ -88,6 +89,7 @@ pub fn run_case(gpu: &Gpu, file: &TensorFile) -> Result<Vec<Comparison>> {
         "concat" => (run_concat(gpu, file)?, Tolerance::Exact),
         "residual_block" => (run_residual(gpu, file)?, CONV_TOLERANCE),
         "dense_block" => (run_dense(gpu, file)?, CONV_TOLERANCE),
+        "torchvision_module" => return torchvision::run(gpu, file),
         other => return Err(Error::Content(format!("unsupported op {other:?}"))),
     };
     // A conv's outputs are sums: their rounding grows with the magnitude of what they sum.
@@ -95,6 +97,18 @@ pub fn run_case(gpu: &Gpu, file: &TensorFile) -> Result<Vec<Comparison>> {
         "conv2d" => conv2d_abs_sums(file)?,
         _ => Vec::new(),
     };
+    compare_outputs(gpu, file, outputs, tol, &sums)
+}
+
+/// Reads back each output and compares it with the file's tensor of its name (a sum within
+/// the rounding of its terms where `sums` has them).
+fn compare_outputs(
+    gpu: &Gpu,
+    file: &TensorFile,
+    outputs: Outputs,
+    tol: Tolerance,
+    sums: &[(&'static str, Vec<f64>)],
+) -> Result<Vec<Comparison>> {
     let mut comparisons = Vec::with_capacity(outputs.len());
     for (label, name, tensor) in outputs {
         let want = file.tensor(&name)?;

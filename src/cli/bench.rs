@@ -47,6 +47,11 @@ pub struct BenchArgs {
     /// say it: `_n4`); what the batch-cliff check compares.
     #[arg(long, value_parser = at_least_one)]
     pub batch: Option<usize>,
+    /// With --suite gpu: time every case this many times, each on buffers of its own
+    /// (allocated anew), in one process; the rows say which (`repeat`). Run-to-run spread
+    /// on the same kernels and batch, told apart from the process's.
+    #[arg(long, default_value_t = 1, value_parser = at_least_one)]
+    pub repeat: usize,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -66,6 +71,7 @@ impl Default for BenchArgs {
             kernels: "auto".into(),
             suite: "standard".into(),
             batch: None,
+            repeat: 1,
             json: false,
             csv: false,
         }

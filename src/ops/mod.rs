@@ -9,6 +9,8 @@
 //! [`Recording`]: crate::Recording
 
 pub mod add;
+pub mod avgpool;
+pub mod batchnorm;
 pub mod concat;
 pub mod conv2d;
 pub mod loss;
@@ -38,6 +40,10 @@ pub(crate) fn elementwise_kernels() -> Vec<&'static KernelSpec> {
         &crate::train::optim::SGD,
         &crate::train::optim::ADAM,
     ]
+    .into_iter()
+    .chain([&avgpool::FORWARD, &avgpool::BACKWARD])
+    .chain(batchnorm::KERNELS)
+    .collect()
 }
 
 /// Arguments of the elementwise kernels (`Elementwise` in `shaders/common.wgsl`).

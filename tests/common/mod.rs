@@ -91,3 +91,24 @@ pub fn case_files(dir: &str) -> Vec<std::path::PathBuf> {
     assert!(!files.is_empty(), "no cases in {}", dir.display());
     files
 }
+
+/// Runs the reference case `file` (a path under tests/vectors) and asserts that it ran and
+/// every comparison passed; returns the names compared.
+pub fn check_case_file(file: &str) -> Vec<String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/vectors")
+        .join(file);
+    let report = skipgrad::cases::run_case_file(gpu(), &path);
+    if let Some(e) = &report.error {
+        panic!("{file}: {e}");
+    }
+    assert!(!report.comparisons.is_empty(), "{file}: nothing compared");
+    for c in &report.comparisons {
+        assert!(
+            c.passed,
+            "{file}: {} out of tolerance (max abs err {:e}, max rel err {:e})",
+            c.name, c.max_abs_err, c.max_rel_err
+        );
+    }
+    report.comparisons.iter().map(|c| c.name.clone()).collect()
+}

@@ -149,6 +149,7 @@ impl Network {
                 .filter(|(k, _)| expected.contains(k))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            integers: Default::default(),
         };
         let net = Self::build(gpu, arch, depth, channels, Source::File(&used))?;
         Ok((net, skipped))

@@ -1,8 +1,10 @@
 //! How the tuner times a kernel: on look-alike scratch tensors laid out as the caller's are
 //! (the same channel-view offsets and strides, bias, fusion and mask), so the winner
-//! measured is the winner for the real call; one warm-up run (the pipeline's compile), then
-//! the median of [`RUNS`] runs, by GPU timestamps under the GPU policy where the adapter
-//! has them (the host clock otherwise: lavapipe's timestamps do not bracket its work).
+//! measured is the winner for the real call; every choice compiled and run once, then
+//! [`RUNS`] rounds that time each choice once (so a drift in clocks hits all of them
+//! alike), the median of each choice's runs deciding, by GPU timestamps under the GPU
+//! policy where the adapter has them (the host clock otherwise: lavapipe's timestamps do
+//! not bracket its work).
 //! Where the best two are within [`CLOSE`] of each other, both are run [`RUNS`] times more,
 //! alternately, and the medians of all their runs decide: the H200 picked a 2.4× slower
 //! kernel in one process of five from best-of-3 timings.
@@ -21,8 +23,8 @@ use crate::record::Recording;
 use crate::tensor::Tensor;
 use crate::Gpu;
 
-/// Timed runs of each candidate (after one warm-up), and again of each of the best two
-/// where they are close.
+/// Timed runs of each candidate (after one warm-up run), in rounds, and again of each of
+/// the best two where they are close.
 pub(crate) const RUNS: usize = 5;
 /// The best two are re-measured when the second's median is within this factor of the
 /// first's.
@@ -133,17 +135,6 @@ impl LookAlike {
             _ => timing.wall_ms,
         })
     }
-
-    /// `runs` timed runs of `choice`.
-    fn times(
-        &self,
-        gpu: &Gpu,
-        call: &Call<'_, '_>,
-        choice: Choice,
-        runs: usize,
-    ) -> Result<Vec<f64>> {
-        (0..runs).map(|_| self.time(gpu, call, choice)).collect()
-    }
 }
 
 /// The median of `times` (not empty).
@@ -171,20 +162,37 @@ pub(crate) fn fastest(
     let look = LookAlike::of(gpu, call)?;
     let mut measured: Vec<(Choice, Vec<f64>)> = Vec::new();
     let mut first_error: Option<Error> = None;
+    let fail = |choice: Choice, e: Error, first_error: &mut Option<Error>| {
+        store.record_failure(*key, choice, &e.to_string());
+        first_error.get_or_insert(e);
+    };
+    // Each choice compiled and run once, journalled: a driver's compiler is what has
+    // crashed (and the first run would meet any fault of the pipeline).
     for &choice in choices {
         let trying = store.trying(key, choice);
         abort_if_asked(call, choice);
-        // One warm-up (the compile, first-touch of the scratch), then the timed runs.
-        let result = look
-            .time(gpu, call, choice)
-            .and_then(|_| look.times(gpu, call, choice, RUNS));
+        let result = look.time(gpu, call, choice);
         trying.done();
         match result {
-            Ok(times) => measured.push((choice, times)),
-            Err(e) => {
-                store.record_failure(*key, choice, &e.to_string());
-                first_error.get_or_insert(e);
+            Ok(_) => measured.push((choice, Vec::new())),
+            Err(e) => fail(choice, e, &mut first_error),
+        }
+    }
+    // Then RUNS rounds that time every choice once each: clocks still rising (a GPU idles
+    // at a fraction of them) slow every choice alike, not the ones measured first.
+    for _ in 0..RUNS {
+        let mut failed = Vec::new();
+        for (i, m) in measured.iter_mut().enumerate() {
+            match look.time(gpu, call, m.0) {
+                Ok(t) => m.1.push(t),
+                Err(e) => {
+                    fail(m.0, e, &mut first_error);
+                    failed.push(i);
+                }
             }
+        }
+        for i in failed.into_iter().rev() {
+            measured.remove(i);
         }
     }
     measured.sort_by(|a, b| median(&a.1).total_cmp(&median(&b.1)));
