@@ -61,7 +61,10 @@ pub mod train;
 mod weights;
 
 pub use blocks::dense::AnalyticMemory;
-pub use blocks::{BlockGrads, ConcatStrategy, DenseBlock, Init, ResidualBlock, ResidualVariant};
+pub use blocks::{
+    BlockGrads, ConcatStrategy, DenseBlock, Init, ResNetBlock, ResNetLayer, ResidualBlock,
+    ResidualVariant, TorchDenseBlock, TorchTransition, TorchvisionModule,
+};
 pub use error::{Error, Result};
 pub use gpu::{AdapterPolicy, DiskCache, Gpu, GpuOptions};
 pub use memory::{MemoryReport, Purpose};

@@ -10,9 +10,13 @@
 
 pub mod dense;
 pub mod residual;
+pub mod torchvision;
 
 pub use dense::{ConcatStrategy, DenseBlock};
 pub use residual::{ResidualBlock, ResidualVariant};
+pub use torchvision::{
+    ResNetBlock, ResNetLayer, TorchDenseBlock, TorchTransition, TorchvisionModule,
+};
 
 use crate::error::{Error, Result};
 use crate::memory::Purpose;

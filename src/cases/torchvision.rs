@@ -3,6 +3,7 @@
 //! output, every gradient and (training) the updated running statistics compared.
 
 use super::{compare, compare_outputs, upload, Comparison, Outputs, Tolerance, CONV_TOLERANCE};
+use crate::blocks::{ResNetLayer, TorchDenseBlock, TorchTransition, TorchvisionModule};
 use crate::error::{Error, Result};
 use crate::memory::Purpose;
 use crate::ops::batchnorm::BatchNorm2d;
@@ -12,7 +13,12 @@ use crate::weights::TensorFile;
 use crate::Gpu;
 
 /// The modules these cases can name that the engine builds so far.
-const SUPPORTED: &[&str] = &["batchnorm2d"];
+const SUPPORTED: &[&str] = &[
+    "batchnorm2d",
+    "resnet<18|34|50|101|152>.layer<1-4>",
+    "densenet<depth>.features.denseblock<n>",
+    "densenet<depth>.features.transition<n>",
+];
 
 /// Runs the case's module and compares what it computed.
 pub(super) fn run(gpu: &Gpu, file: &TensorFile) -> Result<Vec<Comparison>> {
@@ -43,13 +49,112 @@ pub(super) fn run(gpu: &Gpu, file: &TensorFile) -> Result<Vec<Comparison>> {
         "None" => None,
         _ => Some(number("momentum")?),
     };
-    match meta("module")? {
-        "batchnorm2d" => run_batchnorm(gpu, file, training, eps, momentum),
-        other => Err(Error::Content(format!(
-            "module {other:?} is not built yet (supported: {})",
-            SUPPORTED.join(", ")
-        ))),
+    let module = meta("module")?;
+    if module == "batchnorm2d" {
+        return run_batchnorm(gpu, file, training, eps, momentum);
     }
+    let params = state_dict(file);
+    let mut built: Box<dyn TorchvisionModule> = if let Some(stride) = resnet_layer_stride(module) {
+        Box::new(ResNetLayer::from_state_dict(gpu, &params, stride)?)
+    } else if is_densenet(module, "denseblock") {
+        Box::new(TorchDenseBlock::from_state_dict(gpu, &params)?)
+    } else if is_densenet(module, "transition") {
+        Box::new(TorchTransition::from_state_dict(gpu, &params)?)
+    } else {
+        return Err(Error::Content(format!(
+            "module {module:?} is not built yet (supported: {})",
+            SUPPORTED.join(", ")
+        )));
+    };
+    built.set_batchnorm_options(eps, momentum);
+    run_module(gpu, file, built.as_mut(), training)
+}
+
+/// Whether `module` is `densenet<depth>.features.<kind><n>`.
+fn is_densenet(module: &str, kind: &str) -> bool {
+    let mut parts = module.split('.');
+    matches!(
+        (parts.next(), parts.next(), parts.next(), parts.next()),
+        (Some(model), Some("features"), Some(part), None)
+            if model.starts_with("densenet")
+                && part.strip_prefix(kind).is_some_and(|n| n.parse::<usize>().is_ok())
+    )
+}
+
+/// The stride of `resnet<depth>.layer<n>`'s first block: 1 for layer1, 2 for the others;
+/// `None` for any other module.
+fn resnet_layer_stride(module: &str) -> Option<usize> {
+    let (model, layer) = module.split_once('.')?;
+    let depth = model.strip_prefix("resnet")?;
+    if !["18", "34", "50", "101", "152"].contains(&depth) {
+        return None;
+    }
+    match layer {
+        "layer1" => Some(1),
+        "layer2" | "layer3" | "layer4" => Some(2),
+        _ => None,
+    }
+}
+
+/// The module's parameters and buffers: the file without its inputs, results and gradients.
+fn state_dict(file: &TensorFile) -> TensorFile {
+    file.filter(|k| !k.starts_with("grad_") && !k.starts_with("new_") && !["x", "out"].contains(&k))
+}
+
+/// A torchvision module: out, grad_x, every parameter's gradient, and in training every
+/// BatchNorm's new running statistics and counter.
+fn run_module(
+    gpu: &Gpu,
+    file: &TensorFile,
+    module: &mut dyn TorchvisionModule,
+    training: bool,
+) -> Result<Vec<Comparison>> {
+    let x = upload(gpu, file, "x", Purpose::Activation)?;
+    let go = upload(gpu, file, "grad_out", Purpose::Gradient)?;
+    let mut rec = Recording::new(gpu);
+    let out = module.forward(&mut rec, &x, training)?;
+    let grads = module.backward(&mut rec, &go)?;
+    rec.finish()?;
+    let mut outputs: Outputs = vec![
+        ("out".into(), "out".into(), out),
+        ("grad_x".into(), "grad_x".into(), grads.grad_x),
+    ];
+    for (name, t) in grads.params {
+        let g = format!("grad_{name}");
+        outputs.push((g.clone(), g, t));
+    }
+    let mut counters = Vec::new();
+    if training {
+        for (name, bn) in module.batchnorms() {
+            for (stat, t) in [
+                ("running_mean", &bn.running_mean),
+                ("running_var", &bn.running_var),
+            ] {
+                let n = format!("new_{name}.{stat}");
+                outputs.push((n.clone(), n, t.clone()));
+            }
+            let n = format!("new_{name}.num_batches_tracked");
+            let want = file.integer(&n)?;
+            counters.push(compare(
+                &n,
+                &[bn.num_batches_tracked as f32],
+                &[want as f32],
+                Tolerance::Exact,
+            ));
+        }
+    }
+    // Every result the file holds must have been computed.
+    for name in file.tensors.keys() {
+        let result = name.starts_with("grad_") && name != "grad_out" || name.starts_with("new_");
+        if result && !outputs.iter().any(|(_, n, _)| n == name) {
+            return Err(Error::Content(format!(
+                "the case holds {name:?}, which the engine's module did not compute"
+            )));
+        }
+    }
+    let mut comparisons = compare_outputs(gpu, file, outputs, CONV_TOLERANCE, &[])?;
+    comparisons.extend(counters);
+    Ok(comparisons)
 }
 
 /// A bare `torch.nn.BatchNorm2d`: out, grad_x, grad_weight, grad_bias, and in training the

@@ -209,6 +209,12 @@ pub(crate) trait Family: Info + Sync {
     fn variants(&self, _call: &Call<'_, '_>) -> usize {
         1
     }
+    /// How many of its variants (the first ones) an automatic choice may take: the tuner
+    /// measures these alone. All of them, unless a variant is too inexact to be chosen
+    /// unasked (Winograd F(4×4)).
+    fn tuned_variants(&self, call: &Call<'_, '_>) -> usize {
+        self.variants(call)
+    }
     /// What variant `v` is for the problem `key` names (the GEMM family: its tile), for
     /// reports; empty where the family has one kernel per pass.
     fn describe_variant(&self, _key: &TuneKey, _v: usize) -> String {

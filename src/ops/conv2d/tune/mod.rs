@@ -74,7 +74,7 @@ pub(crate) fn choose(gpu: &Gpu, call: &Call<'_, '_>) -> Result<Choice> {
     } else {
         supported
     };
-    if candidates.len() == 1 && candidates[0].variants(call) == 1 {
+    if candidates.len() == 1 && candidates[0].tuned_variants(call) == 1 {
         return Ok(Choice::rule(candidates[0]));
     }
     let key = call.key();
@@ -86,7 +86,7 @@ pub(crate) fn choose(gpu: &Gpu, call: &Call<'_, '_>) -> Result<Choice> {
     let choices: Vec<Choice> = candidates
         .iter()
         .flat_map(|&family| {
-            (0..family.variants(call)).map(move |variant| Choice { family, variant })
+            (0..family.tuned_variants(call)).map(move |variant| Choice { family, variant })
         })
         .filter(|&c| !store.failed(&key, c))
         .collect();

@@ -1,0 +1,88 @@
+//! torchvision's blocks under their own module structure and `state_dict` names, so a
+//! `state_dict` PyTorch saved (`safetensors.torch.save_file(module.state_dict())`) loads
+//! unchanged: the ResNet layers (`resnet.rs`: `BasicBlock`, `Bottleneck`, `downsample`) and
+//! DenseNet-BC's dense block and transition (`densenet.rs`). Every convolution has no bias
+//! and every BatchNorm is affine, as torchvision builds them.
+
+pub mod densenet;
+pub mod resnet;
+
+pub use densenet::{TorchDenseBlock, TorchTransition};
+pub use resnet::{ResNetBlock, ResNetLayer};
+
+use super::BlockGrads;
+use crate::error::Result;
+use crate::memory::Purpose;
+use crate::ops::batchnorm::{BatchNorm2d, BatchNormSaved};
+use crate::record::Recording;
+use crate::tensor::Tensor;
+
+/// What every torchvision module here does: a forward in training or eval mode, the backward
+/// of the last forward, and its BatchNorms.
+pub trait TorchvisionModule {
+    /// The forward (`training`: batch statistics, running statistics updated), keeping what
+    /// the backward needs.
+    fn forward(&mut self, rec: &mut Recording<'_>, x: &Tensor, training: bool) -> Result<Tensor>;
+    /// The backward of the last forward: the input's gradient and every parameter's, by
+    /// `state_dict` name.
+    fn backward(&mut self, rec: &mut Recording<'_>, grad_y: &Tensor) -> Result<BlockGrads>;
+    /// Every BatchNorm, by `state_dict` name (its running statistics and counter).
+    fn batchnorms(&self) -> Vec<(String, &BatchNorm2d)>;
+    /// Sets every BatchNorm's `eps` and `momentum` (`None`: a cumulative average).
+    fn set_batchnorm_options(&mut self, eps: f32, momentum: Option<f32>);
+}
+
+/// Implements [`TorchvisionModule`] by the type's own methods of those names.
+macro_rules! torchvision_module {
+    ($($t:ty),*) => {$(
+        impl TorchvisionModule for $t {
+            fn forward(&mut self, rec: &mut Recording<'_>, x: &Tensor, training: bool) -> Result<Tensor> {
+                <$t>::forward(self, rec, x, training)
+            }
+            fn backward(&mut self, rec: &mut Recording<'_>, grad_y: &Tensor) -> Result<BlockGrads> {
+                <$t>::backward(self, rec, grad_y)
+            }
+            fn batchnorms(&self) -> Vec<(String, &BatchNorm2d)> {
+                <$t>::batchnorms(self)
+            }
+            fn set_batchnorm_options(&mut self, eps: f32, momentum: Option<f32>) {
+                <$t>::set_batchnorm_options(self, eps, momentum)
+            }
+        }
+    )*};
+}
+
+torchvision_module!(ResNetLayer, TorchDenseBlock, TorchTransition);
+
+/// `bn`'s backward (of a forward that read `x` and saved `saved`): `grad_x` (=|+= by
+/// `accumulate`), and its weight and bias gradients in new tensors (zeroed first, so adding
+/// to them is the same as writing).
+fn batchnorm_backward(
+    rec: &mut Recording<'_>,
+    bn: &BatchNorm2d,
+    x: &Tensor,
+    saved: &BatchNormSaved,
+    grad_out: &Tensor,
+    grad_x: &Tensor,
+    accumulate: bool,
+) -> Result<[Tensor; 2]> {
+    let c = [bn.channels(), 1, 1, 1];
+    let gw = Tensor::zeros(rec.gpu(), c, Purpose::Gradient)?;
+    let gb = Tensor::zeros(rec.gpu(), c, Purpose::Gradient)?;
+    bn.backward_into(rec, x, saved, grad_out, grad_x, &gw, &gb, accumulate)?;
+    Ok([gw, gb])
+}
+
+/// A conv → BN unit's three parameter gradients by `state_dict` name.
+fn unit_grads(
+    conv: &str,
+    norm: &str,
+    grad_conv: Tensor,
+    [grad_weight, grad_bias]: [Tensor; 2],
+) -> [(String, Tensor); 3] {
+    [
+        (format!("{conv}.weight"), grad_conv),
+        (format!("{norm}.weight"), grad_weight),
+        (format!("{norm}.bias"), grad_bias),
+    ]
+}
