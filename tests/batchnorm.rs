@@ -8,7 +8,9 @@ use std::path::Path;
 
 use common::{gpu, upload, Rng};
 use skipgrad::ops::batchnorm::BatchNorm2d;
-use skipgrad::{Purpose, Recording, Tensor};
+use skipgrad::{
+    Purpose, Recording, ResNetLayer, Tensor, TorchDenseBlock, TorchTransition, TorchvisionModule,
+};
 
 /// Runs one case file of tests/vectors/bn: every comparison passes, and every output, gradient
 /// and (training) updated statistic is compared.
@@ -231,4 +233,88 @@ fn mistakes_are_clear_errors() {
     assert!(e.contains("overlaps"), "{e}");
     assert_eq!(bn.num_batches_tracked, 0, "failed forwards count nothing");
     assert!(BatchNorm2d::new(gpu(), 0).is_err());
+}
+
+/// The module a case file names, built from its state_dict (the file without its inputs,
+/// results and gradients).
+fn module_of(file: &skipgrad::TensorFile) -> Box<dyn TorchvisionModule> {
+    let state = state_of(file);
+    let module = file.metadata["module"].as_str();
+    if module.starts_with("resnet") {
+        let stride = if module.ends_with("layer1") { 1 } else { 2 };
+        Box::new(ResNetLayer::from_state_dict(gpu(), &state, stride).unwrap())
+    } else if module.contains("denseblock") {
+        Box::new(TorchDenseBlock::from_state_dict(gpu(), &state).unwrap())
+    } else {
+        Box::new(TorchTransition::from_state_dict(gpu(), &state).unwrap())
+    }
+}
+
+fn state_of(file: &skipgrad::TensorFile) -> skipgrad::TensorFile {
+    file.filter(|k| !k.starts_with("grad_") && !k.starts_with("new_") && !["x", "out"].contains(&k))
+}
+
+/// Every module saves the state_dict it loaded, name for name and bit for bit (the int64
+/// counters included, written as I64 and read back); after a training forward, the running
+/// statistics and counters PyTorch's forward left (`new_*`).
+#[test]
+fn modules_save_the_state_dict_they_loaded() {
+    for case in [
+        "resnet18_layer1_train_n2_8x8",
+        "resnet18_layer2_eval_n2_8x8",
+        "resnet50_layer1_eval_n1_4x4",
+        "densenet121_denseblock1_train_n1_4x4",
+        "densenet121_transition1_train_n2_8x8",
+    ] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/vectors/bn")
+            .join(format!("{case}.safetensors"));
+        let file = skipgrad::TensorFile::read(&path).unwrap();
+        let want = state_of(&file);
+        let mut module = module_of(&file);
+        let saved = module.state_dict(gpu()).unwrap();
+        assert_eq!(saved.tensors, want.tensors, "{case}");
+        assert_eq!(saved.integers, want.integers, "{case}");
+        let tmp = std::env::temp_dir().join(format!("skipgrad-{case}-{}.st", std::process::id()));
+        saved.write(&tmp).unwrap();
+        let back = skipgrad::TensorFile::read(&tmp).unwrap();
+        std::fs::remove_file(&tmp).ok();
+        assert_eq!(
+            (back.tensors, back.integers),
+            (saved.tensors, saved.integers)
+        );
+        // The learned parameters are the state_dict's tensors but the running statistics.
+        let params: Vec<String> = module.parameters().into_iter().map(|(n, _)| n).collect();
+        let learned: Vec<&String> = want
+            .tensors
+            .keys()
+            .filter(|k| !k.contains("running_"))
+            .collect();
+        assert_eq!(params.len(), learned.len(), "{case}");
+        assert!(learned.iter().all(|k| params.contains(k)), "{case}");
+        if case.contains("_train_") {
+            let x = common::upload(
+                shape4(&file.tensors["x"].shape),
+                &file.tensors["x"].data,
+                Purpose::Activation,
+            );
+            let mut rec = Recording::new(gpu());
+            module.forward(&mut rec, &x, true).unwrap();
+            rec.finish().unwrap();
+            let after = module.state_dict(gpu()).unwrap();
+            for (name, v) in &after.integers {
+                assert_eq!(v, &file.integers[&format!("new_{name}")], "{case}: {name}");
+            }
+            for (name, t) in after.tensors.iter().filter(|(k, _)| k.contains("running_")) {
+                let want = &file.tensors[&format!("new_{name}")].data;
+                for (g, w) in t.data.iter().zip(want) {
+                    assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{case}: {name}");
+                }
+            }
+        }
+    }
+}
+
+fn shape4(s: &[usize]) -> [usize; 4] {
+    [s[0], s[1], s[2], s[3]]
 }

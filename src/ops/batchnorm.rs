@@ -213,6 +213,37 @@ impl BatchNorm2d {
         })
     }
 
+    /// Adds its `state_dict` to `file` under `prefix` (`bn1.` → `bn1.weight`, …): the four
+    /// tensors as `[C]`, `num_batches_tracked` as an integer (I64 when written), as PyTorch
+    /// saves them.
+    pub fn save_into(
+        &self,
+        gpu: &Gpu,
+        prefix: &str,
+        file: &mut crate::weights::TensorFile,
+    ) -> Result<()> {
+        let c = self.channels();
+        for (name, t) in [
+            ("weight", &self.weight),
+            ("bias", &self.bias),
+            ("running_mean", &self.running_mean),
+            ("running_var", &self.running_var),
+        ] {
+            file.tensors.insert(
+                format!("{prefix}{name}"),
+                crate::weights::HostTensor {
+                    shape: vec![c],
+                    data: t.to_vec(gpu)?,
+                },
+            );
+        }
+        file.integers.insert(
+            format!("{prefix}num_batches_tracked"),
+            vec![self.num_batches_tracked],
+        );
+        Ok(())
+    }
+
     /// Its channels.
     pub fn channels(&self) -> usize {
         self.weight.shape()[0]

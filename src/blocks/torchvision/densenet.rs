@@ -66,6 +66,26 @@ impl NormReluConv {
         })
     }
 
+    /// The unit's learned parameters under `prefix`.
+    fn parameters(&self, prefix: &str) -> [(String, Tensor); 3] {
+        super::unit_parameters(
+            prefix,
+            (&self.conv_name, &self.weight),
+            (&self.norm_name, &self.bn),
+        )
+    }
+
+    /// Adds the unit's parameters and buffers to `file` under `prefix`.
+    fn save(&self, gpu: &Gpu, file: &mut TensorFile, prefix: &str) -> Result<()> {
+        super::save_unit(
+            gpu,
+            file,
+            prefix,
+            (&self.conv_name, &self.weight),
+            (&self.norm_name, &self.bn),
+        )
+    }
+
     /// conv(relu(bn(x))) into `out` (a view is fine), or into a new tensor.
     fn forward(
         &mut self,
@@ -330,6 +350,27 @@ impl TorchDenseBlock {
         }
     }
 
+    /// Its `state_dict` under torchvision's names (`denselayer1.norm1.weight`, …,
+    /// `denselayer1.conv2.weight`).
+    pub fn state_dict(&self, gpu: &Gpu) -> Result<TensorFile> {
+        let mut file = TensorFile::default();
+        for l in &self.layers {
+            for unit in [&l.bottleneck, &l.grow] {
+                unit.save(gpu, &mut file, &format!("{}.", l.name))?;
+            }
+        }
+        Ok(file)
+    }
+
+    /// Its learned parameters by `state_dict` name, as handles an optimizer updates in place.
+    pub fn parameters(&self) -> Vec<(String, Tensor)> {
+        self.layers
+            .iter()
+            .flat_map(|l| [&l.bottleneck, &l.grow].map(|u| u.parameters(&format!("{}.", l.name))))
+            .flatten()
+            .collect()
+    }
+
     /// Every BatchNorm by its `state_dict` name (`denselayer1.norm1`, …).
     pub fn batchnorms(&self) -> Vec<(String, &BatchNorm2d)> {
         self.layers
@@ -395,6 +436,18 @@ impl TorchTransition {
     pub fn set_batchnorm_options(&mut self, eps: f32, momentum: Option<f32>) {
         self.unit.bn.eps = eps;
         self.unit.bn.momentum = momentum;
+    }
+
+    /// Its `state_dict` under torchvision's names (`norm.*`, `conv.weight`).
+    pub fn state_dict(&self, gpu: &Gpu) -> Result<TensorFile> {
+        let mut file = TensorFile::default();
+        self.unit.save(gpu, &mut file, "")?;
+        Ok(file)
+    }
+
+    /// Its learned parameters by `state_dict` name, as handles an optimizer updates in place.
+    pub fn parameters(&self) -> Vec<(String, Tensor)> {
+        self.unit.parameters("").into()
     }
 
     /// Its BatchNorm, by `state_dict` name (`norm`).

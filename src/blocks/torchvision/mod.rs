@@ -16,6 +16,8 @@ use crate::memory::Purpose;
 use crate::ops::batchnorm::{BatchNorm2d, BatchNormSaved};
 use crate::record::Recording;
 use crate::tensor::Tensor;
+use crate::weights::{HostTensor, TensorFile};
+use crate::Gpu;
 
 /// What every torchvision module here does: a forward in training or eval mode, the backward
 /// of the last forward, and its BatchNorms.
@@ -30,6 +32,14 @@ pub trait TorchvisionModule {
     fn batchnorms(&self) -> Vec<(String, &BatchNorm2d)>;
     /// Sets every BatchNorm's `eps` and `momentum` (`None`: a cumulative average).
     fn set_batchnorm_options(&mut self, eps: f32, momentum: Option<f32>);
+    /// Its `state_dict` under torchvision's names, as PyTorch's `module.state_dict()` holds
+    /// it (running statistics and `num_batches_tracked` as they are now): what
+    /// `TensorFile::write` saves for `safetensors.torch.load_file` to read back.
+    fn state_dict(&self, gpu: &Gpu) -> Result<TensorFile>;
+    /// Its learned parameters by `state_dict` name (conv weights, BatchNorm weights and
+    /// biases; not the running statistics, which the forward keeps), as handles an optimizer
+    /// updates in place (`Optimizer::step` with `backward`'s gradients).
+    fn parameters(&self) -> Vec<(String, Tensor)>;
 }
 
 /// Implements [`TorchvisionModule`] by the type's own methods of those names.
@@ -47,6 +57,12 @@ macro_rules! torchvision_module {
             }
             fn set_batchnorm_options(&mut self, eps: f32, momentum: Option<f32>) {
                 <$t>::set_batchnorm_options(self, eps, momentum)
+            }
+            fn state_dict(&self, gpu: &Gpu) -> Result<TensorFile> {
+                <$t>::state_dict(self, gpu)
+            }
+            fn parameters(&self) -> Vec<(String, Tensor)> {
+                <$t>::parameters(self)
             }
         }
     )*};
@@ -84,5 +100,37 @@ fn unit_grads(
         (format!("{conv}.weight"), grad_conv),
         (format!("{norm}.weight"), grad_weight),
         (format!("{norm}.bias"), grad_bias),
+    ]
+}
+
+/// Adds a conv's weight (`<prefix><conv>.weight`, OIHW) and its BatchNorm
+/// (`<prefix><norm>.*`) to `file`.
+fn save_unit(
+    gpu: &Gpu,
+    file: &mut TensorFile,
+    prefix: &str,
+    (conv, weight): (&str, &Tensor),
+    (norm, bn): (&str, &BatchNorm2d),
+) -> Result<()> {
+    file.tensors.insert(
+        format!("{prefix}{conv}.weight"),
+        HostTensor {
+            shape: weight.shape().to_vec(),
+            data: weight.to_vec(gpu)?,
+        },
+    );
+    bn.save_into(gpu, &format!("{prefix}{norm}."), file)
+}
+
+/// A conv → BN unit's learned parameters by `state_dict` name, under `prefix`.
+fn unit_parameters(
+    prefix: &str,
+    (conv, weight): (&str, &Tensor),
+    (norm, bn): (&str, &BatchNorm2d),
+) -> [(String, Tensor); 3] {
+    [
+        (format!("{prefix}{conv}.weight"), weight.clone()),
+        (format!("{prefix}{norm}.weight"), bn.weight.clone()),
+        (format!("{prefix}{norm}.bias"), bn.bias.clone()),
     ]
 }

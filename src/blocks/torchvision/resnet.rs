@@ -400,6 +400,39 @@ impl ResNetLayer {
         }
     }
 
+    /// Its `state_dict` under torchvision's names (`0.conv1.weight`, `0.bn1.running_mean`,
+    /// `0.bn1.num_batches_tracked`, …, `0.downsample.0.weight`, …).
+    pub fn state_dict(&self, gpu: &Gpu) -> Result<TensorFile> {
+        let mut file = TensorFile::default();
+        for (i, block) in self.blocks.iter().enumerate() {
+            for stage in block.stages.iter().chain(block.downsample.iter()) {
+                super::save_unit(
+                    gpu,
+                    &mut file,
+                    &format!("{i}."),
+                    (&stage.conv_name, &stage.weight),
+                    (&stage.bn_name, &stage.bn),
+                )?;
+            }
+        }
+        Ok(file)
+    }
+
+    /// Its learned parameters by `state_dict` name, as handles an optimizer updates in place.
+    pub fn parameters(&self) -> Vec<(String, Tensor)> {
+        let mut all = Vec::new();
+        for (i, block) in self.blocks.iter().enumerate() {
+            for stage in block.stages.iter().chain(block.downsample.iter()) {
+                all.extend(super::unit_parameters(
+                    &format!("{i}."),
+                    (&stage.conv_name, &stage.weight),
+                    (&stage.bn_name, &stage.bn),
+                ));
+            }
+        }
+        all
+    }
+
     /// Every BatchNorm by its full `state_dict` name (`0.bn1`, `1.downsample.1`, …): their
     /// running statistics and `num_batches_tracked`.
     pub fn batchnorms(&self) -> Vec<(String, &BatchNorm2d)> {
