@@ -158,7 +158,7 @@ fi
 
 # 3. Correctness, then the GPU suite and cuDNN beside it.
 log "reference cases on the GPU"
-step "$WORK/check.json" 60 "$BIN" check tests/vectors tests/vectors/scale --json
+step "$WORK/check.json" 60 "$BIN" check tests/vectors tests/vectors/scale tests/vectors/bn --json
 tail -c 300 "$WORK/check.json" >> "$LOG"
 log "GPU suite"
 step "$WORK/gpu_suite.json" 150 "$BIN" bench --suite gpu $QUICK_FLAG --iters "$ITERS" --json

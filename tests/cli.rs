@@ -86,6 +86,67 @@ fn gradflow_shows_the_vanishing_gradient() {
     }
 }
 
+/// `gradflow --arch resnet-bn,densenet-bc`: the BatchNorm stacks' first conv keeps its
+/// gradient where the plain stack's vanishes, and the layers reported are the convs (the
+/// BatchNorms' weights are not layers).
+#[test]
+fn gradflow_runs_the_batchnorm_stacks() {
+    let dir = std::env::temp_dir().join("skipgrad_cli_gradflow_bn");
+    let out = skipgrad()
+        .args([
+            "gradflow",
+            "--arch",
+            "plain,resnet-bn,densenet-bc",
+            "--depth",
+            "16",
+        ])
+        .args([
+            "--channels",
+            "8",
+            "--size",
+            "8",
+            "--batch",
+            "2",
+            "--json",
+            "--out-dir",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run = |arch: &str| {
+        v["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["arch"] == arch)
+            .unwrap()
+            .clone()
+    };
+    let first = |arch: &str| run(arch)["layers"][0]["grad_norm"].as_f64().unwrap();
+    assert!(first("plain") * 1e3 < first("resnet-bn"), "{v}");
+    assert!(first("plain") * 1e3 < first("densenet-bc"), "{v}");
+    // 16 convs in 8 BasicBlocks; 32 in 16 dense layers and the transition.
+    let layers = |arch: &str| run(arch)["layers"].as_array().unwrap().len();
+    assert_eq!(
+        (layers("resnet-bn"), layers("densenet-bc")),
+        (16, 33),
+        "{v}"
+    );
+    let names: Vec<String> = run("resnet-bn")["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names[0], "blocks.0.conv1.weight");
+}
+
 /// `train --json`: one entry per logged step; the loss read back only at those steps.
 #[test]
 fn train_logs_the_requested_steps() {

@@ -15,7 +15,7 @@ use super::{adapter_line, arch_color, line_chart, open_gpu, progress_bar, Series
 /// What to measure.
 #[derive(Clone, Debug, clap::Args)]
 pub struct GradflowArgs {
-    /// Architectures: plain, residual, dense (comma-separated).
+    /// Architectures: plain, residual, dense, resnet-bn, densenet-bc (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "plain,residual,dense")]
     pub arch: Vec<String>,
     /// Depths (convs of plain and residual stacks, layers of the dense block).
@@ -198,7 +198,7 @@ pub fn archs(names: &[String]) -> Result<Vec<Arch>> {
     names.iter().map(|n| Arch::parse(n)).collect()
 }
 
-/// One forward and backward; the gradient norm of every weight, in forward order.
+/// One forward and backward; the gradient norm of every conv weight, in forward order.
 fn measure(gpu: &Gpu, net: &mut Network, x: &Tensor, target: &Tensor) -> Result<(f64, Vec<Layer>)> {
     let mut rec = Recording::new(gpu);
     let y = net.forward(&mut rec, x)?;
@@ -207,7 +207,9 @@ fn measure(gpu: &Gpu, net: &mut Network, x: &Tensor, target: &Tensor) -> Result<
     rec.finish()?;
     let mut layers = Vec::new();
     for (name, g) in &grads.params {
-        if !name.ends_with(".weight") {
+        // Conv weights only: the BatchNorm stacks' norms have weights too.
+        let norm = name.contains(".bn") || name.contains(".norm");
+        if !name.ends_with(".weight") || norm {
             continue;
         }
         let v = g.to_vec(gpu)?;

@@ -172,6 +172,8 @@ pub fn arch_color(arch: &str) -> plotters::style::RGBColor {
     match arch {
         "plain" => RED,
         "residual" => BLUE,
+        "resnet-bn" => plotters::style::RGBColor(120, 40, 160),
+        "densenet-bc" => plotters::style::RGBColor(230, 130, 0),
         _ => plotters::style::RGBColor(0, 140, 60),
     }
 }

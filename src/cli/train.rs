@@ -17,7 +17,7 @@ use super::{adapter_line, arch_color, line_chart, open_gpu, progress_bar, Series
 #[derive(Clone, Debug, clap::Args)]
 #[command(allow_negative_numbers = true)]
 pub struct TrainArgs {
-    /// Architectures: plain, residual, dense (comma-separated).
+    /// Architectures: plain, residual, dense, resnet-bn, densenet-bc (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "plain,residual")]
     pub arch: Vec<String>,
     /// Depth (convs of plain and residual stacks, layers of the dense block).

@@ -66,13 +66,15 @@ impl NormReluConv {
         })
     }
 
-    /// The unit's learned parameters under `prefix`.
+    /// The unit's learned parameters under `prefix`, in torchvision's order (the norm's,
+    /// then the conv's).
     fn parameters(&self, prefix: &str) -> [(String, Tensor); 3] {
-        super::unit_parameters(
+        let [conv, weight, bias] = super::unit_parameters(
             prefix,
             (&self.conv_name, &self.weight),
             (&self.norm_name, &self.bn),
-        )
+        );
+        [weight, bias, conv]
     }
 
     /// Adds the unit's parameters and buffers to `file` under `prefix`.
@@ -232,6 +234,11 @@ impl TorchDenseBlock {
         })
     }
 
+    /// Forgets what the last forward saved (so another forward may run without a backward).
+    pub fn clear_saved(&mut self) {
+        self.saved = None;
+    }
+
     /// Channels of its output: the input's and every layer's.
     pub fn out_channels(&self) -> usize {
         self.in_channels + self.layers.len() * self.growth
@@ -252,6 +259,12 @@ impl TorchDenseBlock {
                     "the input has {c} channels, the block takes {}",
                     self.in_channels
                 ),
+            ));
+        }
+        if self.saved.is_some() {
+            return Err(Error::param(
+                "dense block",
+                "the previous forward's state is still saved: run backward (or clear_saved) first",
             ));
         }
         let features = Tensor::zeros(

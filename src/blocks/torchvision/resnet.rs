@@ -345,6 +345,11 @@ impl ResNetLayer {
         Ok(ResNetLayer { blocks })
     }
 
+    /// Forgets what the last forward saved (so another forward may run without a backward).
+    pub fn clear_saved(&mut self) {
+        self.blocks.iter_mut().for_each(ResNetBlock::clear_saved);
+    }
+
     /// Its blocks.
     pub fn blocks(&self) -> &[ResNetBlock] {
         &self.blocks

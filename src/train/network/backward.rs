@@ -2,7 +2,7 @@
 //! layer's input fused into the conv below it), or through its residual or dense blocks.
 
 use super::{Body, Network};
-use crate::blocks::{forward_missing, BlockGrads, NamedGrads};
+use crate::blocks::{forward_missing, BlockGrads, ConvLayer, NamedGrads};
 use crate::error::{Error, Result};
 use crate::memory::Purpose;
 use crate::ops::conv2d::{self, Fusion};
@@ -50,6 +50,7 @@ impl Network {
         input_gradient: bool,
     ) -> Result<(Option<Tensor>, NamedGrads)> {
         let gpu = rec.gpu();
+        let order: Vec<String> = self.parameters().into_iter().map(|(n, _)| n).collect();
         let grads = match &mut self.body {
             Body::Plain(layers) => {
                 let saved = self
@@ -126,24 +127,67 @@ impl Network {
                     .dense_features
                     .as_ref()
                     .ok_or_else(|| forward_missing("network"))?;
-                let g =
-                    conv2d::conv2d_backward(rec, features, &t.weight, true, grad_out, &t.params)?;
-                let bg = block.backward(rec, &g.grad_x)?;
-                let mut params: Vec<(String, Tensor)> = bg
+                transition_then_block(rec, features, t, grad_out, |rec, g| block.backward(rec, g))?
+            }
+            Body::ResNetBn(layer) => {
+                if self.saved.is_none() {
+                    return Err(forward_missing("network"));
+                }
+                let bg = layer.backward(rec, grad_out)?;
+                let params = bg
                     .params
                     .into_iter()
-                    .map(|(n, t)| (format!("block.{n}"), t))
-                    .collect();
-                params.push(("transition.weight".into(), g.grad_weight));
-                if let Some(gb) = g.grad_bias {
-                    params.push(("transition.bias".into(), gb));
-                }
-                rec.retain(g.grad_x);
-                (Some(bg.grad_x), params)
+                    .map(|(n, t)| (format!("blocks.{n}"), t))
+                    .collect::<Vec<_>>();
+                (Some(bg.grad_x), in_order(params, &order))
+            }
+            Body::DenseNetBc(dense) => {
+                let (block, t) = &mut **dense;
+                let features = self
+                    .dense_features
+                    .as_ref()
+                    .ok_or_else(|| forward_missing("network"))?;
+                let (grad_x, params) =
+                    transition_then_block(rec, features, t, grad_out, |rec, g| {
+                        block.backward(rec, g)
+                    })?;
+                (grad_x, in_order(params, &order))
             }
         };
         self.saved = None;
         self.dense_features = None;
         Ok(grads)
     }
+}
+
+/// `params` in the order of `order` (the names [`Network::parameters`] gives, forward
+/// order): the torchvision modules return theirs from the last layer down.
+fn in_order(mut params: Vec<(String, Tensor)>, order: &[String]) -> Vec<(String, Tensor)> {
+    params.sort_by_key(|(n, _)| order.iter().position(|o| o == n).unwrap_or(usize::MAX));
+    params
+}
+
+/// The dense stacks' backward: the 1×1 transition's gradients from `grad_out`, then the
+/// block's (`block_backward`) from the transition's input gradient; the block's parameters
+/// named `block.*`, then `transition.*`.
+fn transition_then_block(
+    rec: &mut Recording<'_>,
+    features: &Tensor,
+    t: &ConvLayer,
+    grad_out: &Tensor,
+    block_backward: impl FnOnce(&mut Recording<'_>, &Tensor) -> Result<BlockGrads>,
+) -> Result<(Option<Tensor>, NamedGrads)> {
+    let g = conv2d::conv2d_backward(rec, features, &t.weight, true, grad_out, &t.params)?;
+    let bg = block_backward(rec, &g.grad_x)?;
+    let mut params: Vec<(String, Tensor)> = bg
+        .params
+        .into_iter()
+        .map(|(n, t)| (format!("block.{n}"), t))
+        .collect();
+    params.push(("transition.weight".into(), g.grad_weight));
+    if let Some(gb) = g.grad_bias {
+        params.push(("transition.bias".into(), gb));
+    }
+    rec.retain(g.grad_x);
+    Ok((Some(bg.grad_x), params))
 }

@@ -15,8 +15,10 @@ use crate::ops::conv2d::{self, Conv2dParams, Fusion};
 use crate::ops::relu;
 use crate::record::Recording;
 use crate::tensor::Tensor;
-use crate::weights::TensorFile;
-use crate::{ConcatStrategy, DenseBlock, Gpu, ResidualBlock, ResidualVariant};
+use crate::weights::{HostTensor, TensorFile};
+use crate::{
+    ConcatStrategy, DenseBlock, Gpu, ResNetLayer, ResidualBlock, ResidualVariant, TorchDenseBlock,
+};
 
 /// Which stack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -28,11 +30,23 @@ pub enum Arch {
     /// One dense block of `depth` layers (growth 12), then a 1×1 conv back to the input's
     /// channels: skips by concatenation.
     Dense,
+    /// `depth / 2` of torchvision's `BasicBlock` (conv-BN-ReLU-conv-BN, add, ReLU), BatchNorm
+    /// in training mode: the residual stack people train.
+    ResNetBn,
+    /// torchvision's DenseNet-BC `_DenseBlock` of `depth` layers (BN-ReLU-conv 1×1 to 4 ×
+    /// growth, BN-ReLU-conv 3×3 to growth 12), then a 1×1 conv back to the input's channels.
+    DenseNetBc,
 }
 
 impl Arch {
-    /// All three, in the order of the experiment.
+    /// The seed notebook's three, in the order of the experiment (the BatchNorm stacks are
+    /// asked for by name).
     pub const ALL: [Arch; 3] = [Arch::Plain, Arch::Residual, Arch::Dense];
+
+    /// Whether it is one of torchvision's BatchNorm stacks.
+    pub fn has_batchnorm(self) -> bool {
+        matches!(self, Arch::ResNetBn | Arch::DenseNetBc)
+    }
 
     /// Lower-case name.
     pub fn name(self) -> &'static str {
@@ -40,18 +54,24 @@ impl Arch {
             Arch::Plain => "plain",
             Arch::Residual => "residual",
             Arch::Dense => "dense",
+            Arch::ResNetBn => "resnet-bn",
+            Arch::DenseNetBc => "densenet-bc",
         }
     }
 
-    /// Parses `plain`, `residual` or `dense`.
+    /// Parses `plain`, `residual`, `dense`, `resnet-bn` or `densenet-bc`.
     pub fn parse(name: &str) -> Result<Arch> {
         match name.trim().to_ascii_lowercase().as_str() {
             "plain" => Ok(Arch::Plain),
             "residual" | "resnet" => Ok(Arch::Residual),
             "dense" | "densenet" => Ok(Arch::Dense),
+            "resnet-bn" | "resnet_bn" => Ok(Arch::ResNetBn),
+            "densenet-bc" | "densenet_bc" => Ok(Arch::DenseNetBc),
             other => Err(Error::param(
                 "network",
-                format!("unknown arch {other:?} (expected plain, residual or dense)"),
+                format!(
+                    "unknown arch {other:?} (expected plain, residual, dense, resnet-bn or densenet-bc)"
+                ),
             )),
         }
     }
@@ -60,10 +80,16 @@ impl Arch {
 /// The growth rate of the dense stack.
 pub(crate) const DENSE_GROWTH: usize = 12;
 
+/// The bottleneck width of the DenseNet-BC stack's layers, in multiples of the growth
+/// (torchvision's `bn_size`).
+pub(crate) const BC_BN_SIZE: usize = 4;
+
 enum Body {
     Plain(Vec<ConvLayer>),
     Residual(Vec<ResidualBlock>),
     Dense(Box<(DenseBlock, ConvLayer)>),
+    ResNetBn(ResNetLayer),
+    DenseNetBc(Box<(TorchDenseBlock, ConvLayer)>),
 }
 
 /// A stack of one architecture, its parameters, and what backward needs after a forward.
@@ -125,7 +151,7 @@ impl Network {
         channels: usize,
         file: &TensorFile,
     ) -> Result<Network> {
-        let expected = Self::parameter_names(arch, depth);
+        let expected = Self::state_names(arch, depth);
         file.check_fits(&describe(arch, depth), &expected, true)?;
         Self::build(gpu, arch, depth, channels, Source::File(file))
     }
@@ -139,7 +165,7 @@ impl Network {
         channels: usize,
         file: &TensorFile,
     ) -> Result<(Network, Vec<String>)> {
-        let expected = Self::parameter_names(arch, depth);
+        let expected = Self::state_names(arch, depth);
         let skipped = file.check_fits(&describe(arch, depth), &expected, false)?;
         let used = TensorFile {
             metadata: file.metadata.clone(),
@@ -149,7 +175,7 @@ impl Network {
                 .filter(|(k, _)| expected.contains(k))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            integers: Default::default(),
+            integers: file.integers.clone(),
         };
         let net = Self::build(gpu, arch, depth, channels, Source::File(&used))?;
         Ok((net, skipped))
@@ -159,6 +185,14 @@ impl Network {
     /// [`Network::parameters`] names).
     pub fn parameter_names(arch: Arch, depth: usize) -> Vec<String> {
         let conv = |n: String| [format!("{n}.weight"), format!("{n}.bias")];
+        // A conv without bias and its BatchNorm (torchvision's blocks).
+        let conv_bn = |(c, n): (String, String)| {
+            [
+                format!("{c}.weight"),
+                format!("{n}.weight"),
+                format!("{n}.bias"),
+            ]
+        };
         match arch {
             Arch::Plain => (0..depth)
                 .flat_map(|i| conv(format!("layers.{i}")))
@@ -172,7 +206,46 @@ impl Network {
                 .chain(std::iter::once("transition".to_string()))
                 .flat_map(conv)
                 .collect(),
+            Arch::ResNetBn => (0..depth / 2)
+                .flat_map(|i| {
+                    [1, 2].map(|c| (format!("blocks.{i}.conv{c}"), format!("blocks.{i}.bn{c}")))
+                })
+                .flat_map(conv_bn)
+                .collect(),
+            Arch::DenseNetBc => (1..=depth)
+                .flat_map(|j| {
+                    [1, 2].map(|u| {
+                        (
+                            format!("block.denselayer{j}.conv{u}"),
+                            format!("block.denselayer{j}.norm{u}"),
+                        )
+                    })
+                })
+                .flat_map(|(c, n)| {
+                    // torchvision's order: norm, then conv.
+                    let [w, bw, bb] = conv_bn((c, n));
+                    [bw, bb, w]
+                })
+                .chain(conv("transition".to_string()))
+                .collect(),
         }
+    }
+
+    /// Every tensor of its `state_dict`: [`Network::parameter_names`], and the BatchNorm
+    /// stacks' running statistics (what a strict load expects besides).
+    pub fn state_names(arch: Arch, depth: usize) -> Vec<String> {
+        let mut names = Self::parameter_names(arch, depth);
+        let norms: Vec<String> = names
+            .iter()
+            .filter_map(|n| n.strip_suffix(".bias"))
+            .filter(|n| n.contains(".bn") || n.contains(".norm"))
+            .map(str::to_string)
+            .collect();
+        for n in norms {
+            names.push(format!("{n}.running_mean"));
+            names.push(format!("{n}.running_var"));
+        }
+        names
     }
 
     fn build(
@@ -188,7 +261,7 @@ impl Network {
                 format!("depth ({depth}) and channels ({channels}) must be at least 1"),
             ));
         }
-        if arch == Arch::Residual && !depth.is_multiple_of(2) {
+        if matches!(arch, Arch::Residual | Arch::ResNetBn) && !depth.is_multiple_of(2) {
             return Err(Error::param(
                 "network",
                 format!("a residual stack has two convs a block: depth {depth} must be even"),
@@ -256,6 +329,30 @@ impl Network {
                 )?;
                 Body::Dense(Box::new((block, transition)))
             }
+            Arch::ResNetBn | Arch::DenseNetBc => {
+                let state = match source {
+                    Source::File(file) => file.clone(),
+                    Source::Init(init) => Self::initial_state(gpu, arch, depth, channels, init)?,
+                };
+                if arch == Arch::ResNetBn {
+                    Body::ResNetBn(ResNetLayer::from_state_dict(
+                        gpu,
+                        &state.with_prefix("blocks."),
+                        1,
+                    )?)
+                } else {
+                    let block =
+                        TorchDenseBlock::from_state_dict(gpu, &state.with_prefix("block."))?;
+                    let transition = ConvLayer::load(
+                        gpu,
+                        &state,
+                        "transition",
+                        [channels, block.out_channels(), 1, 1],
+                        Conv2dParams::default(),
+                    )?;
+                    Body::DenseNetBc(Box::new((block, transition)))
+                }
+            }
         };
         Ok(Network {
             arch,
@@ -265,6 +362,87 @@ impl Network {
             saved: None,
             dense_features: None,
         })
+    }
+
+    /// A fresh `state_dict` of a BatchNorm stack: convs drawn as `init` says (every conv its
+    /// own stream), BatchNorms as PyTorch makes them (weight 1, bias 0, running mean 0,
+    /// running variance 1, no batches tracked).
+    fn initial_state(
+        gpu: &Gpu,
+        arch: Arch,
+        depth: usize,
+        channels: usize,
+        init: Init,
+    ) -> Result<TensorFile> {
+        let mut file = TensorFile::default();
+        let mut conv = |name: &str, shape: [usize; 4], bias: bool| -> Result<()> {
+            let layer = ConvLayer::init(gpu, name, shape, Conv2dParams::default(), init)?;
+            let host = |t: &Tensor, shape: Vec<usize>| -> Result<HostTensor> {
+                Ok(HostTensor {
+                    shape,
+                    data: t.to_vec(gpu)?,
+                })
+            };
+            file.tensors.insert(
+                format!("{name}.weight"),
+                host(&layer.weight, shape.to_vec())?,
+            );
+            if bias {
+                file.tensors
+                    .insert(format!("{name}.bias"), host(&layer.bias, vec![shape[0]])?);
+            }
+            Ok(())
+        };
+        let mut norms = Vec::new();
+        match arch {
+            Arch::ResNetBn => {
+                for i in 0..depth / 2 {
+                    for c in [1, 2] {
+                        conv(
+                            &format!("blocks.{i}.conv{c}"),
+                            [channels, channels, 3, 3],
+                            false,
+                        )?;
+                        norms.push((format!("blocks.{i}.bn{c}"), channels));
+                    }
+                }
+            }
+            _ => {
+                let (growth, wide) = (DENSE_GROWTH, BC_BN_SIZE * DENSE_GROWTH);
+                for j in 1..=depth {
+                    let reads = channels + (j - 1) * growth;
+                    let layer = format!("block.denselayer{j}");
+                    conv(&format!("{layer}.conv1"), [wide, reads, 1, 1], false)?;
+                    conv(&format!("{layer}.conv2"), [growth, wide, 3, 3], false)?;
+                    norms.push((format!("{layer}.norm1"), reads));
+                    norms.push((format!("{layer}.norm2"), wide));
+                }
+                conv(
+                    "transition",
+                    [channels, channels + depth * growth, 1, 1],
+                    true,
+                )?;
+            }
+        }
+        for (name, c) in norms {
+            for (what, v) in [
+                ("weight", 1.0),
+                ("bias", 0.0),
+                ("running_mean", 0.0),
+                ("running_var", 1.0),
+            ] {
+                file.tensors.insert(
+                    format!("{name}.{what}"),
+                    HostTensor {
+                        shape: vec![c],
+                        data: vec![v; c],
+                    },
+                );
+            }
+            file.integers
+                .insert(format!("{name}.num_batches_tracked"), vec![0]);
+        }
+        Ok(file)
     }
 
     /// The architecture.
@@ -303,14 +481,49 @@ impl Network {
                 .map(|(n, t)| (format!("block.{n}"), t))
                 .chain(dense.1.parameters())
                 .collect(),
+            Body::ResNetBn(layer) => layer
+                .parameters()
+                .into_iter()
+                .map(|(n, t)| (format!("blocks.{n}"), t))
+                .collect(),
+            Body::DenseNetBc(dense) => dense
+                .0
+                .parameters()
+                .into_iter()
+                .map(|(n, t)| (format!("block.{n}"), t))
+                .chain(dense.1.parameters())
+                .collect(),
         }
     }
 
     /// Writes the parameters as a safetensors `state_dict` (PyTorch names).
     pub fn save(&self, gpu: &Gpu, path: &std::path::Path) -> Result<()> {
         let mut file = TensorFile::default();
+        // The BatchNorm stacks' running statistics and counters too.
+        let module = match &self.body {
+            Body::ResNetBn(layer) => Some(("blocks.", layer.state_dict(gpu)?)),
+            Body::DenseNetBc(dense) => Some(("block.", dense.0.state_dict(gpu)?)),
+            _ => None,
+        };
+        if let Some((prefix, state)) = module {
+            for (k, v) in state.integers {
+                file.integers.insert(format!("{prefix}{k}"), v);
+            }
+            for (k, v) in state
+                .tensors
+                .into_iter()
+                .filter(|(k, _)| k.contains("running_"))
+            {
+                file.tensors.insert(format!("{prefix}{k}"), v);
+            }
+        }
         for (name, t) in self.parameters() {
-            let shape = if name.ends_with(".bias") {
+            // Biases and BatchNorm weights are [C] in PyTorch; conv weights OIHW.
+            let one_d = name.ends_with(".bias")
+                || (name.ends_with(".weight")
+                    && t.shape()[1..] == [1, 1, 1]
+                    && (name.contains(".bn") || name.contains(".norm")));
+            let shape = if one_d {
                 vec![t.shape()[0]]
             } else {
                 t.shape().to_vec()
@@ -389,6 +602,19 @@ impl Network {
                 self.dense_features = Some(features);
                 Ok(out)
             }
+            // The BatchNorm stacks train: batch statistics, running statistics updated.
+            Body::ResNetBn(layer) => {
+                let out = layer.forward(rec, x, true)?;
+                self.saved = Some(Vec::new());
+                Ok(out)
+            }
+            Body::DenseNetBc(dense) => {
+                let (block, t) = &mut **dense;
+                let features = block.forward(rec, x, true)?;
+                let out = conv2d::conv2d(rec, &features, &t.weight, Some(&t.bias), &t.params)?;
+                self.dense_features = Some(features);
+                Ok(out)
+            }
         }
     }
 
@@ -399,8 +625,11 @@ impl Network {
         if let Body::Residual(blocks) = &mut self.body {
             blocks.iter_mut().for_each(ResidualBlock::clear_saved);
         }
-        if let Body::Dense(dense) = &mut self.body {
-            dense.0.clear_saved();
+        match &mut self.body {
+            Body::Dense(dense) => dense.0.clear_saved(),
+            Body::ResNetBn(layer) => layer.clear_saved(),
+            Body::DenseNetBc(dense) => dense.0.clear_saved(),
+            _ => {}
         }
     }
 }
