@@ -318,3 +318,31 @@ fn modules_save_the_state_dict_they_loaded() {
 fn shape4(s: &[usize]) -> [usize; 4] {
     [s[0], s[1], s[2], s[3]]
 }
+
+/// A second forward before the first one's backward is refused (its backward would
+/// differentiate the wrong input), as is a backward with no forward; `clear_saved` forgets.
+#[test]
+fn modules_refuse_a_forward_over_unused_state() {
+    for case in [
+        "resnet18_layer1_eval_n2_8x8",
+        "densenet121_denseblock1_eval_n1_4x4",
+        "densenet121_transition1_eval_n2_8x8",
+    ] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/vectors/bn")
+            .join(format!("{case}.safetensors"));
+        let file = skipgrad::TensorFile::read(&path).unwrap();
+        let mut module = module_of(&file);
+        let t = &file.tensors["x"];
+        let x = common::upload(shape4(&t.shape), &t.data, Purpose::Activation);
+        let mut rec = Recording::new(gpu());
+        let e = module.backward(&mut rec, &x).unwrap_err().to_string();
+        assert!(e.contains("forward first"), "{case}: {e}");
+        module.forward(&mut rec, &x, false).unwrap();
+        let e = module.forward(&mut rec, &x, false).unwrap_err().to_string();
+        assert!(e.contains("still saved"), "{case}: {e}");
+        module.clear_saved();
+        module.forward(&mut rec, &x, false).unwrap();
+        rec.finish().unwrap();
+    }
+}

@@ -418,6 +418,12 @@ impl TorchTransition {
         x: &Tensor,
         training: bool,
     ) -> Result<Tensor> {
+        if self.saved.is_some() {
+            return Err(Error::param(
+                "transition",
+                "the previous forward's state is still saved: run backward (or clear_saved) first",
+            ));
+        }
         let (conv_out, saved) = self.unit.forward(rec, x, None, training)?;
         let conv_out = conv_out.expect("a new tensor");
         let out = avg_pool2d(rec, &conv_out, 2, 2)?;
@@ -443,6 +449,11 @@ impl TorchTransition {
             grad_x,
             params: params.into(),
         })
+    }
+
+    /// Forgets what the last forward saved (so another forward may run without a backward).
+    pub fn clear_saved(&mut self) {
+        self.saved = None;
     }
 
     /// Sets its BatchNorm's `eps` and `momentum`.

@@ -40,6 +40,8 @@ pub trait TorchvisionModule {
     /// biases; not the running statistics, which the forward keeps), as handles an optimizer
     /// updates in place (`Optimizer::step` with `backward`'s gradients).
     fn parameters(&self) -> Vec<(String, Tensor)>;
+    /// Forgets what the last forward saved (so another forward may run without a backward).
+    fn clear_saved(&mut self);
 }
 
 /// Implements [`TorchvisionModule`] by the type's own methods of those names.
@@ -63,6 +65,9 @@ macro_rules! torchvision_module {
             }
             fn parameters(&self) -> Vec<(String, Tensor)> {
                 <$t>::parameters(self)
+            }
+            fn clear_saved(&mut self) {
+                <$t>::clear_saved(self)
             }
         }
     )*};
