@@ -118,3 +118,124 @@ fn dense_block_scratch_does_not_grow_with_depth() {
         "scratch at 32 layers {deep} bytes, at 8 layers {shallow} (widest weights {widest})"
     );
 }
+
+/// torchvision's DenseNet-BC block (`TorchDenseBlock`) under each strategy, on a Gpu of its
+/// own: the peak (everything: activations, gradients, parameters, scratch) over one training
+/// forward+backward, above what was live before, and the results.
+fn densenet_bc_run(
+    gpu: &skipgrad::Gpu,
+    strategy: ConcatStrategy,
+    layers: usize,
+) -> (u64, Vec<Vec<f32>>) {
+    use skipgrad::{HostTensor, TensorFile, TorchDenseBlock};
+    let (n, c0, k, wide, hw) = (2, 8, 4, 16, 6);
+    let mut rng = common::Rng(41);
+    let mut file = TensorFile::default();
+    let mut put = |name: String, shape: Vec<usize>, base: f32, spread: f32| {
+        let len = shape.iter().product();
+        let data = rng.vec(len).iter().map(|v| base + spread * v).collect();
+        file.tensors.insert(name, HostTensor { shape, data });
+    };
+    for j in 1..=layers {
+        let reads = c0 + (j - 1) * k;
+        for (unit, c) in [(1, reads), (2, wide)] {
+            let norm = format!("denselayer{j}.norm{unit}");
+            put(format!("{norm}.weight"), vec![c], 1.0, 0.2);
+            put(format!("{norm}.bias"), vec![c], 0.0, 0.2);
+            put(format!("{norm}.running_mean"), vec![c], 0.0, 0.1);
+            put(format!("{norm}.running_var"), vec![c], 1.0, 0.3);
+        }
+        put(
+            format!("denselayer{j}.conv1.weight"),
+            vec![wide, reads, 1, 1],
+            0.0,
+            0.3,
+        );
+        put(
+            format!("denselayer{j}.conv2.weight"),
+            vec![k, wide, 3, 3],
+            0.0,
+            0.1,
+        );
+    }
+    let mut block = TorchDenseBlock::from_state_dict(gpu, &file).unwrap();
+    block.set_strategy(strategy);
+    let x = Tensor::from_slice(
+        gpu,
+        [n, c0, hw, hw],
+        &rng.vec(n * c0 * hw * hw),
+        Purpose::Activation,
+    )
+    .unwrap();
+    let out_c = block.out_channels();
+    let go = Tensor::from_slice(
+        gpu,
+        [n, out_c, hw, hw],
+        &rng.vec(n * out_c * hw * hw),
+        Purpose::Gradient,
+    )
+    .unwrap();
+    let mut results = Vec::new();
+    let mut peak = 0;
+    // One pass first (kernel choices, pipelines), then measure.
+    for measured in [false, true] {
+        gpu.synchronize().unwrap();
+        let base = gpu.memory_report().live_total;
+        gpu.reset_peak_memory();
+        let mut rec = Recording::new(gpu);
+        let out = block.forward(&mut rec, &x, true).unwrap();
+        let grads = block.backward(&mut rec, &go).unwrap();
+        rec.finish().unwrap();
+        peak = gpu.memory_report().peak_total - base;
+        if measured {
+            results.push(out.to_vec(gpu).unwrap());
+            results.push(grads.grad_x.to_vec(gpu).unwrap());
+            for (_, g) in &grads.params {
+                results.push(g.to_vec(gpu).unwrap());
+            }
+        }
+    }
+    (peak, results)
+}
+
+/// DenseNet-BC without the normalised copies: the Shared strategy gives the Naive one's
+/// results bit for bit (the same kernels read the same values: ReLU on load instead of a
+/// ReLU'd copy), and what Naive holds beyond it is the layers' normalised copies — each as
+/// wide as every feature map before it, so quadratic in depth: more than 1.5 of them (the
+/// forward's, the backward's gradient of it; less Shared's scratch) for every layer from 8
+/// layers on, and more than three times as much at 16 layers as at 8. (Both peaks include the parameters, which DenseNet makes
+/// quadratic in depth either way, and pooled scratch, which moves in powers of two.)
+#[test]
+fn densenet_bc_shared_drops_the_quadratic_copies_and_gives_the_same_bits() {
+    let gpu = skipgrad::Gpu::new().expect("GPU adapter");
+    let mut peaks = std::collections::BTreeMap::new();
+    for strategy in ConcatStrategy::ALL {
+        for layers in [4, 8, 16] {
+            let (peak, results) = densenet_bc_run(&gpu, strategy, layers);
+            peaks.insert((strategy.name(), layers), (peak, results));
+        }
+    }
+    let mut extra = std::collections::BTreeMap::new();
+    for layers in [4, 8, 16] {
+        let (naive, shared) = (&peaks[&("naive", layers)], &peaks[&("shared", layers)]);
+        assert_eq!(naive.1, shared.1, "{layers} layers: the strategies differ");
+        // Σ_j n · (c0 + (j - 1) k) · hw floats: the normalised copies (n 2, c0 8, k 4, 6×6).
+        let copies: u64 = (1..=layers as u64)
+            .map(|j| 2 * (8 + (j - 1) * 4) * 36 * 4)
+            .sum();
+        let more = naive.0 as i64 - shared.0 as i64;
+        println!(
+            "{layers} layers: naive {} B, shared {} B, naive - shared {more} B, copies {copies} B",
+            naive.0, shared.0
+        );
+        // (At 4 layers Shared's two scratch copies of the widest input are most of it.)
+        if layers >= 8 {
+            assert!(
+                2 * more >= 3 * copies as i64,
+                "{layers} layers: {more} < 1.5 x {copies}"
+            );
+        }
+        extra.insert(layers, more);
+    }
+    assert!(extra[&16] > 3 * extra[&8], "{extra:?}");
+}

@@ -320,19 +320,38 @@ impl BatchNorm2d {
             rec.retain(none);
         }
         args.relu = relu as u32;
-        let count = x.numel() as u64;
-        rec.launch(
-            &APPLY,
-            &[bytemuck::bytes_of(&args)],
-            &[Some(read(&x)), Some(write(&out)), Some(read(&chan))],
-            &[],
-            Grid::Threads(count),
-            Cost {
-                flops: 2 * count,
-                bytes: 8 * count,
-            },
-        )?;
+        launch_apply(rec, &args, &x, &out, &chan)?;
         Ok(BatchNormSaved { chan, training })
+    }
+
+    /// The normalisation a forward applied (its saved statistics — the batch's in training —
+    /// and this BatchNorm's weight and bias), applied again to `x` into `out` (=, then ReLU
+    /// where `relu`): one elementwise pass, no reduction, nothing updated. What a schedule
+    /// that keeps the statistics instead of the normalised tensor runs in backward.
+    pub fn apply_saved_into(
+        &self,
+        rec: &mut Recording<'_>,
+        x: &Tensor,
+        saved: &BatchNormSaved,
+        out: &Tensor,
+        relu: bool,
+    ) -> Result<()> {
+        self.check_input("the input", x)?;
+        same_shape("batchnorm", "input and output", x, out)?;
+        super::no_overlap("batchnorm", out, x)?;
+        if saved.chan.shape()[1] != self.channels() {
+            return Err(Error::param(
+                "batchnorm",
+                "the saved statistics are another BatchNorm's (a different channel count)",
+            ));
+        }
+        let gpu = rec.gpu();
+        check_bindable(gpu, &[x, out])?;
+        let (x, out) = (rebase(gpu, x), rebase(gpu, out));
+        let mut args = self.args(&x, saved.training);
+        args.o_view = [out.offset_u32(), out.batch_stride_u32()];
+        args.relu = relu as u32;
+        launch_apply(rec, &args, &x, &out, &saved.chan)
     }
 
     /// The forward into a new activation tensor.
@@ -516,6 +535,28 @@ fn check_bindable(gpu: &Gpu, tensors: &[&Tensor]) -> Result<()> {
             gpu.binding_limits().0
         ),
     ))
+}
+
+/// The per-channel map of `chan` from `x` into `out`, one thread an element.
+fn launch_apply(
+    rec: &mut Recording<'_>,
+    args: &BnArgs,
+    x: &Tensor,
+    out: &Tensor,
+    chan: &Tensor,
+) -> Result<()> {
+    let count = x.numel() as u64;
+    rec.launch(
+        &APPLY,
+        &[bytemuck::bytes_of(args)],
+        &[Some(read(x)), Some(write(out)), Some(read(chan))],
+        &[],
+        Grid::Threads(count),
+        Cost {
+            flops: 2 * count,
+            bytes: 8 * count,
+        },
+    )
 }
 
 /// The partial sums of one reduction: `[splits][C][2]`.

@@ -5,9 +5,8 @@
 //!
 //! The block keeps every feature map in one buffer (the input, then each layer's output in
 //! the next channels), so a layer reads a channel view of it and writes the next view: no
-//! concatenation copy. Each layer's BN-ReLU writes its normalised input once (a per-layer
-//! copy the size of that view); the linear-memory schedule that applies it on load is not
-//! built yet.
+//! concatenation copy; and by default no normalised copy either (`ConcatStrategy::Shared`,
+//! on [`TorchDenseBlock`]).
 
 use super::super::BlockGrads;
 use crate::error::{Error, Result};
@@ -15,11 +14,12 @@ use crate::memory::Purpose;
 use crate::ops::avgpool::{avg_pool2d, avg_pool2d_backward_into};
 use crate::ops::batchnorm::{BatchNorm2d, BatchNormSaved};
 use crate::ops::concat::copy_view;
-use crate::ops::conv2d::{conv2d, conv2d_into, Conv2dBackward, Conv2dParams, Fusion};
+use crate::ops::conv2d::{conv2d_into, Conv2dBackward, Conv2dParams, Fusion};
 use crate::ops::relu;
 use crate::record::Recording;
 use crate::tensor::{shape4, Tensor};
 use crate::weights::TensorFile;
+use crate::ConcatStrategy;
 use crate::Gpu;
 
 /// A BN → ReLU → conv (no bias) unit, the repeated piece of both modules.
@@ -32,12 +32,12 @@ struct NormReluConv {
     params: Conv2dParams,
 }
 
-/// What a unit's forward keeps: its input, the normalised-and-ReLU'd copy the conv read, and
-/// the BN's statistics.
+/// What a unit's forward keeps: its input, the BN's statistics and — unless the unit
+/// applies them again in backward — the normalised-and-ReLU'd copy the conv read.
 #[derive(Debug)]
 struct UnitSaved {
     input: Tensor,
-    activated: Tensor,
+    activated: Option<Tensor>,
     bn: BatchNormSaved,
 }
 
@@ -88,30 +88,53 @@ impl NormReluConv {
         )
     }
 
-    /// conv(relu(bn(x))) into `out` (a view is fine), or into a new tensor.
+    /// conv(relu(bn(x))) into `out` (a view is fine), or into a new tensor. With `keep` the
+    /// normalised input is kept for backward; without, it lives in scratch only while the
+    /// conv reads it (the BN's output before ReLU, which the conv applies as it loads), and
+    /// backward applies the saved statistics again.
     fn forward(
         &mut self,
         rec: &mut Recording<'_>,
         x: &Tensor,
         out: Option<&Tensor>,
         training: bool,
+        keep: bool,
     ) -> Result<(Option<Tensor>, UnitSaved)> {
-        let activated = Tensor::zeros(rec.gpu(), x.shape(), Purpose::Activation)?;
-        let bn = self.bn.forward_into(rec, x, &activated, training, true)?;
+        let (activated, fusion) = if keep {
+            let t = Tensor::zeros(rec.gpu(), x.shape(), Purpose::Activation)?;
+            (t, Fusion::default())
+        } else {
+            let t = rec.scratch_tensor(x.shape())?;
+            let relu_on_load = Fusion {
+                relu_input: true,
+                accumulate: false,
+            };
+            (t, relu_on_load)
+        };
+        let bn = self.bn.forward_into(rec, x, &activated, training, keep)?;
+        // Into the caller's view, or into a new tensor.
         let fresh = match out {
-            Some(out) => {
-                conv2d_into(
-                    rec,
-                    &activated,
-                    &self.weight,
-                    None,
-                    &self.params,
-                    out,
-                    Fusion::default(),
-                )?;
-                None
+            Some(_) => None,
+            None => {
+                let shape = self.params.output_shape(x.shape(), self.weight.shape())?;
+                Some(Tensor::zeros(rec.gpu(), shape, Purpose::Activation)?)
             }
-            None => Some(conv2d(rec, &activated, &self.weight, None, &self.params)?),
+        };
+        let dst = out.or(fresh.as_ref()).expect("an output");
+        conv2d_into(
+            rec,
+            &activated,
+            &self.weight,
+            None,
+            &self.params,
+            dst,
+            fusion,
+        )?;
+        let activated = if keep {
+            Some(activated)
+        } else {
+            rec.scratch_done(activated);
+            None
         };
         let saved = UnitSaved {
             input: x.clone(),
@@ -132,19 +155,47 @@ impl NormReluConv {
         accumulate: bool,
     ) -> Result<[(String, Tensor); 3]> {
         let gpu = rec.gpu();
-        let grad_activated = Tensor::zeros(gpu, saved.activated.shape(), Purpose::Gradient)?;
         let gw_conv = Tensor::zeros(gpu, self.weight.shape(), Purpose::Gradient)?;
-        Conv2dBackward {
-            x: &saved.activated,
-            weight: &self.weight,
-            grad_out,
-            params: &self.params,
-            fusion: Fusion::default(),
-        }
-        .record_into(rec, &grad_activated, &gw_conv, None)?;
-        // The ReLU's output has the sign of its input: it masks as well.
-        let grad_bn_out = relu::relu_backward(rec, &saved.activated, &grad_activated)?;
-        rec.retain(grad_activated);
+        let shape = saved.input.shape();
+        // The gradient at the BN's output: through the conv, masked by the ReLU.
+        let grad_bn_out = match &saved.activated {
+            Some(activated) => {
+                let grad_activated = Tensor::zeros(gpu, shape, Purpose::Gradient)?;
+                Conv2dBackward {
+                    x: activated,
+                    weight: &self.weight,
+                    grad_out,
+                    params: &self.params,
+                    fusion: Fusion::default(),
+                }
+                .record_into(rec, &grad_activated, &gw_conv, None)?;
+                // The ReLU's output has the sign of its input: it masks as well.
+                let masked = relu::relu_backward(rec, activated, &grad_activated)?;
+                rec.retain(grad_activated);
+                masked
+            }
+            None => {
+                // The statistics applied again (one elementwise pass) into scratch; the conv
+                // loads it through ReLU and masks the gradient it stores, as in forward.
+                let normed = rec.scratch_tensor(shape)?;
+                self.bn
+                    .apply_saved_into(rec, &saved.input, &saved.bn, &normed, false)?;
+                let masked = rec.scratch_tensor(shape)?;
+                Conv2dBackward {
+                    x: &normed,
+                    weight: &self.weight,
+                    grad_out,
+                    params: &self.params,
+                    fusion: Fusion {
+                        relu_input: true,
+                        accumulate: false,
+                    },
+                }
+                .record_into(rec, &masked, &gw_conv, None)?;
+                rec.scratch_done(normed);
+                masked
+            }
+        };
         let bn_grads = super::batchnorm_backward(
             rec,
             &self.bn,
@@ -154,7 +205,11 @@ impl NormReluConv {
             grad_x,
             accumulate,
         )?;
-        rec.retain(grad_bn_out);
+        if saved.activated.is_some() {
+            rec.retain(grad_bn_out);
+        } else {
+            rec.scratch_done(grad_bn_out);
+        }
         Ok(super::unit_grads(
             &self.conv_name,
             &self.norm_name,
@@ -173,11 +228,19 @@ struct DenseLayer {
 }
 
 /// torchvision's `_DenseBlock` (`densenet121().features.denseblock1` and its kind).
+///
+/// Its strategy says what a layer keeps of its first BN-ReLU (the one over every earlier
+/// feature map, whose output grows with depth): `Naive` keeps the normalised copy (memory
+/// quadratic in depth, as PyTorch's default); `Shared` (the default) keeps its statistics
+/// alone — the copy lives in scratch while the 1×1 conv reads it, and backward applies the
+/// saved statistics again in one elementwise pass (no reduction recomputed) — so the block
+/// holds its feature buffer, each layer's bottleneck and its statistics: linear memory.
 #[derive(Debug)]
 pub struct TorchDenseBlock {
     layers: Vec<DenseLayer>,
     in_channels: usize,
     growth: usize,
+    strategy: ConcatStrategy,
     saved: Option<DenseSaved>,
 }
 
@@ -230,6 +293,7 @@ impl TorchDenseBlock {
             layers,
             in_channels,
             growth,
+            strategy: ConcatStrategy::Shared,
             saved: None,
         })
     }
@@ -237,6 +301,16 @@ impl TorchDenseBlock {
     /// Forgets what the last forward saved (so another forward may run without a backward).
     pub fn clear_saved(&mut self) {
         self.saved = None;
+    }
+
+    /// What each layer keeps of its first BN-ReLU (see the type); `Shared` by default.
+    pub fn set_strategy(&mut self, strategy: ConcatStrategy) {
+        self.strategy = strategy;
+    }
+
+    /// Its strategy.
+    pub fn strategy(&self) -> ConcatStrategy {
+        self.strategy
     }
 
     /// Channels of its output: the input's and every layer's.
@@ -277,10 +351,15 @@ impl TorchDenseBlock {
         for (i, layer) in self.layers.iter_mut().enumerate() {
             let reads = c + i * self.growth;
             let input = features.channels(0..reads)?;
-            let (bottleneck, s1) = layer.bottleneck.forward(rec, &input, None, training)?;
+            let keep = self.strategy == ConcatStrategy::Naive;
+            let (bottleneck, s1) = layer
+                .bottleneck
+                .forward(rec, &input, None, training, keep)?;
             let bottleneck = bottleneck.expect("a new tensor");
             let out = features.channels(reads..reads + self.growth)?;
-            let (_, s2) = layer.grow.forward(rec, &bottleneck, Some(&out), training)?;
+            let (_, s2) = layer
+                .grow
+                .forward(rec, &bottleneck, Some(&out), training, true)?;
             saved.push((s1, bottleneck, s2));
         }
         self.saved = Some(DenseSaved {
@@ -424,7 +503,7 @@ impl TorchTransition {
                 "the previous forward's state is still saved: run backward (or clear_saved) first",
             ));
         }
-        let (conv_out, saved) = self.unit.forward(rec, x, None, training)?;
+        let (conv_out, saved) = self.unit.forward(rec, x, None, training, true)?;
         let conv_out = conv_out.expect("a new tensor");
         let out = avg_pool2d(rec, &conv_out, 2, 2)?;
         self.saved = Some((saved, conv_out));
