@@ -160,7 +160,7 @@ impl NormReluConv {
         // The gradient at the BN's output: through the conv, masked by the ReLU.
         let grad_bn_out = match &saved.activated {
             Some(activated) => {
-                let grad_activated = Tensor::zeros(gpu, shape, Purpose::Gradient)?;
+                let grad_activated = rec.scratch_tensor(shape)?;
                 Conv2dBackward {
                     x: activated,
                     weight: &self.weight,
@@ -170,8 +170,9 @@ impl NormReluConv {
                 }
                 .record_into(rec, &grad_activated, &gw_conv, None)?;
                 // The ReLU's output has the sign of its input: it masks as well.
-                let masked = relu::relu_backward(rec, activated, &grad_activated)?;
-                rec.retain(grad_activated);
+                let masked = rec.scratch_tensor(shape)?;
+                relu::relu_backward_into(rec, activated, &grad_activated, &masked, false)?;
+                rec.scratch_done(grad_activated);
                 masked
             }
             None => {
@@ -205,11 +206,7 @@ impl NormReluConv {
             grad_x,
             accumulate,
         )?;
-        if saved.activated.is_some() {
-            rec.retain(grad_bn_out);
-        } else {
-            rec.scratch_done(grad_bn_out);
-        }
+        rec.scratch_done(grad_bn_out);
         Ok(super::unit_grads(
             &self.conv_name,
             &self.norm_name,
@@ -395,7 +392,8 @@ impl TorchDenseBlock {
             let (s1, bottleneck, s2) = &saved.layers[i];
             let reads = self.in_channels + i * self.growth;
             let grad_new = grads.channels(reads..reads + self.growth)?;
-            let grad_bottleneck = Tensor::zeros(rec.gpu(), bottleneck.shape(), Purpose::Gradient)?;
+            // Scratch: reused by the next layer's once this one's readers are recorded.
+            let grad_bottleneck = rec.scratch_tensor(bottleneck.shape())?;
             let mut named = Vec::with_capacity(6);
             named.extend(
                 layer
@@ -410,7 +408,7 @@ impl TorchDenseBlock {
                 &grad_input,
                 true,
             )?);
-            rec.retain(grad_bottleneck);
+            rec.scratch_done(grad_bottleneck);
             params.extend(
                 named
                     .into_iter()
