@@ -11,6 +11,7 @@
 #      pipeline caches on disk from the first); the spread of one kernel's time across
 #      processes and buffers, with the clocks;
 #   3. the reference cases; the GPU suite (auto), and PyTorch's (cuDNN, TF32 off) beside it;
+#      PyTorch's DenseNet-BC block's peak memory and time, plain and memory_efficient;
 #   4. the GPU suite with the Winograd family forced;
 #   5. batch cliffs: time per image by batch, with the splits (dispatches) of each;
 #   6. the standard suite (GPU timestamps);
@@ -59,7 +60,7 @@ mkdir -p "$SKIPGRAD_CACHE_DIR"
 BUDGET="${BUDGET_SECONDS:-560}"
 left() { echo $((BUDGET - SECONDS)); }
 # have N WHAT: at least N seconds left, and WHAT's step not named in SKIP_STEPS (words:
-# spread, winograd, cliffs, standard, processes, wall, gemm — for a second run that needs only the
+# spread, bc, winograd, cliffs, standard, processes, wall, gemm — for a second run that needs only the
 # steps a first one lost).
 have() {
     local word
@@ -179,6 +180,16 @@ if [ $PEER = 1 ] && have 60 "the PyTorch suite"; then
     step "$WORK/torch_cuda_suite.json" 120 "$PYTHON" benches/peers/torch_peer.py --device "$PEER_DEVICE" --suite gpu $QUICK_FLAG --iters "$ITERS" --json
     "$PYTHON" benches/peers/compare_suite.py "$WORK/gpu_suite.json" "$WORK/torch_cuda_suite.json" > "$OUT/compare_suite.txt" 2>&1
     cat "$OUT/compare_suite.txt" >> "$LOG"
+fi
+
+# 3b. PyTorch's DenseNet-BC block, plain and memory_efficient: peak memory and time on CUDA,
+#     for the README beside skipgrad's shared strategy (issue 25).
+if [ $PEER = 1 ] && have 60 "PyTorch's DenseNet-BC block (bc)"; then
+    log "PyTorch's DenseNet-BC block, plain and memory_efficient"
+    BC_ITERS=5
+    [ -n "$QUICK_FLAG" ] && BC_ITERS=1
+    step "$WORK/torch_densenet_bc.json" 60 "$PYTHON" benches/peers/torch_densenet_bc.py --device "$PEER_DEVICE" --iters $BC_ITERS --json
+    cat "$WORK/torch_densenet_bc.json" >> "$LOG"
 fi
 
 # 4. The Winograd family forced on the GPU suite: its 3x3 forwards and input gradients
