@@ -8,7 +8,8 @@
 //   batchnorm_grad_sums     partials[s][c] = (Σ g, Σ g·(x - mean_c)), g = grad_out, mean_c =
 //                           chan[MEAN][c].                           bindings 1: x, 2: g, 4, 5
 //     One workgroup per (c, split), c fastest (count = c * splits); its lanes stride over the
-//     split's elements (`per_split`, at most 64 a lane), then a tree in workgroup memory.
+//     split's elements (`per_split`: 64 a lane; more only past 268M a channel, so no loop
+//     here or in the finish passes 65,535), then a tree in workgroup memory.
 //   batchnorm_finish_stats  one thread per channel, by `mode`:
 //     MODE_MEAN   chan[MEAN] = Σ_s Σ d / count                        (d = x: the first pass)
 //     MODE_TRAIN  with d = x - chan[MEAN] (the second pass): mean' = mean + Σd / count,

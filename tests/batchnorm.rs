@@ -8,9 +8,7 @@ use std::path::Path;
 
 use common::{gpu, upload, Rng};
 use skipgrad::ops::batchnorm::BatchNorm2d;
-use skipgrad::{
-    Purpose, Recording, ResNetLayer, Tensor, TorchDenseBlock, TorchTransition, TorchvisionModule,
-};
+use skipgrad::{Purpose, Recording, Tensor, TorchvisionModule};
 
 /// Runs one case file of tests/vectors/bn: every comparison passes, and every output, gradient
 /// and (training) updated statistic is compared.
@@ -41,15 +39,7 @@ macro_rules! cases {
         /// Every file in tests/vectors/bn is tested above.
         #[test]
         fn every_bn_vector_file_is_tested() {
-            let listed = [$(stringify!($name)),*];
-            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/bn");
-            for entry in std::fs::read_dir(&dir).unwrap() {
-                let path = entry.unwrap().path();
-                if path.extension().is_some_and(|e| e == "safetensors") {
-                    let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
-                    assert!(listed.contains(&stem.as_str()), "{stem} has no test");
-                }
-            }
+            common::assert_every_case_listed("bn", &[$(stringify!($name)),*]);
         }
     };
 }
@@ -235,23 +225,12 @@ fn mistakes_are_clear_errors() {
     assert!(BatchNorm2d::new(gpu(), 0).is_err());
 }
 
-/// The module a case file names, built from its state_dict (the file without its inputs,
-/// results and gradients).
 fn module_of(file: &skipgrad::TensorFile) -> Box<dyn TorchvisionModule> {
-    let state = state_of(file);
-    let module = file.metadata["module"].as_str();
-    if module.starts_with("resnet") {
-        let stride = if module.ends_with("layer1") { 1 } else { 2 };
-        Box::new(ResNetLayer::from_state_dict(gpu(), &state, stride).unwrap())
-    } else if module.contains("denseblock") {
-        Box::new(TorchDenseBlock::from_state_dict(gpu(), &state).unwrap())
-    } else {
-        Box::new(TorchTransition::from_state_dict(gpu(), &state).unwrap())
-    }
+    skipgrad::cases::module_of_case(gpu(), file).unwrap()
 }
 
 fn state_of(file: &skipgrad::TensorFile) -> skipgrad::TensorFile {
-    file.filter(|k| !k.starts_with("grad_") && !k.starts_with("new_") && !["x", "out"].contains(&k))
+    skipgrad::cases::case_state_dict(file)
 }
 
 /// Every module saves the state_dict it loaded, name for name and bit for bit (the int64

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::path::Path;
-
 fn check(case: &str) {
     common::check_case_file(&format!("{case}.safetensors"));
 }
@@ -16,15 +14,7 @@ macro_rules! cases {
         /// Every file in tests/vectors has a test above (a new case cannot be forgotten).
         #[test]
         fn every_vector_file_is_tested() {
-            let listed = [$(stringify!($name)),*];
-            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors");
-            for entry in std::fs::read_dir(&dir).unwrap() {
-                let path = entry.unwrap().path();
-                if path.extension().is_some_and(|e| e == "safetensors") {
-                    let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
-                    assert!(listed.contains(&stem.as_str()), "{stem} has no test");
-                }
-            }
+            common::assert_every_case_listed("", &[$(stringify!($name)),*]);
         }
     };
 }

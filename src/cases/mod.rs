@@ -15,6 +15,8 @@ use crate::Gpu;
 mod compare;
 mod torchvision;
 
+pub use torchvision::{module_of_case, state_dict as case_state_dict};
+
 use compare::with_shape;
 pub use compare::{
     compare, compare_shaped, compare_summed, Comparison, Tolerance, CONV_TOLERANCE, SUM_ROUNDING,

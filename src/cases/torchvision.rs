@@ -53,8 +53,22 @@ pub(super) fn run(gpu: &Gpu, file: &TensorFile) -> Result<Vec<Comparison>> {
     if module == "batchnorm2d" {
         return run_batchnorm(gpu, file, training, eps, momentum);
     }
+    let mut built = module_of_case(gpu, file)?;
+    built.set_batchnorm_options(eps, momentum);
+    run_module(gpu, file, built.as_mut(), training)
+}
+
+/// The torchvision module a case of `op = torchvision_module` names (not a bare
+/// `batchnorm2d`), built from the case's `state_dict` (the file without its inputs,
+/// results and gradients); an error listing what is built for any other module.
+pub fn module_of_case(gpu: &Gpu, file: &TensorFile) -> Result<Box<dyn TorchvisionModule>> {
+    let module = file
+        .metadata
+        .get("module")
+        .map(String::as_str)
+        .ok_or_else(|| Error::Content("missing metadata \"module\"".into()))?;
     let params = state_dict(file);
-    let mut built: Box<dyn TorchvisionModule> = if let Some(stride) = resnet_layer_stride(module) {
+    Ok(if let Some(stride) = resnet_layer_stride(module) {
         Box::new(ResNetLayer::from_state_dict(gpu, &params, stride)?)
     } else if is_densenet(module, "denseblock") {
         Box::new(TorchDenseBlock::from_state_dict(gpu, &params)?)
@@ -65,9 +79,7 @@ pub(super) fn run(gpu: &Gpu, file: &TensorFile) -> Result<Vec<Comparison>> {
             "module {module:?} is not built yet (supported: {})",
             SUPPORTED.join(", ")
         )));
-    };
-    built.set_batchnorm_options(eps, momentum);
-    run_module(gpu, file, built.as_mut(), training)
+    })
 }
 
 /// Whether `module` is `densenet<depth>.features.<kind><n>`.
@@ -97,7 +109,7 @@ fn resnet_layer_stride(module: &str) -> Option<usize> {
 }
 
 /// The module's parameters and buffers: the file without its inputs, results and gradients.
-fn state_dict(file: &TensorFile) -> TensorFile {
+pub fn state_dict(file: &TensorFile) -> TensorFile {
     file.filter(|k| !k.starts_with("grad_") && !k.starts_with("new_") && !["x", "out"].contains(&k))
 }
 

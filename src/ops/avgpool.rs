@@ -1,7 +1,7 @@
 //! AvgPool2d and its gradient (`shaders/avgpool.wgsl`): PyTorch's `nn.AvgPool2d(k, s)` with
 //! no padding and floor mode — DenseNet's transition pools with k = s = 2.
 
-use super::{bindable, no_overlap, rebase, Access};
+use super::{no_overlap, rebase, Access};
 use crate::error::{Error, Result};
 use crate::gpu::{KernelSpec, Shader};
 use crate::memory::Purpose;
@@ -156,15 +156,7 @@ fn launch(
     accumulate: bool,
 ) -> Result<()> {
     let gpu = rec.gpu();
-    if !bindable(gpu, &[src, dst]) {
-        return Err(Error::param(
-            "avg_pool2d",
-            format!(
-                "a tensor of shape {:?} is larger than one binding of this device; pool a smaller batch",
-                x
-            ),
-        ));
-    }
+    super::require_bindable("avg_pool2d", gpu, &[src, dst], "pool a smaller batch")?;
     let (src, dst) = (rebase(gpu, src), rebase(gpu, dst));
     let a = PoolArgs {
         n: x[0] as u32,

@@ -12,7 +12,7 @@
 //! in eval; a backward three: the sums of `grad_out` and `grad_out·(x − mean)`, a finish that
 //! writes the weight and bias gradients, and the input gradient.
 
-use super::{bindable, rebase, same_shape, Access};
+use super::{rebase, same_shape, Access};
 use crate::error::{Error, Result};
 use crate::gpu::{KernelSpec, Shader};
 use crate::memory::Purpose;
@@ -86,8 +86,22 @@ const NO_ROW: u32 = u32::MAX;
 const MODE_MEAN: u32 = 0;
 const MODE_TRAIN: u32 = 1;
 const MODE_EVAL: u32 = 2;
-/// Elements of a channel one lane sums in a split: 64 (loops stay short on every driver).
+/// Elements of a channel one lane sums in a split: 64 (loops stay short on every driver),
+/// more only where the splits would pass [`MAX_LOOP`].
 const PER_LANE: usize = 64;
+/// The most iterations of any loop (Mesa's software drivers stop an invocation at 65,535):
+/// the finishing thread adds one partial a split.
+const MAX_LOOP: usize = 65_535;
+
+/// How a channel of `total` elements is summed by workgroups of `lanes`: the elements a
+/// split covers and the splits. Each lane loops over `PER_LANE` of its split's elements,
+/// or more where `total` would otherwise need over [`MAX_LOOP`] splits, so neither the
+/// lanes' loops nor the finishing loop over the splits passes it for any `u32` size.
+fn split_plan(total: usize, lanes: usize) -> (usize, usize) {
+    let per_lane = PER_LANE.max(total.div_ceil(MAX_LOOP * lanes));
+    let per_split = per_lane * lanes;
+    (per_split, total.div_ceil(per_split).max(1))
+}
 
 /// Arguments of every BatchNorm kernel (`Bn` in `shaders/batchnorm.wgsl`).
 #[repr(C)]
@@ -302,7 +316,7 @@ impl BatchNorm2d {
                 Some(m) => m,
                 None => 1.0 / self.num_batches_tracked as f32,
             };
-            let partials = partials(gpu, &args)?;
+            let partials = partials(rec, &args)?;
             // Pass 1: the mean; pass 2: the deviations from it, then the statistics.
             args.shift_row = NO_ROW;
             launch_sums(rec, &STAT_SUMS, &args, &x, None, &partials, &chan)?;
@@ -312,12 +326,13 @@ impl BatchNorm2d {
             launch_sums(rec, &STAT_SUMS, &args, &x, None, &partials, &chan)?;
             args.mode = MODE_TRAIN;
             self.launch_finish_stats(rec, &args, &partials, &chan)?;
-            rec.retain(partials);
+            rec.scratch_done(partials);
         } else {
             args.mode = MODE_EVAL;
-            let none = Tensor::zeros(gpu, [1, 1, 1, 1], Purpose::Scratch)?;
+            // No partial sums in eval: a token binding.
+            let none = rec.scratch_tensor([1, 1, 1, 1])?;
             self.launch_finish_stats(rec, &args, &none, &chan)?;
-            rec.retain(none);
+            rec.scratch_done(none);
         }
         args.relu = relu as u32;
         launch_apply(rec, &args, &x, &out, &chan)?;
@@ -422,7 +437,7 @@ impl BatchNorm2d {
             MODE_EVAL
         };
         args.accumulate = accumulate as u32;
-        let partials = partials(gpu, &args)?;
+        let partials = partials(rec, &args)?;
         launch_sums(
             rec,
             &GRAD_SUMS,
@@ -450,7 +465,7 @@ impl BatchNorm2d {
                 bytes: 4 * c * (2 * args.splits as u64 + 8),
             },
         )?;
-        rec.retain(partials);
+        rec.scratch_done(partials);
         let count = x.numel() as u64;
         rec.launch(
             &BACKWARD_INPUT,
@@ -474,12 +489,12 @@ impl BatchNorm2d {
     fn args(&self, x: &Tensor, training: bool) -> BnArgs {
         let [n, c, h, w] = x.shape();
         let total = n * h * w;
-        let per_split = PER_LANE * crate::gpu::WORKGROUP_SIZE as usize;
+        let (per_split, splits) = split_plan(total, crate::gpu::WORKGROUP_SIZE as usize);
         BnArgs {
             n: n as u32,
             c: c as u32,
             hw: (h * w) as u32,
-            splits: total.div_ceil(per_split) as u32,
+            splits: splits as u32,
             x_view: [x.offset_u32(), x.batch_stride_u32()],
             per_split: per_split as u32,
             count: total as f32,
@@ -521,20 +536,14 @@ impl BatchNorm2d {
     }
 }
 
-/// Fails unless every tensor fits one binding of the device (BatchNorm's reductions run
-/// over the whole batch; it does not split).
+/// Fails unless every tensor fits one binding (BatchNorm's reductions span the batch).
 fn check_bindable(gpu: &Gpu, tensors: &[&Tensor]) -> Result<()> {
-    if bindable(gpu, tensors) {
-        return Ok(());
-    }
-    Err(Error::param(
+    super::require_bindable(
         "batchnorm",
-        format!(
-            "a tensor of shape {:?} is larger than one binding of this device ({} bytes); run the BatchNorm on a smaller batch",
-            tensors[0].shape(),
-            gpu.binding_limits().0
-        ),
-    ))
+        gpu,
+        tensors,
+        "run the BatchNorm on a smaller batch",
+    )
 }
 
 /// The per-channel map of `chan` from `x` into `out`, one thread an element.
@@ -559,13 +568,11 @@ fn launch_apply(
     )
 }
 
-/// The partial sums of one reduction: `[splits][C][2]`.
-fn partials(gpu: &Gpu, args: &BnArgs) -> Result<Tensor> {
-    Tensor::zeros(
-        gpu,
-        [args.splits as usize, args.c as usize, 2, 1],
-        Purpose::Scratch,
-    )
+/// The partial sums of one reduction: `[splits][C][2]`, in the recording's scratch.
+fn partials(rec: &mut Recording<'_>, args: &BnArgs) -> Result<Tensor> {
+    // Scratch: reused by later dispatches of the recording once its readers are recorded
+    // (every element is written by the sums before the finish reads it).
+    rec.scratch_tensor([args.splits as usize, args.c as usize, 2, 1])
 }
 
 /// One workgroup per (channel, split): the two per-channel sums of `kernel`.
@@ -597,4 +604,33 @@ fn launch_sums(
             bytes: 4 * count * inputs,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{split_plan, MAX_LOOP, PER_LANE};
+
+    /// No loop of the reduction passes 65,535 iterations at any size a binding can hold:
+    /// the finishing loop over the splits, nor a lane's over its share of a split.
+    #[test]
+    fn no_loop_passes_the_drivers_limit() {
+        let lanes = 64;
+        for total in [
+            1,
+            4096,
+            4097,
+            802_816,
+            268_435_456,
+            268_435_457,
+            u32::MAX as usize,
+        ] {
+            let (per_split, splits) = split_plan(total, lanes);
+            assert!(splits * per_split >= total, "{total}: not covered");
+            assert!(splits <= MAX_LOOP, "{total}: {splits} splits");
+            assert!(per_split / lanes <= MAX_LOOP, "{total}: {per_split}");
+        }
+        // Up to 64 × 64 × 65,535 elements a lane sums 64: the accurate common case.
+        assert_eq!(split_plan(802_816, lanes), (PER_LANE * lanes, 196));
+        assert_eq!(split_plan(268_435_457, lanes).0, 65 * lanes);
+    }
 }

@@ -67,6 +67,28 @@ pub(crate) fn bindable(gpu: &crate::Gpu, tensors: &[&Tensor]) -> bool {
         .all(|t| t.binding_bytes(limit, align) <= limit)
 }
 
+/// Fails unless every tensor fits one binding of the device, for ops that do not split
+/// their work across bindings (their reductions or windows span the whole batch): the
+/// message says what to do instead.
+pub(crate) fn require_bindable(
+    op: &'static str,
+    gpu: &crate::Gpu,
+    tensors: &[&Tensor],
+    instead: &str,
+) -> Result<()> {
+    if bindable(gpu, tensors) {
+        return Ok(());
+    }
+    Err(Error::param(
+        op,
+        format!(
+            "a tensor of shape {:?} is larger than one binding of this device ({} bytes); {instead}",
+            tensors[0].shape(),
+            gpu.binding_limits().0
+        ),
+    ))
+}
+
 /// `t`, bound as a window where its buffer is larger than one binding may be.
 pub(crate) fn rebase(gpu: &crate::Gpu, t: &Tensor) -> Tensor {
     let (limit, align) = gpu.binding_limits();

@@ -112,3 +112,18 @@ pub fn check_case_file(file: &str) -> Vec<String> {
     }
     report.comparisons.iter().map(|c| c.name.clone()).collect()
 }
+
+/// Every `.safetensors` case in `tests/vectors/<dir>` is among `listed` (by file stem): a
+/// new case cannot be left without its test.
+pub fn assert_every_case_listed(dir: &str, listed: &[&str]) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/vectors")
+        .join(dir);
+    for entry in std::fs::read_dir(&path).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "safetensors") {
+            let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+            assert!(listed.contains(&stem.as_str()), "{stem} has no test");
+        }
+    }
+}

@@ -499,31 +499,28 @@ impl Network {
     /// Writes the parameters as a safetensors `state_dict` (PyTorch names).
     pub fn save(&self, gpu: &Gpu, path: &std::path::Path) -> Result<()> {
         let mut file = TensorFile::default();
-        // The BatchNorm stacks' running statistics and counters too.
+        // The BatchNorm stacks: the module's own state_dict (its BatchNorms' running
+        // statistics and int64 counters, every tensor in PyTorch's shape), then the
+        // transition conv of DenseNet-BC.
         let module = match &self.body {
-            Body::ResNetBn(layer) => Some(("blocks.", layer.state_dict(gpu)?)),
-            Body::DenseNetBc(dense) => Some(("block.", dense.0.state_dict(gpu)?)),
+            Body::ResNetBn(layer) => Some(("blocks.", layer.state_dict(gpu)?, None)),
+            Body::DenseNetBc(dense) => Some(("block.", dense.0.state_dict(gpu)?, Some(&dense.1))),
             _ => None,
         };
-        if let Some((prefix, state)) = module {
+        if let Some((prefix, state, transition)) = module {
+            for (k, v) in state.tensors {
+                file.tensors.insert(format!("{prefix}{k}"), v);
+            }
             for (k, v) in state.integers {
                 file.integers.insert(format!("{prefix}{k}"), v);
             }
-            for (k, v) in state
-                .tensors
-                .into_iter()
-                .filter(|(k, _)| k.contains("running_"))
-            {
-                file.tensors.insert(format!("{prefix}{k}"), v);
+            if let Some(t) = transition {
+                t.save(gpu, &mut file)?;
             }
+            return file.write(path);
         }
         for (name, t) in self.parameters() {
-            // Biases and BatchNorm weights are [C] in PyTorch; conv weights OIHW.
-            let one_d = name.ends_with(".bias")
-                || (name.ends_with(".weight")
-                    && t.shape()[1..] == [1, 1, 1]
-                    && (name.contains(".bn") || name.contains(".norm")));
-            let shape = if one_d {
+            let shape = if name.ends_with(".bias") {
                 vec![t.shape()[0]]
             } else {
                 t.shape().to_vec()
