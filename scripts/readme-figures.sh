@@ -7,7 +7,7 @@
 #
 #   scripts/readme-figures.sh            every figure (about 10 minutes on lavapipe)
 #   scripts/readme-figures.sh gradflow   only the named ones (bench, memory1, memory8,
-#                                        gradflow, train, stress)
+#                                        memorybc, gradflow, train, stress)
 #
 # SKIPGRAD_BACKEND picks the adapter as everywhere. Figures measured elsewhere (the H200's,
 # the peers') are not touched: the README says where each came from.
@@ -51,11 +51,12 @@ EOF
 }
 
 # Rows of a `memory` table at these depths, with its header and closing line.
-MEMORY_ROWS='[l for l in lines if l.lstrip().startswith("L |") or l.split("|")[0].strip() in ("1","8","16","32") or l.startswith("deepest")]'
+MEMORY_ROWS='[l for l in lines if l.lstrip().startswith("L |") or l.split("|")[0].strip() in ("1","8","16","32") or l.startswith(("deepest", "  with"))]'
 
 figure bench 'lines' "$BIN" bench
 figure memory1 "$MEMORY_ROWS" "$BIN" memory --out-dir "$WORK/memory1"
 figure memory8 "$MEMORY_ROWS" "$BIN" memory --batch 8 --out-dir "$WORK/memory8"
+figure memorybc "$MEMORY_ROWS" "$BIN" memory --bc --depths 1,2,4,8,16,32 --out-dir "$WORK/memorybc"
 figure gradflow '[l for l in lines if not l.startswith(("adapter", "MSE", "per-layer"))]' \
     "$BIN" gradflow --out-dir "$WORK/gradflow"
 figure train '[l.split("; curves:")[0] for l in lines[2:]]' \
@@ -64,6 +65,7 @@ figure stress '[l for l in lines if not l.startswith("adapter")]' "$BIN" stress
 
 # The plots the README shows.
 [ -f "$WORK/memory8/memory.svg" ] && cp "$WORK/memory8/memory.svg" docs/memory.svg
+[ -f "$WORK/memorybc/memory_bc.svg" ] && cp "$WORK/memorybc/memory_bc.svg" docs/memory_bc.svg
 [ -f "$WORK/gradflow/gradflow_layers.svg" ] && cp "$WORK/gradflow/gradflow_layers.svg" "$WORK/gradflow/gradflow_depth.svg" docs/
 [ -f "$WORK/train/train.svg" ] && cp "$WORK/train/train.svg" docs/train.svg
 

@@ -6,7 +6,9 @@
 //                           channel c's n·hw elements; shift_c = chan[shift_row][c], or 0
 //                           where shift_row = NO_ROW.                bindings 1: x, 4, 5
 //   batchnorm_grad_sums     partials[s][c] = (Σ g, Σ g·(x - mean_c)), g = grad_out, mean_c =
-//                           chan[MEAN][c].                           bindings 1: x, 2: g, 4, 5
+//                           chan[MEAN][c]; with `relu`, g = grad_out where the forward's
+//                           output normed(x) > 0, else 0 (the backward of relu(bn(x)), its
+//                           mask recomputed from chan).             bindings 1: x, 2: g, 4, 5
 //     One workgroup per (c, split), c fastest (count = c * splits); its lanes stride over the
 //     split's elements (`per_split`: 64 a lane; more only past 268M a channel, so no loop
 //     here or in the finish passes 65,535), then a tree in workgroup memory.
@@ -24,9 +26,11 @@
 //     training (`mode` = MODE_TRAIN), chan[K2] = Σg / count, chan[K3] = invstd²·Σg(x-mean) /
 //     count (the gradient through the batch statistics), else 0.
 //                                           bindings 4, 5, 6: weight, 10: grad_weight, 11: grad_bias
-//   batchnorm_apply         out[v] = relu_if((x - mean)·chan[SCALE] + chan[SHIFT]), centred
-//                           first: x·scale and mean·scale would cancel  bindings 1, 3: out, 5
-//   batchnorm_backward_input  grad_x (=|+=) K1·(g - K2 - (x - mean)·K3)      bindings 1, 2, 3, 5
+//   batchnorm_apply         out[v] = relu_if(normed(x)), normed(x) = (x - mean)·chan[SCALE] +
+//                           chan[SHIFT], centred first: x·scale and mean·scale would cancel
+//                                                                bindings 1, 3: out, 5
+//   batchnorm_backward_input  grad_x (=|+=) K1·(g - K2 - (x - mean)·K3), g masked as in
+//                           batchnorm_grad_sums with `relu`      bindings 1, 2, 3, 5
 // NaN propagates: it reaches its channel's statistics, and from them every element of the
 // channel, as in PyTorch. chan is [CHAN_ROWS][c].
 
@@ -42,7 +46,7 @@ struct Bn {
     momentum: f32,
     accumulate: u32,                        // 1: outputs are added to, 0: overwritten
     shift_row: u32,                         // batchnorm_stat_sums' shift: a chan row or NO_ROW
-    relu: u32,                              // batchnorm_apply: ReLU after the affine map
+    relu: u32,                              // apply: ReLU after the affine map; backward: its mask
     _pad0: u32, _pad1: u32,
 }
 
@@ -144,12 +148,25 @@ fn batchnorm_grad_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
         let c = span.x;
         let mean = chan_at(MEAN, c);
         for (var t = span.y + lid; t < span.z; t += WORKGROUP_SIZE) {
-            let gv = g[at(t, c, a.g_off, a.g_bs)];
+            let xv = x[at(t, c, a.x_off, a.x_bs)];
+            let gv = masked_grad(g[at(t, c, a.g_off, a.g_bs)], xv, c);
             s1 += gv;
-            s2 += gv * (x[at(t, c, a.x_off, a.x_bs)] - mean);
+            s2 += gv * (xv - mean);
         }
     }
     reduce_and_store(wg, lid, s1, s2);
+}
+
+// The forward's output before any ReLU; one function, so the backward's mask is computed
+// exactly as the forward computed the value.
+fn normed(xv: f32, c: u32) -> f32 {
+    return (xv - chan_at(MEAN, c)) * chan_at(SCALE, c) + chan_at(SHIFT, c);
+}
+
+// grad_out, or 0 where `relu` and the forward's ReLU let nothing through (as ReLU's own
+// backward: normed(x) <= 0; NaN passes).
+fn masked_grad(gv: f32, xv: f32, c: u32) -> f32 {
+    return select(gv, select(0.0, gv, relu_grad_passes(normed(xv, c))), a.relu != 0u);
 }
 
 // Σ over splits of channel c's partials (k: 0 the first sum, 1 the second), in split order.
@@ -225,7 +242,7 @@ fn batchnorm_apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     let per_image = a.c * a.hw;
     let c = (i % per_image) / a.hw;
     let t = (i / per_image) * a.hw + i % a.hw;
-    let v = (x[at(t, c, a.x_off, a.x_bs)] - chan_at(MEAN, c)) * chan_at(SCALE, c) + chan_at(SHIFT, c);
+    let v = normed(x[at(t, c, a.x_off, a.x_bs)], c);
     let o = at(t, c, a.o_off, a.o_bs);
     let y = relu_if(v, a.relu != 0u);
     if a.accumulate != 0u { out[o] += y; } else { out[o] = y; }
@@ -239,8 +256,9 @@ fn batchnorm_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_
     let per_image = a.c * a.hw;
     let c = (i % per_image) / a.hw;
     let t = (i / per_image) * a.hw + i % a.hw;
-    let gv = g[at(t, c, a.g_off, a.g_bs)];
-    let xc = x[at(t, c, a.x_off, a.x_bs)] - chan_at(MEAN, c);
+    let xv = x[at(t, c, a.x_off, a.x_bs)];
+    let gv = masked_grad(g[at(t, c, a.g_off, a.g_bs)], xv, c);
+    let xc = xv - chan_at(MEAN, c);
     let v = chan_at(K1, c) * (gv - chan_at(K2, c) - xc * chan_at(K3, c));
     let o = at(t, c, a.o_off, a.o_bs);
     if a.accumulate != 0u { out[o] += v; } else { out[o] = v; }

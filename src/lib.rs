@@ -62,8 +62,8 @@ mod weights;
 
 pub use blocks::dense::AnalyticMemory;
 pub use blocks::{
-    BlockGrads, ConcatStrategy, DenseBlock, Init, ResNetBlock, ResNetLayer, ResidualBlock,
-    ResidualVariant, TorchDenseBlock, TorchTransition, TorchvisionModule,
+    BlockGrads, ConcatStrategy, DenseBcShape, DenseBlock, Init, ResNetBlock, ResNetLayer,
+    ResidualBlock, ResidualVariant, TorchDenseBlock, TorchTransition, TorchvisionModule,
 };
 pub use error::{Error, Result};
 pub use gpu::{AdapterPolicy, DiskCache, Gpu, GpuOptions};

@@ -79,6 +79,8 @@ struct Counts {
     /// working memory (scratch, staging, uniforms).
     live_data: u64,
     peak_data: u64,
+    /// `live` when `peak_data` was reached: what the data's peak is made of.
+    at_data_peak: [u64; 7],
 }
 
 /// Live and peak byte counters, shared by every buffer of one [`crate::Gpu`]. It also names
@@ -113,7 +115,10 @@ impl MemoryTracker {
         c.peak_total = c.peak_total.max(c.live_total);
         if purpose.is_data() {
             c.live_data += bytes;
-            c.peak_data = c.peak_data.max(c.live_data);
+            if c.live_data > c.peak_data {
+                c.peak_data = c.live_data;
+                c.at_data_peak = c.live;
+            }
         }
     }
 
@@ -131,6 +136,7 @@ impl MemoryTracker {
         c.peak = c.live;
         c.peak_total = c.live_total;
         c.peak_data = c.live_data;
+        c.at_data_peak = c.live;
     }
 
     pub(crate) fn report(&self, driver: Option<(u64, u64)>) -> MemoryReport {
@@ -142,6 +148,7 @@ impl MemoryTracker {
             peak_total: c.peak_total,
             live_data: c.live_data,
             peak_data: c.peak_data,
+            at_data_peak: c.at_data_peak,
             driver_allocated_bytes: driver.map(|d| d.0),
             driver_wgpu_internal_bytes: driver.map(|d| d.1),
         }
@@ -153,6 +160,7 @@ impl MemoryTracker {
 pub struct MemoryReport {
     live: [u64; 7],
     peak: [u64; 7],
+    at_data_peak: [u64; 7],
     /// Bytes held by live buffers, all purposes together.
     pub live_total: u64,
     /// Highest `live_total` since creation or the last [`crate::Gpu::reset_peak_memory`].
@@ -179,6 +187,11 @@ impl MemoryReport {
     /// Highest bytes held at once by buffers of this purpose.
     pub fn peak(&self, purpose: Purpose) -> u64 {
         self.peak[purpose.index()]
+    }
+    /// Bytes held by buffers of this purpose at the moment `peak_data` was reached: what
+    /// the data's peak is made of (the per-purpose peaks may fall at other moments).
+    pub fn at_data_peak(&self, purpose: Purpose) -> u64 {
+        self.at_data_peak[purpose.index()]
     }
 }
 

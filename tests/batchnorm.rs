@@ -199,6 +199,56 @@ fn channel_views_and_the_fused_relu_match_the_plain_op() {
     assert_eq!(relu[0], want_relu);
 }
 
+/// `relu_backward_into` is the backward of relu(bn(x)) with the ReLU's mask recomputed from
+/// the saved statistics: what masking the gradient by the kept output and running the plain
+/// backward gives, bit for bit, on a view and in both modes — and not what the unmasked
+/// gradient gives (about half the outputs are negative).
+#[test]
+fn the_relu_mask_from_the_statistics_is_the_kept_outputs() {
+    let mut rng = Rng(21);
+    let (n, c, wide, h, w) = (2, 3, 7, 5, 6);
+    let buffer = upload(
+        [n, wide, h, w],
+        &rng.vec(n * wide * h * w),
+        Purpose::Activation,
+    );
+    let x = buffer.channels(3..3 + c).unwrap();
+    let go = upload([n, c, h, w], &rng.vec(n * c * h * w), Purpose::Gradient);
+    let zeros = |s| Tensor::zeros(gpu(), s, Purpose::Gradient).unwrap();
+    for training in [true, false] {
+        let mut bn = batchnorm(c, &mut Rng(22));
+        let mut rec = Recording::new(gpu());
+        let out = Tensor::zeros(gpu(), [n, c, h, w], Purpose::Activation).unwrap();
+        let saved = bn.forward_into(&mut rec, &x, &out, training, true).unwrap();
+        let masked = skipgrad::ops::relu::relu_backward(&mut rec, &out, &go).unwrap();
+        let grads = || {
+            [
+                zeros([n, c, h, w]),
+                zeros([c, 1, 1, 1]),
+                zeros([c, 1, 1, 1]),
+            ]
+        };
+        let (want, got, unmasked) = (grads(), grads(), grads());
+        let [a, b, d] = &want;
+        bn.backward_into(&mut rec, &x, &saved, &masked, a, b, d, false)
+            .unwrap();
+        let [a, b, d] = &got;
+        bn.relu_backward_into(&mut rec, &x, &saved, &go, a, b, d, false)
+            .unwrap();
+        let [a, b, d] = &unmasked;
+        bn.backward_into(&mut rec, &x, &saved, &go, a, b, d, false)
+            .unwrap();
+        rec.finish().unwrap();
+        let read = |g: &[Tensor; 3]| g.each_ref().map(|t| t.to_vec(gpu()).unwrap());
+        assert_eq!(read(&got), read(&want), "training {training}");
+        assert_ne!(
+            read(&got)[0],
+            read(&unmasked)[0],
+            "training {training}: nothing masked"
+        );
+    }
+}
+
 /// Mistakes are errors that say what to do: a channel count that does not match, training
 /// on one value per channel (PyTorch refuses it too), an output that overlaps the input.
 #[test]

@@ -304,6 +304,62 @@ fn memory_takes_a_scratch_budget() {
     assert_eq!(v["scratch_budget_bytes"], 1 << 18);
 }
 
+/// `memory --bc` measures torchvision's DenseNet-BC block at the depths asked for, both
+/// strategies, and its data peak is the analytic count in every row.
+#[test]
+fn memory_bc_measures_the_densenet_bc_block_by_depth() {
+    let dir = std::env::temp_dir().join(format!("skipgrad-cli-memory-bc-{}", std::process::id()));
+    let out = skipgrad()
+        .args([
+            "memory",
+            "--bc",
+            "--depths",
+            "1,3",
+            "--growth",
+            "4",
+            "--channels",
+            "8",
+            "--size",
+            "4",
+            "--batch",
+            "2",
+            "--json",
+            "--out-dir",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["block"], "densenet-bc");
+    let rows = v["rows"].as_array().unwrap();
+    let seen: Vec<(u64, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["layers"].as_u64().unwrap(),
+                r["strategy"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [(1, "naive"), (1, "shared"), (3, "naive"), (3, "shared")]
+    );
+    for r in rows {
+        assert_eq!(r["measured_peak_bytes"], r["analytic_peak_bytes"], "{r}");
+        assert!(
+            r["analytic_block_scratch_bytes"].as_u64().unwrap() > 0,
+            "{r}"
+        );
+    }
+    assert!(dir.join("memory_bc.csv").exists() && dir.join("memory_bc.svg").exists());
+}
+
 /// `bench --suite gpu --quick --cases sweep_conv3x3_c64_32x32_n1 --json` with `extra`
 /// flags, on Vulkan: its JSON, after asserting it succeeded.
 fn quick_gpu_suite(extra: &[&str]) -> serde_json::Value {

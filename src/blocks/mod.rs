@@ -15,7 +15,7 @@ pub mod torchvision;
 pub use dense::{ConcatStrategy, DenseBlock};
 pub use residual::{ResidualBlock, ResidualVariant};
 pub use torchvision::{
-    ResNetBlock, ResNetLayer, TorchDenseBlock, TorchTransition, TorchvisionModule,
+    DenseBcShape, ResNetBlock, ResNetLayer, TorchDenseBlock, TorchTransition, TorchvisionModule,
 };
 
 use crate::error::{Error, Result};

@@ -163,6 +163,13 @@ impl BatchNormSaved {
 }
 
 impl BatchNorm2d {
+    /// Bytes a forward over `channels` channels saves for its backward (its
+    /// [`BatchNormSaved`]: the statistics it normalised with and what the kernels derive
+    /// from them, a few numbers a channel).
+    pub fn saved_bytes(channels: usize) -> u64 {
+        (4 * CHAN_ROWS * channels).max(16) as u64
+    }
+
     /// A BatchNorm over `channels` with PyTorch's initial values (weight 1, bias 0, running
     /// mean 0, running variance 1, eps 1e-5, momentum 0.1).
     pub fn new(gpu: &Gpu, channels: usize) -> Result<BatchNorm2d> {
@@ -397,6 +404,41 @@ impl BatchNorm2d {
         grad_bias: &Tensor,
         accumulate: bool,
     ) -> Result<()> {
+        let grads = [grad_x, grad_weight, grad_bias];
+        self.backward_masked_into(rec, x, saved, grad_out, grads, accumulate, false)
+    }
+
+    /// As [`BatchNorm2d::backward_into`], for `relu(bn(x))`: `grad_out` is the gradient at
+    /// the ReLU's output, masked here by the sign of `bn(x)`, which the kernels recompute
+    /// from `x` and the saved statistics (as the forward computed it) — so no one keeps the
+    /// normalised tensor for its mask.
+    #[allow(clippy::too_many_arguments)]
+    pub fn relu_backward_into(
+        &self,
+        rec: &mut Recording<'_>,
+        x: &Tensor,
+        saved: &BatchNormSaved,
+        grad_out: &Tensor,
+        grad_x: &Tensor,
+        grad_weight: &Tensor,
+        grad_bias: &Tensor,
+        accumulate: bool,
+    ) -> Result<()> {
+        let grads = [grad_x, grad_weight, grad_bias];
+        self.backward_masked_into(rec, x, saved, grad_out, grads, accumulate, true)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn backward_masked_into(
+        &self,
+        rec: &mut Recording<'_>,
+        x: &Tensor,
+        saved: &BatchNormSaved,
+        grad_out: &Tensor,
+        [grad_x, grad_weight, grad_bias]: [&Tensor; 3],
+        accumulate: bool,
+        relu: bool,
+    ) -> Result<()> {
         self.check_input("the input", x)?;
         same_shape(
             "batchnorm backward",
@@ -437,6 +479,7 @@ impl BatchNorm2d {
             MODE_EVAL
         };
         args.accumulate = accumulate as u32;
+        args.relu = relu as u32;
         let partials = partials(rec, &args)?;
         launch_sums(
             rec,

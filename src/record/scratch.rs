@@ -89,6 +89,28 @@ impl Recording<'_> {
         Ok(Tensor::over(buf, shape))
     }
 
+    /// Makes sure this recording has free scratch buffers of at least these sizes in bytes
+    /// (one per entry), allocating what is missing at its exact size: a block that knows
+    /// its widest request asks for it once, and requests that grow layer after layer then
+    /// fit in it instead of leaving a buffer of every power of two behind.
+    pub(crate) fn reserve_scratch(&mut self, sizes: &[u64]) -> Result<()> {
+        let mut taken = Vec::new();
+        for &bytes in sizes {
+            let bytes = bytes.max(16);
+            let size = |b: &Arc<GpuBuffer>| b.account.bytes;
+            let buf = match best_fit(&self.free_buffers, |b| size(b) >= bytes, size) {
+                Some(i) => self.free_buffers.swap_remove(i),
+                None => match self.gpu.pooled_buffer(bytes) {
+                    Some(b) => b,
+                    None => Arc::new(self.gpu.alloc_storage(bytes, Purpose::Scratch)?),
+                },
+            };
+            taken.push(buf);
+        }
+        self.free_buffers.append(&mut taken);
+        Ok(())
+    }
+
     /// Gives back a tensor from [`Recording::scratch_tensor`]: every dispatch that uses it is
     /// recorded, so later dispatches may take its buffer over.
     pub(crate) fn scratch_done(&mut self, t: Tensor) {

@@ -7,7 +7,7 @@
 pub mod densenet;
 pub mod resnet;
 
-pub use densenet::{TorchDenseBlock, TorchTransition};
+pub use densenet::{DenseBcShape, TorchDenseBlock, TorchTransition};
 pub use resnet::{ResNetBlock, ResNetLayer};
 
 use super::BlockGrads;
@@ -77,7 +77,9 @@ torchvision_module!(ResNetLayer, TorchDenseBlock, TorchTransition);
 
 /// `bn`'s backward (of a forward that read `x` and saved `saved`): `grad_x` (=|+= by
 /// `accumulate`), and its weight and bias gradients in new tensors (zeroed first, so adding
-/// to them is the same as writing).
+/// to them is the same as writing). With `relu`, `grad_out` is the gradient after a ReLU
+/// on the BN's output, which the BN's kernels mask by its sign.
+#[allow(clippy::too_many_arguments)]
 fn batchnorm_backward(
     rec: &mut Recording<'_>,
     bn: &BatchNorm2d,
@@ -86,11 +88,16 @@ fn batchnorm_backward(
     grad_out: &Tensor,
     grad_x: &Tensor,
     accumulate: bool,
+    relu: bool,
 ) -> Result<[Tensor; 2]> {
     let c = [bn.channels(), 1, 1, 1];
     let gw = Tensor::zeros(rec.gpu(), c, Purpose::Gradient)?;
     let gb = Tensor::zeros(rec.gpu(), c, Purpose::Gradient)?;
-    bn.backward_into(rec, x, saved, grad_out, grad_x, &gw, &gb, accumulate)?;
+    if relu {
+        bn.relu_backward_into(rec, x, saved, grad_out, grad_x, &gw, &gb, accumulate)?;
+    } else {
+        bn.backward_into(rec, x, saved, grad_out, grad_x, &gw, &gb, accumulate)?;
+    }
     Ok([gw, gb])
 }
 

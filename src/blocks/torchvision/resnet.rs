@@ -131,6 +131,7 @@ impl Stage {
             grad_bn_out,
             &grad_conv_out,
             false,
+            false,
         )?;
         let gw_conv = Tensor::zeros(gpu, self.weight.shape(), Purpose::Gradient)?;
         Conv2dBackward {
