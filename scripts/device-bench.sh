@@ -11,7 +11,8 @@
 #      pipeline caches on disk from the first); the spread of one kernel's time across
 #      processes and buffers, with the clocks;
 #   3. the reference cases; the GPU suite (auto), and PyTorch's (cuDNN, TF32 off) beside it;
-#      PyTorch's DenseNet-BC block's peak memory and time, plain and memory_efficient;
+#      PyTorch's DenseNet-BC block's peak memory and time, plain and memory_efficient, and
+#      skipgrad's (`memory --bc`: analytic, accounted and driver bytes, time);
 #   4. the GPU suite with the Winograd family forced;
 #   5. batch cliffs: time per image by batch, with the splits (dispatches) of each;
 #   6. the standard suite (GPU timestamps);
@@ -190,6 +191,12 @@ if [ $PEER = 1 ] && have 60 "PyTorch's DenseNet-BC block (bc)"; then
     [ -n "$QUICK_FLAG" ] && BC_ITERS=1
     step "$WORK/torch_densenet_bc.json" 60 "$PYTHON" benches/peers/torch_densenet_bc.py --device "$PEER_DEVICE" --iters $BC_ITERS --json
     cat "$WORK/torch_densenet_bc.json" >> "$LOG"
+fi
+if have 40 "skipgrad's DenseNet-BC block by depth (bc)"; then
+    log "skipgrad memory --bc (DenseNet-121's first block shape, naive and shared)"
+    step "$WORK/memory_bc.txt" 90 "$BIN" memory --bc --depths 1,8,32 --out-dir "$WORK/memory_bc"
+    cat "$WORK/memory_bc.txt" >> "$LOG"
+    cp "$WORK/memory_bc.txt" "$OUT/memory_bc.txt" 2>/dev/null
 fi
 
 # 4. The Winograd family forced on the GPU suite: its 3x3 forwards and input gradients
