@@ -156,12 +156,20 @@ impl TuneStore {
     }
 }
 
-/// What identifies the kernels a choice was measured with: the crate's version and every
-/// conv kernel's source and entry point (a changed shader is re-tuned, and a crash
-/// recorded against the old one is forgotten).
+/// The numbering of the families' variants (what a stored choice's index means): raise it
+/// whenever a family's variants change without a shader changing — 2: the GEMM family's
+/// weight-gradient variants became tile × split factor.
+const VARIANT_LAYOUT: &str = "variants 2";
+
+/// What identifies the kernels a choice was measured with: the crate's version, the
+/// variants' numbering and every conv kernel's source and entry point (a changed shader is
+/// re-tuned, and a crash recorded against the old one is forgotten).
 fn kernels_fingerprint() -> String {
     let kernels = crate::ops::conv2d::kernels();
-    let mut parts: Vec<&[u8]> = vec![env!("CARGO_PKG_VERSION").as_bytes()];
+    let mut parts: Vec<&[u8]> = vec![
+        env!("CARGO_PKG_VERSION").as_bytes(),
+        VARIANT_LAYOUT.as_bytes(),
+    ];
     for k in &kernels {
         parts.push(k.shader.source.as_bytes());
         parts.push(k.entry.as_bytes());

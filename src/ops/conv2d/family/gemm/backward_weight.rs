@@ -44,24 +44,70 @@ pub(crate) fn weight_tiles(cout: usize) -> Vec<usize> {
     }
 }
 
-/// Split-K over the pixels: enough splits to fill the adapter, each a multiple of the
-/// 16-pixel slice and at most `SERIAL_TERMS` pixels (a thread's serial sum); tiles of
-/// `tile_co` output channels × 64 (tap, ci) columns.
-pub(super) fn weight_gradient_with_tile(
+/// How many times the splits of the adapter-sized rule ([`plan`]: enough threads in flight
+/// for a GPU of unknown size) a variant takes. More splits: more workgroups for a large GPU
+/// and shorter serial sums, more partial sums to write and add up — which pays depends on
+/// the GPU and the shape (ResNet's deep 3×3 layers have few pixels and long rows of (tap,
+/// ci)), so the tuner measures it instead of a rule written for one GPU.
+const SPLIT_FACTORS: [usize; 3] = [1, 4, 16];
+
+/// A weight-gradient kernel: its tile in output channels and its split factor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct WeightVariant {
+    /// Output channels a workgroup's tile covers.
+    pub tile_co: usize,
+    /// How many times the rule's splits of the pixel reduction (one of [`SPLIT_FACTORS`]).
+    pub split_factor: usize,
+}
+
+impl std::fmt::Display for WeightVariant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "tile {}x{WEIGHT_TILE}", self.tile_co)?;
+        if self.split_factor > 1 {
+            write!(f, ", splits x{}", self.split_factor)?;
+        }
+        Ok(())
+    }
+}
+
+/// The weight-gradient variants worth measuring for `cout` output channels: every tile of
+/// [`weight_tiles`] with every split factor, the rule's (64 channels, the rule's splits)
+/// first.
+pub(crate) fn weight_variants(cout: usize) -> Vec<WeightVariant> {
+    weight_tiles(cout)
+        .into_iter()
+        .flat_map(|tile_co| {
+            SPLIT_FACTORS.map(|split_factor| WeightVariant {
+                tile_co,
+                split_factor,
+            })
+        })
+        .collect()
+}
+
+/// Split-K over the pixels: the rule's splits ([`plan`]: enough to fill the adapter, within
+/// the scratch budget) times the variant's factor, each a multiple of the 16-pixel slice and
+/// at most `SERIAL_TERMS` pixels (a thread's serial sum); tiles of `tile_co` output channels
+/// × 64 (tap, ci) columns.
+pub(super) fn weight_gradient_with(
     rec: &mut Recording<'_>,
     c: &WeightGradArgs<'_>,
-    tile_co: usize,
+    WeightVariant {
+        tile_co,
+        split_factor,
+    }: WeightVariant,
 ) -> Result<()> {
     let [cout, cin, kh, kw] = c.g.w;
     let tiles = cout.div_ceil(tile_co) * (cin * kh * kw).div_ceil(WEIGHT_TILE);
     let pixels = c.g.y[0] * c.g.y[2] * c.g.y[3];
     // A thread loops ~17 times a slice of 16 pixels.
     let per_max = SERIAL_TERMS.min(LOOP_BUDGET * 3 / 4) / SLICE * SLICE;
+    // A factor f asks for f times the rule's threads: as if a split ran 1/f of its threads.
     let (_, per) = plan(
         rec.gpu(),
         c.grad_weight.numel(),
         pixels,
-        tiles * THREADS as usize,
+        (tiles * THREADS as usize).div_ceil(split_factor),
         per_max,
     );
     let per = per.next_multiple_of(SLICE).min(per_max);

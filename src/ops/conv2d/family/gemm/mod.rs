@@ -20,14 +20,14 @@ mod forward;
 #[cfg(all(test, feature = "oracle"))]
 mod oracle_tests;
 
-pub(crate) use backward_weight::{weight_tiles, BACKWARD_WEIGHT};
+pub(crate) use backward_weight::{weight_variants, WeightVariant, BACKWARD_WEIGHT};
 #[cfg(test)]
 pub(crate) use forward::compiled_forward_variants;
 #[cfg(test)]
 pub(crate) use forward::Weights;
 pub(crate) use forward::{output_variants, ForwardVariant, FORWARD, FORWARD_OIHW};
 
-use backward_weight::{weight_gradient_with_tile, WEIGHT_TILE};
+use backward_weight::weight_gradient_with;
 use forward::gemm_with;
 
 use crate::error::Result;
@@ -93,14 +93,14 @@ impl GemmShaped for Gemm {
             && limits.max_compute_workgroup_storage_size >= 16 << 10
     }
 
-    /// The 64-channel tile ([`weight_tiles`]' first).
+    /// The 64-channel tile with the rule's splits ([`weight_variants`]' first).
     fn weight_gradient(&self, rec: &mut Recording<'_>, c: &WeightGradArgs<'_>) -> Result<()> {
-        weight_gradient_with_tile(rec, c, WEIGHT_TILE)
+        weight_gradient_with(rec, c, weight_variants(c.g.w[0])[0])
     }
 
     /// Variant `v`: forward and input gradient `tile <pixels>x<channels>` of the GEMM the
     /// pass runs (`, OIHW in place` where it reads the weights unpacked), weight gradient
-    /// `tile <channels>x64`.
+    /// `tile <channels>x64` (`, splits x<f>` with more splits than the rule's).
     fn describe(&self, key: &TuneKey, v: usize) -> String {
         let p = Conv2dParams {
             stride: key.stride,
@@ -117,9 +117,9 @@ impl GemmShaped for Gemm {
             Pass::Forward => output_variants(y, taps),
             Pass::BackwardInput => output_variants(key.x, taps),
             Pass::BackwardWeight => {
-                return weight_tiles(y[1])
+                return weight_variants(y[1])
                     .get(v)
-                    .map(|t| format!("tile {t}x{WEIGHT_TILE}"))
+                    .map(WeightVariant::to_string)
                     .unwrap_or_default()
             }
         };
@@ -129,20 +129,20 @@ impl GemmShaped for Gemm {
             .unwrap_or_default()
     }
 
-    /// Its weight-gradient tiles ([`weight_tiles`]).
+    /// Its weight-gradient tiles and split factors ([`weight_variants`]).
     fn weight_variants(&self, c: &WeightGradArgs<'_>) -> usize {
-        weight_tiles(c.g.w[0]).len()
+        weight_variants(c.g.w[0]).len()
     }
 
-    /// The weight gradient with tile `v` of [`weight_tiles`].
+    /// The weight gradient as variant `v` of [`weight_variants`].
     fn weight_variant(
         &self,
         rec: &mut Recording<'_>,
         c: &WeightGradArgs<'_>,
         v: usize,
     ) -> Result<()> {
-        match weight_tiles(c.g.w[0]).get(v) {
-            Some(&tile_co) => weight_gradient_with_tile(rec, c, tile_co),
+        match weight_variants(c.g.w[0]).get(v) {
+            Some(&variant) => weight_gradient_with(rec, c, variant),
             None => Err(no_variant("gemm", v)),
         }
     }
@@ -262,7 +262,12 @@ mod tests {
         assert_eq!(Gemm.describe(&forward, 3), "tile 64x64, OIHW in place");
         assert_eq!(Gemm.describe(&forward, 4), "");
         let weight = key(Pass::BackwardWeight, [8, 64, 14, 14], [256, 64, 3, 3]);
-        assert_eq!(Gemm.describe(&weight, 1), "tile 128x64");
+        assert_eq!(Gemm.describe(&weight, 0), "tile 64x64");
+        assert_eq!(Gemm.describe(&weight, 1), "tile 64x64, splits x4");
+        assert_eq!(Gemm.describe(&weight, 2), "tile 64x64, splits x16");
+        assert_eq!(Gemm.describe(&weight, 3), "tile 128x64");
+        assert_eq!(Gemm.describe(&weight, 5), "tile 128x64, splits x16");
+        assert_eq!(Gemm.describe(&weight, 6), "");
         // The input gradient's GEMM writes the 128 input channels (392 tiles of 128 x 64 by
         // the rule): a 128-wide tile is among the variants; the forward's 64 channels have none.
         let input = key(Pass::BackwardInput, [32, 128, 28, 28], [64, 128, 3, 3]);
@@ -296,7 +301,7 @@ mod tests {
             assert!(groups / threads <= 4, "{t:?}");
         }
         // The weight gradient's: g_tile of 4 × WG_TILE_CO vec4s and x_tile of 256.
-        for tile_co in weight_tiles(512) {
+        for tile_co in backward_weight::weight_tiles(512) {
             assert!((4 * tile_co + 256) * 16 <= 16 << 10, "{tile_co}");
         }
     }

@@ -325,10 +325,12 @@ fn a_conv_forward_and_backward_in_four_dispatches() {
     }
 }
 
-/// Every weight-gradient tile through the family's variants, against the f64 reference:
+/// Every weight-gradient tile and split factor through the family's variants, against the
+/// f64 reference:
 /// 136 output channels (every tile partial), 45 (tap, ci) columns crossing taps (cin =
 /// 5), stride, padding and dilation different per axis, ReLU on load, and enough pixels
-/// for several splits; each variant compiles its own tile's pipeline.
+/// for several splits; each variant compiles its own tile's pipeline, and a larger split
+/// factor writes more partial sums (its cost's bytes grow).
 #[test]
 fn every_weight_tile_matches_the_reference() {
     use crate::memory::Purpose;
@@ -365,10 +367,13 @@ fn every_weight_tile_matches_the_reference() {
         bias: None,
     };
     let call = Call::BackwardWeight(&args);
-    let tiles = weight_tiles(ws[0]);
-    assert_eq!(Gemm.variants(&call), tiles.len());
-    assert_eq!(tiles, [64, 128]);
-    for (variant, tile_co) in tiles.into_iter().enumerate() {
+    let variants = weight_variants(ws[0]);
+    assert_eq!(Gemm.variants(&call), variants.len());
+    assert_eq!(super::backward_weight::weight_tiles(ws[0]), [64, 128]);
+    assert_eq!(variants.len(), 6);
+    let mut bytes_by_tile = std::collections::BTreeMap::<usize, Vec<u64>>::new();
+    for (variant, v) in variants.into_iter().enumerate() {
+        let tile_co = v.tile_co;
         gpu.clear_pipelines();
         // NaN where the variant writes nothing: the previous variant's numbers cannot pass.
         gw.write(&gpu, &vec![f32::NAN; gw.numel()]).unwrap();
@@ -389,13 +394,23 @@ fn every_weight_tile_matches_the_reference() {
             compiled.iter().map(tile_of).collect::<Vec<_>>(),
             [Some(tile_co)]
         );
+        bytes_by_tile
+            .entry(tile_co)
+            .or_default()
+            .push(rec.cost().bytes);
         rec.finish().unwrap();
         let got = gw.to_vec(&gpu).unwrap();
         for (i, (&g, &e)) in got.iter().zip(&want).enumerate() {
             assert!(
                 (g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()),
-                "tile {tile_co}, element {i}: {g} vs {e}"
+                "{v}, element {i}: {g} vs {e}"
             );
         }
+    }
+    for (tile, bytes) in bytes_by_tile {
+        assert!(
+            bytes.windows(2).all(|w| w[0] < w[1]),
+            "tile {tile}: {bytes:?}"
+        );
     }
 }
