@@ -107,6 +107,11 @@ impl Suite<'_> {
         let kernels = rec.kernels().iter().map(|k| k.to_string()).collect();
         let t = rec.finish_timed()?;
         let gpu_ms = t.gpu_ms.filter(|_| self.use_gpu).map(|ms| ms / runs);
+        if std::env::var_os("SKIPGRAD_PLACEMENT").is_some() {
+            // Where the buffers this pass ran on lie, beside its time (stderr).
+            let at = self.gpu.allocator_placement().unwrap_or_default();
+            eprintln!("placement {case} {}: {gpu_ms:?} ms\n{at}", what.name());
+        }
         let wall_ms = t.wall_ms / runs;
         let gflops = flops as f64 / (gpu_ms.unwrap_or(wall_ms) * 1e6);
         Ok(PassResult {

@@ -19,7 +19,10 @@ impl Gpu {
         usage: wgpu::BufferUsages,
     ) -> Result<GpuBuffer> {
         // At least 16 bytes: kernels may bind any buffer as an array of vec4s.
-        let bytes = bytes.max(16).next_multiple_of(4);
+        let mut bytes = bytes.max(16).next_multiple_of(4);
+        if self.buffer_align > 0 && bytes >= self.buffer_align {
+            bytes = bytes.next_multiple_of(self.buffer_align);
+        }
         if bytes > self.limits.max_buffer_size {
             return Err(Error::TooLarge {
                 bytes,
@@ -93,6 +96,30 @@ impl Gpu {
             purpose,
             self.memory.clone(),
         ))
+    }
+
+    /// Where the driver allocator placed the live buffers of 1 MiB or more, where the backend
+    /// reports it (Vulkan, DX12): one line per device memory block that holds one, `block
+    /// <i> <size> MiB: <label> @<offset> MiB (<size> MiB), …`. A diagnostic for placement-
+    /// dependent speed (`skipgrad bench --suite gpu` prints it with `SKIPGRAD_PLACEMENT=1`).
+    pub fn allocator_placement(&self) -> Option<String> {
+        let report = self.device.generate_allocator_report()?;
+        let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+        let lines: Vec<String> = report
+            .blocks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, block)| {
+                let large: Vec<String> = report.allocations[block.allocations.clone()]
+                    .iter()
+                    .filter(|a| a.size >= 1 << 20)
+                    .map(|a| format!("{} @{:.1} ({:.1})", a.name, mib(a.offset), mib(a.size)))
+                    .collect();
+                (!large.is_empty())
+                    .then(|| format!("block {i} {:.1} MiB: {}", mib(block.size), large.join(", ")))
+            })
+            .collect();
+        Some(lines.join("\n"))
     }
 
     /// Accounts for a buffer created inside the caller's own error scope.
