@@ -386,6 +386,57 @@ fn quick_gpu_suite(extra: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// The placement diagnostics: `SKIPGRAD_PLACEMENT=1` prints, for every pass of the GPU
+/// suite, the memory blocks its large buffers lie in (here the 1×1 conv's 3 MiB input and
+/// output at batch 1, each in whole 2 MiB under `SKIPGRAD_BUFFER_ALIGN_MIB=2`, in wgpu's
+/// small blocks under `SKIPGRAD_MEMORY_HINTS=memory-usage`); a hint it does not know stops
+/// the command with what to use.
+#[test]
+fn placement_diagnostics_print_the_blocks() {
+    let out = skipgrad()
+        .args([
+            "bench",
+            "--suite",
+            "gpu",
+            "--quick",
+            "--batch",
+            "1",
+            "--cases",
+            "r50_conv1x1_c256to64_56x56",
+            "--json",
+        ])
+        .env("SKIPGRAD_BACKEND", "vulkan")
+        .env("SKIPGRAD_PLACEMENT", "1")
+        .env("SKIPGRAD_BUFFER_ALIGN_MIB", "2")
+        .env("SKIPGRAD_MEMORY_HINTS", "memory-usage")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    for pass in ["forward", "input_grad", "weight_grad"] {
+        assert!(
+            err.contains(&format!("placement r50_conv1x1_c256to64_56x56_n1 {pass}")),
+            "{err}"
+        );
+    }
+    // 3.06 MiB tensors, allocated as 4 MiB.
+    assert!(
+        err.contains("activation @") && err.contains("(4.0)"),
+        "{err}"
+    );
+    let out = skipgrad()
+        .args(["info"])
+        .env("SKIPGRAD_MEMORY_HINTS", "fastest")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("SKIPGRAD_MEMORY_HINTS") && err.contains("performance or memory-usage"),
+        "{err}"
+    );
+}
+
 /// `bench --suite gpu --quick` (what CI runs on lavapipe): a conv case gives its three
 /// passes, each with flops, a host time and the kernels that ran.
 #[test]
