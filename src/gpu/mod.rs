@@ -42,7 +42,7 @@ pub struct Gpu {
     deterministic: std::sync::atomic::AtomicBool,
     /// Buffers of at least this many bytes are allocated in whole multiples of it (0: as
     /// asked). A diagnostic (`SKIPGRAD_BUFFER_ALIGN_MIB`) for how the driver backs large
-    /// buffers: see [`memory_hints_from_env`].
+    /// buffers: see `options::memory_hints_from_env`.
     buffer_align: u64,
     /// Whether adapter-dependent decisions are the CPU adapter's ([`AdapterPolicy`],
     /// resolved at creation).
@@ -68,25 +68,6 @@ fn env_flag(name: &str) -> bool {
             "" | "0" | "false" | "off" | "no"
         )
     })
-}
-
-/// How wgpu's allocator groups buffers into device memory blocks: `SKIPGRAD_MEMORY_HINTS`
-/// = `performance` (the default: blocks of 128–256 MiB, a buffer larger than the block in
-/// one of its own) or `memory-usage` (blocks of 8–64 MiB). A diagnostic, with
-/// `SKIPGRAD_BUFFER_ALIGN_MIB`, for the H200's slow mode: the same kernel on the same
-/// shapes ran 1.6–4× slower on some buffers than on others (benches/NOTES.md).
-fn memory_hints_from_env() -> Result<wgpu::MemoryHints> {
-    match std::env::var("SKIPGRAD_MEMORY_HINTS") {
-        Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
-            "" | "performance" => Ok(wgpu::MemoryHints::Performance),
-            "memory-usage" | "memory_usage" => Ok(wgpu::MemoryHints::MemoryUsage),
-            other => Err(Error::param(
-                "SKIPGRAD_MEMORY_HINTS",
-                format!("{other:?} is not a memory hint: use performance or memory-usage"),
-            )),
-        },
-        Err(_) => Ok(wgpu::MemoryHints::Performance),
-    }
 }
 
 /// Parses a backend name as accepted by `SKIPGRAD_BACKEND` and `--backend`.
@@ -180,7 +161,7 @@ impl Gpu {
             wgpu::Features::TIMESTAMP_QUERY
         };
         let features = adapter.features() & wanted;
-        let memory_hints = memory_hints_from_env()?;
+        let memory_hints = options::memory_hints_from_env()?;
         let buffer_align = scratch::mib_from_env("SKIPGRAD_BUFFER_ALIGN_MIB")?.unwrap_or(0);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("skipgrad"),

@@ -89,3 +89,22 @@ impl AdapterPolicy {
         }
     }
 }
+
+/// How wgpu's allocator groups buffers into device memory blocks: `SKIPGRAD_MEMORY_HINTS`
+/// = `performance` (the default: blocks of 128–256 MiB, a buffer larger than the block in
+/// one of its own) or `memory-usage` (blocks of 8–64 MiB). A diagnostic, with
+/// `SKIPGRAD_BUFFER_ALIGN_MIB`, for the H200's slow mode: the same kernel on the same
+/// shapes ran 1.6–4× slower on some buffers than on others (benches/NOTES.md).
+pub(super) fn memory_hints_from_env() -> Result<wgpu::MemoryHints> {
+    match std::env::var("SKIPGRAD_MEMORY_HINTS") {
+        Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "" | "performance" => Ok(wgpu::MemoryHints::Performance),
+            "memory-usage" | "memory_usage" => Ok(wgpu::MemoryHints::MemoryUsage),
+            other => Err(Error::param(
+                "SKIPGRAD_MEMORY_HINTS",
+                format!("{other:?} is not a memory hint: use performance or memory-usage"),
+            )),
+        },
+        Err(_) => Ok(wgpu::MemoryHints::Performance),
+    }
+}
