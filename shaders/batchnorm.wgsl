@@ -20,7 +20,15 @@
 //                 running_var ← (1 - momentum)·old + momentum·(mean', var·count/(count-1))
 //     MODE_EVAL   chan[MEAN] = running_mean, chan[INVSTD] = 1/sqrt(running_var + eps)
 //     then chan[SCALE] = weight·invstd, chan[SHIFT] = bias.
-//                                           bindings 4, 5, 6: weight, 7: bias, 8: rm, 9: rv
+//     MODE_STATS  the batch statistics alone, as MODE_TRAIN computes them, into a block's
+//                 table of every feature map's: stats[stats_off + c] = mean',
+//                 stats[stats_stride + stats_off + c] = the biased variance; nothing else.
+//                                           bindings 4, 5, 6: weight, 7: bias, 8: rm, 9: rv,
+//                                           12: stats
+//   batchnorm_finish_given  one thread per channel: MODE_TRAIN's finish from the statistics
+//     a MODE_STATS pass put in stats (channel c of x at stats_off + c) — no reduction: the
+//     statistics of a feature map computed once, for every BatchNorm that reads it.
+//                                           bindings 5, 6, 7, 8, 9, 12
 //   batchnorm_finish_grads  one thread per channel, from batchnorm_grad_sums' partials:
 //     grad_bias (=|+=) Σg, grad_weight (=|+=) invstd·Σg(x-mean); chan[K1] = weight·invstd and,
 //     training (`mode` = MODE_TRAIN), chan[K2] = Σg / count, chan[K3] = invstd²·Σg(x-mean) /
@@ -47,7 +55,8 @@ struct Bn {
     accumulate: u32,                        // 1: outputs are added to, 0: overwritten
     shift_row: u32,                         // batchnorm_stat_sums' shift: a chan row or NO_ROW
     relu: u32,                              // apply: ReLU after the affine map; backward: its mask
-    _pad0: u32, _pad1: u32,
+    stats_off: u32, stats_stride: u32,      // MODE_STATS and finish_given: channel 0's column
+                                            // in stats, and its row length
 }
 
 const MEAN: u32 = 0u;
@@ -62,6 +71,7 @@ const NO_ROW: u32 = 0xffffffffu;
 const MODE_MEAN: u32 = 0u;
 const MODE_TRAIN: u32 = 1u;
 const MODE_EVAL: u32 = 2u;
+const MODE_STATS: u32 = 3u;
 
 @group(0) @binding(0) var<uniform> a: Bn;
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
@@ -75,6 +85,7 @@ const MODE_EVAL: u32 = 2u;
 @group(0) @binding(9) var<storage, read_write> running_var: array<f32>;
 @group(0) @binding(10) var<storage, read_write> grad_weight: array<f32>;
 @group(0) @binding(11) var<storage, read_write> grad_bias: array<f32>;
+@group(0) @binding(12) var<storage, read_write> stats: array<f32>;
 
 var<workgroup> sum1: array<f32, WORKGROUP_SIZE>;
 var<workgroup> sum2: array<f32, WORKGROUP_SIZE>;
@@ -178,6 +189,35 @@ fn total(c: u32, k: u32) -> f32 {
     return acc;
 }
 
+// Channel c's batch mean and biased variance from the second pass's partials (the
+// deviations from the first pass's mean, in chan[MEAN]).
+fn batch_mean_var(c: u32) -> vec2<f32> {
+    let d1 = total(c, 0u);
+    let d2 = total(c, 1u);
+    let mean = chan_at(MEAN, c) + d1 / a.count;
+    // Rounding can take the difference below 0; NaN stays NaN (max would drop it on
+    // drivers that assume no NaN).
+    let m2 = d2 - d1 * d1 / a.count;
+    return vec2<f32>(mean, select(max(m2, 0.0), m2, is_nan(m2)) / a.count);
+}
+
+// A training forward's finish from channel c's batch statistics: the running statistics
+// moved, and the channel state.
+fn finish_train(c: u32, mean: f32, var_biased: f32) {
+    let invstd = 1.0 / sqrt(var_biased + a.eps);
+    let unbiased = var_biased * a.count / (a.count - 1.0);
+    running_mean[c] = (1.0 - a.momentum) * running_mean[c] + a.momentum * mean;
+    running_var[c] = (1.0 - a.momentum) * running_var[c] + a.momentum * unbiased;
+    store_chan(c, mean, invstd);
+}
+
+fn store_chan(c: u32, mean: f32, invstd: f32) {
+    chan[MEAN * a.c + c] = mean;
+    chan[INVSTD * a.c + c] = invstd;
+    chan[SCALE * a.c + c] = weight[c] * invstd;
+    chan[SHIFT * a.c + c] = bias[c];
+}
+
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn batchnorm_finish_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                           @builtin(local_invocation_index) lid: u32) {
@@ -185,31 +225,24 @@ fn batchnorm_finish_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
     if c >= a.c { return; }
     if a.mode == MODE_MEAN {
         chan[MEAN * a.c + c] = total(c, 0u) / a.count;
-        return;
-    }
-    var mean: f32;
-    var invstd: f32;
-    if a.mode == MODE_TRAIN {
-        let d1 = total(c, 0u);
-        let d2 = total(c, 1u);
-        mean = chan_at(MEAN, c) + d1 / a.count;
-        // Rounding can take the difference below 0; NaN stays NaN (max would drop it on
-        // drivers that assume no NaN).
-        let m2 = d2 - d1 * d1 / a.count;
-        let var_biased = select(max(m2, 0.0), m2, is_nan(m2)) / a.count;
-        invstd = 1.0 / sqrt(var_biased + a.eps);
-        let unbiased = var_biased * a.count / (a.count - 1.0);
-        running_mean[c] = (1.0 - a.momentum) * running_mean[c] + a.momentum * mean;
-        running_var[c] = (1.0 - a.momentum) * running_var[c] + a.momentum * unbiased;
+    } else if a.mode == MODE_STATS {
+        let mv = batch_mean_var(c);
+        stats[a.stats_off + c] = mv.x;
+        stats[a.stats_stride + a.stats_off + c] = mv.y;
+    } else if a.mode == MODE_TRAIN {
+        let mv = batch_mean_var(c);
+        finish_train(c, mv.x, mv.y);
     } else {
-        mean = running_mean[c];
-        invstd = 1.0 / sqrt(running_var[c] + a.eps);
+        store_chan(c, running_mean[c], 1.0 / sqrt(running_var[c] + a.eps));
     }
-    let scale = weight[c] * invstd;
-    chan[MEAN * a.c + c] = mean;
-    chan[INVSTD * a.c + c] = invstd;
-    chan[SCALE * a.c + c] = scale;
-    chan[SHIFT * a.c + c] = bias[c];
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn batchnorm_finish_given(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                          @builtin(local_invocation_index) lid: u32) {
+    let c = thread_index(wid, nwg, lid);
+    if c >= a.c { return; }
+    finish_train(c, stats[a.stats_off + c], stats[a.stats_stride + a.stats_off + c]);
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)

@@ -199,6 +199,103 @@ fn channel_views_and_the_fused_relu_match_the_plain_op() {
     assert_eq!(relu[0], want_relu);
 }
 
+/// Statistics computed once per feature map: `batch_statistics_into` (of two channel views
+/// of one buffer, into columns of one table) and `forward_with_statistics_into` give what
+/// `forward_into` gives in training, bit for bit — output, running statistics, counter, and
+/// the saved state the backward uses — in 2 dispatches instead of 5; with `momentum=None`
+/// too. A table that is not [2, C] or too narrow is a clear error.
+#[test]
+fn statistics_computed_once_give_what_each_batchnorm_computes() {
+    use skipgrad::ops::batchnorm::batch_statistics_into;
+    let mut rng = Rng(31);
+    let (n, wide, h, w) = (3, 9, 5, 7);
+    let buffer = upload(
+        [n, wide, h, w],
+        &rng.vec(n * wide * h * w),
+        Purpose::Activation,
+    );
+    let go = upload([n, 6, h, w], &rng.vec(n * 6 * h * w), Purpose::Gradient);
+    let table = Tensor::zeros(gpu(), [2, wide, 1, 1], Purpose::Scratch).unwrap();
+    let mut rec = Recording::new(gpu());
+    // The maps as a dense block writes them: channels 0..4, then 4..9.
+    batch_statistics_into(&mut rec, &buffer.channels(0..4).unwrap(), &table, 0).unwrap();
+    batch_statistics_into(&mut rec, &buffer.channels(4..9).unwrap(), &table, 4).unwrap();
+    rec.finish().unwrap();
+    let x = buffer.channels(1..7).unwrap();
+    for momentum in [Some(0.1), None] {
+        let run = |given: bool| {
+            let mut bn = batchnorm(6, &mut Rng(32));
+            bn.momentum = momentum;
+            let out = Tensor::zeros(gpu(), [n, 6, h, w], Purpose::Activation).unwrap();
+            let mut rec = Recording::new(gpu());
+            let saved = if given {
+                bn.forward_with_statistics_into(&mut rec, &x, (&table, 1), &out, true)
+            } else {
+                bn.forward_into(&mut rec, &x, &out, true, true)
+            }
+            .unwrap();
+            let dispatches = rec.dispatch_count();
+            let grads = [[n, 6, h, w], [6, 1, 1, 1], [6, 1, 1, 1]]
+                .map(|s| Tensor::zeros(gpu(), s, Purpose::Gradient).unwrap());
+            let [gx, gw, gb] = &grads;
+            bn.relu_backward_into(&mut rec, &x, &saved, &go, gx, gw, gb, false)
+                .unwrap();
+            rec.finish().unwrap();
+            let mut got: Vec<Vec<f32>> = [&out, &bn.running_mean, &bn.running_var]
+                .into_iter()
+                .chain(&grads)
+                .map(|t| t.to_vec(gpu()).unwrap())
+                .collect();
+            got.push(vec![bn.num_batches_tracked as f32]);
+            (got, dispatches)
+        };
+        let ((want, five), (got, two)) = (run(false), run(true));
+        assert_eq!(got, want, "momentum {momentum:?}");
+        assert_eq!((five, two), (5, 2));
+    }
+    let mut bn = batchnorm(6, &mut Rng(32));
+    let out = Tensor::zeros(gpu(), [n, 6, h, w], Purpose::Activation).unwrap();
+    let mut rec = Recording::new(gpu());
+    let e = bn
+        .forward_with_statistics_into(&mut rec, &x, (&table, 4), &out, false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("past the table"), "{e}");
+    let flat = Tensor::zeros(gpu(), [1, 18, 1, 1], Purpose::Scratch).unwrap();
+    let e = batch_statistics_into(&mut rec, &x, &flat, 0)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("[2, C, 1, 1]"), "{e}");
+}
+
+/// A DenseNet-BC block in training computes each feature map's batch statistics once: the
+/// block input's and each layer's output but the last (two reductions each), and every
+/// layer's first BN finishes from the table (`batchnorm_finish_given`, no reduction) — only
+/// the second BNs, over the bottlenecks, reduce for themselves. In eval nothing reduces.
+#[test]
+fn a_dense_block_reduces_each_feature_map_once() {
+    use skipgrad::{Init, TorchDenseBlock};
+    let (n, c0, k, layers) = (2, 5, 3, 4);
+    let mut block = TorchDenseBlock::with_init(gpu(), c0, k, 2, layers, Init::He(3)).unwrap();
+    let x = upload([n, c0, 4, 4], &Rng(5).vec(n * c0 * 16), Purpose::Activation);
+    for training in [true, false] {
+        let mut rec = Recording::new(gpu());
+        block.forward(&mut rec, &x, training).unwrap();
+        let (given, sums) = (
+            rec.dispatches_of("batchnorm_finish_given"),
+            rec.dispatches_of("batchnorm_stat_sums"),
+        );
+        rec.finish().unwrap();
+        block.clear_saved();
+        if training {
+            // Maps: the input and layers 1..3's outputs; second BNs: one a layer.
+            assert_eq!((given, sums), (layers, 2 * (1 + (layers - 1) + layers)));
+        } else {
+            assert_eq!((given, sums), (0, 0));
+        }
+    }
+}
+
 /// `relu_backward_into` is the backward of relu(bn(x)) with the ReLU's mask recomputed from
 /// the saved statistics: what masking the gradient by the kept output and running the plain
 /// backward gives, bit for bit, on a view and in both modes — and not what the unmasked

@@ -240,8 +240,12 @@ impl Recording<'_> {
         }
         self.dispatches += 1;
         self.cost += cost;
-        if !self.entries.contains(&entry) {
-            self.entries.push(entry);
+        match self.entries.iter().position(|e| *e == entry) {
+            Some(i) => self.entry_dispatches[i] += 1,
+            None => {
+                self.entries.push(entry);
+                self.entry_dispatches.push(1);
+            }
         }
         Ok(())
     }

@@ -49,7 +49,9 @@ pub struct Recording<'g> {
     /// Choices that layers above make per recording (the conv kernel family), one value per
     /// type: the recording does not know what they are.
     options: Vec<Box<dyn std::any::Any + Send>>,
+    /// The kernels (entry points) recorded, in order of first use, and the dispatches of each.
     entries: Vec<&'static str>,
+    entry_dispatches: Vec<usize>,
     /// Every buffer the recorded dispatches bind, once per (buffer, access), held until
     /// submission (see `Use`).
     uses: Vec<Use>,
@@ -128,6 +130,7 @@ impl<'g> Recording<'g> {
             passes: 0,
             options: Vec::new(),
             entries: Vec::new(),
+            entry_dispatches: Vec::new(),
             uses: Vec::new(),
             use_set: Default::default(),
         }
@@ -173,6 +176,14 @@ impl<'g> Recording<'g> {
     /// The kernels (entry points) recorded so far, each once, in order of first use.
     pub fn kernels(&self) -> &[&'static str] {
         &self.entries
+    }
+
+    /// How many dispatches of the kernel `entry` (an entry point's name) have been recorded.
+    pub fn dispatches_of(&self, entry: &str) -> usize {
+        self.entries
+            .iter()
+            .position(|e| *e == entry)
+            .map_or(0, |i| self.entry_dispatches[i])
     }
 
     /// How many kernel dispatches have been recorded.

@@ -28,15 +28,9 @@ impl BatchNorm2d {
         crate::ops::no_overlap("batchnorm", out, x)?;
         let gpu = rec.gpu();
         check_bindable(gpu, &[x, out])?;
-        let [n, c, h, w] = x.shape();
-        if training && n * h * w < 2 {
-            return Err(Error::param(
-                "batchnorm",
-                format!(
-                    "training needs more than one value per channel (input {:?}), as PyTorch does: use eval mode or a larger batch",
-                    x.shape()
-                ),
-            ));
+        let c = x.shape()[1];
+        if training {
+            check_trainable(x)?;
         }
         let chan = Tensor::zeros(gpu, [CHAN_ROWS, c, 1, 1], Purpose::Scratch)?;
         let (x, out) = (rebase(gpu, x), rebase(gpu, out));

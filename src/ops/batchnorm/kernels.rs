@@ -36,6 +36,21 @@ pub(crate) const FINISH_STATS: KernelSpec = KernelSpec::new(
         (7, Write),
         (8, Write),
         (9, Write),
+        (12, Write),
+    ],
+);
+/// `batchnorm_finish_given`: a block's table of feature-map statistics → channel state (and
+/// the running statistics), no reduction.
+pub(crate) const FINISH_GIVEN: KernelSpec = KernelSpec::new(
+    BATCHNORM,
+    "batchnorm_finish_given",
+    &[
+        (5, Write),
+        (6, Write),
+        (7, Write),
+        (8, Write),
+        (9, Write),
+        (12, Write),
     ],
 );
 /// `batchnorm_finish_grads`: partials → weight and bias gradients, channel coefficients.
@@ -59,10 +74,11 @@ pub(crate) const BACKWARD_INPUT: KernelSpec = KernelSpec::new(
 
 /// Every BatchNorm kernel (the binding test checks them).
 #[cfg(test)]
-pub(crate) const KERNELS: [&KernelSpec; 6] = [
+pub(crate) const KERNELS: [&KernelSpec; 7] = [
     &STAT_SUMS,
     &GRAD_SUMS,
     &FINISH_STATS,
+    &FINISH_GIVEN,
     &FINISH_GRADS,
     &APPLY,
     &BACKWARD_INPUT,
@@ -76,6 +92,7 @@ pub(super) const NO_ROW: u32 = u32::MAX;
 pub(super) const MODE_MEAN: u32 = 0;
 pub(super) const MODE_TRAIN: u32 = 1;
 pub(super) const MODE_EVAL: u32 = 2;
+pub(super) const MODE_STATS: u32 = 3;
 /// Elements of a channel one lane sums in a split: 64 (loops stay short on every driver),
 /// more only where the splits would pass [`MAX_LOOP`].
 pub(super) const PER_LANE: usize = 64;
@@ -112,28 +129,17 @@ pub(super) struct BnArgs {
     pub(super) accumulate: u32,
     pub(super) shift_row: u32,
     pub(super) relu: u32,
-    pub(super) _pad: [u32; 2],
+    pub(super) stats_off: u32,
+    pub(super) stats_stride: u32,
 }
 
 impl BatchNorm2d {
     /// The arguments every kernel shares for input `x` (bound as it is).
     pub(super) fn args(&self, x: &Tensor, training: bool) -> BnArgs {
-        let [n, c, h, w] = x.shape();
-        let total = n * h * w;
-        let (per_split, splits) = split_plan(total, crate::gpu::WORKGROUP_SIZE as usize);
         BnArgs {
-            n: n as u32,
-            c: c as u32,
-            hw: (h * w) as u32,
-            splits: splits as u32,
-            x_view: [x.offset_u32(), x.batch_stride_u32()],
-            per_split: per_split as u32,
-            count: total as f32,
             eps: self.eps,
             momentum: self.momentum.unwrap_or(0.0),
-            shift_row: NO_ROW,
-            mode: if training { MODE_TRAIN } else { MODE_EVAL },
-            ..Default::default()
+            ..base_args(x, training)
         }
     }
 
@@ -156,6 +162,7 @@ impl BatchNorm2d {
                 Some(read(&self.bias)),
                 Some(write(&self.running_mean)),
                 Some(write(&self.running_var)),
+                None,
             ],
             &[],
             Grid::Threads(c),
@@ -165,6 +172,42 @@ impl BatchNorm2d {
             },
         )
     }
+}
+
+/// The arguments every kernel shares for input `x` (bound as it is), without a BatchNorm's
+/// own `eps` and `momentum`.
+pub(super) fn base_args(x: &Tensor, training: bool) -> BnArgs {
+    let [n, c, h, w] = x.shape();
+    let total = n * h * w;
+    let (per_split, splits) = split_plan(total, crate::gpu::WORKGROUP_SIZE as usize);
+    BnArgs {
+        n: n as u32,
+        c: c as u32,
+        hw: (h * w) as u32,
+        splits: splits as u32,
+        x_view: [x.offset_u32(), x.batch_stride_u32()],
+        per_split: per_split as u32,
+        count: total as f32,
+        shift_row: NO_ROW,
+        mode: if training { MODE_TRAIN } else { MODE_EVAL },
+        ..Default::default()
+    }
+}
+
+/// Fails unless `x` has more than one value a channel (batch statistics need two; PyTorch
+/// refuses it too).
+pub(super) fn check_trainable(x: &Tensor) -> Result<()> {
+    let [n, _, h, w] = x.shape();
+    if n * h * w < 2 {
+        return Err(crate::error::Error::param(
+            "batchnorm",
+            format!(
+                "training needs more than one value per channel (input {:?}), as PyTorch does: use eval mode or a larger batch",
+                x.shape()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Fails unless every tensor fits one binding (BatchNorm's reductions span the batch).

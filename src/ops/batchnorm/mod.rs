@@ -19,6 +19,9 @@
 mod backward;
 mod forward;
 mod kernels;
+mod statistics;
+
+pub use statistics::batch_statistics_into;
 
 use crate::error::{Error, Result};
 use crate::memory::Purpose;

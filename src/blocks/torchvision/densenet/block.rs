@@ -5,7 +5,7 @@ use super::unit::{NormReluConv, UnitSaved};
 use crate::blocks::Init;
 use crate::error::{Error, Result};
 use crate::memory::Purpose;
-use crate::ops::batchnorm::BatchNorm2d;
+use crate::ops::batchnorm::{batch_statistics_into, BatchNorm2d};
 use crate::ops::concat::copy_view;
 use crate::record::Recording;
 use crate::tensor::Tensor;
@@ -207,24 +207,47 @@ impl TorchDenseBlock {
             Purpose::Activation,
         )?;
         copy_view(rec, x, &features.channels(0..c)?, false)?;
+        // In training every layer's first BN reads every earlier feature map, whose batch
+        // statistics are the same for all of them: a table of every map's, each computed
+        // once, as the map is written. (Before the reservation below, so it takes a small
+        // buffer of its own.)
+        let table = match training {
+            true => Some(rec.scratch_tensor([2, self.out_channels(), 1, 1])?),
+            false => None,
+        };
+        if let Some(table) = &table {
+            batch_statistics_into(rec, &features.channels(0..c)?, table, 0)?;
+        }
         let keep = self.strategy == ConcatStrategy::Naive;
         if !keep {
             // The normalised copies, one at a time: the widest once, not every size.
             rec.reserve_scratch(&[self.widest_scratch_bytes(n * h * w)])?;
         }
-        let mut saved = Vec::with_capacity(self.layers.len());
+        let depth = self.layers.len();
+        let mut saved = Vec::with_capacity(depth);
         for (i, layer) in self.layers.iter_mut().enumerate() {
             let reads = c + i * self.growth;
             let input = features.channels(0..reads)?;
-            let (bottleneck, s1) = layer
-                .bottleneck
-                .forward(rec, &input, None, training, keep)?;
+            let (bottleneck, s1) = layer.bottleneck.forward(
+                rec,
+                &input,
+                None,
+                training,
+                keep,
+                table.as_ref().map(|t| (t, 0)),
+            )?;
             let bottleneck = bottleneck.expect("a new tensor");
             let out = features.channels(reads..reads + self.growth)?;
             let (_, s2) = layer
                 .grow
-                .forward(rec, &bottleneck, Some(&out), training, keep)?;
+                .forward(rec, &bottleneck, Some(&out), training, keep, None)?;
             saved.push((s1, bottleneck, s2));
+            if let Some(table) = table.as_ref().filter(|_| i + 1 < depth) {
+                batch_statistics_into(rec, &out, table, reads)?;
+            }
+        }
+        if let Some(table) = table {
+            rec.scratch_done(table);
         }
         self.saved = Some(DenseSaved {
             features: features.clone(),
@@ -427,7 +450,8 @@ impl DenseBcShape {
     /// scratch tensor (the last layer's input, or a bottleneck if that is wider) and one a
     /// bottleneck wide (its gradient); in `Naive`, one more of the widest (the gradient at
     /// the kept copy, and the same masked) — and in both, each BatchNorm's saved
-    /// statistics. Kernels' staging comes on top of it.
+    /// statistics and (in training) the table of every feature map's batch statistics.
+    /// Kernels' staging comes on top of it.
     pub fn analytic_scratch_bytes(&self, strategy: ConcatStrategy) -> u64 {
         let DenseBcShape {
             in_channels: c0,
@@ -444,9 +468,12 @@ impl DenseBcShape {
             .map(|i| BatchNorm2d::saved_bytes(c0 + i * k) + BatchNorm2d::saved_bytes(wide))
             .sum();
         let bottleneck = 4 * (wide * n * h * w) as u64;
+        // The table of every feature map's batch statistics (two numbers a channel), a
+        // scratch tensor: rounded up to a power of two.
+        let table = (8 * (c0 + layers * k) as u64).next_power_of_two().max(16);
         match strategy {
-            ConcatStrategy::Shared => widest + bottleneck + stats,
-            ConcatStrategy::Naive => 2 * widest + bottleneck + stats,
+            ConcatStrategy::Shared => widest + bottleneck + stats + table,
+            ConcatStrategy::Naive => 2 * widest + bottleneck + stats + table,
         }
     }
 }

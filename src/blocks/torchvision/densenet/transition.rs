@@ -40,7 +40,7 @@ impl TorchTransition {
                 "the previous forward's state is still saved: run backward (or clear_saved) first",
             ));
         }
-        let (conv_out, saved) = self.unit.forward(rec, x, None, training, true)?;
+        let (conv_out, saved) = self.unit.forward(rec, x, None, training, true, None)?;
         let conv_out = conv_out.expect("a new tensor");
         let out = avg_pool2d(rec, &conv_out, 2, 2)?;
         self.saved = Some((saved, conv_out));

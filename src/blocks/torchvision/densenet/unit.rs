@@ -105,7 +105,9 @@ impl NormReluConv {
     /// conv(relu(bn(x))) into `out` (a view is fine), or into a new tensor. With `keep` the
     /// normalised input is kept for backward; without, it lives in scratch only while the
     /// conv reads it (the BN's output before ReLU, which the conv applies as it loads), and
-    /// backward applies the saved statistics again.
+    /// backward applies the saved statistics again. `stats`: in training, a table that holds
+    /// the batch statistics of `x`'s channels from a column on (computed once for every unit
+    /// that reads them: `batch_statistics_into`), so the BN finishes without reducing.
     pub(super) fn forward(
         &mut self,
         rec: &mut Recording<'_>,
@@ -113,6 +115,7 @@ impl NormReluConv {
         out: Option<&Tensor>,
         training: bool,
         keep: bool,
+        stats: Option<(&Tensor, usize)>,
     ) -> Result<(Option<Tensor>, UnitSaved)> {
         let (activated, fusion) = if keep {
             let t = Tensor::zeros(rec.gpu(), x.shape(), Purpose::Activation)?;
@@ -125,7 +128,12 @@ impl NormReluConv {
             };
             (t, relu_on_load)
         };
-        let bn = self.bn.forward_into(rec, x, &activated, training, keep)?;
+        let bn = match stats {
+            Some(table) if training => self
+                .bn
+                .forward_with_statistics_into(rec, x, table, &activated, keep)?,
+            _ => self.bn.forward_into(rec, x, &activated, training, keep)?,
+        };
         // Into the caller's view, or into a new tensor.
         let fresh = match out {
             Some(_) => None,
