@@ -8,9 +8,11 @@
 //! concatenation copy; and by default no normalised copy either (`ConcatStrategy::Shared`,
 //! on [`TorchDenseBlock`]).
 
+mod analytic;
 mod block;
 mod transition;
 mod unit;
 
-pub use block::{DenseBcShape, TorchDenseBlock};
+pub use analytic::DenseBcShape;
+pub use block::TorchDenseBlock;
 pub use transition::TorchTransition;
