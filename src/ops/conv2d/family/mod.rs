@@ -68,15 +68,15 @@ impl ConvKernels {
     /// layers on big GPUs.
     pub const PIXEL: ConvKernels = ConvKernels(Some("pixel"));
     /// Implicit GEMM tiled in workgroup memory (tiles and weight loaders measured as
-    /// variants on GPUs), a split-K weight gradient: the shape fp32 convolution takes on a
-    /// GPU.
+    /// variants on GPUs), a split-K weight gradient (tile and split factor measured): the
+    /// shape fp32 convolution takes on a GPU.
     pub const GEMM: ConvKernels = ConvKernels(Some("gemm"));
     /// Register-blocked with both operands staged in `rgba32float` textures: what a CPU
     /// adapter (lavapipe) runs fastest.
     pub const TEXTURE: ConvKernels = ConvKernels(Some("texture"));
-    /// Winograd F(4×4, 3×3), F(2×2, 3×3) a measured variant: 3 × 3 stride-1 forwards and
-    /// input gradients in a quarter of the multiplies (weight gradients run on the next
-    /// family).
+    /// Winograd F(2×2, 3×3) for 3 × 3 stride-1 forwards and input gradients (4/9 of the
+    /// multiplies; weight gradients run on the next family); F(4×4, 3×3), a quarter of them,
+    /// is a variant only a forced choice takes (its rounding through BatchNorm).
     pub const WINOGRAD: ConvKernels = ConvKernels(Some("winograd"));
 
     /// Every family of the registry, in its order.
