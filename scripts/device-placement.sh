@@ -14,7 +14,9 @@
 # Here, first: cargo build --release (and the Vulkan loaders in .gl/, as for device-bench.sh)
 # Then:        run(command="bash scripts/device-placement.sh", carry=[".gl", "target/release/skipgrad"])
 # Environment: OUT (default out/device), SKIPGRAD_BIN (default target/release/skipgrad),
-# BATCHES (default "32 64"), QUICK=1 (batch 1 and 2: a dry run on a CPU adapter).
+# BATCHES (default "32 64"; "40 48" find where between 98 and 196 MiB a tensor turns slow:
+# 123 and 147 MiB inputs), SETUPS (default all four), QUICK=1 (batch 1 and 2: a dry run on a
+# CPU adapter).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-out/device}"
@@ -35,7 +37,7 @@ export SKIPGRAD_CACHE_DIR="$(mktemp -d)"
 LOGS="$(mktemp -d)"
 SUMMARY="$OUT/placement.txt"
 : > "$SUMMARY"
-for setup in default align2 memory-usage memory-usage+align2; do
+for setup in ${SETUPS:-default align2 memory-usage memory-usage+align2}; do
     hints=performance align=""
     case $setup in memory-usage*) hints=memory-usage ;; esac
     case $setup in *align2) align=2 ;; esac
