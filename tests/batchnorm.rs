@@ -266,6 +266,12 @@ fn statistics_computed_once_give_what_each_batchnorm_computes() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("[2, C, 1, 1]"), "{e}");
+    // A table that is also the input would be overwritten while it is read.
+    let table = Tensor::zeros(gpu(), [2, 6, 1, 1], Purpose::Scratch).unwrap();
+    let e = batch_statistics_into(&mut rec, &table.channels(0..1).unwrap(), &table, 0)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("overlap"), "{e}");
 }
 
 /// A DenseNet-BC block in training computes each feature map's batch statistics once: the

@@ -74,19 +74,25 @@ impl Recording<'_> {
             .try_fold(1usize, |n, &d| n.checked_mul(d))
             .ok_or_else(|| Error::shape("scratch", format!("{shape:?} has too many elements")))?;
         let bytes = (4 * elements as u64).max(16);
-        let size = |b: &Arc<GpuBuffer>| b.account.bytes;
-        let buf = match best_fit(&self.free_buffers, |b| size(b) >= bytes, size) {
-            Some(i) => self.free_buffers.swap_remove(i),
-            None => match self.gpu.pooled_buffer(bytes) {
-                Some(b) => b,
-                None => {
-                    let (max_binding, _) = self.gpu.binding_limits();
-                    let rounded = bytes.next_power_of_two().min(max_binding).max(bytes);
-                    Arc::new(self.gpu.alloc_storage(rounded, Purpose::Scratch)?)
-                }
-            },
+        let buf = match self.free_scratch_buffer(bytes) {
+            Some(b) => b,
+            None => {
+                let (max_binding, _) = self.gpu.binding_limits();
+                let rounded = bytes.next_power_of_two().min(max_binding).max(bytes);
+                Arc::new(self.gpu.alloc_storage(rounded, Purpose::Scratch)?)
+            }
         };
         Ok(Tensor::over(buf, shape))
+    }
+
+    /// The smallest free scratch buffer of at least `bytes`: this recording's, else the
+    /// `Gpu`'s pool's.
+    fn free_scratch_buffer(&mut self, bytes: u64) -> Option<Arc<GpuBuffer>> {
+        let size = |b: &Arc<GpuBuffer>| b.account.bytes;
+        match best_fit(&self.free_buffers, |b| size(b) >= bytes, size) {
+            Some(i) => Some(self.free_buffers.swap_remove(i)),
+            None => self.gpu.pooled_buffer(bytes),
+        }
     }
 
     /// Makes sure this recording has free scratch buffers of at least these sizes in bytes
@@ -97,13 +103,9 @@ impl Recording<'_> {
         let mut taken = Vec::new();
         for &bytes in sizes {
             let bytes = bytes.max(16);
-            let size = |b: &Arc<GpuBuffer>| b.account.bytes;
-            let buf = match best_fit(&self.free_buffers, |b| size(b) >= bytes, size) {
-                Some(i) => self.free_buffers.swap_remove(i),
-                None => match self.gpu.pooled_buffer(bytes) {
-                    Some(b) => b,
-                    None => Arc::new(self.gpu.alloc_storage(bytes, Purpose::Scratch)?),
-                },
+            let buf = match self.free_scratch_buffer(bytes) {
+                Some(b) => b,
+                None => Arc::new(self.gpu.alloc_storage(bytes, Purpose::Scratch)?),
             };
             taken.push(buf);
         }

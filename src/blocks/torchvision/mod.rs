@@ -75,6 +75,18 @@ macro_rules! torchvision_module {
 
 torchvision_module!(ResNetLayer, TorchDenseBlock, TorchTransition);
 
+/// Refuses a forward while the last one's state is saved: a backward meant for the first
+/// input would otherwise differentiate the second.
+fn nothing_saved<T>(saved: &Option<T>, op: &'static str) -> Result<()> {
+    match saved {
+        Some(_) => Err(crate::error::Error::param(
+            op,
+            "the previous forward's state is still saved: run backward (or clear_saved) first",
+        )),
+        None => Ok(()),
+    }
+}
+
 /// `bn`'s backward (of a forward that read `x` and saved `saved`): `grad_x` (=|+= by
 /// `accumulate`), and its weight and bias gradients in new tensors (zeroed first, so adding
 /// to them is the same as writing). With `relu`, `grad_out` is the gradient after a ReLU

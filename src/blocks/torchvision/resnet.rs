@@ -222,12 +222,7 @@ impl ResNetBlock {
         x: &Tensor,
         training: bool,
     ) -> Result<Tensor> {
-        if self.saved.is_some() {
-            return Err(Error::param(
-                "torchvision block",
-                "the previous forward's state is still saved: run backward (or clear_saved) first",
-            ));
-        }
+        super::nothing_saved(&self.saved, "torchvision block")?;
         let mut stages = Vec::with_capacity(self.stages.len());
         let mut h = x.clone();
         for stage in &mut self.stages {

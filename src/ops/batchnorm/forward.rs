@@ -42,22 +42,19 @@ impl BatchNorm2d {
                 Some(m) => m,
                 None => 1.0 / self.num_batches_tracked as f32,
             };
-            let partials = partials(rec, &args)?;
             // Pass 1: the mean; pass 2: the deviations from it, then the statistics.
-            args.shift_row = NO_ROW;
-            launch_sums(rec, &STAT_SUMS, &args, &x, None, &partials, &chan)?;
-            args.mode = MODE_MEAN;
-            self.launch_finish_stats(rec, &args, &partials, &chan)?;
-            args.shift_row = MEAN_ROW;
-            launch_sums(rec, &STAT_SUMS, &args, &x, None, &partials, &chan)?;
-            args.mode = MODE_TRAIN;
-            self.launch_finish_stats(rec, &args, &partials, &chan)?;
-            rec.scratch_done(partials);
+            launch_two_pass_statistics(
+                rec,
+                &mut args,
+                &x,
+                &chan,
+                (MODE_TRAIN, FinishInto::Module(self)),
+            )?;
         } else {
             args.mode = MODE_EVAL;
             // No partial sums in eval: a token binding.
             let none = rec.scratch_tensor([1, 1, 1, 1])?;
-            self.launch_finish_stats(rec, &args, &none, &chan)?;
+            launch_finish_stats(rec, &args, &none, &chan, FinishInto::Module(self))?;
             rec.scratch_done(none);
         }
         args.relu = relu as u32;

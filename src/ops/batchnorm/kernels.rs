@@ -142,36 +142,6 @@ impl BatchNorm2d {
             ..base_args(x, training)
         }
     }
-
-    /// One thread per channel: the statistics (or the running ones) into `chan`.
-    pub(super) fn launch_finish_stats(
-        &self,
-        rec: &mut Recording<'_>,
-        args: &BnArgs,
-        partials: &Tensor,
-        chan: &Tensor,
-    ) -> Result<()> {
-        let c = self.channels() as u64;
-        rec.launch(
-            &FINISH_STATS,
-            &[bytemuck::bytes_of(args)],
-            &[
-                Some(read(partials)),
-                Some(write(chan)),
-                Some(read(&self.weight)),
-                Some(read(&self.bias)),
-                Some(write(&self.running_mean)),
-                Some(write(&self.running_var)),
-                None,
-            ],
-            &[],
-            Grid::Threads(c),
-            Cost {
-                flops: 2 * c * args.splits as u64,
-                bytes: 4 * c * (2 * args.splits as u64 + 8),
-            },
-        )
-    }
 }
 
 /// The arguments every kernel shares for input `x` (bound as it is), without a BatchNorm's
@@ -192,6 +162,83 @@ pub(super) fn base_args(x: &Tensor, training: bool) -> BnArgs {
         mode: if training { MODE_TRAIN } else { MODE_EVAL },
         ..Default::default()
     }
+}
+
+/// What `batchnorm_finish_stats` writes besides the channel state: a BatchNorm's running
+/// statistics (reading its weight and bias), or a block's table of feature-map statistics.
+#[derive(Clone, Copy)]
+pub(super) enum FinishInto<'a> {
+    /// The module's own: `chan`'s scale and shift, the running statistics moved.
+    Module(&'a BatchNorm2d),
+    /// The statistics alone, into a [2, C] table (`MODE_STATS`); no module bound.
+    Table(&'a Tensor),
+}
+
+/// One thread per channel: `batchnorm_finish_stats` in `args.mode`, from `partials` into
+/// `chan` and what `into` names.
+pub(super) fn launch_finish_stats(
+    rec: &mut Recording<'_>,
+    args: &BnArgs,
+    partials: &Tensor,
+    chan: &Tensor,
+    into: FinishInto<'_>,
+) -> Result<()> {
+    let c = args.c as u64;
+    let (module, table) = match into {
+        FinishInto::Module(bn) => (
+            [
+                Some(read(&bn.weight)),
+                Some(read(&bn.bias)),
+                Some(write(&bn.running_mean)),
+                Some(write(&bn.running_var)),
+            ],
+            None,
+        ),
+        FinishInto::Table(t) => ([None, None, None, None], Some(write(t))),
+    };
+    let [weight, bias, running_mean, running_var] = module;
+    rec.launch(
+        &FINISH_STATS,
+        &[bytemuck::bytes_of(args)],
+        &[
+            Some(read(partials)),
+            Some(write(chan)),
+            weight,
+            bias,
+            running_mean,
+            running_var,
+            table,
+        ],
+        &[],
+        Grid::Threads(c),
+        Cost {
+            flops: 2 * c * args.splits as u64,
+            bytes: 4 * c * (2 * args.splits as u64 + 8),
+        },
+    )
+}
+
+/// A training forward's statistics of `x`, the corrected two-pass sum: the mean into
+/// `chan`, then the deviations from it, finished in `last_mode` (`MODE_TRAIN` into a
+/// module's state, `MODE_STATS` into a table). The partial sums live in scratch.
+pub(super) fn launch_two_pass_statistics(
+    rec: &mut Recording<'_>,
+    args: &mut BnArgs,
+    x: &Tensor,
+    chan: &Tensor,
+    (last_mode, into): (u32, FinishInto<'_>),
+) -> Result<()> {
+    let partials = partials(rec, args)?;
+    args.shift_row = NO_ROW;
+    launch_sums(rec, &STAT_SUMS, args, x, None, &partials, chan)?;
+    args.mode = MODE_MEAN;
+    launch_finish_stats(rec, args, &partials, chan, into)?;
+    args.shift_row = MEAN_ROW;
+    launch_sums(rec, &STAT_SUMS, args, x, None, &partials, chan)?;
+    args.mode = last_mode;
+    launch_finish_stats(rec, args, &partials, chan, into)?;
+    rec.scratch_done(partials);
+    Ok(())
 }
 
 /// Fails unless `x` has more than one value a channel (batch statistics need two; PyTorch

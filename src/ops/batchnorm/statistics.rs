@@ -53,6 +53,7 @@ pub fn batch_statistics_into(
     let c = x.shape()[1];
     let width = check_table(stats, offset, c)?;
     check_trainable(x)?;
+    crate::ops::no_overlap("batch statistics", stats, x)?;
     let gpu = rec.gpu();
     check_bindable(gpu, &[x])?;
     let x = rebase(gpu, x);
@@ -61,49 +62,15 @@ pub fn batch_statistics_into(
     args.stats_stride = width as u32;
     // The first pass's mean, the shift of the second, lives in a channel state of its own.
     let chan = rec.scratch_tensor([CHAN_ROWS, c, 1, 1])?;
-    let partials = partials(rec, &args)?;
-    args.shift_row = NO_ROW;
-    launch_sums(rec, &STAT_SUMS, &args, &x, None, &partials, &chan)?;
-    args.mode = MODE_MEAN;
-    launch_stats_finish(rec, &args, &partials, &chan, stats)?;
-    args.shift_row = MEAN_ROW;
-    launch_sums(rec, &STAT_SUMS, &args, &x, None, &partials, &chan)?;
-    args.mode = MODE_STATS;
-    launch_stats_finish(rec, &args, &partials, &chan, stats)?;
-    rec.scratch_done(partials);
+    launch_two_pass_statistics(
+        rec,
+        &mut args,
+        &x,
+        &chan,
+        (MODE_STATS, FinishInto::Table(stats)),
+    )?;
     rec.scratch_done(chan);
     Ok(())
-}
-
-/// `batchnorm_finish_stats` without a BatchNorm (its weight, bias and running statistics
-/// unbound): the first pass's mean, or the statistics into the table.
-fn launch_stats_finish(
-    rec: &mut Recording<'_>,
-    args: &BnArgs,
-    partials: &Tensor,
-    chan: &Tensor,
-    stats: &Tensor,
-) -> Result<()> {
-    let c = args.c as u64;
-    rec.launch(
-        &FINISH_STATS,
-        &[bytemuck::bytes_of(args)],
-        &[
-            Some(read(partials)),
-            Some(write(chan)),
-            None,
-            None,
-            None,
-            None,
-            Some(write(stats)),
-        ],
-        &[],
-        Grid::Threads(c),
-        Cost {
-            flops: 2 * c * args.splits as u64,
-            bytes: 4 * c * (2 * args.splits as u64 + 4),
-        },
-    )
 }
 
 impl BatchNorm2d {
@@ -124,6 +91,7 @@ impl BatchNorm2d {
         self.check_input("the input", x)?;
         same_shape("batchnorm", "input and output", x, out)?;
         crate::ops::no_overlap("batchnorm", out, x)?;
+        crate::ops::no_overlap("batchnorm", out, stats)?;
         let c = x.shape()[1];
         let width = check_table(stats, offset, c)?;
         check_trainable(x)?;

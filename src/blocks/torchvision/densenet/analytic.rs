@@ -75,6 +75,24 @@ impl DenseBcShape {
         }
     }
 
+    /// The scratch buffers the block reserves (`Recording::reserve_scratch`), in bytes: for
+    /// the forward (`Shared`: the widest normalised input, one at a time; `Naive` keeps its
+    /// copies as activations) and for the backward (a layer holds its bottleneck's gradient
+    /// and one input-wide tensor in `Shared` — the normalised input, then the gradient at it
+    /// — two in `Naive`: the gradient at the kept copy, and the same masked). The widest is
+    /// the last layer's input, or a bottleneck if that is wider.
+    pub(super) fn reserved_scratch(&self, strategy: ConcatStrategy) -> (Vec<u64>, Vec<u64>) {
+        let pixels = self.batch * self.height * self.width;
+        let wide = self.bn_size * self.growth;
+        let last_input = self.in_channels + (self.layers - 1) * self.growth;
+        let widest = 4 * (last_input.max(wide) * pixels) as u64;
+        let bottleneck = 4 * (wide * pixels) as u64;
+        match strategy {
+            ConcatStrategy::Shared => (vec![widest], vec![widest, bottleneck]),
+            ConcatStrategy::Naive => (vec![], vec![widest, widest, bottleneck]),
+        }
+    }
+
     /// The block's own scratch at its peak: in `Shared`, one buffer as wide as its widest
     /// scratch tensor (the last layer's input, or a bottleneck if that is wider) and one a
     /// bottleneck wide (its gradient); in `Naive`, one more of the widest (the gradient at
@@ -82,27 +100,16 @@ impl DenseBcShape {
     /// statistics and (in training) the table of every feature map's batch statistics.
     /// Kernels' staging comes on top of it.
     pub fn analytic_scratch_bytes(&self, strategy: ConcatStrategy) -> u64 {
-        let DenseBcShape {
-            in_channels: c0,
-            growth: k,
-            bn_size,
-            layers,
-            batch: n,
-            height: h,
-            width: w,
-        } = *self;
-        let wide = bn_size * k;
-        let widest = 4 * ((c0 + (layers - 1) * k).max(wide) * n * h * w) as u64;
+        let (c0, k, layers) = (self.in_channels, self.growth, self.layers);
+        let wide = self.bn_size * k;
         let stats: u64 = (0..layers)
             .map(|i| BatchNorm2d::saved_bytes(c0 + i * k) + BatchNorm2d::saved_bytes(wide))
             .sum();
-        let bottleneck = 4 * (wide * n * h * w) as u64;
         // The table of every feature map's batch statistics (two numbers a channel), a
         // scratch tensor: rounded up to a power of two.
         let table = (8 * (c0 + layers * k) as u64).next_power_of_two().max(16);
-        match strategy {
-            ConcatStrategy::Shared => widest + bottleneck + stats + table,
-            ConcatStrategy::Naive => 2 * widest + bottleneck + stats + table,
-        }
+        // The forward's reservation serves the backward too (one recording, or the pool).
+        let (_, backward) = self.reserved_scratch(strategy);
+        backward.iter().sum::<u64>() + stats + table
     }
 }

@@ -2,6 +2,7 @@
 
 use super::super::super::BlockGrads;
 use super::unit::{NormReluConv, UnitSaved};
+use super::DenseBcShape;
 use crate::blocks::Init;
 use crate::error::{Error, Result};
 use crate::memory::Purpose;
@@ -150,12 +151,19 @@ impl TorchDenseBlock {
         })
     }
 
-    /// Bytes of the widest tensor a layer puts in scratch: its input (every earlier feature
-    /// map) or its bottleneck, over `pixels` = N·H·W.
-    fn widest_scratch_bytes(&self, pixels: usize) -> u64 {
-        let last = &self.layers[self.layers.len() - 1];
-        let widest = last.bottleneck.bn.channels().max(last.grow.bn.channels());
-        4 * (widest * pixels) as u64
+    /// Its shape on an input of `n` images of `h` × `w`: what its memory is counted from.
+    fn shape(&self, n: usize, h: usize, w: usize) -> DenseBcShape {
+        DenseBcShape {
+            in_channels: self.in_channels,
+            growth: self.growth,
+            // torchvision's bottleneck is bn_size · growth wide; a loaded one of another
+            // width is counted at the next multiple (reserving no less than it needs).
+            bn_size: self.layers[0].grow.bn.channels().div_ceil(self.growth),
+            layers: self.layers.len(),
+            batch: n,
+            height: h,
+            width: w,
+        }
     }
 
     /// Forgets what the last forward saved (so another forward may run without a backward).
@@ -195,12 +203,7 @@ impl TorchDenseBlock {
                 ),
             ));
         }
-        if self.saved.is_some() {
-            return Err(Error::param(
-                "dense block",
-                "the previous forward's state is still saved: run backward (or clear_saved) first",
-            ));
-        }
+        super::super::nothing_saved(&self.saved, "dense block")?;
         let features = Tensor::zeros(
             rec.gpu(),
             [n, self.out_channels(), h, w],
@@ -219,10 +222,9 @@ impl TorchDenseBlock {
             batch_statistics_into(rec, &features.channels(0..c)?, table, 0)?;
         }
         let keep = self.strategy == ConcatStrategy::Naive;
-        if !keep {
-            // The normalised copies, one at a time: the widest once, not every size.
-            rec.reserve_scratch(&[self.widest_scratch_bytes(n * h * w)])?;
-        }
+        // Shared's normalised inputs, one at a time: the widest once, not every size.
+        let (forward_scratch, _) = self.shape(n, h, w).reserved_scratch(self.strategy);
+        rec.reserve_scratch(&forward_scratch)?;
         let depth = self.layers.len();
         let mut saved = Vec::with_capacity(depth);
         for (i, layer) in self.layers.iter_mut().enumerate() {
@@ -277,19 +279,10 @@ impl TorchDenseBlock {
         // the maps it read.
         let grads = Tensor::zeros(rec.gpu(), grad_y.shape(), Purpose::Gradient)?;
         copy_view(rec, grad_y, &grads, false)?;
-        // A layer's backward holds its bottleneck's gradient and one input-wide tensor in
-        // Shared (the normalised input, then the gradient at it), two in Naive (the gradient
-        // at the normalised copy, and masked).
+        // What a layer's backward holds at once, reserved at its size (see the shape's).
         let [n, _, h, w] = grad_y.shape();
-        let pixels = n * h * w;
-        let (widest, bottleneck) = (
-            self.widest_scratch_bytes(pixels),
-            4 * (self.layers[0].grow.bn.channels() * pixels) as u64,
-        );
-        match self.strategy {
-            ConcatStrategy::Shared => rec.reserve_scratch(&[widest, bottleneck])?,
-            ConcatStrategy::Naive => rec.reserve_scratch(&[widest, widest, bottleneck])?,
-        }
+        let (_, backward_scratch) = self.shape(n, h, w).reserved_scratch(self.strategy);
+        rec.reserve_scratch(&backward_scratch)?;
         let mut params = Vec::new();
         for (i, layer) in self.layers.iter().enumerate().rev() {
             let (s1, bottleneck, s2) = &saved.layers[i];

@@ -34,12 +34,7 @@ impl TorchTransition {
         x: &Tensor,
         training: bool,
     ) -> Result<Tensor> {
-        if self.saved.is_some() {
-            return Err(Error::param(
-                "transition",
-                "the previous forward's state is still saved: run backward (or clear_saved) first",
-            ));
-        }
+        super::super::nothing_saved(&self.saved, "transition")?;
         let (conv_out, saved) = self.unit.forward(rec, x, None, training, true, None)?;
         let conv_out = conv_out.expect("a new tensor");
         let out = avg_pool2d(rec, &conv_out, 2, 2)?;
