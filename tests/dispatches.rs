@@ -181,3 +181,73 @@ fn the_tuner_measures_the_bias_on_look_alikes() {
         );
     }
 }
+
+/// Under the CPU policy (lavapipe's by default) the rule runs a 3×3 stride-1 conv's forward
+/// and input gradient on the Winograd family (F(2×2)) from 64 channels in and out and 300
+/// MFLOP a pass, where it measured faster than the texture family (benches/NOTES.md, v29),
+/// and on the texture family below either and for every weight gradient; the oracle's
+/// numbers either way.
+#[test]
+fn the_cpu_rule_takes_winograd_from_64_channels() {
+    let gpu = Gpu::with_options(&skipgrad::GpuOptions {
+        backend: std::env::var("SKIPGRAD_BACKEND").ok(),
+        policy: Some(skipgrad::AdapterPolicy::Cpu),
+        ..Default::default()
+    })
+    .expect("an adapter under the CPU policy");
+    let family = |ran: &[&str], f: ConvKernels| ran.iter().any(|k| common::family_of(k) == Some(f));
+    // 453, 75 and 9 MFLOP a pass.
+    for (xs, winograd) in [
+        ([6, 64, 32, 32], true),
+        ([4, 32, 32, 32], false),
+        ([2, 64, 8, 8], false),
+    ] {
+        let what = format!("{xs:?}");
+        let c = xs[1];
+        let prob = Problem::new(xs, [c, c, 3, 3], Conv2dParams::new(1, 1), 23);
+        // The forward.
+        let x = Tensor::from_slice(&gpu, prob.xs, &prob.x, Purpose::Activation).unwrap();
+        let w = Tensor::from_slice(&gpu, prob.ws, &prob.w, Purpose::Parameter).unwrap();
+        let mut rec = Recording::new(&gpu);
+        let y = skipgrad::ops::conv2d::conv2d(&mut rec, &x, &w, None, &prob.p).unwrap();
+        let ran = rec.kernels().to_vec();
+        rec.finish().unwrap();
+        assert_eq!(
+            family(&ran, ConvKernels::WINOGRAD),
+            winograd,
+            "{what}: {ran:?}"
+        );
+        assert_eq!(
+            family(&ran, ConvKernels::TEXTURE),
+            !winograd,
+            "{what}: {ran:?}"
+        );
+        let (want, _) = reference::conv2d(
+            &to_f64(&prob.x),
+            prob.xs,
+            &to_f64(&prob.w),
+            prob.ws,
+            None,
+            &prob.p,
+        )
+        .unwrap();
+        assert_close(&format!("{what}: y"), &y.to_vec(&gpu).unwrap(), &want, 1e-4);
+        // The gradients: the input gradient as the forward, the weight gradient on texture.
+        let (grads, _, ran) = prob.backward_on(&gpu, ConvKernels::AUTO);
+        assert_eq!(
+            family(&ran, ConvKernels::WINOGRAD),
+            winograd,
+            "{what}: {ran:?}"
+        );
+        assert!(
+            ran.contains(&"conv2d_backward_weight_texture"),
+            "{what}: {ran:?}"
+        );
+        assert_eq!(
+            ran.contains(&"conv2d_forward_texture"),
+            !winograd,
+            "{what}: {ran:?}"
+        );
+        prob.check_on(&gpu, &grads, &what);
+    }
+}

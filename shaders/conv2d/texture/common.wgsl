@@ -32,6 +32,16 @@ fn texture_step(lo: ptr<function, array<vec4<f32>, 16>>, hi: ptr<function, array
         y6 = textureLoad(x_tex, vec2<i32>(c + 14 * s, row), 0);
         y7 = textureLoad(x_tex, vec2<i32>(c + 15 * s, row), 0);
     }
+    texture_channels(lo, hi, both, wc, wr, x0, x1, x2, x3, x4, x5, x6, x7, y0, y1, y2, y3, y4, y5, y6, y7);
+}
+
+// The four input channels of a step: pixels 0..7 (x0..x7, 4 channels each) into lo and,
+// with `both`, pixels 8..15 (y0..y7) into hi, times weight rows wr .. wr+3.
+fn texture_channels(lo: ptr<function, array<vec4<f32>, 16>>, hi: ptr<function, array<vec4<f32>, 16>>, both: bool,
+                    wc: i32, wr: i32, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>,
+                    x4: vec4<f32>, x5: vec4<f32>, x6: vec4<f32>, x7: vec4<f32>,
+                    y0: vec4<f32>, y1: vec4<f32>, y2: vec4<f32>, y3: vec4<f32>,
+                    y4: vec4<f32>, y5: vec4<f32>, y6: vec4<f32>, y7: vec4<f32>) {
     texture_channel(lo, hi, both, wc, wr, vec4<f32>(x0.x, x1.x, x2.x, x3.x), vec4<f32>(x4.x, x5.x, x6.x, x7.x),
                     vec4<f32>(y0.x, y1.x, y2.x, y3.x), vec4<f32>(y4.x, y5.x, y6.x, y7.x));
     texture_channel(lo, hi, both, wc, wr + 1, vec4<f32>(x0.y, x1.y, x2.y, x3.y), vec4<f32>(x4.y, x5.y, x6.y, x7.y),

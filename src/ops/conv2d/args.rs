@@ -213,8 +213,18 @@ pub(crate) fn narrow_input(channels: usize) -> bool {
 /// Whether the 8×8 kernels may store whole blocks as vec4s into `out` (and read `mask` so):
 /// rows of whole blocks, and views whose elements start 4-aligned.
 pub(crate) fn vec4_stores(out: &Tensor, mask: Option<&Tensor>) -> bool {
+    vec4_stores_of(out, mask, |[_, _, _, w]| w)
+}
+
+/// The same for kernels whose 8-pixel blocks run on across rows (flat pixel order within an
+/// image): the image's plane, not its row, must be a multiple of 8.
+pub(crate) fn plane_vec4_stores(out: &Tensor, mask: Option<&Tensor>) -> bool {
+    vec4_stores_of(out, mask, |[_, _, h, w]| h * w)
+}
+
+fn vec4_stores_of(out: &Tensor, mask: Option<&Tensor>, unit: fn([usize; 4]) -> usize) -> bool {
     let aligned = |t: &Tensor| {
-        t.shape()[3].is_multiple_of(8)
+        unit(t.shape()).is_multiple_of(8)
             && t.offset_u32().is_multiple_of(4)
             && t.batch_stride_u32().is_multiple_of(4)
     };

@@ -75,8 +75,8 @@ impl ConvKernels {
     /// adapter (lavapipe) runs fastest.
     pub const TEXTURE: ConvKernels = ConvKernels(Some("texture"));
     /// Winograd F(2×2, 3×3) for 3 × 3 stride-1 forwards and input gradients (4/9 of the
-    /// multiplies; weight gradients run on the next family); F(4×4, 3×3), a quarter of them,
-    /// is a variant only a forced choice takes (its rounding through BatchNorm).
+    /// multiplies; weight gradients run on the next family). F(4×4, 3×3), a quarter of them,
+    /// is a variant no choice takes (its rounding through BatchNorm), run by the self-test.
     pub const WINOGRAD: ConvKernels = ConvKernels(Some("winograd"));
 
     /// Every family of the registry, in its order.

@@ -15,7 +15,8 @@ pub(crate) mod stage;
 use crate::error::Result;
 use crate::gpu::{Access, KernelSpec, Shader};
 use crate::ops::conv2d::args::{
-    narrow_input, ConvArgs, ForwardArgs, GemmCall, Geometry, InputGradArgs, WeightGradArgs,
+    narrow_input, plane_vec4_stores, ConvArgs, ForwardArgs, GemmCall, Geometry, InputGradArgs,
+    WeightGradArgs,
 };
 use crate::ops::conv2d::budget::rows_per_split;
 use crate::ops::conv2d::family::pack::PACK_TEXTURE;
@@ -154,7 +155,7 @@ impl Texture {
             c0: 0,
         };
         let e = Extent::input(&c.g, &c.p);
-        let per_image = c.g.y[2] * c.g.y[3].div_ceil(16) * c.g.y[1].div_ceil(8);
+        let per_image = (c.g.y[2] * c.g.y[3]).div_ceil(16) * c.g.y[1].div_ceil(8);
         match parts(rec.gpu(), c.g.x, e, per_image, target_threads(rec.gpu())) {
             Parts::Batch(images) => {
                 for r in images {
@@ -206,9 +207,12 @@ impl Texture {
         let e = Extent::input(&c.g, &c.p);
         let x_tex = stage_activation(rec, c.x, e, c.fusion.relu_input)?;
         let blocks = c.g.y[1].div_ceil(8);
-        let threads = c.g.y[0] * c.g.y[2] * c.g.y[3].div_ceil(16) * blocks;
+        // 16 consecutive pixels a thread, across rows and images.
+        let [n, _, oh, ow] = c.g.y;
+        let threads = (n * oh * ow).div_ceil(16) * blocks;
         let mut a = c.args(threads, blocks);
         a.relu_input = 0;
+        a.vec4_ok = plane_vec4_stores(c.out, c.mask) as u32;
         let staged = StagedArgs {
             rows: e.rows as u32,
             w_groups: rows.groups as u32,

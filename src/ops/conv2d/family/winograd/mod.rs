@@ -15,10 +15,10 @@
 //! reference conv, but not through BatchNorm — torchvision's `resnet18.layer1` got weight
 //! gradients 2–3e-4 from PyTorch's (tolerance 1e-4·(1+|ref|); PyTorch's own float32 4.4e-5)
 //! with F(4×4), 3–6e-5 with F(2×2). So no automatic choice takes F(4×4) (the tuner measures
-//! variant 0 alone: [`Family::tuned_variants`]); it is there for a caller who forces it
-//! per recording and for the self-test. Non-finite inputs: a tile whose outputs are not all
-//! finite is computed again tap by tap (`output.wgsl`), so NaN and Inf land where PyTorch
-//! puts them.
+//! variant 0 alone: [`Family::tuned_variants`], and a forced `winograd` runs F(2×2)); the
+//! self-test and the oracle tests run it, for the day its rounding is mended. Non-finite
+//! inputs: a tile whose outputs are not all finite is computed again tap by tap
+//! (`output.wgsl`), so NaN and Inf land where PyTorch puts them.
 
 #[cfg(all(test, feature = "oracle"))]
 mod oracle_tests;
@@ -132,6 +132,11 @@ const TILE_SIDES: [usize; 2] = [2, 4];
 /// Variants accurate enough to be chosen automatically: F(2×2) alone.
 const ACCURATE_VARIANTS: usize = 1;
 
+/// Channels (input and output both) from which the CPU rule takes F(2×2).
+const CPU_MIN_CHANNELS: usize = 64;
+/// FLOPs a pass (the direct sum's count) from which the CPU rule takes F(2×2).
+const CPU_MIN_FLOPS: u64 = 300_000_000;
+
 /// The Winograd family.
 pub(crate) struct Winograd;
 
@@ -141,14 +146,18 @@ impl Info for Winograd {
     }
 
     fn summary(&self) -> &'static str {
-        "Winograd F(4×4, 3×3) (F(2×2, 3×3) a variant): 3×3 stride-1 forward and input gradient in 4× fewer multiplies"
+        "Winograd F(2×2, 3×3): 3×3 stride-1 forward and input gradient in 4/9 of the multiplies (F(4×4) only in the self-test: rounding)"
     }
 
-    /// Never by the CPU rule: on lavapipe F(2×2) ran slower than the texture family (49.8 vs
-    /// 33.7 ms on conv3x3_c64's forward), and F(4×4), faster (1.1–1.7× at ≥ 32 channels),
-    /// is not accurate enough through BatchNorm (the module's note on rounding).
-    fn cpu_rank(&self, _g: &Geometry) -> Option<u8> {
-        None
+    /// F(2×2) first where both channel counts reach [`CPU_MIN_CHANNELS`] and the pass is
+    /// at least [`CPU_MIN_FLOPS`]: on lavapipe it ran the forward and the input gradient on
+    /// a par with the texture family to 1.4× faster at 64–128 channels (14²–32² images,
+    /// batch 8; minimum of interleaved runs) and 1.2–1.8× faster at 256–512 (7²–8²), but
+    /// 0.8–0.9× at 64 channels on 16² (its four launches a part cost more than the
+    /// multiplies saved), and below 64 channels the transforms cost more than they save
+    /// (benches/NOTES.md, v29).
+    fn cpu_rank(&self, g: &Geometry) -> Option<u8> {
+        (g.x[1].min(g.y[1]) >= CPU_MIN_CHANNELS && g.tap_flops() >= CPU_MIN_FLOPS).then_some(0)
     }
 
     fn kernels(&self) -> &'static [&'static KernelSpec] {
