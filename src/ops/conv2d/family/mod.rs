@@ -75,8 +75,9 @@ impl ConvKernels {
     /// adapter (lavapipe) runs fastest.
     pub const TEXTURE: ConvKernels = ConvKernels(Some("texture"));
     /// Winograd F(2×2, 3×3) for 3 × 3 stride-1 forwards and input gradients (4/9 of the
-    /// multiplies; weight gradients run on the next family). F(4×4, 3×3), a quarter of them,
-    /// is a variant no choice takes (its rounding through BatchNorm), run by the self-test.
+    /// multiplies), and F(3×3, 2×2) for their weight gradients (which only a forced choice
+    /// runs yet). F(4×4, 3×3), a quarter of them, is a variant no choice takes (its rounding
+    /// through BatchNorm), run by the self-test.
     pub const WINOGRAD: ConvKernels = ConvKernels(Some("winograd"));
 
     /// Every family of the registry, in its order.
@@ -174,11 +175,11 @@ pub(crate) trait Info {
     /// Every kernel it may launch (the binding test checks each against its WGSL; reports
     /// tell a family by its kernels).
     fn kernels(&self) -> &'static [&'static KernelSpec];
-    /// Its place in the CPU adapters' rule (the CPU policy) for problem `g`: a problem that
+    /// Its place in the CPU adapters' rule (the CPU policy) for `pass` of problem `g`: a problem that
     /// is not tiny runs, unmeasured, on the family of the lowest rank that supports it (the
     /// benchmark justified the order on lavapipe, and where a family takes part). `None`:
     /// not part of the rule for `g`.
-    fn cpu_rank(&self, _g: &Geometry) -> Option<u8> {
+    fn cpu_rank(&self, _pass: Pass, _g: &Geometry) -> Option<u8> {
         None
     }
     /// A GPU shape (many threads, workgroup memory and barriers, which a CPU adapter runs

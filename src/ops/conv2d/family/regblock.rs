@@ -64,7 +64,7 @@ impl Info for RegisterBlocked {
     }
 
     /// Second on CPU adapters, where the texture family's textures do not fit.
-    fn cpu_rank(&self, _g: &crate::ops::conv2d::args::Geometry) -> Option<u8> {
+    fn cpu_rank(&self, _pass: super::Pass, _g: &crate::ops::conv2d::args::Geometry) -> Option<u8> {
         Some(2)
     }
 

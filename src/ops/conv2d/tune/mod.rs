@@ -45,7 +45,7 @@ pub(crate) fn choose(gpu: &Gpu, call: &Call<'_, '_>) -> Result<Choice> {
         Choice::rule(best.map_or(FALLBACK, |(_, f)| f))
     };
     if cpu && !tiny {
-        return Ok(ranked(&|f| f.cpu_rank(g)));
+        return Ok(ranked(&|f| f.cpu_rank(call.pass(), g)));
     }
     if let Call::Forward(_) = call {
         // A tiny forward whose threads loop briefly: the fallback's kernel is one launch,

@@ -255,7 +255,7 @@ impl Info for Texture {
     /// First on CPU adapters: 1.5–2× register-blocked on every standard case on lavapipe
     /// (a texel fetch is one vectorised gather there, a storage-buffer load a loop over the
     /// SIMD lanes).
-    fn cpu_rank(&self, _g: &Geometry) -> Option<u8> {
+    fn cpu_rank(&self, _pass: Pass, _g: &Geometry) -> Option<u8> {
         Some(1)
     }
 

@@ -1,8 +1,10 @@
 //! The Winograd family (`shaders/conv2d/winograd/`): 3 × 3 convolutions of stride 1 as
 //! F(2×2, 3×3) (variant 0: 16 multiplies a 2 × 2 output tile where the direct sum takes 36)
 //! or F(4×4, 3×3) (variant 1: 36 for 144). The forward and the stride-1 input gradient (the
-//! forward on the transposed problem); the weight gradient is not a Winograd problem worth
-//! it here, so the family refuses it and the next family runs it.
+//! forward on the transposed problem); the weight gradient as F(3×3, 2×2)
+//! (`backward_weight.rs`: the same 16 products a tile), experimental: offered only with
+//! `SKIPGRAD_WINOGRAD_WEIGHT=1`, and then only to a forced choice
+//! ([`Family::tuned_variants`]; its NaN and Inf are not yet PyTorch's).
 //!
 //! A pass is four launches: the filter transform into a texture (once), and for each part of
 //! the batch's tiles the input transform into a texture, the products as one
@@ -20,6 +22,7 @@
 //! inputs: a tile whose outputs are not all finite is computed again tap by tap
 //! (`output.wgsl`), so NaN and Inf land where PyTorch puts them.
 
+mod backward_weight;
 #[cfg(all(test, feature = "oracle"))]
 mod oracle_tests;
 mod plan;
@@ -51,6 +54,11 @@ const INPUT_WGSL: Shader = wgsl!(
 );
 const GEMM_WGSL: Shader = wgsl!(
     "conv2d/winograd/gemm.wgsl",
+    "conv2d/common.wgsl",
+    "conv2d/winograd/common.wgsl"
+);
+const WEIGHT_WGSL: Shader = wgsl!(
+    "conv2d/winograd/weight.wgsl",
     "conv2d/common.wgsl",
     "conv2d/winograd/common.wgsl"
 );
@@ -146,7 +154,7 @@ impl Info for Winograd {
     }
 
     fn summary(&self) -> &'static str {
-        "Winograd F(2×2, 3×3): 3×3 stride-1 forward and input gradient in 4/9 of the multiplies (F(4×4) only in the self-test: rounding)"
+        "Winograd F(2×2, 3×3): 3×3 stride-1 forward and input gradient in 4/9 of the multiplies (weight gradient: SKIPGRAD_WINOGRAD_WEIGHT=1)"
     }
 
     /// F(2×2) first where both channel counts reach [`CPU_MIN_CHANNELS`] and the pass is
@@ -156,12 +164,23 @@ impl Info for Winograd {
     /// 0.8–0.9× at 64 channels on 16² (its four launches a part cost more than the
     /// multiplies saved), and below 64 channels the transforms cost more than they save
     /// (benches/NOTES.md, v29).
-    fn cpu_rank(&self, g: &Geometry) -> Option<u8> {
-        (g.x[1].min(g.y[1]) >= CPU_MIN_CHANNELS && g.tap_flops() >= CPU_MIN_FLOPS).then_some(0)
+    /// Never the weight gradient: no automatic choice takes it yet
+    /// ([`Family::tuned_variants`]).
+    fn cpu_rank(&self, pass: Pass, g: &Geometry) -> Option<u8> {
+        let worth = g.x[1].min(g.y[1]) >= CPU_MIN_CHANNELS && g.tap_flops() >= CPU_MIN_FLOPS;
+        (worth && pass != Pass::BackwardWeight).then_some(0)
     }
 
     fn kernels(&self) -> &'static [&'static KernelSpec] {
-        &[&FILTER, &INPUT, &GEMM, &OUTPUT]
+        &[
+            &FILTER,
+            &INPUT,
+            &GEMM,
+            &OUTPUT,
+            &backward_weight::GRAD_TRANSFORM,
+            &backward_weight::WEIGHT_GEMM,
+            &backward_weight::WEIGHT_OUTPUT,
+        ]
     }
 }
 
@@ -187,7 +206,11 @@ impl Family for Winograd {
                     fits(&t, &tp)
                 }
             }
-            Pass::BackwardWeight => false,
+            Pass::BackwardWeight => {
+                backward_weight::enabled()
+                    && winograd_shaped(g, p)
+                    && backward_weight::weight_fits(gpu, g, p)
+            }
         }
     }
 
@@ -199,11 +222,8 @@ impl Family for Winograd {
         self.gemm(rec, &c.gemm(), TILE_SIDES[0])
     }
 
-    fn backward_weight(&self, _rec: &mut Recording<'_>, _c: &WeightGradArgs<'_>) -> Result<()> {
-        Err(crate::Error::Gpu {
-            during: "recording a convolution".into(),
-            message: "internal error: the winograd family has no weight gradient".into(),
-        })
+    fn backward_weight(&self, rec: &mut Recording<'_>, c: &WeightGradArgs<'_>) -> Result<()> {
+        self.weight_gradient(rec, c)
     }
 
     fn variants(&self, call: &Call<'_, '_>) -> usize {
@@ -213,28 +233,86 @@ impl Family for Winograd {
         }
     }
 
-    /// F(2×2) alone: F(4×4)'s rounding fails PyTorch's tolerance through BatchNorm.
+    /// F(2×2) alone: F(4×4)'s rounding fails PyTorch's tolerance through BatchNorm. None
+    /// for the weight gradient: a NaN or Inf in its input spreads through the transforms
+    /// where the direct sum keeps it to the taps it touches, and unlike the forward it has no
+    /// per-tile fallback yet; on lavapipe it measured on a par with the texture family at
+    /// 64–128 channels and slower at 256–512 (benches/NOTES.md, v30). Forcing `winograd`
+    /// runs it, so a GPU's figures can decide.
     fn tuned_variants(&self, call: &Call<'_, '_>) -> usize {
-        self.variants(call).min(ACCURATE_VARIANTS)
+        match call.pass() {
+            Pass::BackwardWeight => 0,
+            _ => self.variants(call).min(ACCURATE_VARIANTS),
+        }
     }
 
-    fn describe_variant(&self, _key: &TuneKey, v: usize) -> String {
-        TILE_SIDES
-            .get(v)
-            .map_or(String::new(), |m| format!("F({m}×{m}, 3×3)"))
+    fn describe_variant(&self, key: &TuneKey, v: usize) -> String {
+        match (key.pass, TILE_SIDES.get(v)) {
+            (Pass::BackwardWeight, Some(_)) if v == 0 => "F(3×3, 2×2)".to_string(),
+            (Pass::BackwardWeight, _) => String::new(),
+            (_, side) => side.map_or(String::new(), |m| format!("F({m}×{m}, 3×3)")),
+        }
     }
 
     fn run_variant(&self, rec: &mut Recording<'_>, call: &Call<'_, '_>, v: usize) -> Result<()> {
-        let m = match TILE_SIDES.get(v) {
-            Some(&m) if call.pass() != Pass::BackwardWeight => m,
-            _ => return Err(super::no_variant(self.name(), v)),
+        let Some(&m) = TILE_SIDES.get(v).filter(|_| v < self.variants(call)) else {
+            return Err(super::no_variant(self.name(), v));
         };
         match call {
             Call::Forward(a) => self.gemm(rec, &a.gemm(), m),
             Call::BackwardInput(a) => self.gemm(rec, &a.gemm(), m),
-            Call::BackwardWeight(_) => Err(super::no_variant(self.name(), v)),
+            Call::BackwardWeight(a) => self.weight_gradient(rec, a),
         }
     }
+}
+
+/// A texture of `(w, h)` texels for V, M or D, its height reserved to the next power of
+/// two as the texture family's: a dense block's layers ask a little more each, and would
+/// leave one texture of every size.
+fn wino_texture(
+    rec: &mut Recording<'_>,
+    kind: StagingKind,
+    (w, h): (usize, usize),
+) -> Result<Staged> {
+    let reserve = pow2_reserve(rec.gpu(), h);
+    Staged::new(rec, kind, w, h, reserve)
+}
+
+/// V = Bᵀ d B for the tiles of `images` of `x` (staged first, ReLU on load with `relu`),
+/// F(m×m) patches; `part` says where the part's tiles lie.
+fn input_transform(
+    rec: &mut Recording<'_>,
+    plan: &Plan,
+    x: &Tensor,
+    images: &std::ops::Range<usize>,
+    relu: bool,
+    part: &WinoArgs,
+    m: usize,
+) -> Result<Staged> {
+    let x = rebase(rec.gpu(), &x.batches(images.clone())?);
+    let staged = stage_activation(rec, &x, plan.staged, relu)?;
+    let tiles = part.tiles as usize;
+    let v = wino_texture(rec, StagingKind::Activation, plan.input_size(tiles))?;
+    let threads = tiles * plan.cq_in;
+    let w = WinoArgs {
+        count: threads as u32,
+        ..*part
+    };
+    let bytes = 16 * (threads * (m * m + plan.alpha * plan.alpha)) as u64;
+    let constants = [("WINO_M", m as f64)];
+    rec.launch(
+        Specialised {
+            spec: &INPUT,
+            constants: &constants,
+        },
+        &[bytemuck::bytes_of(&w)],
+        &[],
+        &[&staged.view, &v.view],
+        Grid::Threads(threads as u64),
+        Cost { flops: 0, bytes },
+    )?;
+    staged.done(rec);
+    Ok(v)
 }
 
 impl Winograd {
@@ -260,12 +338,7 @@ impl Winograd {
             rows: plan.staged.rows as u32,
             ..Default::default()
         };
-        // Heights reserved to the next power of two, as the texture family's: a dense
-        // block's layers ask a little more each, and would leave one texture of every size.
-        let texture = |rec: &mut Recording<'_>, kind, (w, h): (usize, usize)| {
-            let reserve = pow2_reserve(rec.gpu(), h);
-            Staged::new(rec, kind, w, h, reserve)
-        };
+        let texture = wino_texture;
 
         // U = G g Gᵀ for every (input channel, output channel).
         let u = texture(rec, StagingKind::Weights, plan.filter_size())?;
@@ -296,25 +369,7 @@ impl Winograd {
                 n0: images.start as u32,
                 ..base
             };
-            // V = Bᵀ d B from the part's images, staged.
-            let x = rebase(rec.gpu(), &c.x.batches(images.clone())?);
-            let staged = stage_activation(rec, &x, plan.staged, c.fusion.relu_input)?;
-            let v = texture(rec, StagingKind::Activation, plan.input_size(tiles))?;
-            let threads = tiles * plan.cq_in;
-            let w = WinoArgs {
-                count: threads as u32,
-                ..part
-            };
-            let bytes = 16 * (threads * (m * m + a2)) as u64;
-            rec.launch(
-                kernel(&INPUT),
-                &[bytemuck::bytes_of(&w)],
-                &[],
-                &[&staged.view, &v.view],
-                Grid::Threads(threads as u64),
-                Cost { flops: 0, bytes },
-            )?;
-            staged.done(rec);
+            let v = input_transform(rec, &plan, c.x, &images, c.fusion.relu_input, &part, m)?;
 
             // M = V · U at each of the α² positions.
             let product = texture(rec, StagingKind::Activation, plan.product_size(tiles))?;

@@ -1,0 +1,220 @@
+//! The Winograd family's weight gradient, F(3×3, 2×2) (`shaders/conv2d/winograd/weight.wgsl`):
+//! per part of the batch the input staged and transformed as the F(2×2) forward does (V),
+//! the output gradient staged and transformed by A h Aᵀ (D), and one GEMM per position of
+//! the 4 × 4 tile summing Dᵀ V over the part's tiles into split partial sums S (each part
+//! after the first adds to them); then one launch sums the splits and transforms them back
+//! to the 3 × 3 taps. 16 products a 2 × 2 tile for 36 direct ones.
+
+use super::{input_transform, plan::Plan, share, wino_texture, WinoArgs, WEIGHT_WGSL};
+use crate::error::Result;
+use crate::gpu::{Access, KernelSpec, Specialised, StagingKind};
+use crate::ops::conv2d::args::{Geometry, WeightGradArgs};
+use crate::ops::conv2d::budget::{LOOP_BUDGET, SERIAL_TERMS};
+use crate::ops::conv2d::family::texture::stage::{stage_activation, Extent};
+use crate::ops::conv2d::partials::target_threads;
+use crate::ops::conv2d::Conv2dParams;
+use crate::ops::rebase;
+use crate::record::{read, write, Cost, Grid, Recording};
+use crate::Gpu;
+
+use Access::{Read, Write};
+
+/// `conv2d_winograd_grad_transform`: the staged output gradient (texture 6) → D (11).
+pub(crate) const GRAD_TRANSFORM: KernelSpec =
+    KernelSpec::new(WEIGHT_WGSL, "conv2d_winograd_grad_transform", &[])
+        .with_textures(&[6, 11])
+        .with_uniforms(&[10, 14]);
+/// `conv2d_winograd_weight_gemm`: V, D (textures 12, 13) → the partial sums S (3).
+pub(crate) const WEIGHT_GEMM: KernelSpec =
+    KernelSpec::new(WEIGHT_WGSL, "conv2d_winograd_weight_gemm", &[(3, Write)])
+        .with_textures(&[12, 13])
+        .with_uniforms(&[10, 14]);
+/// `conv2d_winograd_weight_output`: S (4) → the weight gradient (5).
+pub(crate) const WEIGHT_OUTPUT: KernelSpec = KernelSpec::new(
+    WEIGHT_WGSL,
+    "conv2d_winograd_weight_output",
+    &[(4, Read), (5, Write)],
+)
+.with_uniforms(&[14]);
+
+/// The weight kernels' arguments (`WinoWeight` in the shader).
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct WeightArgs {
+    cin: u32,
+    cout: u32,
+    splits: u32,
+    per_split: u32,
+    add: u32,
+    accumulate: u32,
+    w_offset: u32,
+    count: u32,
+    oh: u32,
+    ow: u32,
+    _pad: [u32; 2],
+}
+
+/// How the reduction over tiles splits: (splits, tiles a split sums in each part), or `None`
+/// where even the fewest splits' partial sums exceed one binding.
+pub(super) fn weight_splits(gpu: &Gpu, g: &Geometry, plan: &Plan) -> Option<(usize, usize)> {
+    let [n, cin, _, _] = g.x;
+    let cout = g.y[1];
+    let position_sums = 16 * cout * cin;
+    let part_tiles = plan.image_parts(gpu, n).iter().map(|r| r.len()).max()? * plan.per_image();
+    let total_tiles = n * plan.per_image();
+    let base_threads = 16 * cin.div_ceil(8) * cout.div_ceil(16);
+    // Each partial sum adds a split's tiles of every part: at most SERIAL_TERMS in all, and
+    // a thread's loop within the budget; more splits where the adapter wants threads, as
+    // many as the output transform's loop (16 sums of every split) and one binding allow.
+    let fewest = total_tiles
+        .div_ceil(SERIAL_TERMS)
+        .max(part_tiles.div_ceil(LOOP_BUDGET))
+        .max(1);
+    let binding = gpu.limits().max_storage_buffer_binding_size as usize;
+    let most = (LOOP_BUDGET / (2 * 16)).min(binding / (4 * position_sums));
+    let by_budget = gpu.scratch_budget() as usize / (4 * position_sums);
+    let wanted = target_threads(gpu)
+        .div_ceil(base_threads)
+        .min(part_tiles)
+        .min(by_budget);
+    (fewest <= most).then(|| {
+        let splits = wanted.clamp(fewest, most);
+        (splits, part_tiles.div_ceil(splits))
+    })
+}
+
+impl super::Winograd {
+    /// Records the weight gradient `c` (see the module's note).
+    pub(super) fn weight_gradient(
+        &self,
+        rec: &mut Recording<'_>,
+        c: &WeightGradArgs<'_>,
+    ) -> Result<()> {
+        let plan = Plan::new(rec.gpu(), &c.g, &c.p, 2);
+        let (splits, per_split) =
+            weight_splits(rec.gpu(), &c.g, &plan).ok_or_else(|| crate::Error::Gpu {
+                during: "recording a convolution".into(),
+                message: "internal error: the winograd weight gradient does not fit".into(),
+            })?;
+        let constants = [("WINO_M", 2.0)];
+        let kernel = |spec| Specialised {
+            spec,
+            constants: &constants,
+        };
+        let [n, cin, _, _] = c.g.x;
+        let [_, cout, oh, ow] = c.g.y;
+        let base = WinoArgs {
+            tiles_h: plan.tiles_h as u32,
+            tiles_w: plan.tiles_w as u32,
+            cq_in: plan.cq_in as u32,
+            cout_pad: 4 * plan.cq as u32,
+            rows: plan.staged.rows as u32,
+            ..Default::default()
+        };
+        let weight = WeightArgs {
+            cin: cin as u32,
+            cout: cout as u32,
+            splits: splits as u32,
+            per_split: per_split as u32,
+            accumulate: c.fusion.accumulate as u32,
+            w_offset: c.grad_weight.offset_u32(),
+            oh: oh as u32,
+            ow: ow as u32,
+            ..Default::default()
+        };
+        let sums = rec.scratch_tensor([splits, 16 * cout * cin, 1, 1])?;
+        let total = n * plan.per_image();
+        for (k, images) in plan.image_parts(rec.gpu(), n).into_iter().enumerate() {
+            let real = images.len() * plan.per_image();
+            let tiles = real.next_multiple_of(16);
+            let part = WinoArgs {
+                tiles: tiles as u32,
+                real_tiles: real as u32,
+                t0: (images.start * plan.per_image()) as u32,
+                n0: images.start as u32,
+                ..base
+            };
+            // V = Bᵀ d B, as the forward's.
+            let v = input_transform(rec, &plan, c.x, &images, c.fusion.relu_input, &part, 2)?;
+
+            // D = A h Aᵀ from the part's output gradient.
+            let go = rebase(rec.gpu(), &c.grad_out.batches(images.clone())?);
+            let g_staged = stage_activation(rec, &go, Extent::plain(go.shape()), false)?;
+            let d = wino_texture(rec, StagingKind::Activation, plan.product_size(tiles))?;
+            let threads = tiles * cout.div_ceil(4);
+            let a = WeightArgs {
+                count: threads as u32,
+                ..weight
+            };
+            rec.launch(
+                kernel(&GRAD_TRANSFORM),
+                &[bytemuck::bytes_of(&part), bytemuck::bytes_of(&a)],
+                &[],
+                &[&g_staged.view, &d.view],
+                Grid::Threads(threads as u64),
+                Cost {
+                    flops: 0,
+                    bytes: 16 * (threads * 20) as u64,
+                },
+            )?;
+            g_staged.done(rec);
+
+            // S (+)= Dᵀ V at each of the 16 positions, split over the part's tiles.
+            let threads = splits * 16 * cin.div_ceil(8) * cout.div_ceil(16);
+            let a = WeightArgs {
+                count: threads as u32,
+                add: (k > 0) as u32,
+                ..weight
+            };
+            rec.launch(
+                kernel(&WEIGHT_GEMM),
+                &[bytemuck::bytes_of(&part), bytemuck::bytes_of(&a)],
+                &[Some(write(&sums))],
+                &[&v.view, &d.view],
+                Grid::Threads(threads as u64),
+                Cost {
+                    flops: share(c.g.tap_flops(), real, total),
+                    bytes: 16 * (16 * tiles * (plan.cq_in + plan.cq)) as u64,
+                },
+            )?;
+            v.done(rec);
+            d.done(rec);
+        }
+
+        // dW (+)= Gᵀ (Σ S) G.
+        let threads = cout * cin;
+        let a = WeightArgs {
+            count: threads as u32,
+            ..weight
+        };
+        let outputs = c.grad_weight.numel() * (1 + c.fusion.accumulate as usize);
+        rec.launch(
+            kernel(&WEIGHT_OUTPUT),
+            &[bytemuck::bytes_of(&a)],
+            &[Some(read(&sums)), Some(write(c.grad_weight))],
+            &[],
+            Grid::Threads(threads as u64),
+            Cost {
+                flops: sums.numel() as u64,
+                bytes: 4 * (sums.numel() + outputs) as u64,
+            },
+        )?;
+        rec.scratch_done(sums);
+        Ok(())
+    }
+}
+
+/// Whether the weight gradient runs as F(3×3, 2×2) at all: only with
+/// `SKIPGRAD_WINOGRAD_WEIGHT=1` (experimental). A NaN or Inf in its input spreads through the
+/// transforms over a tile's taps, giving NaN where PyTorch's direct sum gives ±Inf, and it has
+/// no fallback for that yet (the forward recomputes such tiles tap by tap); the variable lets
+/// a GPU's timings (the device script) and the self-test reach it meanwhile.
+pub(super) fn enabled() -> bool {
+    std::env::var("SKIPGRAD_WINOGRAD_WEIGHT").is_ok_and(|v| v.trim() == "1")
+}
+
+/// Whether the weight gradient of `g`, `p` fits the device as F(3×3, 2×2).
+pub(super) fn weight_fits(gpu: &Gpu, g: &Geometry, p: &Conv2dParams) -> bool {
+    let plan = Plan::new(gpu, g, p, 2);
+    plan.fits() && weight_splits(gpu, g, &plan).is_some()
+}
