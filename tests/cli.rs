@@ -478,6 +478,44 @@ fn gpu_suite_repeats_each_case() {
     assert_eq!(rows, want);
 }
 
+/// A forced family that does not take a case's passes is named under the table with the
+/// family that ran them (the figure is not the forced family's), and a `--cases` filter that
+/// matches nothing lists the cases there are.
+#[test]
+fn bench_says_where_a_forced_family_did_not_run() {
+    let out = skipgrad()
+        .args([
+            "bench",
+            "--kernels",
+            "winograd",
+            "--cases",
+            "stem,notebook",
+            "--iters",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    // A 7×7 stride-2 conv: no Winograd pass; the texture family (the registry's next) ran it.
+    assert!(
+        text.contains(
+            "stem7x7_s2_c3to32_64x64_n8: winograd takes none of its passes; texture ran them"
+        ),
+        "{text}"
+    );
+    let out = skipgrad()
+        .args(["bench", "--cases", "nosuch"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("no case matches") && err.contains("conv3x3_c64_32x32_n8"),
+        "{err}"
+    );
+}
+
 /// A newcomer's mistakes get one clear line and exit 1, never an abort: sizes that do not
 /// fit (before any memory is taken for them), `--iters 0`, a file that is not safetensors,
 /// an output folder that cannot be written, a state_dict of another depth.

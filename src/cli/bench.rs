@@ -312,7 +312,12 @@ fn run_case(
 pub fn run(args: &BenchArgs, backend: Option<&str>) -> skipgrad::Result<bool> {
     let cases = selected(args);
     if cases.is_empty() {
-        return Err(fail(format!("no case matches {:?}", args.cases)));
+        let all = standard_cases();
+        return Err(fail(format!(
+            "no case matches {:?} (the cases: {})",
+            args.cases,
+            super::case_names(all.iter().map(|c| c.name.as_str()))
+        )));
     }
     let (iters, warmup) = if args.quick { (3, 1) } else { (args.iters, 2) };
     let gpu = open_gpu(backend)?;
@@ -424,6 +429,10 @@ fn print_table(
             fmt_bytes(r.peak_bytes),
             r.bound
         );
+    }
+    let notes = super::fallback_notes(gpu, rows.iter().map(|r| (r.case.as_str(), &r.kernels[..])));
+    for note in notes {
+        println!("{note}");
     }
     println!("every case was checked against the CPU reference before timing (conv: sampled elements; blocks: batch 2)");
 }

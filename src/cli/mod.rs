@@ -23,6 +23,50 @@ pub fn open_gpu(backend: Option<&str>) -> Result<Gpu> {
     }
 }
 
+/// Lines for a table's foot where a forced conv family did not run all of a case: which
+/// other families ran its passes (a family takes only the problems it has kernels for, and
+/// the selection's one fallback runs the rest), so a figure is not read as the forced
+/// family's when it is not. `cases`: each case's name and the kernels it ran.
+pub fn fallback_notes<'a>(
+    gpu: &Gpu,
+    cases: impl IntoIterator<Item = (&'a str, &'a [String])>,
+) -> Vec<String> {
+    let forced = gpu.conv_kernels();
+    if forced == skipgrad::ConvKernels::AUTO {
+        return Vec::new();
+    }
+    let mut notes = Vec::new();
+    for (case, kernels) in cases {
+        let mut others: Vec<&str> = Vec::new();
+        let mut took_some = false;
+        for k in kernels {
+            match skipgrad::ConvKernels::of_kernel(k) {
+                Some(f) if f == forced => took_some = true,
+                Some(f) if !others.contains(&f.name()) => others.push(f.name()),
+                _ => {}
+            }
+        }
+        if !others.is_empty() {
+            let (took, ran) = if took_some {
+                ("does not take every pass", "ran the rest")
+            } else {
+                ("takes none of its passes", "ran them")
+            };
+            notes.push(format!(
+                "{case}: {} {took}; {} {ran} (`skipgrad info`: what each family takes)",
+                forced.name(),
+                others.join(", ")
+            ));
+        }
+    }
+    notes
+}
+
+/// The names of the cases, for an error that says which there are.
+pub fn case_names<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    names.into_iter().collect::<Vec<_>>().join(", ")
+}
+
 /// One line naming the adapter, for table headers.
 pub fn adapter_line(gpu: &Gpu) -> String {
     let i = gpu.adapter_info();

@@ -205,12 +205,17 @@ pub fn run(args: &BenchArgs, backend: Option<&str>) -> skipgrad::Result<bool> {
             .filter(|c| seen.insert(c.case.name.clone()))
             .collect();
     }
+    let names: Vec<String> = cases.iter().map(|c| c.case.name.clone()).collect();
     let cases: Vec<SuiteCase> = cases
         .into_iter()
         .filter(|c| args.cases.is_empty() || args.cases.iter().any(|s| c.case.name.contains(s)))
         .collect();
     if cases.is_empty() {
-        return Err(fail(format!("no case matches {:?}", args.cases)));
+        return Err(fail(format!(
+            "no case matches {:?} (the cases: {})",
+            args.cases,
+            super::case_names(names.iter().map(String::as_str))
+        )));
     }
     let gpu = open_gpu(backend)?;
     gpu.set_conv_kernels(skipgrad::ConvKernels::parse(&args.kernels)?);
@@ -304,6 +309,17 @@ pub fn run(args: &BenchArgs, backend: Option<&str>) -> skipgrad::Result<bool> {
             nominal,
             r.dispatches
         );
+    }
+    // One note a case (its passes' kernels together), not one a pass or a repeat.
+    let mut kernels: Vec<(&str, Vec<String>)> = Vec::new();
+    for r in &rows {
+        match kernels.iter_mut().find(|(c, _)| *c == r.case.as_str()) {
+            Some((_, k)) => k.extend(r.kernels.iter().cloned()),
+            None => kernels.push((r.case.as_str(), r.kernels.clone())),
+        }
+    }
+    for note in super::fallback_notes(&gpu, kernels.iter().map(|(c, k)| (*c, &k[..]))) {
+        println!("{note}");
     }
     println!("every case was checked against the CPU reference before timing (conv: sampled elements; blocks: batch 2)");
     Ok(true)
