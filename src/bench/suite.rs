@@ -16,8 +16,11 @@ pub struct SuiteCase {
     pub per_pass: bool,
 }
 
-/// ResNet-50's distinct convolutions: name, [Cin, H, W, Cout, kernel, stride, padding].
-const RESNET50: [(&str, [usize; 7]); 7] = [
+/// ResNet-50's convolutions: name, [Cin, H, W, Cout, kernel, stride, padding] — the stage-1
+/// and deeper 3×3s, the stage-1 1×1s, the stem, and the first strided pair of a stage
+/// (torchvision's v1.5: the stride in the 3×3, and the 1×1 downsample), whose input
+/// gradients are not stride-1 convolutions.
+const RESNET50: [(&str, [usize; 7]); 9] = [
     ("r50_conv3x3_c64_56x56", [64, 56, 56, 64, 3, 1, 1]),
     ("r50_conv3x3_c128_28x28", [128, 28, 28, 128, 3, 1, 1]),
     ("r50_conv3x3_c256_14x14", [256, 14, 14, 256, 3, 1, 1]),
@@ -25,6 +28,11 @@ const RESNET50: [(&str, [usize; 7]); 7] = [
     ("r50_conv1x1_c256to64_56x56", [256, 56, 56, 64, 1, 1, 0]),
     ("r50_conv1x1_c64to256_56x56", [64, 56, 56, 256, 1, 1, 0]),
     ("r50_stem7x7_s2_c3to64_224x224", [3, 224, 224, 64, 7, 2, 3]),
+    ("r50_conv3x3_s2_c128_56x56", [128, 56, 56, 128, 3, 2, 1]),
+    (
+        "r50_conv1x1_s2_c256to512_56x56",
+        [256, 56, 56, 512, 1, 2, 0],
+    ),
 ];
 
 /// The suite's cases; `quick` is the reduced form for CPU adapters (batches 1 and 2).
