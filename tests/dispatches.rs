@@ -251,3 +251,60 @@ fn the_cpu_rule_takes_winograd_from_64_channels() {
         prob.check_on(&gpu, &grads, &what);
     }
 }
+
+/// A 1×1 unpadded conv of stride > 1 (ResNet's downsample) takes its input gradient as the
+/// stride-1 problem's, scattered onto the stride's grid: the scatter ran and no stride-class
+/// kernel did, with the oracle's numbers — strides 2 and 3 on sizes they do not divide, the
+/// fused ReLU mask, accumulation onto an earlier gradient, and a channel view as grad_x.
+#[test]
+fn a_strided_pointwise_input_gradient_is_the_stride_one_one_scattered() {
+    let gpu = common::gpu();
+    for (xs, stride, cout) in [([2, 12, 9, 7], 2, 16), ([1, 8, 10, 11], 3, 5)] {
+        let p = Conv2dParams::new(stride, 0);
+        let prob = Problem::new(xs, [cout, xs[1], 1, 1], p, 29);
+        let prior = Rng(31).vec(xs.iter().product());
+        // Oracle: prior + (x > 0) · conv_transpose(go, w).
+        let gx =
+            reference::conv2d_backward_input(&to_f64(&prob.go), xs, &to_f64(&prob.w), prob.ws, &p)
+                .unwrap();
+        let want: Vec<f64> = gx
+            .iter()
+            .zip(&prob.x)
+            .zip(&prior)
+            .map(|((&g, &x), &b)| b as f64 + if x > 0.0 { g } else { 0.0 })
+            .collect();
+        let up = |s, v: &[f32]| Tensor::from_slice(gpu, s, v, Purpose::Activation).unwrap();
+        let (x, w, go) = (up(xs, &prob.x), up(prob.ws, &prob.w), up(prob.ys, &prob.go));
+        // grad_x as channels 2.. of a wider buffer.
+        let [n, c, h, wd] = xs;
+        let wide = Tensor::zeros(gpu, [n, c + 2, h, wd], Purpose::Gradient).unwrap();
+        let grad_x = wide.channels(2..c + 2).unwrap();
+        let mut staged = Recording::new(gpu);
+        let prior_t = up(xs, &prior);
+        skipgrad::ops::concat::copy_view(&mut staged, &prior_t, &grad_x, false).unwrap();
+        staged.finish().unwrap();
+        let mut rec = Recording::new(gpu);
+        let fusion = skipgrad::Fusion {
+            relu_input: true,
+            accumulate: true,
+        };
+        skipgrad::ops::conv2d::conv2d_backward_input_into(
+            &mut rec, &x, &w, &go, &p, &grad_x, fusion,
+        )
+        .unwrap();
+        let ran = rec.kernels().to_vec();
+        rec.finish().unwrap();
+        assert!(ran.contains(&"conv2d_scatter_strided"), "{ran:?}");
+        assert!(
+            !ran.iter()
+                .any(|k| k.starts_with("conv2d_backward_input_texture")),
+            "{ran:?}"
+        );
+        assert_close(
+            &format!("stride {stride}"),
+            &grad_x.to_vec(gpu).unwrap(),
+            &want,
+            1e-4,
+        );
+    }
+}

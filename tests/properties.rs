@@ -126,9 +126,13 @@ fn run_conv(c: &ConvCase, family: ConvKernels) {
 /// everything. A family the registry gains needs its line here.
 fn supports(family: ConvKernels, pass: &str, c: &ConvCase) -> bool {
     let [_, _, kh, kw] = c.w;
-    let transposable = c.p.stride == [1, 1]
-        && c.p.padding[0] <= c.p.dilation[0] * (kh - 1)
-        && c.p.padding[1] <= c.p.dilation[1] * (kw - 1);
+    // A 1×1 unpadded input gradient of any stride is the stride-1 one's, scattered
+    // (`strided_pointwise.rs`): the GEMM-shaped families run it too.
+    let pointwise = [kh, kw] == [1, 1] && c.p.padding == [0, 0];
+    let transposable = pointwise
+        || c.p.stride == [1, 1]
+            && c.p.padding[0] <= c.p.dilation[0] * (kh - 1)
+            && c.p.padding[1] <= c.p.dilation[1] * (kw - 1);
     let gemm = c.p.groups == 1;
     match family {
         ConvKernels::DIRECT => true,

@@ -5,7 +5,7 @@ use super::args::{expect_shape, Geometry, InputGradArgs};
 use super::budget::channels_fit;
 use super::family::Call;
 use super::select;
-use super::{split, Conv2dParams, Fusion};
+use super::{split, strided_pointwise, Conv2dParams, Fusion};
 use crate::error::Result;
 use crate::ops::{bindable, no_overlap, rebase, Half};
 use crate::record::Recording;
@@ -67,6 +67,9 @@ pub fn conv2d_backward_input_into(
         grad_x,
         ..whole
     };
+    if strided_pointwise::applies(&a) {
+        return strided_pointwise::backward_input(rec, &a);
+    }
     if !channels_fit(g.w[2], g.w[3], g.y[1] / params.groups) {
         return split::backward_input(rec, &a);
     }

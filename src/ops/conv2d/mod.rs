@@ -28,6 +28,7 @@ pub(crate) mod select;
 #[doc(hidden)]
 pub mod selftest;
 mod split;
+mod strided_pointwise;
 mod tune;
 
 pub use backward::{conv2d_backward, Conv2dBackward, Conv2dGrads};
@@ -78,6 +79,8 @@ pub(crate) fn kernels() -> Vec<&'static crate::gpu::KernelSpec> {
         // Staging an activation in a texture: the texture and Winograd families'.
         &family::texture::stage::STAGE_VIEW,
         &family::texture::stage::STAGE_COPY,
+        // A strided 1×1 input gradient's scatter.
+        &strided_pointwise::SCATTER,
     ]);
     all
 }
