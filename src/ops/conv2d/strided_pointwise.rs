@@ -10,6 +10,7 @@ use super::{conv2d_backward_input_into, Conv2dParams, Fusion};
 use crate::error::Result;
 use crate::gpu::{Access, KernelSpec};
 use crate::record::{read, write, Cost, Grid, Recording};
+use crate::tensor::Tensor;
 
 /// `conv2d_scatter_strided`: the stride-1 gradient (1), x for the mask (2) → grad_x (3).
 pub(crate) const SCATTER: KernelSpec = KernelSpec::new(
@@ -49,10 +50,16 @@ pub(crate) fn applies(a: &InputGradArgs<'_>) -> bool {
 pub(crate) fn backward_input(rec: &mut Recording<'_>, a: &InputGradArgs<'_>) -> Result<()> {
     let [n, cin, h, w] = a.g.x;
     let [_, _, oh, ow] = a.g.y;
-    // The stride-1 problem: an input of the output's size (its values never read: no
-    // fused ReLU there), the gradient into scratch.
+    // The stride-1 problem: an input of the output's size, whose values are never read (no
+    // fused ReLU there) — x's own buffer, which holds at least that many elements, where it
+    // binds whole, else scratch — and the gradient into scratch.
     let shape = [n, cin, oh, ow];
-    let shapes_only = rec.scratch_tensor(shape)?;
+    let (limit, _) = rec.gpu().binding_limits();
+    let shapes_only = if a.x.buffer_bytes() <= limit {
+        Tensor::over(a.x.shared_buffer().clone(), shape)
+    } else {
+        rec.scratch_tensor(shape)?
+    };
     let strided = rec.scratch_tensor(shape)?;
     let p1 = Conv2dParams {
         stride: [1, 1],
@@ -99,7 +106,9 @@ pub(crate) fn backward_input(rec: &mut Recording<'_>, a: &InputGradArgs<'_>) -> 
             bytes: 4 * (reads + writes) as u64,
         },
     )?;
-    rec.scratch_done(shapes_only);
+    if !shapes_only.shares_buffer(a.x) {
+        rec.scratch_done(shapes_only);
+    }
     rec.scratch_done(strided);
     Ok(())
 }
