@@ -98,7 +98,13 @@ pub(crate) fn backward_input(rec: &mut Recording<'_>, a: &InputGradArgs<'_>) -> 
     rec.launch(
         &SCATTER,
         &[bytemuck::bytes_of(&args)],
-        &[Some(read(&strided)), Some(read(a.x)), Some(write(a.grad_x))],
+        // x only for the mask (a placeholder otherwise: x and grad_x may be views of one
+        // buffer, which one dispatch may not bind both ways).
+        &[
+            Some(read(&strided)),
+            a.fusion.relu_input.then(|| read(a.x)),
+            Some(write(a.grad_x)),
+        ],
         &[],
         Grid::Threads(count as u64),
         Cost {
