@@ -308,3 +308,50 @@ fn a_strided_pointwise_input_gradient_is_the_stride_one_one_scattered() {
         );
     }
 }
+
+/// The texture forward takes 16 consecutive output pixels a thread, across rows and images:
+/// forced, on planes whose rows are not 16 wide — 6-wide rows in a 24-pixel plane (whole
+/// 8-pixel blocks stored as vec4s though no row holds one) and a 7 × 7 plane (scalar stores) —
+/// with blocks that run from one image into the next, bias, and accumulation into a channel
+/// view of a wider buffer; the kernel that ran is the texture forward, the numbers the
+/// oracle's.
+#[test]
+fn the_texture_forward_runs_its_blocks_across_rows_and_images() {
+    let gpu = common::gpu();
+    for (xs, cout) in [([3, 5, 4, 6], 9), ([2, 4, 7, 7], 6)] {
+        let p = Conv2dParams::new(1, 1);
+        let ws = [cout, xs[1], 3, 3];
+        let prob = Problem::new(xs, ws, p, 37);
+        let bias = Rng(41).vec(cout);
+        let ys = prob.ys;
+        let prior = Rng(43).vec(ys.iter().product());
+        let (y, _) = reference::conv2d(
+            &to_f64(&prob.x),
+            xs,
+            &to_f64(&prob.w),
+            ws,
+            Some(&to_f64(&bias)),
+            &p,
+        )
+        .unwrap();
+        let want: Vec<f64> = y.iter().zip(&prior).map(|(&v, &b)| v + b as f64).collect();
+        let up = |s, v: &[f32]| Tensor::from_slice(gpu, s, v, Purpose::Activation).unwrap();
+        let (x, w, b) = (up(xs, &prob.x), up(ws, &prob.w), up([cout, 1, 1, 1], &bias));
+        let [n, c, h, wd] = ys;
+        let wide = Tensor::zeros(gpu, [n, c + 2, h, wd], Purpose::Activation).unwrap();
+        let out = wide.channels(2..c + 2).unwrap();
+        let prior_t = up(ys, &prior);
+        let mut rec = Recording::new(gpu);
+        skipgrad::ops::concat::copy_view(&mut rec, &prior_t, &out, false).unwrap();
+        rec.set_conv_kernels(ConvKernels::TEXTURE);
+        let fusion = skipgrad::Fusion {
+            relu_input: false,
+            accumulate: true,
+        };
+        skipgrad::ops::conv2d::conv2d_into(&mut rec, &x, &w, Some(&b), &p, &out, fusion).unwrap();
+        let ran = rec.kernels().to_vec();
+        rec.finish().unwrap();
+        assert!(ran.contains(&"conv2d_forward_texture"), "{ran:?}");
+        assert_close(&format!("{xs:?}"), &out.to_vec(gpu).unwrap(), &want, 1e-4);
+    }
+}
