@@ -183,8 +183,9 @@ fn the_tuner_measures_the_bias_on_look_alikes() {
 }
 
 /// Under the CPU policy (lavapipe's by default) the rule runs a 3×3 stride-1 conv's forward
-/// and input gradient on the Winograd family (F(2×2)) from 64 channels in and out and 300
-/// MFLOP a pass, where it measured faster than the texture family (benches/NOTES.md, v29),
+/// and input gradient on the Winograd family (F(4×4) or F(2×2) by the tiles: the family's
+/// own tests) from 64 channels in and out and 300 MFLOP a pass, where it measured faster
+/// than the texture family (benches/NOTES.md, v29, v31),
 /// and on the texture family below either and for every weight gradient; the oracle's
 /// numbers either way.
 #[test]

@@ -14,11 +14,16 @@
 fn g_col(g0: vec4<f32>, g1: vec4<f32>, g2: vec4<f32>) -> array<vec4<f32>, 6> {
     var u: array<vec4<f32>, 6>;
     if WINO_M == 4u {
-        u[0] = g0 * 0.25;
-        u[1] = (g0 + g1 + g2) * (-1.0 / 6.0);
-        u[2] = (g0 - g1 + g2) * (-1.0 / 6.0);
-        u[3] = g0 * (1.0 / 24.0) + g1 * (1.0 / 12.0) + g2 * (1.0 / 6.0);
-        u[4] = g0 * (1.0 / 24.0) - g1 * (1.0 / 12.0) + g2 * (1.0 / 6.0);
+        // Points 0, ±3/2, ±2/3 (common.wgsl says why).
+        let even = g0 * (8.0 / 65.0) + g2 * (18.0 / 65.0);
+        let odd = g1 * (12.0 / 65.0);
+        let even2 = g0 * (-81.0 / 130.0) + g2 * (-18.0 / 65.0);
+        let odd2 = g1 * (27.0 / 65.0);
+        u[0] = g0;
+        u[1] = even + odd;
+        u[2] = even - odd;
+        u[3] = even2 - odd2;
+        u[4] = even2 + odd2;
         u[5] = g2;
     } else {
         u[0] = g0;

@@ -17,6 +17,8 @@ use crate::Gpu;
 /// `SKIPGRAD_CONV_KERNELS` at first use, or [`Gpu::set_conv_kernels`]).
 pub(crate) struct Policy {
     forced: Mutex<std::result::Result<ConvKernels, String>>,
+    /// The variant of the forced family every recording runs where it sets none (tests).
+    variant: Mutex<Option<usize>>,
 }
 
 impl ConvKernels {
@@ -39,6 +41,7 @@ impl Default for Policy {
     fn default() -> Self {
         Policy {
             forced: Mutex::new(ConvKernels::from_env().map_err(|e| e.to_string())),
+            variant: Mutex::new(None),
         }
     }
 }
@@ -90,6 +93,16 @@ impl Recording<'_> {
     }
 }
 
+#[cfg(test)]
+impl Gpu {
+    /// Runs variant `v` of the forced family, where it has one for the pass, in every
+    /// recording that forces none (`None`: the family's rule): the reference cases run whole
+    /// on one variant.
+    pub(crate) fn set_conv_variant(&self, v: Option<usize>) {
+        *lock(&self.extension::<Policy>().variant) = v;
+    }
+}
+
 /// The family that runs `call` in `rec`: the forced one where it supports the problem
 /// (else the first family in [`FAMILIES`] order after it that does), or under `Auto` the
 /// measured or ruled choice (see `tune/`).
@@ -110,16 +123,23 @@ pub(crate) fn choose(rec: &Recording<'_>, call: &Call<'_, '_>) -> Result<Choice>
                 .chain(rest)
                 .find(supported)
                 .unwrap_or(FALLBACK);
+            let family_variant = |v: usize| Choice {
+                family: chosen,
+                variant: v,
+            };
             match rec.option::<RecordingVariant>() {
                 Some(RecordingVariant(v)) if chosen.kind() == kind => {
                     if v >= chosen.variants(call) {
                         return Err(no_variant(kind.name(), v));
                     }
-                    Ok(Choice {
-                        family: chosen,
-                        variant: v,
-                    })
+                    Ok(family_variant(v))
                 }
+                None => match *lock(&gpu.extension::<Policy>().variant) {
+                    Some(v) if chosen.kind() == kind && v < chosen.variants(call) => {
+                        Ok(family_variant(v))
+                    }
+                    _ => Ok(Choice::rule(chosen)),
+                },
                 _ => Ok(Choice::rule(chosen)),
             }
         }

@@ -74,10 +74,9 @@ impl ConvKernels {
     /// Register-blocked with both operands staged in `rgba32float` textures: what a CPU
     /// adapter (lavapipe) runs fastest.
     pub const TEXTURE: ConvKernels = ConvKernels(Some("texture"));
-    /// Winograd F(2×2, 3×3) for 3 × 3 stride-1 forwards and input gradients (4/9 of the
-    /// multiplies), and F(3×3, 2×2) for their weight gradients (which only a forced choice
-    /// runs yet). F(4×4, 3×3), a quarter of them, is a variant no choice takes (its rounding
-    /// through BatchNorm), run by the self-test.
+    /// Winograd F(4×4, 3×3) and F(2×2, 3×3) for 3 × 3 stride-1 forwards and input
+    /// gradients (1/4 and 4/9 of the multiplies; F(4×4) where the pass has enough tiles),
+    /// and F(3×3, 2×2) for their weight gradients (which only a forced choice runs yet).
     pub const WINOGRAD: ConvKernels = ConvKernels(Some("winograd"));
 
     /// Every family of the registry, in its order.
@@ -211,8 +210,8 @@ pub(crate) trait Family: Info + Sync {
         1
     }
     /// How many of its variants (the first ones) an automatic choice may take: the tuner
-    /// measures these alone. All of them, unless a variant is too inexact to be chosen
-    /// unasked (Winograd F(4×4)).
+    /// measures these alone. All of them, unless a pass is not yet fit to be chosen unasked
+    /// (Winograd's weight gradient: 0).
     fn tuned_variants(&self, call: &Call<'_, '_>) -> usize {
         self.variants(call)
     }

@@ -1,6 +1,6 @@
 //! The Winograd family (`shaders/conv2d/winograd/`): 3 × 3 convolutions of stride 1 as
-//! F(2×2, 3×3) (variant 0: 16 multiplies a 2 × 2 output tile where the direct sum takes 36)
-//! or F(4×4, 3×3) (variant 1: 36 for 144). The forward and the stride-1 input gradient (the
+//! F(2×2, 3×3) (16 multiplies a 2 × 2 output tile where the direct sum takes 36) or
+//! F(4×4, 3×3) (36 for 144); variant 0 is the rule's tile, variant 1 the other. The forward and the stride-1 input gradient (the
 //! forward on the transposed problem); the weight gradient as F(3×3, 2×2)
 //! (`backward_weight.rs`: the same 16 products a tile), experimental: offered only with
 //! `SKIPGRAD_WINOGRAD_WEIGHT=1`, and then only to a forced choice
@@ -12,14 +12,17 @@
 //! 16 × 8 block) into a scratch buffer, and the output transform through the shared store
 //! epilogue. Parts keep the scratch within its budget (`plan.rs`).
 //!
-//! Rounding: F(2×2) stays near the direct sum. F(4×4)'s transforms scale values by up to 10,
-//! so its error is tens of times the direct sum's: within the tolerance on every single
-//! reference conv, but not through BatchNorm — torchvision's `resnet18.layer1` got weight
-//! gradients 2–3e-4 from PyTorch's (tolerance 1e-4·(1+|ref|); PyTorch's own float32 4.4e-5)
-//! with F(4×4), 3–6e-5 with F(2×2). So no automatic choice takes F(4×4) (the tuner measures
-//! variant 0 alone: [`Family::tuned_variants`], and a forced `winograd` runs F(2×2)); the
-//! self-test and the oracle tests run it, for the day its rounding is mended. Non-finite
-//! inputs: a tile whose outputs are not all finite is computed again tap by tap
+//! Which tile: the rule (a forced `winograd`, and the CPU rule) takes F(4×4) where the pass
+//! has at least [`RULE_F4_MIN_TILES`] of its 4 × 4 tiles, F(2×2) below ([`tile_side`]); the
+//! tuner measures both.
+//!
+//! Rounding: F(2×2) stays near the direct sum. F(4×4) interpolates at 0, ±3/2, ±2/3 (not
+//! Lavin's 0, ±1, ±2, whose transforms scale values by up to 8) and the products sum each
+//! quad of input channels apart before the running sum (`gemm.wgsl`): through BatchNorm
+//! (torchvision's `resnet18.layer1`, tolerance 1e-4·(1+|ref|)) its conv weight gradients
+//! err 6–9e-5 from PyTorch's, F(2×2)'s 2–5e-5, PyTorch's own float32 4.4e-5 — where Lavin's
+//! points and a plain running sum erred 2–3e-4 and failed (benches/NOTES.md, v31).
+//! Non-finite inputs: a tile whose outputs are not all finite is computed again tap by tap
 //! (`output.wgsl`), so NaN and Inf land where PyTorch puts them.
 
 mod backward_weight;
@@ -133,12 +136,32 @@ fn quad_rows(t: &Tensor) -> bool {
         && t.batch_stride_u32().is_multiple_of(4)
 }
 
-/// The output tile's side of each variant: F(2×2, 3×3), then F(4×4, 3×3) (which no
-/// automatic choice takes: see the module's note on rounding).
+/// The output tile sides: F(2×2, 3×3) and F(4×4, 3×3).
 const TILE_SIDES: [usize; 2] = [2, 4];
 
-/// Variants accurate enough to be chosen automatically: F(2×2) alone.
-const ACCURATE_VARIANTS: usize = 1;
+/// Tiles of side 4 a pass (over the batch) from which the rule takes F(4×4). Below, its
+/// 2.25× larger filter transform (U), read once a part, costs more than its fewer products
+/// save: on lavapipe (minimum of interleaved runs, forward) F(4×4) took 4.6 ms against
+/// F(2×2)'s 6.5 at 196 tiles (64 channels, 56², batch 1), 17.6 against 21.7 at 64 (256
+/// channels, 14², batch 4), 80 against 133 at 64 (512 channels, 7², batch 16), but 5.9 against
+/// 5.3 at 49 and 10.0 against 7.3 at 16 (benches/NOTES.md, v31).
+const RULE_F4_MIN_TILES: usize = 64;
+
+/// The tile side of variant `variant` for a pass whose output (the forward's y, the input
+/// gradient's grad_x) is `out`: variant 0 is the rule's — F(4×4) from [`RULE_F4_MIN_TILES`]
+/// tiles, F(2×2) below — and variant 1 the other.
+fn tile_side(variant: usize, out: [usize; 4]) -> usize {
+    let [n, _, oh, ow] = out;
+    let rule = if n * oh.div_ceil(4) * ow.div_ceil(4) >= RULE_F4_MIN_TILES {
+        4
+    } else {
+        2
+    };
+    match variant {
+        0 => rule,
+        _ => 6 - rule,
+    }
+}
 
 /// Channels (input and output both) from which the CPU rule takes F(2×2).
 const CPU_MIN_CHANNELS: usize = 64;
@@ -154,16 +177,17 @@ impl Info for Winograd {
     }
 
     fn summary(&self) -> &'static str {
-        "Winograd F(2×2, 3×3): 3×3 stride-1 forward and input gradient in 4/9 of the multiplies (weight gradient: SKIPGRAD_WINOGRAD_WEIGHT=1)"
+        "Winograd F(4×4, 3×3) and F(2×2, 3×3): 3×3 stride-1 forward and input gradient in 1/4 or 4/9 of the multiplies (weight gradient: SKIPGRAD_WINOGRAD_WEIGHT=1)"
     }
 
-    /// F(2×2) first where both channel counts reach [`CPU_MIN_CHANNELS`] and the pass is
-    /// at least [`CPU_MIN_FLOPS`]: on lavapipe it ran the forward and the input gradient on
-    /// a par with the texture family to 1.4× faster at 64–128 channels (14²–32² images,
-    /// batch 8; minimum of interleaved runs) and 1.2–1.8× faster at 256–512 (7²–8²), but
-    /// 0.8–0.9× at 64 channels on 16² (its four launches a part cost more than the
-    /// multiplies saved), and below 64 channels the transforms cost more than they save
-    /// (benches/NOTES.md, v29).
+    /// First (F(4×4) or F(2×2) by [`tile_side`]) where both channel counts reach
+    /// [`CPU_MIN_CHANNELS`] and the pass is at least [`CPU_MIN_FLOPS`]: on lavapipe F(2×2)
+    /// alone ran the forward and the input gradient on a par with the texture family to
+    /// 1.4× faster at 64–128 channels (14²–32² images, batch 8; minimum of interleaved runs)
+    /// and 1.2–1.8× faster at 256–512 (7²–8²), but 0.8–0.9× at 64 channels on 16² (its four
+    /// launches a part cost more than the multiplies saved), and below 64 channels the
+    /// transforms cost more than they save (benches/NOTES.md, v29); F(4×4) where it is taken
+    /// runs 1.3–1.8× faster than F(2×2) (v31).
     /// Never the weight gradient: no automatic choice takes it yet
     /// ([`Family::tuned_variants`]).
     fn cpu_rank(&self, pass: Pass, g: &Geometry) -> Option<u8> {
@@ -215,11 +239,13 @@ impl Family for Winograd {
     }
 
     fn forward(&self, rec: &mut Recording<'_>, c: &ForwardArgs<'_>) -> Result<()> {
-        self.gemm(rec, &c.gemm(), TILE_SIDES[0])
+        let call = c.gemm();
+        self.gemm(rec, &call, tile_side(0, call.g.y))
     }
 
     fn backward_input(&self, rec: &mut Recording<'_>, c: &InputGradArgs<'_>) -> Result<()> {
-        self.gemm(rec, &c.gemm(), TILE_SIDES[0])
+        let call = c.gemm();
+        self.gemm(rec, &call, tile_side(0, call.g.y))
     }
 
     fn backward_weight(&self, rec: &mut Recording<'_>, c: &WeightGradArgs<'_>) -> Result<()> {
@@ -233,8 +259,8 @@ impl Family for Winograd {
         }
     }
 
-    /// F(2×2) alone: F(4×4)'s rounding fails PyTorch's tolerance through BatchNorm. None
-    /// for the weight gradient: a NaN or Inf in its input spreads through the transforms
+    /// Both tile sides for the forward and the input gradient. None for the weight
+    /// gradient: a NaN or Inf in its input spreads through the transforms
     /// where the direct sum keeps it to the taps it touches, and unlike the forward it has no
     /// per-tile fallback yet; on lavapipe it measured on a par with the texture family at
     /// 64–128 channels and slower at 256–512 (benches/NOTES.md, v30). Forcing `winograd`
@@ -242,25 +268,45 @@ impl Family for Winograd {
     fn tuned_variants(&self, call: &Call<'_, '_>) -> usize {
         match call.pass() {
             Pass::BackwardWeight => 0,
-            _ => self.variants(call).min(ACCURATE_VARIANTS),
+            _ => self.variants(call),
         }
     }
 
     fn describe_variant(&self, key: &TuneKey, v: usize) -> String {
-        match (key.pass, TILE_SIDES.get(v)) {
-            (Pass::BackwardWeight, Some(_)) if v == 0 => "F(3×3, 2×2)".to_string(),
-            (Pass::BackwardWeight, _) => String::new(),
-            (_, side) => side.map_or(String::new(), |m| format!("F({m}×{m}, 3×3)")),
+        let [n, c, h, w] = key.x;
+        // The pass's output: the forward's y (3 × 3, stride 1), the input gradient's grad_x.
+        let out = match key.pass {
+            Pass::Forward => [
+                n,
+                c,
+                (h + 2 * key.padding[0]).saturating_sub(2),
+                (w + 2 * key.padding[1]).saturating_sub(2),
+            ],
+            _ => key.x,
+        };
+        match (key.pass, v) {
+            (Pass::BackwardWeight, 0) => "F(3×3, 2×2)".to_string(),
+            (Pass::BackwardWeight, _) | (_, 2..) => String::new(),
+            _ => {
+                let m = tile_side(v, out);
+                format!("F({m}×{m}, 3×3)")
+            }
         }
     }
 
     fn run_variant(&self, rec: &mut Recording<'_>, call: &Call<'_, '_>, v: usize) -> Result<()> {
-        let Some(&m) = TILE_SIDES.get(v).filter(|_| v < self.variants(call)) else {
+        if v >= self.variants(call) {
             return Err(super::no_variant(self.name(), v));
-        };
+        }
         match call {
-            Call::Forward(a) => self.gemm(rec, &a.gemm(), m),
-            Call::BackwardInput(a) => self.gemm(rec, &a.gemm(), m),
+            Call::Forward(a) => {
+                let c = a.gemm();
+                self.gemm(rec, &c, tile_side(v, c.g.y))
+            }
+            Call::BackwardInput(a) => {
+                let c = a.gemm();
+                self.gemm(rec, &c, tile_side(v, c.g.y))
+            }
             Call::BackwardWeight(a) => self.weight_gradient(rec, a),
         }
     }

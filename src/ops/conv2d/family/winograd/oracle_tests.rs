@@ -5,7 +5,7 @@
 //! gradient, F(3×3, 2×2), with its fusions and its batch in parts.
 
 use super::backward_weight::{GRAD_TRANSFORM, WEIGHT_GEMM, WEIGHT_OUTPUT};
-use super::{Winograd, GEMM, INPUT, OUTPUT, TILE_SIDES};
+use super::{tile_side, Winograd, GEMM, INPUT, OUTPUT, RULE_F4_MIN_TILES, TILE_SIDES};
 use crate::memory::Purpose;
 use crate::ops::conv2d::args::{Geometry, WeightGradArgs};
 use crate::ops::conv2d::family::{Call, Family};
@@ -68,20 +68,22 @@ impl Problem {
     }
 
     /// Runs the forward (or the input gradient, whose grad_out is `x`'s values reshaped)
-    /// with Winograd variant `variant` forced, returning the result, the kernels run and the
+    /// with Winograd forced, variant `variant` (`None`: the family's rule), returning the result, the kernels run and the
     /// number of dispatches.
     fn run(
         &self,
         gpu: &Gpu,
         input_gradient: bool,
-        variant: usize,
+        variant: Option<usize>,
     ) -> (Vec<f32>, Vec<String>, usize) {
         let ys = self.p.output_shape(self.xs, self.ws).unwrap();
         let up = |shape, v: &[f32]| Tensor::from_slice(gpu, shape, v, Purpose::Activation).unwrap();
         let w = up(self.ws, &self.w);
         let mut rec = Recording::new(gpu);
         rec.set_conv_kernels(ConvKernels::WINOGRAD);
-        rec.set_conv_variant(variant);
+        if let Some(v) = variant {
+            rec.set_conv_variant(v);
+        }
         let out = if input_gradient {
             let go = up(ys, &noise(ys.iter().product(), 11));
             let x = Tensor::zeros(gpu, self.xs, Purpose::Activation).unwrap();
@@ -143,10 +145,15 @@ fn both_tile_sizes_match_the_oracle() {
                 continue;
             }
             let want = problem.want(input_gradient);
-            for (variant, &m) in TILE_SIDES.iter().enumerate() {
+            let out = match input_gradient {
+                true => problem.xs,
+                false => problem.p.output_shape(problem.xs, problem.ws).unwrap(),
+            };
+            for variant in 0..TILE_SIDES.len() {
+                let m = tile_side(variant, out);
                 let what = format!("problem {k}, input gradient {input_gradient}, F({m}×{m})");
                 gpu.clear_pipelines();
-                let (got, kernels, _) = problem.run(&gpu, input_gradient, variant);
+                let (got, kernels, _) = problem.run(&gpu, input_gradient, Some(variant));
                 for spec in [&INPUT, &GEMM, &OUTPUT] {
                     assert!(
                         kernels.iter().any(|k| k == spec.entry),
@@ -165,6 +172,78 @@ fn both_tile_sizes_match_the_oracle() {
     }
 }
 
+/// The rule (a forced `winograd`, and the CPU rule) takes F(4×4) from
+/// [`RULE_F4_MIN_TILES`] tiles of side 4 a pass over the batch, F(2×2) below, forward and
+/// input gradient alike — asserted by the tile size compiled — with the oracle's numbers.
+#[test]
+fn the_rule_takes_f4_from_64_tiles() {
+    assert_eq!(RULE_F4_MIN_TILES, 64);
+    let gpu = test_gpu();
+    // 49, 98, 64 (8 × 8 over 31 × 31) and 63 (9 × 7) tiles of side 4.
+    for (xs, m) in [
+        ([1, 8, 28, 28], 2),
+        ([2, 8, 28, 28], 4),
+        ([1, 8, 31, 31], 4),
+        ([1, 8, 36, 27], 2),
+    ] {
+        let problem = Problem::new(xs, [8, 8, 3, 3], [1, 1]);
+        for input_gradient in [false, true] {
+            let what = format!("{xs:?}, input gradient {input_gradient}");
+            gpu.clear_pipelines();
+            let (got, _, _) = problem.run(&gpu, input_gradient, None);
+            let compiled = gpu.compiled_constants(GEMM.entry);
+            assert_eq!(compiled.len(), 1, "{what}");
+            assert!(
+                compiled[0].contains(&("WINO_M", m as f64)),
+                "{what}: {compiled:?}"
+            );
+            assert_matches(&got, &problem.want(input_gradient), &what);
+        }
+    }
+}
+
+/// Winograd forced on every reference case PyTorch computed (tests/vectors, and
+/// tests/vectors/bn: torchvision's ResNet and DenseNet layers through BatchNorm, training
+/// and eval, where rounding is magnified most), once with each variant — the rule's tile
+/// and the other — so F(4×4) and F(2×2) both run every case: every output and gradient
+/// within the cases' tolerance, and both tile sizes are what ran.
+#[test]
+fn both_tile_sizes_pass_every_reference_case() {
+    let gpu = test_gpu();
+    gpu.set_conv_kernels(ConvKernels::WINOGRAD);
+    gpu.clear_pipelines();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in ["tests/vectors", "tests/vectors/bn"] {
+        let mut found: Vec<_> = std::fs::read_dir(root.join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+            .collect();
+        found.sort();
+        files.extend(found);
+    }
+    assert!(files.len() > 50, "{} cases", files.len());
+    for variant in 0..TILE_SIDES.len() {
+        gpu.set_conv_variant(Some(variant));
+        for file in &files {
+            let report = crate::cases::run_case_file(&gpu, file);
+            let what = format!("{}, variant {variant}", file.display());
+            assert!(report.error.is_none(), "{what}: {:?}", report.error);
+            for c in &report.comparisons {
+                assert!(c.passed, "{what}: {} {:e}", c.name, c.max_abs_err);
+            }
+        }
+    }
+    let compiled = gpu.compiled_constants(GEMM.entry);
+    for m in TILE_SIDES {
+        assert!(
+            compiled.iter().any(|c| c.contains(&("WINO_M", m as f64))),
+            "F({m}×{m}) never ran: {compiled:?}"
+        );
+    }
+}
+
 /// A batch in parts (the scratch budget holds a few images at a time) gives the bits of
 /// the whole batch at once: each tile is computed the same either way.
 #[test]
@@ -174,9 +253,9 @@ fn parts_of_the_batch_give_the_same_bits() {
     whole.set_scratch_budget(1 << 30);
     let parted = test_gpu();
     parted.set_scratch_budget(1);
-    // F(4×4) (variant 1), whose tiles per image make parts of three images.
-    let (a, _, whole_dispatches) = problem.run(&whole, false, 1);
-    let (b, _, parted_dispatches) = problem.run(&parted, false, 1);
+    // F(4×4) (the rule's: 700 tiles), whose tiles per image make parts of three images.
+    let (a, _, whole_dispatches) = problem.run(&whole, false, None);
+    let (b, _, parted_dispatches) = problem.run(&parted, false, None);
     // The filter transform once; the staging, input transform, products and output
     // transform a part: seven images in parts of three (the least that keeps lavapipe
     // busy) are three parts.
@@ -185,20 +264,21 @@ fn parts_of_the_batch_give_the_same_bits() {
     assert_matches(&a, &problem.want(false), "the whole batch");
 }
 
-/// Inputs near float32's largest (3e37) and small weights: the direct sum stays finite, the
-/// input transform (coefficients up to 5, summed over rows and columns) overflows. The
-/// output transform finds the non-finite tiles and computes them tap by tap, so the output
-/// is PyTorch's, not Inf or NaN.
+/// Inputs near float32's largest (3e38) and small weights: the direct sum stays finite, the
+/// input transform overflows (F(2×2)'s d0 − d2 passes 3.4e38 wherever the two have opposite
+/// signs and magnitudes over 0.57; F(4×4)'s coefficients reach 97/36). The output transform
+/// finds the non-finite tiles and computes them tap by tap, so the output is PyTorch's, not
+/// Inf or NaN.
 #[test]
 fn overflowing_transforms_fall_back_to_the_direct_sum() {
     let gpu = test_gpu();
     let mut problem = Problem::new([2, 4, 8, 8], [8, 4, 3, 3], [1, 1]);
-    problem.x.iter_mut().for_each(|v| *v *= 3e37);
-    problem.w.iter_mut().for_each(|v| *v *= 1e-2);
+    problem.x.iter_mut().for_each(|v| *v *= 3e38);
+    problem.w.iter_mut().for_each(|v| *v *= 1e-3);
     let want = problem.want(false);
-    assert!(want.iter().all(|v| v.is_finite() && v.abs() < 1e37));
+    assert!(want.iter().all(|v| v.is_finite() && v.abs() < 1e38));
     for variant in 0..TILE_SIDES.len() {
-        let (got, _, _) = problem.run(&gpu, false, variant);
+        let (got, _, _) = problem.run(&gpu, false, Some(variant));
         assert!(got.iter().all(|v| v.is_finite()), "variant {variant}");
         // Outputs are sums of terms up to 3e35 that cancel: rounding is relative to those.
         let largest = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
