@@ -205,7 +205,7 @@ fi
 #    against cuDNN.
 if have 90 "the GPU suite with the Winograd family forced (winograd)"; then
     log "GPU suite, Winograd family forced"
-    SKIPGRAD_WINOGRAD_WEIGHT=1 step "$WORK/gpu_suite_winograd.json" 120 "$BIN" bench --suite gpu $QUICK_FLAG --kernels winograd --iters "$ITERS" --json
+    step "$WORK/gpu_suite_winograd.json" 120 "$BIN" bench --suite gpu $QUICK_FLAG --kernels winograd --iters "$ITERS" --json
     if [ $PEER = 1 ]; then
         "$PYTHON" benches/peers/compare_suite.py "$WORK/gpu_suite_winograd.json" "$WORK/torch_cuda_suite.json" > "$OUT/compare_winograd.txt" 2>&1
         cat "$OUT/compare_winograd.txt" >> "$LOG"

@@ -143,9 +143,7 @@ fn supports(family: ConvKernels, pass: &str, c: &ConvCase) -> bool {
         ConvKernels::WINOGRAD => {
             let shaped =
                 gemm && c.w[2..] == [3, 3] && c.p.stride == [1, 1] && c.p.dilation == [1, 1];
-            // The weight gradient only where the experimental F(3×3, 2×2) is switched on.
-            let weight = std::env::var("SKIPGRAD_WINOGRAD_WEIGHT").is_ok_and(|v| v.trim() == "1");
-            shaped && (pass != "input" || transposable) && (pass != "weight" || weight)
+            shaped && (pass != "input" || transposable)
         }
         other => panic!("no contract written for the {other} family: add it here"),
     }
@@ -209,8 +207,7 @@ proptest! {
     }
 
     /// The Winograd family on the problems it takes: the oracle's numbers, and its own
-    /// kernels for the forward and the input gradient (and the weight gradient with
-    /// `SKIPGRAD_WINOGRAD_WEIGHT=1`; else the texture family's).
+    /// kernels for every pass (the weight gradient as F(3×3, 2×2)).
     #[test]
     fn winograd_matches_reference(c in winograd_case()) {
         run_conv(&c, ConvKernels::WINOGRAD);

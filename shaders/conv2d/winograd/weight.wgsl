@@ -1,17 +1,26 @@
 // conv2d/winograd/weight.wgsl — the weight gradient of a 3×3 stride-1 convolution as
-// Winograd F(3×3, 2×2): the gradient is a correlation of the input with the output
-// gradient, and over a 2 × 2 tile of output pixels (origin 2ty, 2tx) its 3 × 3 taps are
+// Winograd F(3×3, m×m), m = WINO_M (2 or 4): the gradient is a correlation of the input with
+// the output gradient, and over an m × m tile of output pixels (origin m·ty, m·tx) its
+// 3 × 3 taps are
 //   dW[co, ci] += Gᵀ [ (Bᵀ d B) ⊙ (A h Aᵀ) ] G,
-// d the 4 × 4 input patch of the tile (the forward's F(2×2) patch: conv2d_winograd_input
-// writes its transform V unchanged), h the tile's 2 × 2 output gradient, A (4 × 2) and
-// G (4 × 3) the forward's F(2×2, 3×3) matrices with their roles swapped: 16 products a
-// tile for 36 direct ones. Three entry points (V comes from conv2d_winograd_input):
+// d the α × α input patch of the tile (the forward F(m×m)'s patch: conv2d_winograd_input
+// writes its transform V unchanged), h the tile's m × m output gradient, A (α × m) and
+// G (α × 3) the forward F(m×m, 3×3)'s matrices with their roles swapped: 16 products a
+// 2 × 2 tile for 36 direct ones, or 36 a 4 × 4 tile for 144. Five entry points (V comes from conv2d_winograd_input):
 //   conv2d_winograd_grad_transform  D = A h Aᵀ per (tile, quad of output channels)
 //   conv2d_winograd_weight_gemm     S[split][a][co][ci] (+)= Σ over the split's tiles D[a]ᵀ V[a]
-//   conv2d_winograd_weight_output   dW = Gᵀ (Σ over splits S) G, into the weight gradient
+//   conv2d_winograd_weight_output   dW = Gᵀ (Σ over splits S) G, into the weight gradient,
+//                                   where all 9 taps of (co, ci) are finite; else flags it
+//   conv2d_winograd_weight_direct   for flagged (co, ci) only: the direct sum's partial sums
+//                                   over splits of the output rows, into S's memory
+//   conv2d_winograd_weight_direct_sum  for flagged (co, ci): the partial sums into dW
+// Why the last two: a NaN or Inf in x or the output gradient (or a transform overflowing on
+// finite values) spreads through the transforms over every tap of the (co, ci) it meets —
+// NaN where PyTorch's direct sum has ±Inf, or where it has finite taps. Those (co, ci) are
+// computed again as the direct sum, so the gradient is PyTorch's; only they pay for it.
 // Layouts (conv2d/winograd/common.wgsl, WINO_M = 2): V texel (t, a * cq_in + g); D texel
 // (t, a * cq + q) holds output channels 4q .. 4q+3 of tile t (zero for tiles past
-// real_tiles, pixels past the image and channels past cout). S: [splits][16][cout][cin].
+// real_tiles, pixels past the image and channels past cout). S: [splits][α²][cout][cin].
 
 // The weight kernels' arguments (binding 14).
 struct WinoWeight {
@@ -37,10 +46,36 @@ struct WinoWeight {
 @group(0) @binding(3) var<storage, read_write> sums: array<f32>;
 @group(0) @binding(4) var<storage, read> sums_in: array<f32>;
 @group(0) @binding(5) var<storage, read_write> grad_w: array<f32>;
+// The direct fallback's: the problem (x and the output gradient as views), x, the output
+// gradient, and one flag per (co, ci): 1 where the transformed taps were not all finite.
+@group(0) @binding(0) var<uniform> p: Conv;
+@group(0) @binding(1) var<storage, read_write> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> grad_out: array<f32>;
+@group(0) @binding(7) var<storage, read_write> flags: array<u32>;
 
-// A h for a column h = (h0, h1) of the tile: the 4 values of F(2×2, 3×3)'s A times it.
-fn a_col(h0: vec4<f32>, h1: vec4<f32>) -> array<vec4<f32>, 4> {
-    return array<vec4<f32>, 4>(h0, h0 + h1, h0 - h1, -h1);
+// A h for a column h (m values down the tile): the α values of the forward F(m×m, 3×3)'s
+// A (the transpose of its Aᵀ: conv2d/winograd/output.wgsl) times it.
+fn a_col(h: array<vec4<f32>, 4>) -> array<vec4<f32>, 6> {
+    var r: array<vec4<f32>, 6>;
+    if WINO_M == 4u {
+        // Points 0, ±3/2, ±2/3 and ∞: row j of A is (1, a_j, a_j², a_j³).
+        let even_a = h[0] + 2.25 * h[2];
+        let odd_a = 1.5 * h[1] + 3.375 * h[3];
+        let even_b = h[0] + (4.0 / 9.0) * h[2];
+        let odd_b = (2.0 / 3.0) * h[1] + (8.0 / 27.0) * h[3];
+        r[0] = h[0];
+        r[1] = even_a + odd_a;
+        r[2] = even_a - odd_a;
+        r[3] = even_b + odd_b;
+        r[4] = even_b - odd_b;
+        r[5] = h[3];
+    } else {
+        r[0] = h[0];
+        r[1] = h[0] + h[1];
+        r[2] = h[0] - h[1];
+        r[3] = -h[1];
+    }
+    return r;
 }
 
 // Output-gradient texel of output channels 4q .. 4q+3 at (oy, ox) of image n of the part,
@@ -62,22 +97,26 @@ fn conv2d_winograd_grad_transform(@builtin(workgroup_id) wid: vec3<u32>, @builti
     let t = i / cq;
     let dq = wp.cout_pad / 4u;
     if t >= wp.real_tiles {
-        for (var a = 0u; a < 16u; a++) { textureStore(d_out, vec2<u32>(t, a * dq + q), vec4<f32>(0.0)); }
+        for (var a = 0u; a < ALPHA2; a++) { textureStore(d_out, vec2<u32>(t, a * dq + q), vec4<f32>(0.0)); }
         return;
     }
     let pos = tile_pos(t);
     let n = pos.x - wp.n0;
-    let oy = 2u * pos.y;
-    let ox = 2u * pos.z;
-    let oh = ww.oh;
-    let ow = ww.ow;
-    // A h Aᵀ: A down each column of the 2 × 2 tile, then across each resulting row.
-    let c0 = a_col(grad_at(n, q, oy, ox, cq, oh, ow), grad_at(n, q, oy + 1u, ox, cq, oh, ow));
-    let c1 = a_col(grad_at(n, q, oy, ox + 1u, cq, oh, ow), grad_at(n, q, oy + 1u, ox + 1u, cq, oh, ow));
-    for (var r = 0u; r < 4u; r++) {
-        let row = a_col(c0[r], c1[r]);
-        for (var c = 0u; c < 4u; c++) {
-            textureStore(d_out, vec2<u32>(t, (r * 4u + c) * dq + q), row[c]);
+    let oy = WINO_M * pos.y;
+    let ox = WINO_M * pos.z;
+    // A h Aᵀ: A down each column of the m × m tile, then across each resulting row.
+    var cols: array<array<vec4<f32>, 6>, 4>;
+    for (var c = 0u; c < WINO_M; c++) {
+        var h: array<vec4<f32>, 4>;
+        for (var r = 0u; r < WINO_M; r++) { h[r] = grad_at(n, q, oy + r, ox + c, cq, ww.oh, ww.ow); }
+        cols[c] = a_col(h);
+    }
+    for (var r = 0u; r < ALPHA; r++) {
+        var h: array<vec4<f32>, 4>;
+        for (var c = 0u; c < WINO_M; c++) { h[c] = cols[c][r]; }
+        let row = a_col(h);
+        for (var c = 0u; c < ALPHA; c++) {
+            textureStore(d_out, vec2<u32>(t, (r * ALPHA + c) * dq + q), row[c]);
         }
     }
 }
@@ -86,7 +125,7 @@ fn conv2d_winograd_grad_transform(@builtin(workgroup_id) wid: vec3<u32>, @builti
 // position a of split s; channels past cout or cin are skipped.
 fn store_sums4(s: u32, a: u32, co: u32, ci0: u32, v: vec4<f32>) {
     if co >= ww.cout { return; }
-    let base = ((s * 16u + a) * ww.cout + co) * ww.cin;
+    let base = ((s * ALPHA2 + a) * ww.cout + co) * ww.cin;
     for (var k = 0u; k < 4u; k++) {
         let ci = ci0 + k;
         if ci < ww.cin {
@@ -109,8 +148,8 @@ fn conv2d_winograd_weight_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(n
     let blocks_co = (ww.cout + 15u) / 16u;
     let cib = i % blocks_ci;
     let cob = (i / blocks_ci) % blocks_co;
-    let a = (i / (blocks_ci * blocks_co)) % 16u;
-    let s = i / (blocks_ci * blocks_co * 16u);
+    let a = (i / (blocks_ci * blocks_co)) % ALPHA2;
+    let s = i / (blocks_ci * blocks_co * ALPHA2);
     let dq = wp.cout_pad / 4u;
     // The block's quads (past the last: the last again; those lanes are never stored).
     let va = a * wp.cq_in + min(2u * cib, wp.cq_in - 1u);
@@ -153,38 +192,142 @@ fn conv2d_winograd_weight_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(n
     store_sums4(s, a, co + 15u, ci, hi[14]); store_sums4(s, a, co + 15u, ci + 4u, hi[15]);
 }
 
-// Gᵀ m for a column m of 4 values: the 3 taps (G: F(2×2, 3×3)'s filter transform).
-fn gt_col(m0: f32, m1: f32, m2: f32, m3: f32) -> vec3<f32> {
-    return vec3<f32>(m0 + 0.5 * (m1 + m2), 0.5 * (m1 - m2), 0.5 * (m1 + m2) + m3);
+// Gᵀ m for a column m of α values: the 3 taps (G: the forward F(m×m, 3×3)'s filter
+// transform, conv2d/winograd/filter.wgsl).
+fn gt_col(m: array<f32, 6>) -> vec3<f32> {
+    if WINO_M == 4u {
+        let s12 = m[1] + m[2];
+        let s34 = m[3] + m[4];
+        return vec3<f32>(
+            m[0] + (8.0 / 65.0) * s12 - (81.0 / 130.0) * s34,
+            (12.0 / 65.0) * (m[1] - m[2]) - (27.0 / 65.0) * (m[3] - m[4]),
+            (18.0 / 65.0) * (s12 - s34) + m[5],
+        );
+    }
+    return vec3<f32>(m[0] + 0.5 * (m[1] + m[2]), 0.5 * (m[1] - m[2]), 0.5 * (m[1] + m[2]) + m[3]);
 }
 
 // Contract: binding 4: S (read); 5: the weight gradient, OIHW, from ww.w_offset (=, or +=
-// with ww.accumulate). One thread per (co, ci), count = cout * cin; the splits summed in
-// order.
+// with ww.accumulate), written where the taps are finite; 7: the flags, written for every
+// (co, ci). One thread per (co, ci), count = cout * cin; the splits summed in order.
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn conv2d_winograd_weight_output(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                                  @builtin(local_invocation_index) lid: u32) {
     let i = thread_index(wid, nwg, lid);
     if i >= ww.count { return; }
     let per_position = ww.cout * ww.cin;
-    var m: array<f32, 16>;
-    for (var a = 0u; a < 16u; a++) {
+    var m: array<f32, 36>;
+    for (var a = 0u; a < ALPHA2; a++) {
         var sum = 0.0;
-        for (var s = 0u; s < ww.splits; s++) { sum += sums_in[(s * 16u + a) * per_position + i]; }
+        for (var s = 0u; s < ww.splits; s++) { sum += sums_in[(s * ALPHA2 + a) * per_position + i]; }
         m[a] = sum;
     }
-    // Gᵀ M G: Gᵀ down each of M's 4 columns, then across each of the 3 resulting rows.
-    let c0 = gt_col(m[0], m[4], m[8], m[12]);
-    let c1 = gt_col(m[1], m[5], m[9], m[13]);
-    let c2 = gt_col(m[2], m[6], m[10], m[14]);
-    let c3 = gt_col(m[3], m[7], m[11], m[15]);
+    // Gᵀ M G: Gᵀ down each of M's α columns, then across each of the 3 resulting rows.
+    var cols: array<vec3<f32>, 6>;
+    for (var c = 0u; c < ALPHA; c++) {
+        var col: array<f32, 6>;
+        for (var r = 0u; r < ALPHA; r++) { col[r] = m[r * ALPHA + c]; }
+        cols[c] = gt_col(col);
+    }
+    var rows: array<vec3<f32>, 3>;
+    for (var k = 0u; k < 3u; k++) {
+        var row: array<f32, 6>;
+        for (var c = 0u; c < ALPHA; c++) { row[c] = cols[c][k]; }
+        rows[k] = gt_col(row);
+    }
+    // Finite by the bits (drivers may fold float comparisons on the assumption of finite
+    // values): else conv2d_winograd_weight_direct computes this (co, ci) again.
+    let e = vec3<u32>(0x7f800000u);
+    let finite = all((bitcast<vec3<u32>>(rows[0]) & e) != e) && all((bitcast<vec3<u32>>(rows[1]) & e) != e)
+        && all((bitcast<vec3<u32>>(rows[2]) & e) != e);
+    flags[i] = select(1u, 0u, finite);
+    if !finite { return; }
     let base = ww.w_offset + 9u * i;
     for (var ky = 0u; ky < 3u; ky++) {
-        let taps = gt_col(c0[ky], c1[ky], c2[ky], c3[ky]);
         for (var kx = 0u; kx < 3u; kx++) {
-            var v = taps[kx];
+            var v = rows[ky][kx];
             if ww.accumulate != 0u { v += grad_w[base + 3u * ky + kx]; }
             grad_w[base + 3u * ky + kx] = v;
         }
+    }
+}
+
+// Whether v indexes one of n rows (or columns).
+fn inside(v: i32, n: u32) -> bool {
+    return v >= 0 && v < i32(n);
+}
+
+// Contract: binding 0: the problem, x and the output gradient as views (x_off/x_bs,
+// y_off/y_bs), relu_input, per_split (output rows a split sums); 1: x; 2: the output
+// gradient; 7: the flags; 3: the partial sums [split][cout * cin * 9] (S's memory). One
+// thread per (split, co, ci), the nine taps in one pass over the split's output pixels;
+// threads of unflagged (co, ci) return at once. count = splits * cout * cin. Each tap sums
+// as the direct family's (ascending rows, then columns; one fma a term; taps past the
+// padded edge skipped, not multiplied by zero), so its NaN and Inf are PyTorch's.
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn conv2d_winograd_weight_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                                 @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(wid, nwg, lid);
+    if i >= p.count { return; }
+    let pairs = p.cout * p.cin;
+    let e = i % pairs;
+    if flags[e] == 0u { return; }
+    let ci = e % p.cin;
+    let co = e / p.cin;
+    let row0 = (i / pairs) * p.per_split;
+    let row1 = min(row0 + p.per_split, p.n * p.oh);
+    let relu = p.relu_input != 0u;
+    var t0 = 0.0; var t1 = 0.0; var t2 = 0.0; var t3 = 0.0; var t4 = 0.0;
+    var t5 = 0.0; var t6 = 0.0; var t7 = 0.0; var t8 = 0.0;
+    for (var r = row0; r < row1; r++) {
+        let n = r / p.oh;
+        let oy = r % p.oh;
+        let iy = i32(oy) - i32(p.ph);
+        let rows_ok = vec3<bool>(inside(iy, p.h), inside(iy + 1, p.h), inside(iy + 2, p.h));
+        // Rows out of the image are never read: clamp their offsets in range.
+        let plane = p.x_off + n * p.x_bs + ci * p.h * p.w;
+        let x_rows = vec3<u32>(plane + u32(clamp(iy, 0, i32(p.h) - 1)) * p.w,
+                               plane + u32(clamp(iy + 1, 0, i32(p.h) - 1)) * p.w,
+                               plane + u32(clamp(iy + 2, 0, i32(p.h) - 1)) * p.w);
+        let go_row = p.y_off + n * p.y_bs + (co * p.oh + oy) * p.ow;
+        for (var ox = 0u; ox < p.ow; ox++) {
+            let g = grad_out[go_row + ox];
+            let ix = i32(ox) - i32(p.pw);
+            let cols_ok = vec3<bool>(inside(ix, p.w), inside(ix + 1, p.w), inside(ix + 2, p.w));
+            let ix0 = u32(clamp(ix, 0, i32(p.w) - 1));
+            let ix1 = u32(clamp(ix + 1, 0, i32(p.w) - 1));
+            let ix2 = u32(clamp(ix + 2, 0, i32(p.w) - 1));
+            if rows_ok[0] && cols_ok[0] { t0 = fma(g, relu_if(x[x_rows[0] + ix0], relu), t0); }
+            if rows_ok[0] && cols_ok[1] { t1 = fma(g, relu_if(x[x_rows[0] + ix1], relu), t1); }
+            if rows_ok[0] && cols_ok[2] { t2 = fma(g, relu_if(x[x_rows[0] + ix2], relu), t2); }
+            if rows_ok[1] && cols_ok[0] { t3 = fma(g, relu_if(x[x_rows[1] + ix0], relu), t3); }
+            if rows_ok[1] && cols_ok[1] { t4 = fma(g, relu_if(x[x_rows[1] + ix1], relu), t4); }
+            if rows_ok[1] && cols_ok[2] { t5 = fma(g, relu_if(x[x_rows[1] + ix2], relu), t5); }
+            if rows_ok[2] && cols_ok[0] { t6 = fma(g, relu_if(x[x_rows[2] + ix0], relu), t6); }
+            if rows_ok[2] && cols_ok[1] { t7 = fma(g, relu_if(x[x_rows[2] + ix1], relu), t7); }
+            if rows_ok[2] && cols_ok[2] { t8 = fma(g, relu_if(x[x_rows[2] + ix2], relu), t8); }
+        }
+    }
+    let base = i * 9u;
+    sums[base] = t0; sums[base + 1u] = t1; sums[base + 2u] = t2;
+    sums[base + 3u] = t3; sums[base + 4u] = t4; sums[base + 5u] = t5;
+    sums[base + 6u] = t6; sums[base + 7u] = t7; sums[base + 8u] = t8;
+}
+
+// Contract: binding 4: the partial sums as conv2d_winograd_weight_direct wrote them; 7: the
+// flags; 5: the weight gradient from ww.w_offset (=, or += with ww.accumulate). One thread
+// per flagged (co, ci), its nine taps; count = cout * cin, ww.splits partial sums each.
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn conv2d_winograd_weight_direct_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                                     @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(wid, nwg, lid);
+    if i >= ww.count { return; }
+    if flags[i] == 0u { return; }
+    for (var k = 0u; k < 9u; k++) {
+        var v = 0.0;
+        for (var s = 0u; s < ww.splits; s++) { v += sums_in[(s * ww.count + i) * 9u + k]; }
+        let w = ww.w_offset + 9u * i + k;
+        if ww.accumulate != 0u { v += grad_w[w]; }
+        grad_w[w] = v;
     }
 }

@@ -76,7 +76,7 @@ impl ConvKernels {
     pub const TEXTURE: ConvKernels = ConvKernels(Some("texture"));
     /// Winograd F(4×4, 3×3) and F(2×2, 3×3) for 3 × 3 stride-1 forwards and input
     /// gradients (1/4 and 4/9 of the multiplies; F(4×4) where the pass has enough tiles),
-    /// and F(3×3, 2×2) for their weight gradients (which only a forced choice runs yet).
+    /// and F(3×3, 4×4) and F(3×3, 2×2) for their weight gradients.
     pub const WINOGRAD: ConvKernels = ConvKernels(Some("winograd"));
 
     /// Every family of the registry, in its order.

@@ -1,15 +1,19 @@
-//! The Winograd family's weight gradient, F(3×3, 2×2) (`shaders/conv2d/winograd/weight.wgsl`):
-//! per part of the batch the input staged and transformed as the F(2×2) forward does (V),
-//! the output gradient staged and transformed by A h Aᵀ (D), and one GEMM per position of
-//! the 4 × 4 tile summing Dᵀ V over the part's tiles into split partial sums S (each part
-//! after the first adds to them); then one launch sums the splits and transforms them back
-//! to the 3 × 3 taps. 16 products a 2 × 2 tile for 36 direct ones.
+//! The Winograd family's weight gradient, F(3×3, m×m) for m = 2 or 4
+//! (`shaders/conv2d/winograd/weight.wgsl`): per part of the batch the input staged and
+//! transformed as the F(m×m) forward does (V), the output gradient staged and transformed by
+//! A h Aᵀ (D), and one GEMM per position of the α × α tile summing Dᵀ V over the part's tiles
+//! into split partial sums S (each part after the first adds to them); then one launch sums
+//! the splits and transforms them back to the 3 × 3 taps. 16 products a 2 × 2 tile for 36
+//! direct ones; 36 a 4 × 4 tile for 144. Where a (co, ci)'s taps
+//! come out NaN or Inf (a non-finite input spreads through the transforms), two launches more
+//! compute that (co, ci) again as the direct sum, the other threads returning at once, so
+//! the gradient's NaN and Inf are where PyTorch's are.
 
 use super::{input_transform, plan::Plan, share, wino_texture, WinoArgs, WEIGHT_WGSL};
 use crate::error::Result;
 use crate::gpu::{Access, KernelSpec, Specialised, StagingKind};
-use crate::ops::conv2d::args::{Geometry, WeightGradArgs};
-use crate::ops::conv2d::budget::{LOOP_BUDGET, SERIAL_TERMS};
+use crate::ops::conv2d::args::{bytes_of, view, ConvArgs, Geometry, WeightGradArgs};
+use crate::ops::conv2d::budget::{rows_per_split, LOOP_BUDGET, SERIAL_TERMS};
 use crate::ops::conv2d::family::texture::stage::{stage_activation, Extent};
 use crate::ops::conv2d::partials::target_threads;
 use crate::ops::conv2d::Conv2dParams;
@@ -29,11 +33,28 @@ pub(crate) const WEIGHT_GEMM: KernelSpec =
     KernelSpec::new(WEIGHT_WGSL, "conv2d_winograd_weight_gemm", &[(3, Write)])
         .with_textures(&[12, 13])
         .with_uniforms(&[10, 14]);
-/// `conv2d_winograd_weight_output`: S (4) → the weight gradient (5).
+/// `conv2d_winograd_weight_output`: S (4) → the weight gradient (5) where finite, and the
+/// flags (7) of the (co, ci) that are not.
 pub(crate) const WEIGHT_OUTPUT: KernelSpec = KernelSpec::new(
     WEIGHT_WGSL,
     "conv2d_winograd_weight_output",
-    &[(4, Read), (5, Write)],
+    &[(4, Read), (5, Write), (7, Write)],
+)
+.with_uniforms(&[14]);
+/// `conv2d_winograd_weight_direct`: x (1), the output gradient (2) and the flags (7) → the
+/// flagged (co, ci)'s direct partial sums (3).
+pub(crate) const WEIGHT_DIRECT: KernelSpec = KernelSpec::new(
+    WEIGHT_WGSL,
+    "conv2d_winograd_weight_direct",
+    &[(1, Write), (2, Write), (3, Write), (7, Write)],
+)
+.with_uniforms(&[0]);
+/// `conv2d_winograd_weight_direct_sum`: the direct partial sums (4) and the flags (7) → the
+/// flagged (co, ci)'s weight gradient (5).
+pub(crate) const WEIGHT_DIRECT_SUM: KernelSpec = KernelSpec::new(
+    WEIGHT_WGSL,
+    "conv2d_winograd_weight_direct_sum",
+    &[(4, Read), (5, Write), (7, Write)],
 )
 .with_uniforms(&[14]);
 
@@ -59,19 +80,20 @@ struct WeightArgs {
 pub(super) fn weight_splits(gpu: &Gpu, g: &Geometry, plan: &Plan) -> Option<(usize, usize)> {
     let [n, cin, _, _] = g.x;
     let cout = g.y[1];
-    let position_sums = 16 * cout * cin;
+    let a2 = plan.alpha * plan.alpha;
+    let position_sums = a2 * cout * cin;
     let part_tiles = plan.image_parts(gpu, n).iter().map(|r| r.len()).max()? * plan.per_image();
     let total_tiles = n * plan.per_image();
-    let base_threads = 16 * cin.div_ceil(8) * cout.div_ceil(16);
+    let base_threads = a2 * cin.div_ceil(8) * cout.div_ceil(16);
     // Each partial sum adds a split's tiles of every part: at most SERIAL_TERMS in all, and
     // a thread's loop within the budget; more splits where the adapter wants threads, as
-    // many as the output transform's loop (16 sums of every split) and one binding allow.
+    // many as the output transform's loop (α² sums of every split) and one binding allow.
     let fewest = total_tiles
         .div_ceil(SERIAL_TERMS)
         .max(part_tiles.div_ceil(LOOP_BUDGET))
         .max(1);
     let binding = gpu.limits().max_storage_buffer_binding_size as usize;
-    let most = (LOOP_BUDGET / (2 * 16)).min(binding / (4 * position_sums));
+    let most = (LOOP_BUDGET / (2 * a2)).min(binding / (4 * position_sums));
     let by_budget = gpu.scratch_budget() as usize / (4 * position_sums);
     let wanted = target_threads(gpu)
         .div_ceil(base_threads)
@@ -84,19 +106,21 @@ pub(super) fn weight_splits(gpu: &Gpu, g: &Geometry, plan: &Plan) -> Option<(usi
 }
 
 impl super::Winograd {
-    /// Records the weight gradient `c` (see the module's note).
+    /// Records the weight gradient `c` as F(3×3, m×m) (see the module's note).
     pub(super) fn weight_gradient(
         &self,
         rec: &mut Recording<'_>,
         c: &WeightGradArgs<'_>,
+        m: usize,
     ) -> Result<()> {
-        let plan = Plan::new(rec.gpu(), &c.g, &c.p, 2);
+        let plan = Plan::new(rec.gpu(), &c.g, &c.p, m);
+        let a2 = plan.alpha * plan.alpha;
         let (splits, per_split) =
             weight_splits(rec.gpu(), &c.g, &plan).ok_or_else(|| crate::Error::Gpu {
                 during: "recording a convolution".into(),
                 message: "internal error: the winograd weight gradient does not fit".into(),
             })?;
-        let constants = [("WINO_M", 2.0)];
+        let constants = [("WINO_M", m as f64)];
         let kernel = |spec| Specialised {
             spec,
             constants: &constants,
@@ -122,7 +146,15 @@ impl super::Winograd {
             ow: ow as u32,
             ..Default::default()
         };
-        let sums = rec.scratch_tensor([splits, 16 * cout * cin, 1, 1])?;
+        // The direct fallback's splits of the output rows (as the direct family's), whose
+        // partial sums reuse S's memory.
+        let rows = n * oh;
+        let rows_per = rows_per_split(ow, 2, "weight gradient")?.min(rows).max(1);
+        let direct_splits = rows.div_ceil(rows_per);
+        let taps = cout * cin * 9;
+        let sums_len = (splits * a2 * cout * cin).max(direct_splits * taps);
+        let sums = rec.scratch_tensor([sums_len, 1, 1, 1])?;
+        let flags = rec.scratch_tensor([cout * cin, 1, 1, 1])?;
         let total = n * plan.per_image();
         for (k, images) in plan.image_parts(rec.gpu(), n).into_iter().enumerate() {
             let real = images.len() * plan.per_image();
@@ -135,7 +167,7 @@ impl super::Winograd {
                 ..base
             };
             // V = Bᵀ d B, as the forward's.
-            let v = input_transform(rec, &plan, c.x, &images, c.fusion.relu_input, &part, 2)?;
+            let v = input_transform(rec, &plan, c.x, &images, c.fusion.relu_input, &part, m)?;
 
             // D = A h Aᵀ from the part's output gradient.
             let go = rebase(rec.gpu(), &c.grad_out.batches(images.clone())?);
@@ -154,13 +186,13 @@ impl super::Winograd {
                 Grid::Threads(threads as u64),
                 Cost {
                     flops: 0,
-                    bytes: 16 * (threads * 20) as u64,
+                    bytes: 16 * (threads * (m * m + a2)) as u64,
                 },
             )?;
             g_staged.done(rec);
 
-            // S (+)= Dᵀ V at each of the 16 positions, split over the part's tiles.
-            let threads = splits * 16 * cin.div_ceil(8) * cout.div_ceil(16);
+            // S (+)= Dᵀ V at each of the α² positions, split over the part's tiles.
+            let threads = splits * a2 * cin.div_ceil(8) * cout.div_ceil(16);
             let a = WeightArgs {
                 count: threads as u32,
                 add: (k > 0) as u32,
@@ -174,7 +206,7 @@ impl super::Winograd {
                 Grid::Threads(threads as u64),
                 Cost {
                     flops: share(c.g.tap_flops(), real, total),
-                    bytes: 16 * (16 * tiles * (plan.cq_in + plan.cq)) as u64,
+                    bytes: 16 * (a2 * tiles * (plan.cq_in + plan.cq)) as u64,
                 },
             )?;
             v.done(rec);
@@ -191,30 +223,73 @@ impl super::Winograd {
         rec.launch(
             kernel(&WEIGHT_OUTPUT),
             &[bytemuck::bytes_of(&a)],
-            &[Some(read(&sums)), Some(write(c.grad_weight))],
+            &[
+                Some(read(&sums)),
+                Some(write(c.grad_weight)),
+                Some(write(&flags)),
+            ],
             &[],
             Grid::Threads(threads as u64),
             Cost {
-                flops: sums.numel() as u64,
-                bytes: 4 * (sums.numel() + outputs) as u64,
+                flops: (splits * a2 * cout * cin) as u64,
+                bytes: 4 * (splits * a2 * cout * cin + outputs) as u64,
+            },
+        )?;
+
+        // The flagged (co, ci) again, as the direct sum: partial sums over splits of the
+        // output rows, then their sum into the gradient. With every tap finite (the usual
+        // case) each thread reads its flag and returns; the costs say so.
+        let threads = direct_splits * cout * cin;
+        let mut direct = ConvArgs::new(&c.g, &c.p, threads, c.fusion);
+        direct.x_view = view(c.x);
+        direct.y_view = view(c.grad_out);
+        direct.per_split = rows_per as u32;
+        rec.launch(
+            kernel(&WEIGHT_DIRECT),
+            &[direct.bytes()],
+            &[
+                Some(read(c.x)),
+                Some(read(c.grad_out)),
+                Some(write(&sums)),
+                Some(read(&flags)),
+            ],
+            &[],
+            Grid::Threads(threads as u64),
+            Cost {
+                flops: 0,
+                bytes: bytes_of(&[threads]),
+            },
+        )?;
+        let a = WeightArgs {
+            count: (cout * cin) as u32,
+            splits: direct_splits as u32,
+            ..weight
+        };
+        rec.launch(
+            kernel(&WEIGHT_DIRECT_SUM),
+            &[bytemuck::bytes_of(&a)],
+            &[
+                Some(read(&sums)),
+                Some(write(c.grad_weight)),
+                Some(read(&flags)),
+            ],
+            &[],
+            Grid::Threads((cout * cin) as u64),
+            Cost {
+                flops: 0,
+                bytes: bytes_of(&[cout * cin]),
             },
         )?;
         rec.scratch_done(sums);
+        rec.scratch_done(flags);
         Ok(())
     }
 }
 
-/// Whether the weight gradient runs as F(3×3, 2×2) at all: only with
-/// `SKIPGRAD_WINOGRAD_WEIGHT=1` (experimental). A NaN or Inf in its input spreads through the
-/// transforms over a tile's taps, giving NaN where PyTorch's direct sum gives ±Inf, and it has
-/// no fallback for that yet (the forward recomputes such tiles tap by tap); the variable lets
-/// a GPU's timings (the device script) and the self-test reach it meanwhile.
-pub(super) fn enabled() -> bool {
-    std::env::var("SKIPGRAD_WINOGRAD_WEIGHT").is_ok_and(|v| v.trim() == "1")
-}
-
-/// Whether the weight gradient of `g`, `p` fits the device as F(3×3, 2×2).
+/// Whether the weight gradient of `g`, `p` fits the device as F(3×3, m×m) for both m.
 pub(super) fn weight_fits(gpu: &Gpu, g: &Geometry, p: &Conv2dParams) -> bool {
-    let plan = Plan::new(gpu, g, p, 2);
-    plan.fits() && weight_splits(gpu, g, &plan).is_some()
+    super::TILE_SIDES.iter().all(|&m| {
+        let plan = Plan::new(gpu, g, p, m);
+        plan.fits() && weight_splits(gpu, g, &plan).is_some()
+    })
 }

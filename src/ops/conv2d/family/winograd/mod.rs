@@ -1,10 +1,9 @@
 //! The Winograd family (`shaders/conv2d/winograd/`): 3 × 3 convolutions of stride 1 as
 //! F(2×2, 3×3) (16 multiplies a 2 × 2 output tile where the direct sum takes 36) or
-//! F(4×4, 3×3) (36 for 144); variant 0 is the rule's tile, variant 1 the other. The forward and the stride-1 input gradient (the
-//! forward on the transposed problem); the weight gradient as F(3×3, 2×2)
-//! (`backward_weight.rs`: the same 16 products a tile), experimental: offered only with
-//! `SKIPGRAD_WINOGRAD_WEIGHT=1`, and then only to a forced choice
-//! ([`Family::tuned_variants`]; its NaN and Inf are not yet PyTorch's).
+//! F(4×4, 3×3) (36 for 144); variant 0 is the rule's tile, variant 1 the other. The forward
+//! and the stride-1 input gradient (the forward on the transposed problem); the weight
+//! gradient as F(3×3, 2×2) or F(3×3, 4×4) (`backward_weight.rs`: the same products a tile,
+//! the forward's input transform, NaN and Inf recomputed as the direct sum).
 //!
 //! A pass is four launches: the filter transform into a texture (once), and for each part of
 //! the batch's tiles the input transform into a texture, the products as one
@@ -13,8 +12,9 @@
 //! epilogue. Parts keep the scratch within its budget (`plan.rs`).
 //!
 //! Which tile: the rule (a forced `winograd`, and the CPU rule) takes F(4×4) where the pass
-//! has at least [`RULE_F4_MIN_TILES`] of its 4 × 4 tiles, F(2×2) below ([`tile_side`]); the
-//! tuner measures both.
+//! has at least [`RULE_F4_MIN_TILES`] of its 4 × 4 tiles (the weight gradient: and
+//! [`RULE_WEIGHT_F4_MIN_IMAGE_TILES`] an image), F(2×2) below ([`tile_side`]); the tuner
+//! measures both.
 //!
 //! Rounding: F(2×2) stays near the direct sum. F(4×4) interpolates at 0, ±3/2, ±2/3 (not
 //! Lavin's 0, ±1, ±2, whose transforms scale values by up to 8) and the products sum each
@@ -26,18 +26,19 @@
 //! (`output.wgsl`), so NaN and Inf land where PyTorch puts them.
 
 mod backward_weight;
+mod forward;
 #[cfg(all(test, feature = "oracle"))]
 mod oracle_tests;
 mod plan;
 
 use crate::error::Result;
 use crate::gpu::{Access, KernelSpec, Shader, Specialised, StagingKind};
-use crate::ops::conv2d::args::{ForwardArgs, GemmCall, Geometry, InputGradArgs, WeightGradArgs};
+use crate::ops::conv2d::args::{ForwardArgs, Geometry, InputGradArgs, WeightGradArgs};
 use crate::ops::conv2d::family::texture::stage::{pow2_reserve, stage_activation, Staged};
 use crate::ops::conv2d::family::{Call, Family, Info, Pass, TuneKey};
 use crate::ops::conv2d::Conv2dParams;
 use crate::ops::rebase;
-use crate::record::{read, Cost, Grid, Recording};
+use crate::record::{Cost, Grid, Recording};
 use crate::tensor::Tensor;
 use crate::Gpu;
 use plan::Plan;
@@ -128,14 +129,6 @@ fn share(v: u64, part: usize, whole: usize) -> u64 {
     (v as u128 * part as u128 / whole.max(1) as u128) as u64
 }
 
-/// Whether `t` allows the output transform's 4-pixel vec4 stores: rows of whole quads and a
-/// view that starts and strides 4-aligned.
-fn quad_rows(t: &Tensor) -> bool {
-    t.shape()[3].is_multiple_of(4)
-        && t.offset_u32().is_multiple_of(4)
-        && t.batch_stride_u32().is_multiple_of(4)
-}
-
 /// The output tile sides: F(2×2, 3×3) and F(4×4, 3×3).
 const TILE_SIDES: [usize; 2] = [2, 4];
 
@@ -147,16 +140,26 @@ const TILE_SIDES: [usize; 2] = [2, 4];
 /// 5.3 at 49 and 10.0 against 7.3 at 16 (benches/NOTES.md, v31).
 const RULE_F4_MIN_TILES: usize = 64;
 
-/// The tile side of variant `variant` for a pass whose output (the forward's y, the input
-/// gradient's grad_x) is `out`: variant 0 is the rule's — F(4×4) from [`RULE_F4_MIN_TILES`]
-/// tiles, F(2×2) below — and variant 1 the other.
-fn tile_side(variant: usize, out: [usize; 4]) -> usize {
+/// Tiles of side 4 an image from which the rule takes the weight gradient as F(3×3, 4×4).
+/// Its split sums, 2.25× F(3×3, 2×2)'s, are read and written once a part of the batch, and
+/// a part is often one image (the CPU adapters' scratch budget): on lavapipe (minimum of
+/// interleaved runs) F(3×3, 4×4) took 15.1 ms against F(3×3, 2×2)'s 19.8 at 196 tiles an image
+/// (64 channels, 56², batch 4), forward+backward 36.3 against 38.1 at 64 (conv3x3_c64, 32²),
+/// but the same at 49 (128 channels, 28²) and 35.6 against 20.2 at 16 (256 channels, 14²)
+/// (benches/NOTES.md, v33).
+const RULE_WEIGHT_F4_MIN_IMAGE_TILES: usize = 64;
+
+/// The tile side of variant `variant` of `pass` for the image `out` the pass tiles (the
+/// forward's y, whose gradient the weight gradient tiles too; the input gradient's
+/// grad_x): variant 0 is the rule's — F(4×4) from [`RULE_F4_MIN_TILES`] tiles a pass, and
+/// for the weight gradient from [`RULE_WEIGHT_F4_MIN_IMAGE_TILES`] an image as well; F(2×2)
+/// below — and variant 1 the other.
+fn tile_side(pass: Pass, variant: usize, out: [usize; 4]) -> usize {
     let [n, _, oh, ow] = out;
-    let rule = if n * oh.div_ceil(4) * ow.div_ceil(4) >= RULE_F4_MIN_TILES {
-        4
-    } else {
-        2
-    };
+    let per_image = oh.div_ceil(4) * ow.div_ceil(4);
+    let f4 = n * per_image >= RULE_F4_MIN_TILES
+        && (pass != Pass::BackwardWeight || per_image >= RULE_WEIGHT_F4_MIN_IMAGE_TILES);
+    let rule = if f4 { 4 } else { 2 };
     match variant {
         0 => rule,
         _ => 6 - rule,
@@ -167,6 +170,15 @@ fn tile_side(variant: usize, out: [usize; 4]) -> usize {
 const CPU_MIN_CHANNELS: usize = 64;
 /// FLOPs a pass (the direct sum's count) from which the CPU rule takes F(2×2).
 const CPU_MIN_FLOPS: u64 = 300_000_000;
+/// Tiles of 2 × 2 output pixels over the batch from which the CPU rule takes the weight
+/// gradient as Winograd too (F(3×3, 2×2) or F(3×3, 4×4) by [`tile_side`]). Its split sums
+/// are read and written once a part of the batch (α² × cout × cin values a split), so few
+/// tiles a weight pay more for them than the products save: on lavapipe (ResNet-50's 3×3
+/// layers, F(3×3, 2×2), minimum of interleaved runs) it took 5.2 ms against texture's 7.4 at
+/// 784 tiles (64 channels, 56², batch 1), 5.9 against 6.5 at 196 (128 channels, 28²), 23.4
+/// against 29.9 at 196 (256 channels, 14², batch 4), but 12.4 against 7.1 at 49 and 81
+/// against 39 at 64 (512 channels, 7², batch 4) (benches/NOTES.md, v32).
+const CPU_WEIGHT_MIN_TILES: usize = 196;
 
 /// The Winograd family.
 pub(crate) struct Winograd;
@@ -177,7 +189,7 @@ impl Info for Winograd {
     }
 
     fn summary(&self) -> &'static str {
-        "Winograd F(4×4, 3×3) and F(2×2, 3×3): 3×3 stride-1 forward and input gradient in 1/4 or 4/9 of the multiplies (weight gradient: SKIPGRAD_WINOGRAD_WEIGHT=1)"
+        "Winograd F(4×4, 3×3) and F(2×2, 3×3): 3×3 stride-1 forward and input gradient in 1/4 or 4/9 of the multiplies (weight gradient: F(3×3, 4×4) and F(3×3, 2×2))"
     }
 
     /// First (F(4×4) or F(2×2) by [`tile_side`]) where both channel counts reach
@@ -188,11 +200,16 @@ impl Info for Winograd {
     /// launches a part cost more than the multiplies saved), and below 64 channels the
     /// transforms cost more than they save (benches/NOTES.md, v29); F(4×4) where it is taken
     /// runs 1.3–1.8× faster than F(2×2) (v31).
-    /// Never the weight gradient: no automatic choice takes it yet
-    /// ([`Family::tuned_variants`]).
+    /// The weight gradient too where the batch has [`CPU_WEIGHT_MIN_TILES`] tiles of 2 × 2.
     fn cpu_rank(&self, pass: Pass, g: &Geometry) -> Option<u8> {
         let worth = g.x[1].min(g.y[1]) >= CPU_MIN_CHANNELS && g.tap_flops() >= CPU_MIN_FLOPS;
-        (worth && pass != Pass::BackwardWeight).then_some(0)
+        let [n, _, oh, ow] = g.y;
+        let tiles = n * oh.div_ceil(2) * ow.div_ceil(2);
+        let taken = match pass {
+            Pass::BackwardWeight => worth && tiles >= CPU_WEIGHT_MIN_TILES,
+            _ => worth,
+        };
+        taken.then_some(0)
     }
 
     fn kernels(&self) -> &'static [&'static KernelSpec] {
@@ -204,6 +221,8 @@ impl Info for Winograd {
             &backward_weight::GRAD_TRANSFORM,
             &backward_weight::WEIGHT_GEMM,
             &backward_weight::WEIGHT_OUTPUT,
+            &backward_weight::WEIGHT_DIRECT,
+            &backward_weight::WEIGHT_DIRECT_SUM,
         ]
     }
 }
@@ -231,52 +250,35 @@ impl Family for Winograd {
                 }
             }
             Pass::BackwardWeight => {
-                backward_weight::enabled()
-                    && winograd_shaped(g, p)
-                    && backward_weight::weight_fits(gpu, g, p)
+                winograd_shaped(g, p) && backward_weight::weight_fits(gpu, g, p)
             }
         }
     }
 
     fn forward(&self, rec: &mut Recording<'_>, c: &ForwardArgs<'_>) -> Result<()> {
         let call = c.gemm();
-        self.gemm(rec, &call, tile_side(0, call.g.y))
+        self.gemm(rec, &call, tile_side(Pass::Forward, 0, call.g.y))
     }
 
     fn backward_input(&self, rec: &mut Recording<'_>, c: &InputGradArgs<'_>) -> Result<()> {
         let call = c.gemm();
-        self.gemm(rec, &call, tile_side(0, call.g.y))
+        self.gemm(rec, &call, tile_side(Pass::BackwardInput, 0, call.g.y))
     }
 
     fn backward_weight(&self, rec: &mut Recording<'_>, c: &WeightGradArgs<'_>) -> Result<()> {
-        self.weight_gradient(rec, c)
+        self.weight_gradient(rec, c, tile_side(Pass::BackwardWeight, 0, c.g.y))
     }
 
-    fn variants(&self, call: &Call<'_, '_>) -> usize {
-        match call.pass() {
-            Pass::BackwardWeight => 1,
-            _ => TILE_SIDES.len(),
-        }
-    }
-
-    /// Both tile sides for the forward and the input gradient. None for the weight
-    /// gradient: a NaN or Inf in its input spreads through the transforms
-    /// where the direct sum keeps it to the taps it touches, and unlike the forward it has no
-    /// per-tile fallback yet; on lavapipe it measured on a par with the texture family at
-    /// 64–128 channels and slower at 256–512 (benches/NOTES.md, v30). Forcing `winograd`
-    /// runs it, so a GPU's figures can decide.
-    fn tuned_variants(&self, call: &Call<'_, '_>) -> usize {
-        match call.pass() {
-            Pass::BackwardWeight => 0,
-            _ => self.variants(call),
-        }
+    fn variants(&self, _call: &Call<'_, '_>) -> usize {
+        TILE_SIDES.len()
     }
 
     fn describe_variant(&self, key: &TuneKey, v: usize) -> String {
         let [n, c, h, w] = key.x;
-        // The pass's output: the forward's y (3 × 3, stride 1), the input gradient's grad_x.
+        // The tiles' image: the forward's y (3 × 3, stride 1), whose gradient the weight
+        // gradient tiles too; the input gradient's grad_x.
         let out = match key.pass {
-            Pass::Forward => [
+            Pass::Forward | Pass::BackwardWeight => [
                 n,
                 c,
                 (h + 2 * key.padding[0]).saturating_sub(2),
@@ -284,13 +286,11 @@ impl Family for Winograd {
             ],
             _ => key.x,
         };
+        let m = tile_side(key.pass, v, out);
         match (key.pass, v) {
-            (Pass::BackwardWeight, 0) => "F(3×3, 2×2)".to_string(),
-            (Pass::BackwardWeight, _) | (_, 2..) => String::new(),
-            _ => {
-                let m = tile_side(v, out);
-                format!("F({m}×{m}, 3×3)")
-            }
+            (_, 2..) => String::new(),
+            (Pass::BackwardWeight, _) => format!("F(3×3, {m}×{m})"),
+            _ => format!("F({m}×{m}, 3×3)"),
         }
     }
 
@@ -301,13 +301,15 @@ impl Family for Winograd {
         match call {
             Call::Forward(a) => {
                 let c = a.gemm();
-                self.gemm(rec, &c, tile_side(v, c.g.y))
+                self.gemm(rec, &c, tile_side(call.pass(), v, c.g.y))
             }
             Call::BackwardInput(a) => {
                 let c = a.gemm();
-                self.gemm(rec, &c, tile_side(v, c.g.y))
+                self.gemm(rec, &c, tile_side(call.pass(), v, c.g.y))
             }
-            Call::BackwardWeight(a) => self.weight_gradient(rec, a),
+            Call::BackwardWeight(a) => {
+                self.weight_gradient(rec, a, tile_side(Pass::BackwardWeight, v, a.g.y))
+            }
         }
     }
 }
@@ -359,115 +361,4 @@ fn input_transform(
     )?;
     staged.done(rec);
     Ok(v)
-}
-
-impl Winograd {
-    /// Records `c` (a forward, or a transposed input gradient) as F(m×m, 3×3): the filter
-    /// transform, then for each part of the batch the input's staging, the input transform,
-    /// the products and the output transform.
-    fn gemm(&self, rec: &mut Recording<'_>, c: &GemmCall<'_>, m: usize) -> Result<()> {
-        let plan = Plan::new(rec.gpu(), &c.g, &c.p, m);
-        let constants = [("WINO_M", m as f64)];
-        let kernel = |spec| Specialised {
-            spec,
-            constants: &constants,
-        };
-        let [n, _, _, _] = c.g.x;
-        let cout = c.g.y[1];
-        let a2 = plan.alpha * plan.alpha;
-        let base = WinoArgs {
-            tiles_h: plan.tiles_h as u32,
-            tiles_w: plan.tiles_w as u32,
-            cq_in: plan.cq_in as u32,
-            cout_pad: 4 * plan.cq as u32,
-            transpose: c.transpose as u32,
-            rows: plan.staged.rows as u32,
-            ..Default::default()
-        };
-        let texture = wino_texture;
-
-        // U = G g Gᵀ for every (input channel, output channel).
-        let u = texture(rec, StagingKind::Weights, plan.filter_size())?;
-        let threads = 4 * plan.cq_in * plan.cq;
-        let w = WinoArgs {
-            count: threads as u32,
-            ..base
-        };
-        let bytes = 4 * (c.weight.numel() + 4 * a2 * threads) as u64;
-        rec.launch(
-            kernel(&FILTER),
-            &[c.args(threads, 0).bytes(), bytemuck::bytes_of(&w)],
-            &[Some(read(c.weight))],
-            &[&u.view],
-            Grid::Threads(threads as u64),
-            Cost { flops: 0, bytes },
-        )?;
-
-        let total = n * plan.per_image();
-        for images in plan.image_parts(rec.gpu(), n) {
-            let t0 = images.start * plan.per_image();
-            let real = images.len() * plan.per_image();
-            let tiles = real.next_multiple_of(16);
-            let part = WinoArgs {
-                tiles: tiles as u32,
-                real_tiles: real as u32,
-                t0: t0 as u32,
-                n0: images.start as u32,
-                ..base
-            };
-            let v = input_transform(rec, &plan, c.x, &images, c.fusion.relu_input, &part, m)?;
-
-            // M = V · U at each of the α² positions.
-            let product = texture(rec, StagingKind::Activation, plan.product_size(tiles))?;
-            let threads = a2 * tiles / 16 * plan.cq / 2;
-            let w = WinoArgs {
-                count: threads as u32,
-                ..part
-            };
-            // The convention's FLOPs (every tap of the direct sum), this part's share.
-            let flops = share(c.cost.flops, real, total);
-            let bytes = 16 * (a2 * tiles * (plan.cq_in + plan.cq)) as u64;
-            rec.launch(
-                kernel(&GEMM),
-                &[bytemuck::bytes_of(&w)],
-                &[],
-                &[&u.view, &v.view, &product.view],
-                Grid::Threads(threads as u64),
-                Cost { flops, bytes },
-            )?;
-            v.done(rec);
-
-            // Y = Aᵀ M A through the store epilogue.
-            let threads = real * cout.div_ceil(4);
-            let w = WinoArgs {
-                count: threads as u32,
-                ..part
-            };
-            let mut a = c.args(threads, 0);
-            a.vec4_ok = (quad_rows(c.out) && c.mask.is_none_or(quad_rows)) as u32;
-            let [bias, out, mask] = c.outputs();
-            let [out4, mask4] = c.outputs4();
-            let outputs = m * m * real * cout * (1 + c.fusion.accumulate as usize);
-            let bytes = 4 * (4 * a2 * real * plan.cq + outputs) as u64;
-            rec.launch(
-                kernel(&OUTPUT),
-                &[a.bytes(), bytemuck::bytes_of(&w)],
-                &[
-                    Some(read(c.x)),
-                    Some(read(c.weight)),
-                    bias,
-                    out,
-                    mask,
-                    out4,
-                    mask4,
-                ],
-                &[&product.view],
-                Grid::Threads(threads as u64),
-                Cost { flops: 0, bytes },
-            )?;
-            product.done(rec);
-        }
-        u.done(rec);
-        Ok(())
-    }
 }

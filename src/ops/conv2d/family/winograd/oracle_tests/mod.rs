@@ -2,13 +2,16 @@
 //! on odd sizes, padding past the kernel's reach and channel counts that leave quads and
 //! blocks partial, each asserted by the kernels and tile size it compiled; the batch in
 //! parts; values whose transforms overflow where the direct sum does not; and the weight
-//! gradient, F(3×3, 2×2), with its fusions and its batch in parts.
+//! gradient (`weight.rs`).
 
-use super::backward_weight::{GRAD_TRANSFORM, WEIGHT_GEMM, WEIGHT_OUTPUT};
-use super::{tile_side, Winograd, GEMM, INPUT, OUTPUT, RULE_F4_MIN_TILES, TILE_SIDES};
+mod weight;
+
+use super::backward_weight::WEIGHT_GEMM;
+use super::{
+    tile_side, GEMM, INPUT, OUTPUT, RULE_F4_MIN_TILES, RULE_WEIGHT_F4_MIN_IMAGE_TILES, TILE_SIDES,
+};
 use crate::memory::Purpose;
-use crate::ops::conv2d::args::{Geometry, WeightGradArgs};
-use crate::ops::conv2d::family::{Call, Family};
+use crate::ops::conv2d::family::Pass;
 use crate::ops::conv2d::{conv2d_backward_input_into, conv2d_into, ConvKernels, Fusion};
 use crate::record::Recording;
 use crate::reference::{self, noise};
@@ -40,6 +43,9 @@ fn assert_within(got: &[f32], want: &[f64], scale: impl Fn(f64) -> f64, what: &s
 fn assert_matches(got: &[f32], want: &[f64], what: &str) {
     assert_within(got, want, |e| 1.0 + e.abs(), what);
 }
+
+/// How many times each kernel (entry point) ran.
+type Dispatches = std::collections::HashMap<&'static str, usize>;
 
 /// A problem: x, weight, bias, and the output (filled with NaN: what a pass leaves unwritten
 /// cannot pass).
@@ -150,7 +156,11 @@ fn both_tile_sizes_match_the_oracle() {
                 false => problem.p.output_shape(problem.xs, problem.ws).unwrap(),
             };
             for variant in 0..TILE_SIDES.len() {
-                let m = tile_side(variant, out);
+                let pass = match input_gradient {
+                    true => Pass::BackwardInput,
+                    false => Pass::Forward,
+                };
+                let m = tile_side(pass, variant, out);
                 let what = format!("problem {k}, input gradient {input_gradient}, F({m}×{m})");
                 gpu.clear_pipelines();
                 let (got, kernels, _) = problem.run(&gpu, input_gradient, Some(variant));
@@ -174,7 +184,9 @@ fn both_tile_sizes_match_the_oracle() {
 
 /// The rule (a forced `winograd`, and the CPU rule) takes F(4×4) from
 /// [`RULE_F4_MIN_TILES`] tiles of side 4 a pass over the batch, F(2×2) below, forward and
-/// input gradient alike — asserted by the tile size compiled — with the oracle's numbers.
+/// input gradient alike, and the weight gradient's F(3×3, 4×4) where an image has
+/// [`RULE_WEIGHT_F4_MIN_IMAGE_TILES`] as well — asserted by the tile size compiled — with
+/// the oracle's numbers.
 #[test]
 fn the_rule_takes_f4_from_64_tiles() {
     assert_eq!(RULE_F4_MIN_TILES, 64);
@@ -199,6 +211,26 @@ fn the_rule_takes_f4_from_64_tiles() {
             );
             assert_matches(&got, &problem.want(input_gradient), &what);
         }
+    }
+    // The weight gradient: F(3×3, 4×4) only where an image has 64 tiles of side 4 too.
+    assert_eq!(RULE_WEIGHT_F4_MIN_IMAGE_TILES, 64);
+    for (xs, m) in [
+        ([2, 8, 28, 28], 2),
+        ([1, 8, 32, 32], 4),
+        ([1, 8, 28, 28], 2),
+    ] {
+        let problem = Problem::new(xs, [8, 8, 3, 3], [1, 1]);
+        let ys = problem.p.output_shape(xs, problem.ws).unwrap();
+        gpu.clear_pipelines();
+        let (got, want, _) = problem.weight_gradient(&gpu, &noise(ys.iter().product(), 11), None);
+        let compiled = gpu.compiled_constants(WEIGHT_GEMM.entry);
+        let what = format!("{xs:?}, weight gradient");
+        assert_eq!(compiled.len(), 1, "{what}");
+        assert!(
+            compiled[0].contains(&("WINO_M", m as f64)),
+            "{what}: {compiled:?}"
+        );
+        assert_matches(&got, &want, &what);
     }
 }
 
@@ -283,74 +315,5 @@ fn overflowing_transforms_fall_back_to_the_direct_sum() {
         // Outputs are sums of terms up to 3e35 that cancel: rounding is relative to those.
         let largest = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         assert_within(&got, &want, |_| largest, &format!("variant {variant}"));
-    }
-}
-
-/// The weight gradient as F(3×3, 2×2) (experimental: run through the family) against the
-/// oracle, with ReLU on load and accumulation onto an earlier gradient: partial quads of
-/// input channels and blocks of output channels, padding 0–2, tiles over the output's
-/// edge, the reduction over tiles in splits, and (the last problem) the batch in three parts,
-/// each adding its products to the sums of the ones before.
-#[test]
-fn the_weight_gradient_matches_the_oracle() {
-    let gpu = test_gpu();
-    gpu.set_scratch_budget(1);
-    let problems = [
-        ([3, 5, 11, 9], [13, 5, 3, 3], [1, 1]),
-        ([2, 40, 17, 6], [9, 40, 3, 3], [0, 2]),
-        ([4, 3, 4, 5], [6, 3, 3, 3], [2, 2]),
-        ([6, 4, 40, 40], [8, 4, 3, 3], [1, 1]),
-    ];
-    for (k, (xs, ws, padding)) in problems.into_iter().enumerate() {
-        let problem = Problem::new(xs, ws, padding);
-        let ys = problem.p.output_shape(xs, ws).unwrap();
-        let go = noise(ys.iter().product(), 11);
-        let prior = noise(ws.iter().product(), 13);
-        let relu_x: Vec<f64> = problem.x.iter().map(|&v| v.max(0.0) as f64).collect();
-        let mut want =
-            reference::conv2d_backward_weight(&relu_x, xs, &f64s(&go), ws, &problem.p).unwrap();
-        want.iter_mut()
-            .zip(&prior)
-            .for_each(|(w, &p)| *w += p as f64);
-        let up =
-            |shape, v: &[f32]| Tensor::from_slice(&gpu, shape, v, Purpose::Activation).unwrap();
-        let (x, grad_out, grad_w) = (up(xs, &problem.x), up(ys, &go), up(ws, &prior));
-        let mut rec = Recording::new(&gpu);
-        let fusion = Fusion {
-            relu_input: true,
-            accumulate: true,
-        };
-        // The family itself: no selection offers it without SKIPGRAD_WINOGRAD_WEIGHT=1.
-        let args = WeightGradArgs {
-            g: Geometry::of(&x, &grad_w, &problem.p).unwrap(),
-            p: problem.p,
-            x: &x,
-            grad_out: &grad_out,
-            grad_weight: &grad_w,
-            fusion,
-            bias: None,
-        };
-        Winograd
-            .run_variant(&mut rec, &Call::BackwardWeight(&args), 0)
-            .unwrap();
-        let what = format!("problem {k}");
-        for spec in [&INPUT, &GRAD_TRANSFORM, &WEIGHT_GEMM, &WEIGHT_OUTPUT] {
-            assert!(
-                rec.dispatches_of(spec.entry) >= 1,
-                "{what}: {:?}",
-                rec.kernels()
-            );
-        }
-        if k == 3 {
-            // Parts of two images, the least that keeps lavapipe busy.
-            assert_eq!(
-                rec.dispatches_of(WEIGHT_GEMM.entry),
-                3,
-                "{what}: three parts"
-            );
-        }
-        assert_eq!(rec.dispatches_of(WEIGHT_OUTPUT.entry), 1, "{what}");
-        rec.finish().unwrap();
-        assert_matches(&grad_w.to_vec(&gpu).unwrap(), &want, &what);
     }
 }
