@@ -185,8 +185,8 @@ fn the_tuner_measures_the_bias_on_look_alikes() {
 /// Under the CPU policy (lavapipe's by default) the rule runs a 3×3 stride-1 conv's forward
 /// and input gradient on the Winograd family (F(4×4) or F(2×2) by the tiles: the family's
 /// own tests) from 64 channels in and out and 300 MFLOP a pass, and its weight gradient too
-/// where the batch also has 196 tiles of 2 × 2 pixels, where each measured faster than the
-/// texture family (benches/NOTES.md, v29, v31, v32); on the texture family below either.
+/// where the batch also has 64 tiles of 2 × 2 pixels, where each measured faster than the
+/// texture family (benches/NOTES.md, v29, v31–v34); on the texture family below either.
 /// The oracle's numbers either way.
 #[test]
 fn the_cpu_rule_takes_winograd_from_64_channels() {

@@ -75,6 +75,16 @@ struct WeightArgs {
     _pad: [u32; 2],
 }
 
+/// The parts of the batch the weight gradient works in: as the forward's, but within at
+/// least one split's sums' size (α² × cout × cin values) rather than the scratch budget
+/// alone — each part reads and writes every split's sums once, so parts whose textures are
+/// smaller than the sums spend more on them than on the products (benches/NOTES.md, v34).
+fn weight_parts(gpu: &Gpu, g: &Geometry, plan: &Plan) -> Vec<std::ops::Range<usize>> {
+    let sums = 4 * plan.alpha * plan.alpha * g.y[1] * g.x[1];
+    let budget = (gpu.scratch_budget() as usize).max(sums);
+    plan.image_parts_within(gpu, g.x[0], budget)
+}
+
 /// How the reduction over tiles splits: (splits, tiles a split sums in each part), or `None`
 /// where even the fewest splits' partial sums exceed one binding.
 pub(super) fn weight_splits(gpu: &Gpu, g: &Geometry, plan: &Plan) -> Option<(usize, usize)> {
@@ -82,7 +92,7 @@ pub(super) fn weight_splits(gpu: &Gpu, g: &Geometry, plan: &Plan) -> Option<(usi
     let cout = g.y[1];
     let a2 = plan.alpha * plan.alpha;
     let position_sums = a2 * cout * cin;
-    let part_tiles = plan.image_parts(gpu, n).iter().map(|r| r.len()).max()? * plan.per_image();
+    let part_tiles = weight_parts(gpu, g, plan).iter().map(|r| r.len()).max()? * plan.per_image();
     let total_tiles = n * plan.per_image();
     let base_threads = a2 * cin.div_ceil(8) * cout.div_ceil(16);
     // Each partial sum adds a split's tiles of every part: at most SERIAL_TERMS in all, and
@@ -156,7 +166,7 @@ impl super::Winograd {
         let sums = rec.scratch_tensor([sums_len, 1, 1, 1])?;
         let flags = rec.scratch_tensor([cout * cin, 1, 1, 1])?;
         let total = n * plan.per_image();
-        for (k, images) in plan.image_parts(rec.gpu(), n).into_iter().enumerate() {
+        for (k, images) in weight_parts(rec.gpu(), &c.g, &plan).into_iter().enumerate() {
             let real = images.len() * plan.per_image();
             let tiles = real.next_multiple_of(16);
             let part = WinoArgs {

@@ -11,10 +11,9 @@
 //! 16 × 8 block) into a scratch buffer, and the output transform through the shared store
 //! epilogue. Parts keep the scratch within its budget (`plan.rs`).
 //!
-//! Which tile: the rule (a forced `winograd`, and the CPU rule) takes F(4×4) where the pass
-//! has at least [`RULE_F4_MIN_TILES`] of its 4 × 4 tiles (the weight gradient: and
-//! [`RULE_WEIGHT_F4_MIN_IMAGE_TILES`] an image), F(2×2) below ([`tile_side`]); the tuner
-//! measures both.
+//! Which tile: the rule (a forced `winograd`, and the CPU rule) takes F(4×4) (the weight
+//! gradient: F(3×3, 4×4)) where the pass has at least [`RULE_F4_MIN_TILES`] of its 4 × 4
+//! tiles, F(2×2) below ([`tile_side`]); the tuner measures both.
 //!
 //! Rounding: F(2×2) stays near the direct sum. F(4×4) interpolates at 0, ±3/2, ±2/3 (not
 //! Lavin's 0, ±1, ±2, whose transforms scale values by up to 8) and the products sum each
@@ -140,26 +139,17 @@ const TILE_SIDES: [usize; 2] = [2, 4];
 /// 5.3 at 49 and 10.0 against 7.3 at 16 (benches/NOTES.md, v31).
 const RULE_F4_MIN_TILES: usize = 64;
 
-/// Tiles of side 4 an image from which the rule takes the weight gradient as F(3×3, 4×4).
-/// Its split sums, 2.25× F(3×3, 2×2)'s, are read and written once a part of the batch, and
-/// a part is often one image (the CPU adapters' scratch budget): on lavapipe (minimum of
-/// interleaved runs) F(3×3, 4×4) took 15.1 ms against F(3×3, 2×2)'s 19.8 at 196 tiles an image
-/// (64 channels, 56², batch 4), forward+backward 36.3 against 38.1 at 64 (conv3x3_c64, 32²),
-/// but the same at 49 (128 channels, 28²) and 35.6 against 20.2 at 16 (256 channels, 14²)
-/// (benches/NOTES.md, v33).
-const RULE_WEIGHT_F4_MIN_IMAGE_TILES: usize = 64;
-
-/// The tile side of variant `variant` of `pass` for the image `out` the pass tiles (the
-/// forward's y, whose gradient the weight gradient tiles too; the input gradient's
-/// grad_x): variant 0 is the rule's — F(4×4) from [`RULE_F4_MIN_TILES`] tiles a pass, and
-/// for the weight gradient from [`RULE_WEIGHT_F4_MIN_IMAGE_TILES`] an image as well; F(2×2)
+/// The tile side of variant `variant` for the image `out` a pass tiles (the forward's y,
+/// whose gradient the weight gradient tiles too; the input gradient's grad_x): variant 0 is
+/// the rule's — F(4×4) (or F(3×3, 4×4)) from [`RULE_F4_MIN_TILES`] tiles a pass, F(2×2)
 /// below — and variant 1 the other.
-fn tile_side(pass: Pass, variant: usize, out: [usize; 4]) -> usize {
+fn tile_side(variant: usize, out: [usize; 4]) -> usize {
     let [n, _, oh, ow] = out;
-    let per_image = oh.div_ceil(4) * ow.div_ceil(4);
-    let f4 = n * per_image >= RULE_F4_MIN_TILES
-        && (pass != Pass::BackwardWeight || per_image >= RULE_WEIGHT_F4_MIN_IMAGE_TILES);
-    let rule = if f4 { 4 } else { 2 };
+    let rule = if n * oh.div_ceil(4) * ow.div_ceil(4) >= RULE_F4_MIN_TILES {
+        4
+    } else {
+        2
+    };
     match variant {
         0 => rule,
         _ => 6 - rule,
@@ -172,13 +162,13 @@ const CPU_MIN_CHANNELS: usize = 64;
 const CPU_MIN_FLOPS: u64 = 300_000_000;
 /// Tiles of 2 × 2 output pixels over the batch from which the CPU rule takes the weight
 /// gradient as Winograd too (F(3×3, 2×2) or F(3×3, 4×4) by [`tile_side`]). Its split sums
-/// are read and written once a part of the batch (α² × cout × cin values a split), so few
+/// (α² × cout × cin values a split) are read and written once a part of the batch, so few
 /// tiles a weight pay more for them than the products save: on lavapipe (ResNet-50's 3×3
-/// layers, F(3×3, 2×2), minimum of interleaved runs) it took 5.2 ms against texture's 7.4 at
-/// 784 tiles (64 channels, 56², batch 1), 5.9 against 6.5 at 196 (128 channels, 28²), 23.4
-/// against 29.9 at 196 (256 channels, 14², batch 4), but 12.4 against 7.1 at 49 and 81
-/// against 39 at 64 (512 channels, 7², batch 4) (benches/NOTES.md, v32).
-const CPU_WEIGHT_MIN_TILES: usize = 196;
+/// layers, minimum of interleaved runs) it took 14.7 ms against texture's 31.1 at 784 tiles
+/// (128 channels, 28², batch 4), 36.2 against 50.0 at 64 (512 channels, 7², batch 4), but
+/// 8.8 against 7.6 at 49 (256 channels, 14², batch 1) and 24 against 10 at 16 (512 channels,
+/// 7², batch 1) (benches/NOTES.md, v34).
+const CPU_WEIGHT_MIN_TILES: usize = 64;
 
 /// The Winograd family.
 pub(crate) struct Winograd;
@@ -257,16 +247,16 @@ impl Family for Winograd {
 
     fn forward(&self, rec: &mut Recording<'_>, c: &ForwardArgs<'_>) -> Result<()> {
         let call = c.gemm();
-        self.gemm(rec, &call, tile_side(Pass::Forward, 0, call.g.y))
+        self.gemm(rec, &call, tile_side(0, call.g.y))
     }
 
     fn backward_input(&self, rec: &mut Recording<'_>, c: &InputGradArgs<'_>) -> Result<()> {
         let call = c.gemm();
-        self.gemm(rec, &call, tile_side(Pass::BackwardInput, 0, call.g.y))
+        self.gemm(rec, &call, tile_side(0, call.g.y))
     }
 
     fn backward_weight(&self, rec: &mut Recording<'_>, c: &WeightGradArgs<'_>) -> Result<()> {
-        self.weight_gradient(rec, c, tile_side(Pass::BackwardWeight, 0, c.g.y))
+        self.weight_gradient(rec, c, tile_side(0, c.g.y))
     }
 
     fn variants(&self, _call: &Call<'_, '_>) -> usize {
@@ -286,7 +276,7 @@ impl Family for Winograd {
             ],
             _ => key.x,
         };
-        let m = tile_side(key.pass, v, out);
+        let m = tile_side(v, out);
         match (key.pass, v) {
             (_, 2..) => String::new(),
             (Pass::BackwardWeight, _) => format!("F(3×3, {m}×{m})"),
@@ -301,15 +291,13 @@ impl Family for Winograd {
         match call {
             Call::Forward(a) => {
                 let c = a.gemm();
-                self.gemm(rec, &c, tile_side(call.pass(), v, c.g.y))
+                self.gemm(rec, &c, tile_side(v, c.g.y))
             }
             Call::BackwardInput(a) => {
                 let c = a.gemm();
-                self.gemm(rec, &c, tile_side(call.pass(), v, c.g.y))
+                self.gemm(rec, &c, tile_side(v, c.g.y))
             }
-            Call::BackwardWeight(a) => {
-                self.weight_gradient(rec, a, tile_side(Pass::BackwardWeight, v, a.g.y))
-            }
+            Call::BackwardWeight(a) => self.weight_gradient(rec, a, tile_side(v, a.g.y)),
         }
     }
 }

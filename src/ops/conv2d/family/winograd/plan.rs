@@ -107,12 +107,17 @@ impl Plan {
     /// target threads and few padding tiles ([`Plan::whole_blocks`]), within the texture
     /// limit; as even as can be.
     pub fn image_parts(&self, gpu: &Gpu, n: usize) -> Vec<Range<usize>> {
+        self.image_parts_within(gpu, n, gpu.scratch_budget() as usize)
+    }
+
+    /// [`Plan::image_parts`] within `budget` bytes instead of the scratch budget.
+    pub fn image_parts_within(&self, gpu: &Gpu, n: usize, budget: usize) -> Vec<Range<usize>> {
         let a2 = self.alpha * self.alpha;
         let texel = 16;
         let per_image = texel
             * (self.staged.cols * self.staged_rows(1)
                 + self.per_image() * a2 * (self.cq_in + self.cq));
-        let by_budget = gpu.scratch_budget() as usize / per_image.max(1);
+        let by_budget = budget / per_image.max(1);
         // A GEMM thread owns 16 tiles × 8 output channels of one position.
         let busy_tiles = target_threads(gpu) * 16 * 8 / (a2 * 4 * self.cq);
         let busy = busy_tiles.div_ceil(self.per_image());

@@ -7,11 +7,8 @@
 mod weight;
 
 use super::backward_weight::WEIGHT_GEMM;
-use super::{
-    tile_side, GEMM, INPUT, OUTPUT, RULE_F4_MIN_TILES, RULE_WEIGHT_F4_MIN_IMAGE_TILES, TILE_SIDES,
-};
+use super::{tile_side, GEMM, INPUT, OUTPUT, RULE_F4_MIN_TILES, TILE_SIDES};
 use crate::memory::Purpose;
-use crate::ops::conv2d::family::Pass;
 use crate::ops::conv2d::{conv2d_backward_input_into, conv2d_into, ConvKernels, Fusion};
 use crate::record::Recording;
 use crate::reference::{self, noise};
@@ -156,11 +153,7 @@ fn both_tile_sizes_match_the_oracle() {
                 false => problem.p.output_shape(problem.xs, problem.ws).unwrap(),
             };
             for variant in 0..TILE_SIDES.len() {
-                let pass = match input_gradient {
-                    true => Pass::BackwardInput,
-                    false => Pass::Forward,
-                };
-                let m = tile_side(pass, variant, out);
+                let m = tile_side(variant, out);
                 let what = format!("problem {k}, input gradient {input_gradient}, F({m}×{m})");
                 gpu.clear_pipelines();
                 let (got, kernels, _) = problem.run(&gpu, input_gradient, Some(variant));
@@ -184,9 +177,8 @@ fn both_tile_sizes_match_the_oracle() {
 
 /// The rule (a forced `winograd`, and the CPU rule) takes F(4×4) from
 /// [`RULE_F4_MIN_TILES`] tiles of side 4 a pass over the batch, F(2×2) below, forward and
-/// input gradient alike, and the weight gradient's F(3×3, 4×4) where an image has
-/// [`RULE_WEIGHT_F4_MIN_IMAGE_TILES`] as well — asserted by the tile size compiled — with
-/// the oracle's numbers.
+/// input gradient alike, and the weight gradient's F(3×3, 4×4) and F(3×3, 2×2) the same way
+/// — asserted by the tile size compiled — with the oracle's numbers.
 #[test]
 fn the_rule_takes_f4_from_64_tiles() {
     assert_eq!(RULE_F4_MIN_TILES, 64);
@@ -212,12 +204,11 @@ fn the_rule_takes_f4_from_64_tiles() {
             assert_matches(&got, &problem.want(input_gradient), &what);
         }
     }
-    // The weight gradient: F(3×3, 4×4) only where an image has 64 tiles of side 4 too.
-    assert_eq!(RULE_WEIGHT_F4_MIN_IMAGE_TILES, 64);
+    // The weight gradient, by the same count.
     for (xs, m) in [
-        ([2, 8, 28, 28], 2),
-        ([1, 8, 32, 32], 4),
         ([1, 8, 28, 28], 2),
+        ([2, 8, 28, 28], 4),
+        ([1, 8, 31, 31], 4),
     ] {
         let problem = Problem::new(xs, [8, 8, 3, 3], [1, 1]);
         let ys = problem.p.output_shape(xs, problem.ws).unwrap();

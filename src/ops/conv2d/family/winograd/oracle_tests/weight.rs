@@ -8,7 +8,7 @@ use crate::ops::conv2d::family::winograd::backward_weight::{
     GRAD_TRANSFORM, WEIGHT_DIRECT, WEIGHT_DIRECT_SUM, WEIGHT_GEMM, WEIGHT_OUTPUT,
 };
 use crate::ops::conv2d::family::winograd::{tile_side, Winograd, INPUT, TILE_SIDES};
-use crate::ops::conv2d::family::{Call, Family, Pass};
+use crate::ops::conv2d::family::{Call, Family};
 use crate::ops::conv2d::Fusion;
 use crate::record::Recording;
 use crate::reference::{self, noise};
@@ -95,7 +95,7 @@ fn the_weight_gradient_matches_the_oracle() {
         let ys = problem.p.output_shape(xs, ws).unwrap();
         let go = noise(ys.iter().product(), 11);
         for variant in 0..TILE_SIDES.len() {
-            let m = tile_side(Pass::BackwardWeight, variant, ys);
+            let m = tile_side(variant, ys);
             gpu.clear_pipelines();
             let (got, want, ran) = problem.weight_gradient(&gpu, &go, Some(variant));
             let what = format!("problem {k}, F(3×3, {m}×{m})");
