@@ -80,7 +80,8 @@ impl Gpu {
     /// The scratch budget: the most bytes one piece of a conv pass's working memory should
     /// take — a staged copy of an operand, the copy it is staged from, the partial sums of a
     /// reduction. Passes whose pieces would exceed it work through the batch in parts (one
-    /// image is the least a part holds) or split their reductions less. Default: 1 MiB on
+    /// image is the least a part holds; the Winograd family's parts also hold enough work to
+    /// be worth their launches, within 16 MiB) or split their reductions less. Default: 1 MiB on
     /// CPU adapters, 64 MiB on GPUs; `SKIPGRAD_SCRATCH_BUDGET_MIB` or
     /// [`GpuOptions::scratch_budget`](crate::GpuOptions) set it when the `Gpu` is created.
     pub fn scratch_budget(&self) -> u64 {

@@ -75,6 +75,13 @@ struct WeightArgs {
     _pad: [u32; 2],
 }
 
+/// Tiles one partial sum runs through in a part, at most: a running sum in the Winograd
+/// domain rounds like any other, and the output transform magnifies it; 256 tiles of 4 × 4
+/// a sum (64 channels, 32², parts of four images) put a weight gradient 1.7e-4 from the
+/// oracle's where 1e-4·(1 + |ref|) is the bound, 64 (parts of one image) stayed within it
+/// (benches/NOTES.md, v35).
+const SPLIT_TILES: usize = 64;
+
 /// The parts of the batch the weight gradient works in: as the forward's, but within at
 /// least one split's sums' size (α² × cout × cin values) rather than the scratch budget
 /// alone — each part reads and writes every split's sums once, so parts whose textures are
@@ -95,11 +102,13 @@ pub(super) fn weight_splits(gpu: &Gpu, g: &Geometry, plan: &Plan) -> Option<(usi
     let part_tiles = weight_parts(gpu, g, plan).iter().map(|r| r.len()).max()? * plan.per_image();
     let total_tiles = n * plan.per_image();
     let base_threads = a2 * cin.div_ceil(8) * cout.div_ceil(16);
-    // Each partial sum adds a split's tiles of every part: at most SERIAL_TERMS in all, and
-    // a thread's loop within the budget; more splits where the adapter wants threads, as
-    // many as the output transform's loop (α² sums of every split) and one binding allow.
+    // Each partial sum adds a split's tiles of every part: at most SERIAL_TERMS in all, at
+    // most SPLIT_TILES a part, and a thread's loop within the budget; more splits where the
+    // adapter wants threads, as many as the output transform's loop (α² sums of every split)
+    // and one binding allow.
     let fewest = total_tiles
         .div_ceil(SERIAL_TERMS)
+        .max(part_tiles.div_ceil(SPLIT_TILES))
         .max(part_tiles.div_ceil(LOOP_BUDGET))
         .max(1);
     let binding = gpu.limits().max_storage_buffer_binding_size as usize;

@@ -1,6 +1,7 @@
 //! How a Winograd pass cuts its work to fit the device: the batch in parts of whole images
 //! whose staged input, transformed input (V) and products (M) stay within the scratch
-//! budget (at least enough tiles to keep the adapter busy) and the texture limit.
+//! budget (at least enough tiles to keep the adapter busy and enough work to be worth a
+//! part's launches) and the texture limit.
 
 use std::ops::Range;
 
@@ -21,7 +22,20 @@ pub(super) struct Plan {
     /// Where the input is staged: every tile's α × α patch inside, zero padding around.
     pub staged: Extent,
     limit: usize,
+    /// The direct sum's FLOPs an image (what a part's share of the work is measured in).
+    image_flops: usize,
 }
+
+/// The least work a part of the batch holds, in the direct sum's FLOPs, where the batch has
+/// that much: each part costs its own staging and three launches (on lavapipe about 0.2 ms
+/// a part, a tenth of a 64-channel 32² image's F(4×4) forward), so parts of one image under
+/// a CPU adapter's 1 MiB budget spent 10–20% of forward+backward on launches (conv3x3_c128
+/// 16² n8: 85 dispatches, 33.9 ms; the batch whole, 19 and 26.7). Never for more than
+/// [`WORTH_MAX_BYTES`] of a part's textures (benches/NOTES.md, v35).
+const MIN_PART_FLOPS: usize = 256_000_000;
+/// The most a part grows to for [`MIN_PART_FLOPS`]: 4–6 MiB at 64 channels and more, where
+/// a 256-MFLOP part lies (a few channels' convs have far more pixels a FLOP).
+const WORTH_MAX_BYTES: usize = 16 << 20;
 
 impl Plan {
     /// The plan for geometry `g` and parameters `p` (the transposed problem for an input
@@ -43,6 +57,7 @@ impl Plan {
                 left: p.padding[1],
             },
             limit: gpu.limits().max_texture_dimension_2d as usize,
+            image_flops: 2 * cin * cout * 9 * oh * ow,
         }
     }
 
@@ -104,8 +119,8 @@ impl Plan {
 
     /// The parts of a batch of `n` images: as many a part as the staged input, V and M
     /// hold within the scratch budget, but enough tiles for the GEMM to run the adapter's
-    /// target threads and few padding tiles ([`Plan::whole_blocks`]), within the texture
-    /// limit; as even as can be.
+    /// target threads, few padding tiles ([`Plan::whole_blocks`]) and enough work to be worth
+    /// a part's launches ([`MIN_PART_FLOPS`]), within the texture limit; as even as can be.
     pub fn image_parts(&self, gpu: &Gpu, n: usize) -> Vec<Range<usize>> {
         self.image_parts_within(gpu, n, gpu.scratch_budget() as usize)
     }
@@ -121,8 +136,12 @@ impl Plan {
         // A GEMM thread owns 16 tiles × 8 output channels of one position.
         let busy_tiles = target_threads(gpu) * 16 * 8 / (a2 * 4 * self.cq);
         let busy = busy_tiles.div_ceil(self.per_image());
+        let worth = MIN_PART_FLOPS
+            .div_ceil(self.image_flops.max(1))
+            .min((WORTH_MAX_BYTES / per_image.max(1)).max(1));
         let mut per = by_budget
             .max(busy)
+            .max(worth)
             .max(self.whole_blocks(n))
             .clamp(1, n.max(1));
         while per > 1 && !self.part_fits(per) {

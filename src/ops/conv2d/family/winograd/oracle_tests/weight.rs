@@ -1,7 +1,8 @@
 //! The weight gradient, F(3×3, 2×2) and F(3×3, 4×4), against the f64 oracle: its fusions,
 //! its batch in parts, and NaN and Inf where PyTorch puts them.
 
-use super::{assert_matches, assert_within, f64s, test_gpu, Dispatches, Problem};
+use super::{assert_within, f64s, test_gpu, Dispatches, Problem};
+use crate::cases::SUM_ROUNDING;
 use crate::memory::Purpose;
 use crate::ops::conv2d::args::{Geometry, WeightGradArgs};
 use crate::ops::conv2d::family::winograd::backward_weight::{
@@ -15,6 +16,29 @@ use crate::reference::{self, noise};
 use crate::tensor::Tensor;
 use crate::Gpu;
 
+/// The oracle's weight gradient, and the sum of its terms' magnitudes (element by element).
+pub(super) struct Want {
+    pub values: Vec<f64>,
+    pub terms: Vec<f64>,
+}
+
+impl Want {
+    /// Asserts `got` is the oracle's within `1e-4·(1 + |ref|)` plus the float32 rounding a
+    /// sum of its terms may carry (`SUM_ROUNDING · Σ|terms|`, as the reference cases allow):
+    /// the Winograd domain's long sums over tiles round more than a plain relative bound
+    /// holds on a 196,608-term sum that cancels.
+    pub fn assert_matches(&self, got: &[f32], what: &str) {
+        assert_eq!(got.len(), self.values.len(), "{what}");
+        for (i, ((&g, &e), &t)) in got.iter().zip(&self.values).zip(&self.terms).enumerate() {
+            let bound = 1e-4 * (1.0 + e.abs()) + SUM_ROUNDING * t;
+            assert!(
+                (g as f64 - e).abs() <= bound,
+                "{what}, element {i}: {g} vs {e}"
+            );
+        }
+    }
+}
+
 impl Problem {
     /// The weight gradient of `go` (the output gradient) by the family's variant `variant`
     /// (F(3×3, 2×2) or F(3×3, 4×4): the rule's tile, or the other; `None`: the rule), with
@@ -26,7 +50,7 @@ impl Problem {
         gpu: &Gpu,
         go: &[f32],
         variant: Option<usize>,
-    ) -> (Vec<f32>, Vec<f64>, Dispatches) {
+    ) -> (Vec<f32>, Want, Dispatches) {
         gpu.set_scratch_budget(1);
         let (xs, ws) = (self.xs, self.ws);
         let ys = self.p.output_shape(xs, ws).unwrap();
@@ -39,11 +63,17 @@ impl Problem {
             }
         };
         let relu_x: Vec<f64> = self.x.iter().map(|&v| relu(v)).collect();
-        let mut want =
-            reference::conv2d_backward_weight(&relu_x, xs, &f64s(go), ws, &self.p).unwrap();
-        want.iter_mut()
-            .zip(&prior)
-            .for_each(|(w, &p)| *w += p as f64);
+        let oracle = |x: &[f64], go: &[f64], prior: &[f32], abs: bool| -> Vec<f64> {
+            let mut w = reference::conv2d_backward_weight(x, xs, go, ws, &self.p).unwrap();
+            let prior = prior.iter().map(|&p| if abs { p.abs() } else { p } as f64);
+            w.iter_mut().zip(prior).for_each(|(w, p)| *w += p);
+            w
+        };
+        let magnitude = |v: &[f64]| v.iter().map(|a| a.abs()).collect::<Vec<_>>();
+        let want = Want {
+            values: oracle(&relu_x, &f64s(go), &prior, false),
+            terms: oracle(&magnitude(&relu_x), &magnitude(&f64s(go)), &prior, true),
+        };
         let up = |shape, v: &[f32]| Tensor::from_slice(gpu, shape, v, Purpose::Activation).unwrap();
         let (x, grad_out, grad_w) = (up(xs, &self.x), up(ys, go), up(ws, &prior));
         let mut rec = Recording::new(gpu);
@@ -88,7 +118,7 @@ fn the_weight_gradient_matches_the_oracle() {
         ([3, 5, 11, 9], [13, 5, 3, 3], [1, 1]),
         ([2, 40, 17, 6], [9, 40, 3, 3], [0, 2]),
         ([4, 3, 4, 5], [6, 3, 3, 3], [2, 2]),
-        ([6, 4, 40, 40], [8, 4, 3, 3], [1, 1]),
+        ([3, 8, 256, 256], [16, 8, 3, 3], [1, 1]),
     ];
     for (k, (xs, ws, padding)) in problems.into_iter().enumerate() {
         let problem = Problem::new(xs, ws, padding);
@@ -107,12 +137,12 @@ fn the_weight_gradient_matches_the_oracle() {
                     "{what}: {compiled:?}"
                 );
             }
-            if k == 3 && m == 2 {
-                // Parts of two images, the least that keeps lavapipe busy.
+            if k == 3 {
+                // 16–25 MB of transforms an image: a part apiece under the one-byte budget.
                 assert_eq!(ran[WEIGHT_GEMM.entry], 3, "{what}: three parts");
             }
             assert_eq!(ran[WEIGHT_OUTPUT.entry], 1, "{what}");
-            assert_matches(&got, &want, &what);
+            want.assert_matches(&got, &what);
         }
     }
 }
@@ -140,6 +170,7 @@ fn the_weight_gradients_nan_and_inf_are_pytorchs() {
         let (got, want, ran) = problem.weight_gradient(&gpu, &go, Some(variant));
         assert_eq!(ran[WEIGHT_DIRECT.entry], 1, "{ran:?}");
         assert_eq!(ran[WEIGHT_DIRECT_SUM.entry], 1, "{ran:?}");
+        let want = want.values;
         let nonfinite = want.iter().filter(|v| !v.is_finite()).count();
         assert!(nonfinite > 0 && nonfinite < want.len() / 2, "{nonfinite}");
         for (i, (&g, &e)) in got.iter().zip(&want).enumerate() {
@@ -160,6 +191,7 @@ fn the_weight_gradients_nan_and_inf_are_pytorchs() {
         .collect();
     for variant in 0..TILE_SIDES.len() {
         let (got, want, _) = problem.weight_gradient(&gpu, &go, Some(variant));
+        let want = want.values;
         assert!(want.iter().all(|v| v.is_finite()));
         let largest = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         let what = format!("overflowing transforms, variant {variant}");
