@@ -13,8 +13,8 @@
 #   3. the reference cases; the GPU suite (auto), and PyTorch's (cuDNN, TF32 off) beside it;
 #      PyTorch's DenseNet-BC block's peak memory and time, plain and memory_efficient, and
 #      skipgrad's (`memory --bc`: analytic, accounted and driver bytes, time);
-#   4. the GPU suite with the Winograd family forced (its F(3×3, 2×2) weight gradient
-#      included, which no automatic choice takes yet);
+#   4. the GPU suite with the Winograd family forced (by its rule's tile: F(4×4) or F(2×2),
+#      and F(3×3, 4×4) or F(3×3, 2×2) for the weight gradients);
 #   5. batch cliffs: time per image by batch, with the splits (dispatches) of each;
 #   6. the standard suite (GPU timestamps);
 #   7. the residual block in six processes with the tuning cache and six without;
@@ -200,9 +200,9 @@ if have 40 "skipgrad's DenseNet-BC block by depth (bc)"; then
     cp "$WORK/memory_bc.txt" "$OUT/memory_bc.txt" 2>/dev/null
 fi
 
-# 4. The Winograd family forced on the GPU suite: its 3x3 forwards and input gradients
-#    against what the tuner picked (the other passes run the next family, as forced), and
-#    against cuDNN.
+# 4. The Winograd family forced on the GPU suite: its 3x3 forwards, input and weight
+#    gradients against what the tuner picked (the other passes run the next family, as
+#    forced), and against cuDNN.
 if have 90 "the GPU suite with the Winograd family forced (winograd)"; then
     log "GPU suite, Winograd family forced"
     step "$WORK/gpu_suite_winograd.json" 120 "$BIN" bench --suite gpu $QUICK_FLAG --kernels winograd --iters "$ITERS" --json
