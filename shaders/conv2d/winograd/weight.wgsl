@@ -235,11 +235,9 @@ fn conv2d_winograd_weight_output(@builtin(workgroup_id) wid: vec3<u32>, @builtin
         for (var c = 0u; c < ALPHA; c++) { row[c] = cols[c][k]; }
         rows[k] = gt_col(row);
     }
-    // Finite by the bits (drivers may fold float comparisons on the assumption of finite
-    // values): else conv2d_winograd_weight_direct computes this (co, ci) again.
-    let e = vec3<u32>(0x7f800000u);
-    let finite = all((bitcast<vec3<u32>>(rows[0]) & e) != e) && all((bitcast<vec3<u32>>(rows[1]) & e) != e)
-        && all((bitcast<vec3<u32>>(rows[2]) & e) != e);
+    // Else conv2d_winograd_weight_direct computes this (co, ci) again.
+    let finite = all(is_finite4(vec4<f32>(rows[0], 0.0))) && all(is_finite4(vec4<f32>(rows[1], 0.0)))
+        && all(is_finite4(vec4<f32>(rows[2], 0.0)));
     flags[i] = select(1u, 0u, finite);
     if !finite { return; }
     let base = ww.w_offset + 9u * i;

@@ -165,11 +165,12 @@ impl super::Winograd {
             ow: ow as u32,
             ..Default::default()
         };
-        // The direct fallback's splits of the output rows (as the direct family's), whose
-        // partial sums reuse S's memory.
-        let rows = n * oh;
-        let rows_per = rows_per_split(ow, 2, "weight gradient")?.min(rows).max(1);
-        let direct_splits = rows.div_ceil(rows_per);
+        let (rows_per, direct_splits) =
+            fallback_splits(rec.gpu(), &c.g).ok_or_else(|| crate::Error::Gpu {
+                during: "recording a convolution".into(),
+                message: "internal error: the winograd weight gradient's fallback does not fit"
+                    .into(),
+            })?;
         let taps = cout * cin * 9;
         let sums_len = (splits * a2 * cout * cin).max(direct_splits * taps);
         let sums = rec.scratch_tensor([sums_len, 1, 1, 1])?;
@@ -305,10 +306,28 @@ impl super::Winograd {
     }
 }
 
-/// Whether the weight gradient of `g`, `p` fits the device as F(3×3, m×m) for both m.
+/// The direct fallback's splits of the output rows, as the direct family's (rows a split,
+/// splits), or `None` where they do not fit: its sum launch loops over 9 × splits partial
+/// sums (within the loop budget) and their partial sums must fit one binding.
+pub(super) fn fallback_splits(gpu: &Gpu, g: &Geometry) -> Option<(usize, usize)> {
+    let [n, cin, _, _] = g.x;
+    let [_, cout, oh, ow] = g.y;
+    let rows = n * oh;
+    let per = rows_per_split(ow, 2, "weight gradient")
+        .ok()?
+        .min(rows)
+        .max(1);
+    let splits = rows.div_ceil(per);
+    let binding = gpu.limits().max_storage_buffer_binding_size as usize;
+    (9 * splits <= LOOP_BUDGET && 4 * splits * cout * cin * 9 <= binding).then_some((per, splits))
+}
+
+/// Whether the weight gradient of `g`, `p` fits the device as F(3×3, m×m) for both m, its
+/// direct fallback included.
 pub(super) fn weight_fits(gpu: &Gpu, g: &Geometry, p: &Conv2dParams) -> bool {
-    super::TILE_SIDES.iter().all(|&m| {
-        let plan = Plan::new(gpu, g, p, m);
-        plan.fits() && weight_splits(gpu, g, &plan).is_some()
-    })
+    fallback_splits(gpu, g).is_some()
+        && super::TILE_SIDES.iter().all(|&m| {
+            let plan = Plan::new(gpu, g, p, m);
+            plan.fits() && weight_splits(gpu, g, &plan).is_some()
+        })
 }

@@ -259,12 +259,16 @@ fn both_tile_sizes_pass_every_reference_case() {
             }
         }
     }
-    let compiled = gpu.compiled_constants(GEMM.entry);
-    for m in TILE_SIDES {
-        assert!(
-            compiled.iter().any(|c| c.contains(&("WINO_M", m as f64))),
-            "F({m}×{m}) never ran: {compiled:?}"
-        );
+    // Both tiles ran, in the products of the forward and input gradient and of the weight
+    // gradient alike.
+    for entry in [GEMM.entry, WEIGHT_GEMM.entry] {
+        let compiled = gpu.compiled_constants(entry);
+        for m in TILE_SIDES {
+            assert!(
+                compiled.iter().any(|c| c.contains(&("WINO_M", m as f64))),
+                "{entry}: m = {m} never ran: {compiled:?}"
+            );
+        }
     }
 }
 

@@ -6,15 +6,15 @@ use crate::cases::SUM_ROUNDING;
 use crate::memory::Purpose;
 use crate::ops::conv2d::args::{Geometry, WeightGradArgs};
 use crate::ops::conv2d::family::winograd::backward_weight::{
-    GRAD_TRANSFORM, WEIGHT_DIRECT, WEIGHT_DIRECT_SUM, WEIGHT_GEMM, WEIGHT_OUTPUT,
+    fallback_splits, GRAD_TRANSFORM, WEIGHT_DIRECT, WEIGHT_DIRECT_SUM, WEIGHT_GEMM, WEIGHT_OUTPUT,
 };
 use crate::ops::conv2d::family::winograd::{tile_side, Winograd, INPUT, TILE_SIDES};
-use crate::ops::conv2d::family::{Call, Family};
+use crate::ops::conv2d::family::{Call, Family, Pass};
 use crate::ops::conv2d::Fusion;
 use crate::record::Recording;
 use crate::reference::{self, noise};
 use crate::tensor::Tensor;
-use crate::Gpu;
+use crate::{Conv2dParams, Gpu};
 
 /// The oracle's weight gradient, and the sum of its terms' magnitudes (element by element).
 pub(super) struct Want {
@@ -196,5 +196,29 @@ fn the_weight_gradients_nan_and_inf_are_pytorchs() {
         let largest = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         let what = format!("overflowing transforms, variant {variant}");
         assert_within(&got, &want, |_| largest, &what);
+    }
+}
+
+/// The weight gradient is offered only where its direct fallback fits: that fallback's sum
+/// launch loops over nine partial sums a split of the output rows, so a batch of rows past
+/// the loop budget (128 images of 256²: 2048 splits, 18,432 iterations) goes to another
+/// family rather than to a loop the driver would cut short; 8 images of 256² (128 splits)
+/// stay Winograd's.
+#[test]
+fn the_weight_gradient_declines_what_its_fallback_cannot_sum() {
+    let gpu = test_gpu();
+    let p = Conv2dParams::new(1, 1);
+    for (n, fits) in [(8, true), (128, false)] {
+        let g = Geometry {
+            x: [n, 8, 256, 256],
+            w: [8, 8, 3, 3],
+            y: [n, 8, 256, 256],
+        };
+        assert_eq!(fallback_splits(&gpu, &g).is_some(), fits, "batch {n}");
+        assert_eq!(
+            Winograd.supports(&gpu, Pass::BackwardWeight, &g, &p),
+            fits,
+            "batch {n}"
+        );
     }
 }
